@@ -1,0 +1,469 @@
+// Package config loads pvectl's YAML configuration. Loading is strict: an
+// unknown key, a wrong type or a missing or invalid value is an error that
+// names the file, the line and the key.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/goccy/go-yaml"
+	"github.com/goccy/go-yaml/ast"
+	"github.com/goccy/go-yaml/parser"
+)
+
+// DefaultPath is where pvectl looks for its config without --config / PVECTL_CONFIG.
+const DefaultPath = "/etc/pvectl/pvectl.yaml"
+
+// Config is the whole configuration file.
+type Config struct {
+	Proxmox   Proxmox            `yaml:"proxmox"`
+	VMIDRange VMIDRange          `yaml:"vmid_range"`
+	Products  map[string]Product `yaml:"products"`
+	IPPools   []IPPool           `yaml:"ip_pools"`
+	DNS       DNS                `yaml:"dns"`
+	Tasks     Tasks              `yaml:"tasks"`
+
+	path string
+	file *ast.File
+}
+
+// Proxmox is the PVE API endpoint and its credentials.
+type Proxmox struct {
+	URL     string `yaml:"url"`
+	TokenID string `yaml:"token_id"` // USER@REALM!TOKENID
+	// TokenSecret may be inline, read from TokenSecretFile, or taken from
+	// PVECTL_PROXMOX_TOKEN_SECRET (which wins). It is never printed.
+	TokenSecret        Secret   `yaml:"token_secret"`
+	TokenSecretFile    string   `yaml:"token_secret_file"`
+	CAFile             string   `yaml:"ca_file"`
+	InsecureSkipVerify bool     `yaml:"insecure_skip_verify"`
+	Timeout            Duration `yaml:"timeout"`
+}
+
+// VMIDRange bounds the VMIDs pvectl may use.
+type VMIDRange struct {
+	Min int `yaml:"min"`
+	Max int `yaml:"max"`
+}
+
+// Product is a plan: everything the deploy table applies.
+type Product struct {
+	Cores          int       `yaml:"cores"`
+	Sockets        int       `yaml:"sockets"`
+	MemoryMB       int       `yaml:"memory_mb"`
+	Template       Template  `yaml:"template"`
+	Clone          string    `yaml:"clone"`       // linked | full
+	TargetNode     string    `yaml:"target_node"` // node name or "auto"
+	SystemDisk     Disk      `yaml:"system_disk"`
+	AdditionalDisk Disk      `yaml:"additional_disk"`
+	Network        Network   `yaml:"network"`
+	Firewall       Firewall  `yaml:"firewall"`
+	CloudInit      CloudInit `yaml:"cloudinit"`
+	// SnapshotLifetimeDays: snapshots older than this are removed; 0 keeps them.
+	SnapshotLifetimeDays int `yaml:"snapshot_lifetime_days"`
+	// BackupQuota: how many backups a VM may keep; 0 disables backups.
+	BackupQuota int `yaml:"backup_quota"`
+}
+
+// Template is the VM a product is cloned from.
+type Template struct {
+	VMID int    `yaml:"vmid"`
+	Node string `yaml:"node"`
+}
+
+// Disk is a system or additional disk. SizeGB 0 on the system disk keeps the
+// template's size; on the additional disk it means no additional disk.
+type Disk struct {
+	SizeGB  int    `yaml:"size_gb"`
+	Storage string `yaml:"storage"` // "" = the template's storage (system) / same as system (additional)
+	Bus     string `yaml:"bus"`     // scsi | virtio | sata; default scsi
+	IopsRd  int    `yaml:"iops_rd"` // 0 = unlimited
+	IopsWr  int    `yaml:"iops_wr"`
+	MbpsRd  int    `yaml:"mbps_rd"`
+	MbpsWr  int    `yaml:"mbps_wr"`
+}
+
+// Network is the VM's first NIC and its addressing.
+type Network struct {
+	Bridge   string `yaml:"bridge"`
+	VLAN     int    `yaml:"vlan"`      // 0 = untagged
+	RateMBps int    `yaml:"rate_mbps"` // 0 = unlimited
+	Model    string `yaml:"model"`     // virtio | e1000 | rtl8139 | vmxnet3; "" = as in template
+	IPv4     int    `yaml:"ipv4"`      // addresses to allocate
+	IPv6     int    `yaml:"ipv6"`
+	DHCPv4   bool   `yaml:"dhcp_v4"`
+	DHCPv6   bool   `yaml:"dhcp_v6"`
+}
+
+// Firewall is the per-VM firewall setup.
+type Firewall struct {
+	Enable       *bool  `yaml:"enable"`     // default true
+	PolicyIn     string `yaml:"policy_in"`  // ACCEPT | DROP | REJECT
+	PolicyOut    string `yaml:"policy_out"` // ACCEPT | DROP | REJECT
+	LogLevelIn   string `yaml:"log_level_in"`
+	LogLevelOut  string `yaml:"log_level_out"`
+	DHCP         *bool  `yaml:"dhcp"`      // default true
+	NDP          *bool  `yaml:"ndp"`       // default true
+	RADV         bool   `yaml:"radv"`      // default false
+	MACFilter    *bool  `yaml:"macfilter"` // default true
+	IPFilter     bool   `yaml:"ipfilter"`  // default false
+	AntiSpoofing *bool  `yaml:"anti_spoofing"`
+}
+
+// CloudInit is what the cloud-init drive receives besides IPs and keys.
+type CloudInit struct {
+	User       string   `yaml:"user"`
+	DNSServers []string `yaml:"dns_servers"`
+	// SearchDomain is optional.
+	SearchDomain string `yaml:"search_domain"`
+}
+
+// IPPool is a range of addresses for VMs on given nodes, bridge and VLAN.
+type IPPool struct {
+	Name       string   `yaml:"name"`
+	Nodes      []string `yaml:"nodes"`
+	Family     int      `yaml:"family"` // 4 | 6
+	Bridge     string   `yaml:"bridge"`
+	VLAN       int      `yaml:"vlan"`
+	Network    string   `yaml:"network"` // CIDR
+	Gateway    string   `yaml:"gateway"`
+	DNSServers []string `yaml:"dns_servers"`
+	First      string   `yaml:"first"`
+	Last       string   `yaml:"last"`
+}
+
+// Prefix is the pool's network (valid after Load).
+func (p IPPool) Prefix() netip.Prefix { return netip.MustParsePrefix(p.Network) }
+
+// DNS holds the zones pvectl updates by RFC 2136.
+type DNS struct {
+	Zones   []Zone   `yaml:"zones"`
+	Timeout Duration `yaml:"timeout"`
+	TTL     int      `yaml:"ttl"`
+}
+
+// Zone is one dynamically updated DNS zone.
+type Zone struct {
+	Name       string `yaml:"name"`
+	Server     string `yaml:"server"` // host:port
+	KeyName    string `yaml:"key_name"`
+	Algorithm  string `yaml:"algorithm"` // hmac-sha256 (default) | hmac-sha512 | hmac-sha1
+	Secret     Secret `yaml:"secret"`
+	SecretFile string `yaml:"secret_file"`
+}
+
+// Tasks configures the scheduled tasks.
+type Tasks struct {
+	// Intervals per task name; 0 disables a task. Missing = the task's default.
+	Intervals  map[string]Duration `yaml:"intervals"`
+	ProcessVMs ProcessVMs          `yaml:"process_vms"`
+}
+
+// ProcessVMs tunes the step runner.
+type ProcessVMs struct {
+	StepsPerTick int `yaml:"steps_per_tick"` // default 1
+	Concurrency  int `yaml:"concurrency"`    // default 8
+	// HeavyPerNode caps in-flight heavy tasks (clone, migrate, backup) per node; default 2.
+	HeavyPerNode int `yaml:"heavy_per_node"`
+	// StopTimeout is how long a graceful shutdown may take before a forced stop.
+	StopTimeout Duration `yaml:"stop_timeout"`
+	// StartWaitTicks is how many ticks to wait for a started guest to run.
+	StartWaitTicks int `yaml:"start_wait_ticks"`
+	// TerminateDeleteAttempts: transient DELETE failures before error_terminate.
+	TerminateDeleteAttempts int `yaml:"terminate_delete_attempts"`
+}
+
+// Path is the file the config was loaded from.
+func (c *Config) Path() string { return c.path }
+
+// Load reads, decodes and validates the config file at path.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	return Parse(path, data)
+}
+
+// Parse decodes and validates config bytes; path is used in messages.
+func Parse(path string, data []byte) (*Config, error) {
+	c := &Config{path: path}
+	file, err := parser.ParseBytes(data, 0)
+	if err != nil {
+		return nil, c.yamlError(err, nil)
+	}
+	c.file = file
+	dec := yaml.NewDecoder(bytes.NewReader(data), yaml.DisallowUnknownField())
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		return nil, c.yamlError(err, file)
+	}
+	c.applyDefaults()
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Error is a config problem at a place in the file.
+type Error struct {
+	File string
+	Line int
+	Key  string
+	Msg  string
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString(e.File)
+	if e.Line > 0 {
+		fmt.Fprintf(&b, ":%d", e.Line)
+	}
+	if e.Key != "" {
+		fmt.Fprintf(&b, ": %s", e.Key)
+	}
+	fmt.Fprintf(&b, ": %s", e.Msg)
+	return b.String()
+}
+
+func (c *Config) yamlError(err error, file *ast.File) error {
+	var de *durationError
+	if errors.As(err, &de) && file != nil {
+		line, key := scalarPos(file, de.value)
+		return &Error{File: c.path, Line: line, Key: key, Msg: de.Error()}
+	}
+	var ye yaml.Error
+	if !errors.As(err, &ye) {
+		return &Error{File: c.path, Msg: err.Error()}
+	}
+	tk := ye.GetToken()
+	e := &Error{File: c.path, Msg: ye.GetMessage()}
+	if tk != nil && tk.Position != nil {
+		e.Line = tk.Position.Line
+		if file != nil {
+			e.Key = keyAt(file, tk.Position.Line, tk.Position.Column)
+		}
+	}
+	var ue *yaml.UnknownFieldError
+	if errors.As(err, &ue) {
+		e.Msg = ue.Message + " (see docs/pvectl.example.yaml for valid keys)"
+	}
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		e.Msg = fmt.Sprintf("wrong type: want %s", friendlyType(te.DstType.String()))
+	}
+	return e
+}
+
+func friendlyType(t string) string {
+	switch {
+	case strings.HasPrefix(t, "int"), strings.HasPrefix(t, "uint"):
+		return "a whole number"
+	case t == "bool" || t == "*bool":
+		return "true or false"
+	case t == "string":
+		return "a string"
+	case strings.HasPrefix(t, "[]"):
+		return "a list"
+	case strings.HasPrefix(t, "map["), strings.HasPrefix(t, "config."):
+		return "a mapping"
+	}
+	return t
+}
+
+// keyAt returns the dotted key path of the mapping key or value at line:col.
+func keyAt(file *ast.File, line, col int) string {
+	for _, doc := range file.Docs {
+		if p, ok := findPath(doc.Body, "", line, col); ok {
+			return p
+		}
+	}
+	return ""
+}
+
+func findPath(n ast.Node, prefix string, line, col int) (string, bool) {
+	switch v := n.(type) {
+	case *ast.MappingNode:
+		for _, mv := range v.Values {
+			if p, ok := findPath(mv, prefix, line, col); ok {
+				return p, true
+			}
+		}
+	case *ast.MappingValueNode:
+		key := prefix + v.Key.String()
+		if prefix != "" && !strings.HasSuffix(prefix, ".") {
+			key = prefix + "." + v.Key.String()
+		}
+		if p, ok := findPath(v.Value, key, line, col); ok {
+			return p, true
+		}
+		kt := v.Key.GetToken()
+		if kt != nil && kt.Position.Line == line {
+			return key, true
+		}
+		vt := v.Value.GetToken()
+		if vt != nil && vt.Position.Line == line && vt.Position.Column == col {
+			return key, true
+		}
+	case *ast.SequenceNode:
+		for i, item := range v.Values {
+			if p, ok := findPath(item, fmt.Sprintf("%s[%d]", prefix, i), line, col); ok {
+				return p, true
+			}
+		}
+	case *ast.TagNode:
+		return findPath(v.Value, prefix, line, col)
+	case *ast.AnchorNode:
+		return findPath(v.Value, prefix, line, col)
+	}
+	return "", false
+}
+
+// scalarPos finds the first scalar whose text is value (for errors raised by
+// custom unmarshalers, which carry no position).
+func scalarPos(file *ast.File, value string) (int, string) {
+	var line, col int
+	for _, doc := range file.Docs {
+		ast.Walk(visitFunc(func(n ast.Node) bool {
+			if line != 0 {
+				return false
+			}
+			if s, ok := n.(ast.ScalarNode); ok && n.Type() != ast.MappingValueType {
+				if fmt.Sprint(s.GetValue()) == value && n.GetToken() != nil {
+					line, col = n.GetToken().Position.Line, n.GetToken().Position.Column
+				}
+			}
+			return true
+		}), doc)
+	}
+	if line == 0 {
+		return 0, ""
+	}
+	return line, keyAt(file, line, col)
+}
+
+type visitFunc func(ast.Node) bool
+
+func (f visitFunc) Visit(n ast.Node) ast.Visitor {
+	if f(n) {
+		return f
+	}
+	return nil
+}
+
+// lineOf returns the line of a dotted key, or of its nearest existing parent.
+func (c *Config) lineOf(key string) int {
+	if c.file == nil {
+		return 0
+	}
+	for k := key; k != ""; {
+		p, err := yaml.PathString("$." + quotePath(k))
+		if err == nil {
+			if n, err := p.FilterFile(c.file); err == nil && n != nil && n.GetToken() != nil {
+				return n.GetToken().Position.Line
+			}
+		}
+		i := strings.LastIndexAny(k, ".[")
+		if i < 0 {
+			break
+		}
+		k = k[:i]
+	}
+	return 0
+}
+
+func quotePath(k string) string {
+	parts := strings.Split(k, ".")
+	for i, p := range parts {
+		name, idx, _ := strings.Cut(p, "[")
+		if strings.ContainsAny(name, "-/ ") {
+			name = "'" + name + "'"
+		}
+		if idx != "" {
+			name += "[" + idx
+		}
+		parts[i] = name
+	}
+	return strings.Join(parts, ".")
+}
+
+// Errorf builds an Error for a dotted key, with that key's line in the file.
+func (c *Config) Errorf(key, format string, args ...any) error {
+	return &Error{File: c.path, Line: c.lineOf(key), Key: key, Msg: fmt.Sprintf(format, args...)}
+}
+
+// ProductNames returns the products' names, sorted.
+func (c *Config) ProductNames() []string {
+	out := make([]string, 0, len(c.Products))
+	for n := range c.Products {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Secret is a string that never prints itself.
+type Secret string
+
+// String redacts the secret.
+func (s Secret) String() string {
+	if s == "" {
+		return ""
+	}
+	return "[redacted]"
+}
+
+// GoString redacts the secret in %#v.
+func (s Secret) GoString() string { return `config.Secret("[redacted]")` }
+
+// Reveal returns the secret's value, for the one call that needs it.
+func (s Secret) Reveal() string { return string(s) }
+
+// Duration is a time.Duration written as "90s", "5m", "1h30m" or 0.
+type Duration time.Duration
+
+// UnmarshalYAML accepts a Go duration string or the integer 0.
+func (d *Duration) UnmarshalYAML(unmarshal func(any) error) error {
+	var v any
+	if err := unmarshal(&v); err != nil {
+		return err
+	}
+	switch x := v.(type) {
+	case uint64:
+		if x == 0 {
+			*d = 0
+			return nil
+		}
+	case int64:
+		if x == 0 {
+			*d = 0
+			return nil
+		}
+	case string:
+		p, err := time.ParseDuration(x)
+		if err != nil || p < 0 {
+			return &durationError{value: x}
+		}
+		*d = Duration(p)
+		return nil
+	}
+	return &durationError{value: fmt.Sprint(v)}
+}
+
+type durationError struct{ value string }
+
+func (e *durationError) Error() string {
+	return fmt.Sprintf("invalid duration %q: use a number with a unit, like 90s, 5m or 1h (0 disables)", e.value)
+}
+
+// D returns the time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+func (d Duration) String() string { return time.Duration(d).String() }

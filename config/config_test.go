@@ -1,0 +1,108 @@
+package config_test
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pvectl/pvectl/config"
+	"github.com/stretchr/testify/require"
+)
+
+const minimal = `proxmox:
+  url: https://pve.example.com:8006
+  token_id: pvectl@pve!t
+  token_secret: s3cr3t-value
+vmid_range: {min: 1000, max: 1999}
+products:
+  small:
+    template: {vmid: 9000, node: pve1}
+    network: {ipv4: 0}
+`
+
+func TestExampleConfigLoads(t *testing.T) {
+	t.Parallel()
+	c, err := config.Load("../docs/pvectl.example.yaml")
+	require.NoError(t, err)
+	require.Equal(t, []string{"large", "small"}, c.ProductNames())
+	require.Len(t, c.IPPools, 2)
+	require.Len(t, c.DNS.Zones, 2)
+	require.Equal(t, time.Minute, c.Tasks.Intervals["process_vms"].D())
+}
+
+func TestDefaults(t *testing.T) {
+	t.Parallel()
+	c, err := config.Parse("pvectl.yaml", []byte(minimal))
+	require.NoError(t, err)
+	p := c.Products["small"]
+	require.Equal(t, 1, p.Cores)
+	require.Equal(t, 1024, p.MemoryMB)
+	require.Equal(t, "linked", p.Clone)
+	require.Equal(t, "auto", p.TargetNode)
+	require.True(t, *p.Firewall.Enable)
+	require.True(t, *p.Firewall.MACFilter)
+	require.False(t, p.Firewall.IPFilter)
+	require.Equal(t, 1, c.Tasks.ProcessVMs.StepsPerTick)
+	require.Equal(t, config.DefaultConcurrency, c.Tasks.ProcessVMs.Concurrency)
+	require.Equal(t, 10*time.Second, c.Proxmox.Timeout.D())
+}
+
+func TestErrorsNameFileLineAndKey(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		yaml string
+		want string
+	}{
+		{"unknown top-level key", minimal + "colour: blue\n", `pvectl.yaml:10: colour: unknown field "colour"`},
+		{"unknown nested key", strings.Replace(minimal, "    network: {ipv4: 0}\n", "    network: {ipv4: 0}\n    cpus: 2\n", 1),
+			`pvectl.yaml:10: products.small.cpus: unknown field "cpus"`},
+		{"wrong type", strings.Replace(minimal, "min: 1000", "min: lots", 1), `pvectl.yaml:5: vmid_range.min: wrong type: want a whole number`},
+		{"missing required", strings.Replace(minimal, "  token_id: pvectl@pve!t\n", "", 1), `pvectl.yaml:2: proxmox.token_id: required`},
+		{"bad enum", strings.Replace(minimal, "    network: {ipv4: 0}\n", "    network: {ipv4: 0}\n    clone: deep\n", 1),
+			`pvectl.yaml:10: products.small.clone: unknown "deep"; valid: linked, full`},
+		{"bad duration", minimal + "tasks:\n  intervals:\n    process_vms: often\n", `pvectl.yaml:12: tasks.intervals.process_vms: invalid duration "often"`},
+		{"pool missing for product", strings.Replace(minimal, "{ipv4: 0}", "{ipv4: 1}", 1),
+			`products.small.network.ipv4: no IPv4 pool in ip_pools for bridge vmbr0 VLAN 0`},
+		{"bad vmid range", strings.Replace(minimal, "{min: 1000, max: 1999}", "{min: 2000, max: 1999}", 1),
+			`pvectl.yaml:5: vmid_range: invalid range 2000..1999`},
+		{"dns zone without secret", minimal + "dns:\n  zones:\n    - {name: example.com, server: 127.0.0.1:53, key_name: k}\n",
+			`pvectl.yaml:12: dns.zones[0].secret: required`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := config.Parse("pvectl.yaml", []byte(tc.yaml))
+			require.Error(t, err)
+			require.Contains(t, err.Error(), tc.want)
+		})
+	}
+}
+
+func TestSecretsNeverPrint(t *testing.T) {
+	t.Parallel()
+	c, err := config.Parse("pvectl.yaml", []byte(minimal))
+	require.NoError(t, err)
+	for _, s := range []string{fmt.Sprint(c.Proxmox), fmt.Sprintf("%+v", c.Proxmox), fmt.Sprintf("%#v", c.Proxmox), fmt.Sprintf("%v", c)} {
+		require.NotContains(t, s, "s3cr3t-value")
+	}
+	require.Equal(t, "s3cr3t-value", c.Proxmox.TokenSecret.Reveal())
+}
+
+func TestTokenSecretFile(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	f := filepath.Join(dir, "secret")
+	require.NoError(t, os.WriteFile(f, []byte("from-file\n"), 0o600))
+	y := strings.Replace(minimal, "token_secret: s3cr3t-value", "token_secret_file: "+f, 1)
+	c, err := config.Parse("pvectl.yaml", []byte(y))
+	require.NoError(t, err)
+	require.Equal(t, "from-file", c.Proxmox.TokenSecret.Reveal())
+
+	y = strings.Replace(minimal, "token_secret: s3cr3t-value", "token_secret_file: "+filepath.Join(dir, "nope"), 1)
+	_, err = config.Parse("pvectl.yaml", []byte(y))
+	require.ErrorContains(t, err, "proxmox.token_secret_file: cannot read")
+}

@@ -1,0 +1,139 @@
+// Package states holds pvectl's pipeline tables: the typed state names, the
+// step contract every step function keeps, and the deploy, change-package and
+// terminate tables built as looplab/fsm state machines.
+//
+// A state always names the last completed step, never the current action:
+// a VM in SetIP has its addresses allocated and the next action is the clone.
+package states
+
+import "sort"
+
+// State is the last completed step of a VM's pipeline.
+type State string
+
+// Deploy pipeline states, in order.
+const (
+	// Creation: the record exists; next, reserve a VMID and allocate IPs.
+	Creation State = "creation"
+	// SetIP: VMID and IPs are reserved in the store; next, clone the template.
+	SetIP State = "set_ip"
+	// Clone: the clone task finished; next, publish DNS records.
+	Clone State = "clone"
+	// SetDNS: DNS records were attempted; next, migrate to the target node.
+	SetDNS State = "set_dns"
+	// Migrated: the VM is on its target node; next, CPU and RAM.
+	Migrated State = "migrated"
+	// SetCPURAM: cores, sockets and memory are set; next, grow the system disk.
+	SetCPURAM State = "set_cpu_ram"
+	// SetSystemDiskSize: the system disk has its size; next, its I/O limits.
+	SetSystemDiskSize State = "set_system_disk_size"
+	// SetSystemDiskBandwidth: system disk limits set; next, the additional disk.
+	SetSystemDiskBandwidth State = "set_system_disk_bandwidth"
+	// SetCreatedAdditionalDisk: the additional disk exists (or none is wanted).
+	SetCreatedAdditionalDisk State = "set_created_additional_disk"
+	// SetAdditionalDiskSize: the additional disk has its size.
+	SetAdditionalDiskSize State = "set_additional_disk_size"
+	// SetAdditionalDiskBandwidth: additional disk limits set; next, the NIC.
+	SetAdditionalDiskBandwidth State = "set_additional_disk_bandwidth"
+	// SetNetwork: the NIC is configured; next, the firewall.
+	SetNetwork State = "set_network"
+	// SetFirewall: firewall options and IP set are in place; next, cloud-init.
+	SetFirewall State = "set_firewall"
+	// SetCloudinit: cloud-init keys are set; next, start the VM.
+	SetCloudinit State = "set_cloudinit"
+	// Starting: the start was requested; next, wait for the guest to run.
+	Starting State = "starting"
+	// Ready is final: the VM runs its product. The cron leaves it alone.
+	Ready State = "ready"
+)
+
+// Change-package pipeline states, in order (it ends in Ready).
+const (
+	// ChangePackage: a new product was requested; next, update IPs, IP set and DNS.
+	ChangePackage State = "change_package"
+	// CPUpdateIP: addresses, IP set and DNS match the new product; next, stop.
+	CPUpdateIP State = "cp_update_ip"
+	// CPStop: the VM is stopped; next, CPU and RAM.
+	CPStop State = "cp_stop"
+	// CPCPURAM: cores, sockets and memory match the new product.
+	CPCPURAM State = "cp_cpu_ram"
+	// CPSystemDiskSize: the system disk has the new size (never shrunk).
+	CPSystemDiskSize State = "cp_system_disk_size"
+	// CPSystemDiskBandwidth: the system disk has the new I/O limits.
+	CPSystemDiskBandwidth State = "cp_system_disk_bandwidth"
+	// CPAdditionalDisk: the additional disk exists, or was removed, as the product says.
+	CPAdditionalDisk State = "cp_additional_disk"
+	// CPAdditionalDiskSize: the additional disk has the new size (never shrunk).
+	CPAdditionalDiskSize State = "cp_additional_disk_size"
+	// CPAdditionalDiskBandwidth: the additional disk has the new I/O limits.
+	CPAdditionalDiskBandwidth State = "cp_additional_disk_bandwidth"
+	// CPNetwork: the NIC matches the new product.
+	CPNetwork State = "cp_network"
+	// CPFirewall: firewall options and IP set match the new product.
+	CPFirewall State = "cp_firewall"
+	// CPStart: the start was requested; next, wait for the guest to run.
+	CPStart State = "cp_start"
+)
+
+// Terminate pipeline states, in order.
+const (
+	// Terminate: termination was requested; next, stop the VM.
+	Terminate State = "terminate"
+	// TerminateStopped: the VM is stopped (or stopping failed and purge will reap it).
+	TerminateStopped State = "terminate_stopped"
+	// TerminateBackupsRemoved: backups were removed, best effort.
+	TerminateBackupsRemoved State = "terminate_backups_removed"
+	// TerminateDNSRemoved: DNS records were removed, best effort.
+	TerminateDNSRemoved State = "terminate_dns_removed"
+	// TerminateDeleted: PVE confirmed the VM is gone; next, release IPs and VMID.
+	TerminateDeleted State = "terminate_deleted"
+	// Remove is final: the VM is gone and its IPs and VMID are released.
+	Remove State = "remove"
+	// ErrorTerminate is final until an admin acts: the DELETE failed, the
+	// record and its IPs stay allocated, the cron never touches it.
+	ErrorTerminate State = "error_terminate"
+)
+
+// Other entry points.
+const (
+	// SetDNSRecords: a full DNS delete and recreate is queued; then Ready.
+	SetDNSRecords State = "set_dns_records"
+	// Reinstall: destroy the VM in PVE keeping VMID, IPs and MAC; then SetIP.
+	Reinstall State = "reinstall"
+)
+
+var all = []State{
+	Creation, SetIP, Clone, SetDNS, Migrated, SetCPURAM, SetSystemDiskSize,
+	SetSystemDiskBandwidth, SetCreatedAdditionalDisk, SetAdditionalDiskSize,
+	SetAdditionalDiskBandwidth, SetNetwork, SetFirewall, SetCloudinit, Starting, Ready,
+	ChangePackage, CPUpdateIP, CPStop, CPCPURAM, CPSystemDiskSize, CPSystemDiskBandwidth,
+	CPAdditionalDisk, CPAdditionalDiskSize, CPAdditionalDiskBandwidth, CPNetwork,
+	CPFirewall, CPStart,
+	Terminate, TerminateStopped, TerminateBackupsRemoved, TerminateDNSRemoved,
+	TerminateDeleted, Remove, ErrorTerminate,
+	SetDNSRecords, Reinstall,
+}
+
+// All returns every known state, sorted by name.
+func All() []State {
+	out := append([]State(nil), all...)
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
+}
+
+// Valid reports whether s is a known state.
+func (s State) Valid() bool {
+	for _, k := range all {
+		if k == s {
+			return true
+		}
+	}
+	return false
+}
+
+// Final reports whether the cron leaves a VM in this state alone.
+func (s State) Final() bool {
+	return s == Ready || s == Remove || s == ErrorTerminate
+}
+
+func (s State) String() string { return string(s) }

@@ -1,0 +1,113 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// IPAllocation is one address held by one VM.
+type IPAllocation struct {
+	Address string // canonical text form (netip.Addr.String())
+	Family  int    // 4 or 6
+	Pool    string
+	VMID    int64 // vms.id
+}
+
+// IPsForVM returns a VM's addresses, IPv4 first, in allocation order.
+func (s *Store) IPsForVM(ctx context.Context, vmID int64) ([]IPAllocation, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT address, family, pool, vm_id FROM ip_allocations
+		WHERE vm_id = ? ORDER BY family, id`, vmID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []IPAllocation
+	for rows.Next() {
+		var a IPAllocation
+		if err := rows.Scan(&a.Address, &a.Family, &a.Pool, &a.VMID); err != nil {
+			return nil, err
+		}
+		out = append(out, a)
+	}
+	return out, rows.Err()
+}
+
+// IPsInPool returns the set of addresses allocated from a pool.
+func (s *Store) IPsInPool(ctx context.Context, pool string) (map[string]bool, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT address FROM ip_allocations WHERE pool = ?`, pool)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]bool{}
+	for rows.Next() {
+		var a string
+		if err := rows.Scan(&a); err != nil {
+			return nil, err
+		}
+		out[a] = true
+	}
+	return out, rows.Err()
+}
+
+// Reservation is the VMID and addresses a VM's first deploy step reserves.
+type Reservation struct {
+	ID      int64 // vms.id
+	Status  string
+	Version int64
+	VMID    int
+	Node    string
+	IPs     []IPAllocation
+	Now     time.Time
+}
+
+// VMReserve writes a VM's VMID, node and addresses in one transaction,
+// guarded by the VM still being at Status/Version. A VMID or address taken by
+// another VM fails with ErrDuplicate and writes nothing.
+func (s *Store) VMReserve(ctx context.Context, r Reservation) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE vms SET vmid = ?, node = ?, updated_at = ?
+			WHERE id = ? AND status = ? AND version = ?`, r.VMID, r.Node, ms(r.Now), r.ID, r.Status, r.Version)
+		if err != nil {
+			if strings.Contains(err.Error(), "UNIQUE constraint failed: vms.vmid") {
+				return fmt.Errorf("vmid %d: %w", r.VMID, ErrDuplicate)
+			}
+			return err
+		}
+		if err := oneRow(res, r.ID); err != nil {
+			return err
+		}
+		for _, ip := range r.IPs {
+			_, err := tx.ExecContext(ctx, `INSERT INTO ip_allocations (address, family, pool, vm_id, created_at)
+				VALUES (?, ?, ?, ?, ?)`, ip.Address, ip.Family, ip.Pool, r.ID, ms(r.Now))
+			if err != nil {
+				if strings.Contains(err.Error(), "UNIQUE constraint failed") {
+					return fmt.Errorf("address %s: %w", ip.Address, ErrDuplicate)
+				}
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// UsedVMIDs returns every VMID held by a record.
+func (s *Store) UsedVMIDs(ctx context.Context) (map[int]bool, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT vmid FROM vms WHERE vmid IS NOT NULL`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[int]bool{}
+	for rows.Next() {
+		var v int
+		if err := rows.Scan(&v); err != nil {
+			return nil, err
+		}
+		out[v] = true
+	}
+	return out, rows.Err()
+}

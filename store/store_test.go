@@ -1,0 +1,269 @@
+package store_test
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pvectl/pvectl/store"
+	"github.com/stretchr/testify/require"
+)
+
+var t0 = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+
+func open(t *testing.T) *store.Store {
+	t.Helper()
+	s, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "pvectl.db"))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+func newVM(t *testing.T, s *store.Store, svc string) store.VM {
+	t.Helper()
+	vm, created, err := s.VMCreate(context.Background(), store.NewVM{
+		ServiceID: svc, Hostname: svc + ".example.test", Product: "small", Status: "creation", Now: t0,
+	})
+	require.NoError(t, err)
+	require.True(t, created)
+	return vm
+}
+
+func TestOpenSetsDurabilityPragmas(t *testing.T) {
+	t.Parallel()
+	s := open(t)
+	ctx := context.Background()
+	for pragma, want := range map[string]string{
+		"journal_mode": "wal",
+		"synchronous":  "2", // FULL
+		"foreign_keys": "1",
+		"busy_timeout": fmt.Sprint(store.BusyTimeout.Milliseconds()),
+	} {
+		got, err := s.Pragma(ctx, pragma)
+		require.NoError(t, err)
+		require.Equal(t, want, got, pragma)
+	}
+}
+
+func TestOpenTwiceIsIdempotentAndConcurrentOpensMigrateOnce(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "pvectl.db")
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for range 4 {
+		wg.Go(func() {
+			s, err := store.Open(context.Background(), path)
+			if err == nil {
+				err = s.Close()
+			}
+			errs <- err
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+}
+
+func TestStatusCheckConstraintRejectsUnknownState(t *testing.T) {
+	t.Parallel()
+	s := open(t)
+	_, _, err := s.VMCreate(context.Background(), store.NewVM{
+		ServiceID: "svc-1", Hostname: "a.example.test", Product: "small", Status: "redy", Now: t0,
+	})
+	require.ErrorContains(t, err, "CHECK constraint failed")
+}
+
+func TestVMCreateIdempotencyKey(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := open(t)
+	req := store.NewVM{ServiceID: "svc-1", Hostname: "a.example.test", Product: "small", Status: "creation",
+		IdempotencyKey: "order-7", RequestDigest: "d1", Now: t0}
+	first, created, err := s.VMCreate(ctx, req)
+	require.NoError(t, err)
+	require.True(t, created)
+
+	again, created, err := s.VMCreate(ctx, req)
+	require.NoError(t, err)
+	require.False(t, created, "same key and arguments return the existing VM")
+	require.Equal(t, first.ID, again.ID)
+
+	req.RequestDigest = "d2"
+	req.ServiceID = "svc-2"
+	_, _, err = s.VMCreate(ctx, req)
+	require.ErrorIs(t, err, store.ErrIdempotencyMismatch)
+	all, err := s.VMList(ctx, store.VMFilter{})
+	require.NoError(t, err)
+	require.Len(t, all, 1, "a mismatched key changes nothing")
+
+	_, _, err = s.VMCreate(ctx, store.NewVM{ServiceID: "svc-1", Hostname: "b", Product: "p", Status: "creation", Now: t0})
+	require.ErrorIs(t, err, store.ErrDuplicate)
+}
+
+func TestApplyOutcomeIsCompareAndSet(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := open(t)
+	vm := newVM(t, s, "svc-1")
+
+	tests := []struct {
+		name    string
+		status  string
+		version int64
+		wantErr error
+	}{
+		{"stale version", "creation", vm.Version + 5, store.ErrConflict},
+		{"stale status", "set_ip", vm.Version, store.ErrConflict},
+		{"current", "creation", vm.Version, nil},
+		{"same transition replayed", "creation", vm.Version, store.ErrConflict},
+	}
+	for _, tc := range tests {
+		err := s.VMApplyOutcome(ctx, store.Outcome{ID: vm.ID, FromStatus: tc.status, FromVersion: tc.version,
+			ToStatus: "set_ip", ClearPending: true, Now: t0})
+		if tc.wantErr != nil {
+			require.ErrorIs(t, err, tc.wantErr, tc.name)
+		} else {
+			require.NoError(t, err, tc.name)
+		}
+	}
+	got, err := s.VMGet(ctx, vm.ID)
+	require.NoError(t, err)
+	require.Equal(t, "set_ip", got.Status)
+	require.Equal(t, vm.Version+1, got.Version)
+}
+
+func TestOutcomeKeepsPendingTaskUntilCleared(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := open(t)
+	vm := newVM(t, s, "svc-1")
+	upid := "UPID:pve1:0000A1B2:00C3D4E5:6744F0A0:qmclone:9000:root@pam!pvectl:"
+	require.NoError(t, s.VMSetPendingTask(ctx, vm.ID, vm.Status, vm.Version, "clone", "pve1", upid, t0))
+	require.NoError(t, s.VMApplyOutcome(ctx, store.Outcome{ID: vm.ID, FromStatus: vm.Status, FromVersion: vm.Version,
+		ToStatus: vm.Status, StepWaits: 1, Now: t0}))
+	got, err := s.VMGet(ctx, vm.ID)
+	require.NoError(t, err)
+	require.Equal(t, upid, got.PendingUPID)
+	require.Equal(t, "pve1", got.PendingNode)
+	require.Equal(t, 1, got.StepWaits)
+	require.Equal(t, vm.Version, got.Version, "a wait does not bump the version")
+
+	require.NoError(t, s.VMApplyOutcome(ctx, store.Outcome{ID: vm.ID, FromStatus: vm.Status, FromVersion: vm.Version,
+		ToStatus: "set_ip", ClearPending: true, Now: t0}))
+	got, err = s.VMGet(ctx, vm.ID)
+	require.NoError(t, err)
+	require.Empty(t, got.PendingUPID)
+	require.Equal(t, 0, got.StepWaits)
+}
+
+func TestVMsDueSkipsFinalHeldAndBackingOff(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := open(t)
+	due := newVM(t, s, "due")
+	held := newVM(t, s, "held")
+	backoff := newVM(t, s, "backoff")
+	ready := newVM(t, s, "ready")
+	require.NoError(t, s.VMApplyOutcome(ctx, store.Outcome{ID: held.ID, FromStatus: "creation", FromVersion: held.Version,
+		ToStatus: "creation", Held: true, Attempts: 1, LastError: "403", Now: t0}))
+	require.NoError(t, s.VMApplyOutcome(ctx, store.Outcome{ID: backoff.ID, FromStatus: "creation", FromVersion: backoff.Version,
+		ToStatus: "creation", Attempts: 1, NextAttempt: t0.Add(2 * time.Minute), Now: t0}))
+	require.NoError(t, s.VMSetStatus(ctx, ready.ID, "ready", t0))
+
+	got, err := s.VMsDue(ctx, t0, []string{"ready", "remove", "error_terminate"})
+	require.NoError(t, err)
+	require.Len(t, got, 1)
+	require.Equal(t, due.ID, got[0].ID)
+
+	got, err = s.VMsDue(ctx, t0.Add(3*time.Minute), []string{"ready", "remove", "error_terminate"})
+	require.NoError(t, err)
+	require.Len(t, got, 2, "backoff expired")
+
+	require.NoError(t, s.VMRelease(ctx, held.ID, t0))
+	got, err = s.VMsDue(ctx, t0, []string{"ready"})
+	require.NoError(t, err)
+	require.Len(t, got, 2, "released VM is due again")
+}
+
+func TestRunLogKeepsNewest50Runs(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := open(t)
+	vm := newVM(t, s, "svc-1")
+	other := newVM(t, s, "svc-2")
+	otherRun, err := s.RunStart(ctx, other.ID, "process_vms", t0)
+	require.NoError(t, err)
+	for i := range 60 {
+		id, err := s.RunStart(ctx, vm.ID, "process_vms", t0.Add(time.Duration(i)*time.Minute))
+		require.NoError(t, err)
+		require.NoError(t, s.RunAppendLine(ctx, store.RunLine{RunID: id, At: t0, Step: "Clone VM",
+			From: "set_ip", To: "clone", Result: "success", Detail: fmt.Sprint(i), Duration: 1500 * time.Millisecond}))
+		require.NoError(t, s.RunFinish(ctx, id, "success", t0))
+	}
+	runs, err := s.RunsForVM(ctx, vm.ID, 1000)
+	require.NoError(t, err)
+	require.Len(t, runs, store.RunsKeptPerVM)
+	require.Equal(t, "59", runs[0].Lines[0].Detail, "newest first")
+	require.Equal(t, "10", runs[len(runs)-1].Lines[0].Detail)
+	require.Equal(t, 1500*time.Millisecond, runs[0].Lines[0].Duration)
+
+	otherRuns, err := s.RunsForVM(ctx, other.ID, 10)
+	require.NoError(t, err)
+	require.Len(t, otherRuns, 1, "pruning is per VM")
+	require.Equal(t, otherRun, otherRuns[0].ID)
+}
+
+func TestVMReserveIsAllOrNothing(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := open(t)
+	a := newVM(t, s, "a")
+	b := newVM(t, s, "b")
+	require.NoError(t, s.VMReserve(ctx, store.Reservation{ID: a.ID, Status: a.Status, Version: a.Version, VMID: 100,
+		Node: "pve1", IPs: []store.IPAllocation{{Address: "192.0.2.10", Family: 4, Pool: "v4"}}, Now: t0}))
+
+	tests := []struct {
+		name string
+		r    store.Reservation
+	}{
+		{"vmid taken", store.Reservation{VMID: 100, IPs: []store.IPAllocation{{Address: "192.0.2.11", Family: 4, Pool: "v4"}}}},
+		{"address taken", store.Reservation{VMID: 101, IPs: []store.IPAllocation{{Address: "192.0.2.11", Family: 4, Pool: "v4"}, {Address: "192.0.2.10", Family: 4, Pool: "v4"}}}},
+	}
+	for _, tc := range tests {
+		r := tc.r
+		r.ID, r.Status, r.Version, r.Node, r.Now = b.ID, b.Status, b.Version, "pve1", t0
+		require.ErrorIs(t, s.VMReserve(ctx, r), store.ErrDuplicate, tc.name)
+		got, err := s.VMGet(ctx, b.ID)
+		require.NoError(t, err)
+		require.Zero(t, got.VMID, tc.name)
+		ips, err := s.IPsForVM(ctx, b.ID)
+		require.NoError(t, err)
+		require.Empty(t, ips, tc.name)
+	}
+	used, err := s.UsedVMIDs(ctx)
+	require.NoError(t, err)
+	require.Equal(t, map[int]bool{100: true}, used)
+}
+
+func TestTaskRunLast(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := open(t)
+	for i, task := range []string{"process_vms", "process_vms", "collect_stats"} {
+		id, err := s.TaskRunStart(ctx, task, 42, t0.Add(time.Duration(i)*time.Minute))
+		require.NoError(t, err)
+		require.NoError(t, s.TaskRunFinish(ctx, store.TaskRun{ID: id, FinishedAt: t0.Add(time.Duration(i)*time.Minute + time.Second),
+			Duration: time.Second, Result: "ok", Processed: i}))
+	}
+	last, err := s.TaskRunLast(ctx)
+	require.NoError(t, err)
+	require.Len(t, last, 2)
+	require.Equal(t, 1, last["process_vms"].Processed)
+	require.Equal(t, t0.Add(time.Minute), last["process_vms"].StartedAt)
+	require.Equal(t, "ok", last["collect_stats"].Result)
+}

@@ -1,0 +1,313 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// VM is one VM record. Status is the last completed pipeline step.
+type VM struct {
+	ID             int64
+	ServiceID      string
+	Hostname       string
+	Product        string
+	Status         string
+	Version        int64
+	RequestedNode  string
+	Node           string
+	VMID           int // 0 = not reserved yet
+	PendingUPID    string
+	PendingNode    string
+	PendingStep    string
+	StepWaits      int
+	StepStartedAt  time.Time
+	Attempts       int
+	NextAttemptAt  time.Time
+	Held           bool
+	LastError      string
+	IdempotencyKey string
+	RequestDigest  string
+	SSHKeys        string
+	Password       string
+	DNSDirty       bool
+	CreatedAt      time.Time
+	UpdatedAt      time.Time
+}
+
+const vmColumns = `id, service_id, hostname, product, status, version, requested_node, node,
+	COALESCE(vmid, 0), pending_upid, pending_node, pending_step, step_waits, step_started_at,
+	attempts, next_attempt_at, held, last_error, COALESCE(idempotency_key, ''), request_digest,
+	ssh_keys, password, dns_dirty, created_at, updated_at`
+
+type scanner interface{ Scan(...any) error }
+
+func scanVM(r scanner) (VM, error) {
+	var v VM
+	var stepStarted, next, created, updated int64
+	var held, dirty int
+	err := r.Scan(&v.ID, &v.ServiceID, &v.Hostname, &v.Product, &v.Status, &v.Version,
+		&v.RequestedNode, &v.Node, &v.VMID, &v.PendingUPID, &v.PendingNode, &v.PendingStep,
+		&v.StepWaits, &stepStarted, &v.Attempts, &next, &held, &v.LastError, &v.IdempotencyKey,
+		&v.RequestDigest, &v.SSHKeys, &v.Password, &dirty, &created, &updated)
+	if err != nil {
+		return VM{}, err
+	}
+	v.StepStartedAt, v.NextAttemptAt = fromMS(stepStarted), fromMS(next)
+	v.CreatedAt, v.UpdatedAt = fromMS(created), fromMS(updated)
+	v.Held, v.DNSDirty = held == 1, dirty == 1
+	return v, nil
+}
+
+// NewVM is what a create request writes.
+type NewVM struct {
+	ServiceID      string
+	Hostname       string
+	Product        string
+	Status         string
+	RequestedNode  string
+	IdempotencyKey string // optional
+	RequestDigest  string // digest of the request, to detect a reused key
+	SSHKeys        string
+	Password       string
+	Now            time.Time
+}
+
+// ErrIdempotencyMismatch means the idempotency key was used with other arguments.
+var ErrIdempotencyMismatch = errors.New("idempotency key already used with different arguments")
+
+// ErrDuplicate means a unique field (service id, hostname) is taken.
+var ErrDuplicate = errors.New("already exists")
+
+// VMCreate inserts a VM record. With an idempotency key that already exists
+// and the same request digest it returns the existing VM and created=false;
+// with a different digest it returns ErrIdempotencyMismatch and changes nothing.
+func (s *Store) VMCreate(ctx context.Context, n NewVM) (vm VM, created bool, err error) {
+	err = s.tx(ctx, func(tx *sql.Tx) error {
+		if n.IdempotencyKey != "" {
+			existing, err := scanVM(tx.QueryRowContext(ctx,
+				`SELECT `+vmColumns+` FROM vms WHERE idempotency_key = ?`, n.IdempotencyKey))
+			switch {
+			case err == nil:
+				if existing.RequestDigest != n.RequestDigest {
+					return fmt.Errorf("%w (key %q belongs to service %s)", ErrIdempotencyMismatch, n.IdempotencyKey, existing.ServiceID)
+				}
+				vm = existing
+				return nil
+			case !errors.Is(err, sql.ErrNoRows):
+				return err
+			}
+		}
+		var key any
+		if n.IdempotencyKey != "" {
+			key = n.IdempotencyKey
+		}
+		res, err := tx.ExecContext(ctx, `INSERT INTO vms (service_id, hostname, product, status,
+			requested_node, idempotency_key, request_digest, ssh_keys, password, created_at, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			n.ServiceID, n.Hostname, n.Product, n.Status, n.RequestedNode, key, n.RequestDigest,
+			n.SSHKeys, n.Password, ms(n.Now), ms(n.Now))
+		if err != nil {
+			if strings.Contains(err.Error(), "UNIQUE constraint failed: vms.service_id") {
+				return fmt.Errorf("service id %q: %w", n.ServiceID, ErrDuplicate)
+			}
+			return err
+		}
+		id, err := res.LastInsertId()
+		if err != nil {
+			return err
+		}
+		vm, err = scanVM(tx.QueryRowContext(ctx, `SELECT `+vmColumns+` FROM vms WHERE id = ?`, id))
+		created = true
+		return err
+	})
+	return vm, created, err
+}
+
+// VMGet returns the VM with this row id.
+func (s *Store) VMGet(ctx context.Context, id int64) (VM, error) {
+	v, err := scanVM(s.db.QueryRowContext(ctx, `SELECT `+vmColumns+` FROM vms WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return VM{}, fmt.Errorf("vm #%d: %w", id, ErrNotFound)
+	}
+	return v, err
+}
+
+// VMFind returns the VM whose service id or hostname is ref.
+func (s *Store) VMFind(ctx context.Context, ref string) (VM, error) {
+	v, err := scanVM(s.db.QueryRowContext(ctx, `SELECT `+vmColumns+` FROM vms
+		WHERE service_id = ? OR hostname = ? ORDER BY service_id = ? DESC, id LIMIT 1`, ref, ref, ref))
+	if errors.Is(err, sql.ErrNoRows) {
+		return VM{}, fmt.Errorf("no VM with service id or hostname %q: %w", ref, ErrNotFound)
+	}
+	return v, err
+}
+
+// VMFilter narrows VMList.
+type VMFilter struct {
+	Status string // "" = any
+}
+
+// VMList returns VMs ordered by row id.
+func (s *Store) VMList(ctx context.Context, f VMFilter) ([]VM, error) {
+	q := `SELECT ` + vmColumns + ` FROM vms`
+	var args []any
+	if f.Status != "" {
+		q += ` WHERE status = ?`
+		args = append(args, f.Status)
+	}
+	return s.queryVMs(ctx, q+` ORDER BY id`, args...)
+}
+
+// VMsDue returns the VMs the step runner should advance now: not in a final
+// state, not held and not backing off.
+func (s *Store) VMsDue(ctx context.Context, now time.Time, final []string) ([]VM, error) {
+	q := `SELECT ` + vmColumns + ` FROM vms WHERE held = 0 AND next_attempt_at <= ?`
+	args := []any{ms(now)}
+	if len(final) > 0 {
+		q += ` AND status NOT IN (?` + strings.Repeat(`, ?`, len(final)-1) + `)`
+		for _, f := range final {
+			args = append(args, f)
+		}
+	}
+	return s.queryVMs(ctx, q+` ORDER BY id`, args...)
+}
+
+func (s *Store) queryVMs(ctx context.Context, q string, args ...any) ([]VM, error) {
+	rows, err := s.db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []VM
+	for rows.Next() {
+		v, err := scanVM(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
+
+// Outcome is what the step runner writes after a step: a compare-and-set on
+// (status, version). Zero rows changed means someone else moved the VM.
+type Outcome struct {
+	ID          int64
+	FromStatus  string
+	FromVersion int64
+	ToStatus    string // == FromStatus when the VM stays at its step
+	Attempts    int
+	NextAttempt time.Time
+	Held        bool
+	LastError   string
+	StepWaits   int
+	// ClearPending drops the stored task reference (the step finished).
+	ClearPending bool
+	Now          time.Time
+}
+
+// VMApplyOutcome applies o if the VM is still at o.FromStatus/o.FromVersion.
+// It returns ErrConflict when the row moved. A status change bumps version
+// and resets the step's wait counter and start time.
+func (s *Store) VMApplyOutcome(ctx context.Context, o Outcome) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		stepStarted := `step_started_at`
+		args := []any{o.ToStatus, o.Attempts, ms(o.NextAttempt), b2i(o.Held), o.LastError, o.StepWaits}
+		if o.ToStatus != o.FromStatus {
+			stepStarted = `?`
+			args = append(args, ms(o.Now))
+		}
+		args = append(args, ms(o.Now), b2i(o.ClearPending), b2i(o.ClearPending), b2i(o.ClearPending), b2i(o.ToStatus != o.FromStatus))
+		args = append(args, o.ID, o.FromStatus, o.FromVersion)
+		res, err := tx.ExecContext(ctx, `UPDATE vms SET status = ?, attempts = ?, next_attempt_at = ?,
+			held = ?, last_error = ?, step_waits = ?, step_started_at = `+stepStarted+`, updated_at = ?,
+			pending_upid = CASE WHEN ? THEN '' ELSE pending_upid END,
+			pending_node = CASE WHEN ? THEN '' ELSE pending_node END,
+			pending_step = CASE WHEN ? THEN '' ELSE pending_step END,
+			version = version + ?
+			WHERE id = ? AND status = ? AND version = ?`, args...)
+		if err != nil {
+			return err
+		}
+		return oneRow(res, o.ID)
+	})
+}
+
+func oneRow(res sql.Result, id int64) error {
+	n, err := res.RowsAffected()
+	if err != nil {
+		return err
+	}
+	if n != 1 {
+		return fmt.Errorf("vm #%d: %w", id, ErrConflict)
+	}
+	return nil
+}
+
+// VMSetPendingTask records the PVE task a step submitted, guarded by the
+// VM still being at status/version. Call it right after the API call returns.
+func (s *Store) VMSetPendingTask(ctx context.Context, id int64, status string, version int64, step, node, upid string, now time.Time) error {
+	res, err := s.db.ExecContext(ctx, `UPDATE vms SET pending_upid = ?, pending_node = ?, pending_step = ?,
+		updated_at = ? WHERE id = ? AND status = ? AND version = ?`, upid, node, step, ms(now), id, status, version)
+	if err != nil {
+		return err
+	}
+	return oneRow(res, id)
+}
+
+// VMSetNode records the node the VM lives on (or will be cloned/migrated to).
+func (s *Store) VMSetNode(ctx context.Context, id int64, status string, version int64, node string, now time.Time) error {
+	res, err := s.db.ExecContext(ctx, `UPDATE vms SET node = ?, updated_at = ?
+		WHERE id = ? AND status = ? AND version = ?`, node, ms(now), id, status, version)
+	if err != nil {
+		return err
+	}
+	return oneRow(res, id)
+}
+
+// VMSetDNSDirty marks or clears the VM's pending DNS resync.
+func (s *Store) VMSetDNSDirty(ctx context.Context, id int64, dirty bool, now time.Time) error {
+	_, err := s.db.ExecContext(ctx, `UPDATE vms SET dns_dirty = ?, updated_at = ? WHERE id = ?`, b2i(dirty), ms(now), id)
+	return err
+}
+
+// VMRelease clears the held flag, the backoff and the attempt counter, so
+// the next tick runs the VM's step again. Status is unchanged.
+func (s *Store) VMRelease(ctx context.Context, id int64, now time.Time) error {
+	res, err := s.db.ExecContext(ctx, `UPDATE vms SET held = 0, next_attempt_at = 0, attempts = 0,
+		version = version + 1, updated_at = ? WHERE id = ?`, ms(now), id)
+	if err != nil {
+		return err
+	}
+	return oneRow(res, id)
+}
+
+// VMSetStatus is the admin override (reset-status): it moves the VM to status
+// whatever it was, clears held, backoff, attempts and any pending task.
+func (s *Store) VMSetStatus(ctx context.Context, id int64, status string, now time.Time) error {
+	res, err := s.db.ExecContext(ctx, `UPDATE vms SET status = ?, held = 0, next_attempt_at = 0,
+		attempts = 0, last_error = '', pending_upid = '', pending_node = '', pending_step = '',
+		step_waits = 0, step_started_at = ?, version = version + 1, updated_at = ? WHERE id = ?`,
+		status, ms(now), ms(now), id)
+	if err != nil {
+		return err
+	}
+	return oneRow(res, id)
+}
+
+// VMSetVMID reserves a VMID for the VM. A VMID already used by another
+// record fails with ErrDuplicate.
+func (s *Store) VMSetVMID(ctx context.Context, id int64, vmid int, now time.Time) error {
+	res, err := s.db.ExecContext(ctx, `UPDATE vms SET vmid = ?, updated_at = ? WHERE id = ?`, vmid, ms(now), id)
+	if err != nil {
+		if strings.Contains(err.Error(), "UNIQUE constraint failed: vms.vmid") {
+			return fmt.Errorf("vmid %d: %w", vmid, ErrDuplicate)
+		}
+		return err
+	}
+	return oneRow(res, id)
+}
