@@ -1,0 +1,62 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/pvectl/pvectl/engine"
+	"github.com/spf13/cobra"
+)
+
+func newConfigCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "config",
+		Short: "Inspect the configuration file",
+	}
+	cmd.AddCommand(&cobra.Command{
+		Use:   "check",
+		Short: "Validate the config file and print a short summary",
+		Long: `Validate the config file strictly (unknown keys, wrong types, missing or invalid
+values are errors naming the file, line and key; exit 2) and print a summary of
+products, IP pools, DNS zones and task intervals. Contacts nothing.`,
+		Args: exactArgs(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := g.loadConfig()
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			fmt.Fprintf(out, "%s: OK\n", c.Path())
+			fmt.Fprintf(out, "proxmox: %s (token %s)\n", c.Proxmox.URL, c.Proxmox.TokenID)
+			fmt.Fprintf(out, "vmid range: %d-%d\n", c.VMIDRange.Min, c.VMIDRange.Max)
+			tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+			fmt.Fprintf(tw, "products: %d\n", len(c.Products))
+			for _, n := range c.ProductNames() {
+				p := c.Products[n]
+				fmt.Fprintf(tw, "  %s\t%d core(s) x %d socket(s), %d MB\ttemplate %d@%s (%s)\ttarget %s\tIPv4 %d, IPv6 %d\n",
+					n, p.Cores, p.Sockets, p.MemoryMB, p.Template.VMID, p.Template.Node, p.Clone, p.TargetNode, p.Network.IPv4, p.Network.IPv6)
+			}
+			fmt.Fprintf(tw, "ip pools: %d\n", len(c.IPPools))
+			for _, p := range c.IPPools {
+				fmt.Fprintf(tw, "  %s\tIPv%d %s\t%s-%s\t%s vlan %d\tnodes %s\n", p.Name, p.Family, p.Network, p.First, p.Last, p.Bridge, p.VLAN, strings.Join(p.Nodes, ","))
+			}
+			fmt.Fprintf(tw, "dns zones: %d\n", len(c.DNS.Zones))
+			for _, z := range c.DNS.Zones {
+				fmt.Fprintf(tw, "  %s\t%s\tkey %s (%s)\n", z.Name, z.Server, z.KeyName, z.Algorithm)
+			}
+			fmt.Fprintf(tw, "tasks:\n")
+			e := &engine.Engine{Config: c}
+			for _, t := range engine.Tasks() {
+				iv := e.Interval(t)
+				s := iv.String()
+				if iv == 0 {
+					s = "disabled"
+				}
+				fmt.Fprintf(tw, "  %s\t%s\n", t.Name, s)
+			}
+			return tw.Flush()
+		},
+	})
+	return cmd
+}

@@ -1,0 +1,7 @@
+// Command pvectl provisions, changes and terminates Proxmox VE virtual
+// machines, one resumable step per cron tick. See docs/ for the operator's guide.
+package main
+
+import "os"
+
+func main() { os.Exit(run()) }

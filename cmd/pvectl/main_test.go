@@ -1,0 +1,58 @@
+package main
+
+import (
+	"errors"
+	"os"
+	"os/exec"
+	"strconv"
+	"testing"
+
+	"github.com/rogpeppe/go-internal/testscript"
+)
+
+// TestMain lets the test binary act as pvectl: testscript installs it under
+// that name, and process tests exec it with PVECTL_AS_MAIN=1.
+func TestMain(m *testing.M) {
+	if os.Getenv("PVECTL_AS_MAIN") == "1" {
+		os.Exit(run())
+	}
+	testscript.Main(m, map[string]func(){
+		"pvectl": func() { os.Exit(run()) },
+	})
+}
+
+func TestScripts(t *testing.T) {
+	t.Parallel()
+	testscript.Run(t, testscript.Params{
+		Dir: "../../testdata/script",
+		Setup: func(env *testscript.Env) error {
+			env.Setenv("PVECTL_STATE_DIR", env.WorkDir+"/state")
+			env.Setenv("PVECTL_CONFIG", env.WorkDir+"/pvectl.yaml")
+			env.Setenv("PVECTL_NOW", "2026-11-25T12:00:00Z")
+			return nil
+		},
+		RequireExplicitExec: true,
+		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			// exitcode N CMD ARGS... runs CMD and requires exit status N;
+			// its stdout and stderr stay available to stdout/stderr checks.
+			"exitcode": func(ts *testscript.TestScript, neg bool, args []string) {
+				if neg || len(args) < 2 {
+					ts.Fatalf("usage: exitcode N command [args...]")
+				}
+				want, err := strconv.Atoi(args[0])
+				ts.Check(err)
+				err = ts.Exec(args[1], args[2:]...)
+				got := 0
+				var ee *exec.ExitError
+				if errors.As(err, &ee) {
+					got = ee.ExitCode()
+				} else if err != nil {
+					ts.Fatalf("%s: %v", args[1], err)
+				}
+				if got != want {
+					ts.Fatalf("%s exited %d, want %d", args[1], got, want)
+				}
+			},
+		},
+	})
+}

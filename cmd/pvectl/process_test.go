@@ -1,0 +1,132 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// These tests run real pvectl processes (this test binary with
+// PVECTL_AS_MAIN=1) to prove the task locks work across processes.
+
+const processConfig = `proxmox:
+  url: https://pve.example.test:8006
+  token_id: pvectl@pve!t
+  token_secret: not-a-real-secret
+vmid_range: {min: 1000, max: 1099}
+products:
+  small:
+    template: {vmid: 9000, node: pve1}
+    network: {ipv4: 0}
+`
+
+type proc struct {
+	cmd            *exec.Cmd
+	stdout, stderr bytes.Buffer
+}
+
+func pvectlProc(t *testing.T, dir string, env []string, args ...string) *proc {
+	t.Helper()
+	p := &proc{cmd: exec.Command(os.Args[0], args...)}
+	p.cmd.Env = append(os.Environ(), "PVECTL_AS_MAIN=1", "PVECTL_TEST_TASKS=1",
+		"PVECTL_STATE_DIR="+filepath.Join(dir, "state"), "PVECTL_CONFIG="+filepath.Join(dir, "pvectl.yaml"))
+	p.cmd.Env = append(p.cmd.Env, env...)
+	p.cmd.Stdout, p.cmd.Stderr = &p.stdout, &p.stderr
+	require.NoError(t, p.cmd.Start())
+	t.Cleanup(func() { _ = p.cmd.Process.Kill(); _, _ = p.cmd.Process.Wait() })
+	return p
+}
+
+func (p *proc) exitCode() int {
+	err := p.cmd.Wait()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode()
+	}
+	if err != nil {
+		return -1
+	}
+	return 0
+}
+
+func processDir(t *testing.T) string {
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "pvectl.yaml"), []byte(processConfig), 0o600))
+	return dir
+}
+
+func taskStatus(t *testing.T, dir, env, name string) map[string]any {
+	t.Helper()
+	p := pvectlProc(t, dir, []string{env}, "tasks", "--json")
+	require.Equal(t, 0, p.exitCode(), p.stderr.String())
+	var rows []map[string]any
+	require.NoError(t, json.Unmarshal(p.stdout.Bytes(), &rows))
+	for _, r := range rows {
+		if r["name"] == name {
+			return r
+		}
+	}
+	t.Fatalf("task %s not listed: %s", name, p.stdout.String())
+	return nil
+}
+
+func TestTwoRunTaskProcessesOnlyOneRuns(t *testing.T) {
+	t.Parallel()
+	dir := processDir(t)
+	env := []string{"PVECTL_TEST_SLEEP=3s", "PVECTL_NOW=2026-11-25T12:00:00Z"}
+	a := pvectlProc(t, dir, env, "run-task", "test_sleep")
+	b := pvectlProc(t, dir, env, "run-task", "test_sleep")
+	codeA, codeB := a.exitCode(), b.exitCode()
+
+	winner, loser := a, b
+	if codeA != 0 {
+		winner, loser = b, a
+	}
+	require.ElementsMatch(t, []int{0, 1}, []int{codeA, codeB}, "exactly one process runs the task\nA: %s%s\nB: %s%s",
+		a.stdout.String(), a.stderr.String(), b.stdout.String(), b.stderr.String())
+	require.Contains(t, loser.stdout.String(),
+		fmt.Sprintf("task test_sleep skipped: lock held by pid %d since 2026-11-25T12:00:00Z", winner.cmd.Process.Pid))
+	require.Contains(t, loser.stderr.String(), "lock held")
+
+	st := taskStatus(t, dir, env[1], "test_sleep")
+	require.Equal(t, "ok", st["last_result"])
+	require.EqualValues(t, 1, st["last_processed"])
+	require.Equal(t, false, st["lock_held"])
+}
+
+func TestKilledTickReleasesItsLockAtOnce(t *testing.T) {
+	t.Parallel()
+	dir := processDir(t)
+	started := filepath.Join(dir, "started")
+	a := pvectlProc(t, dir, []string{"PVECTL_TEST_SLEEP=10m", "PVECTL_TEST_STARTED=" + started,
+		"PVECTL_NOW=2026-11-25T12:00:00Z"}, "tick")
+	require.Eventually(t, func() bool { _, err := os.Stat(started); return err == nil }, time.Minute, 20*time.Millisecond,
+		"the tick never started test_sleep: %s", a.stderr.String())
+
+	st := taskStatus(t, dir, "PVECTL_NOW=2026-11-25T12:00:10Z", "test_sleep")
+	require.Equal(t, true, st["lock_held"])
+	require.EqualValues(t, a.cmd.Process.Pid, st["lock_pid"])
+
+	require.NoError(t, a.cmd.Process.Signal(syscall.SIGKILL))
+	_ = a.exitCode()
+
+	st = taskStatus(t, dir, "PVECTL_NOW=2026-11-25T12:00:20Z", "test_sleep")
+	require.Equal(t, false, st["lock_held"], "the kernel released the dead process's lock")
+	require.Equal(t, "interrupted", st["last_result"])
+
+	b := pvectlProc(t, dir, []string{"PVECTL_TEST_SLEEP=0s", "PVECTL_NOW=2026-11-25T12:01:00Z"}, "tick")
+	require.Equal(t, 0, b.exitCode(), b.stderr.String())
+	require.NotContains(t, b.stdout.String(), "skipped")
+	st = taskStatus(t, dir, "PVECTL_NOW=2026-11-25T12:01:10Z", "test_sleep")
+	require.Equal(t, "ok", st["last_result"])
+	require.Equal(t, "2026-11-25T12:01:00Z", st["last_start"])
+}

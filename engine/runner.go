@@ -1,0 +1,281 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/pvectl/pvectl/states"
+	"github.com/pvectl/pvectl/store"
+)
+
+func init() {
+	register(Task{
+		Name:            "process_vms",
+		Description:     "advance every VM not in a final state by one step of its pipeline",
+		DefaultInterval: time.Minute,
+		Run: func(ctx context.Context, e *Engine) (TaskCounts, error) {
+			s, err := e.ProcessVMs(ctx)
+			return TaskCounts{Processed: s.Processed, Errors: s.Errors,
+				Message: fmt.Sprintf("advanced %d, waiting %d", s.Advanced, s.Waiting)}, err
+		},
+	})
+}
+
+// Backoff for retryable errors, in ticks of one minute: 1, 2, 4, … capped
+// at MaxBackoff, with ±20% jitter so a fleet of VMs hitting one broken node
+// spreads out.
+const (
+	BaseBackoff = time.Minute
+	MaxBackoff  = 30 * time.Minute
+)
+
+// Backoff returns the delay before attempt number attempts+1.
+func Backoff(attempts int, jitter float64) time.Duration {
+	d := BaseBackoff
+	for i := 1; i < attempts && d < MaxBackoff; i++ {
+		d *= 2
+	}
+	d = min(d, MaxBackoff)
+	return time.Duration(float64(d) * (1 + 0.4*(jitter-0.5)))
+}
+
+// finalStates are never picked by the runner.
+var finalStates = []string{string(states.Ready), string(states.Remove), string(states.ErrorTerminate)}
+
+// ProcessVMs runs one pass of the step runner: every due VM takes up to
+// steps_per_tick steps, VMs in parallel up to concurrency.
+func (e *Engine) ProcessVMs(ctx context.Context) (Summary, error) {
+	start := time.Now()
+	now := e.Clock.Now()
+	vms, err := e.Store.VMsDue(ctx, now, finalStates)
+	if err != nil {
+		return Summary{}, err
+	}
+	if len(vms) == 0 {
+		return Summary{}, nil // an idle tick prints nothing
+	}
+	env, err := e.Env(ctx)
+	if err != nil {
+		return Summary{}, fmt.Errorf("prepare step environment: %w", err)
+	}
+	opts := e.Config.Tasks.ProcessVMs
+	r := &runPass{e: e, env: env, heavy: newNodeLimiter(opts.HeavyPerNode, vms, e.Pipelines)}
+
+	work := make(chan store.VM)
+	var wg sync.WaitGroup
+	for range max(1, min(opts.Concurrency, len(vms))) {
+		wg.Go(func() {
+			for vm := range work {
+				r.advance(ctx, vm, max(1, opts.StepsPerTick))
+			}
+		})
+	}
+	for _, vm := range vms {
+		if ctx.Err() != nil {
+			break
+		}
+		work <- vm
+	}
+	close(work)
+	wg.Wait()
+
+	r.mu.Lock()
+	s := r.sum
+	r.mu.Unlock()
+	s.Duration = time.Since(start)
+	e.Live.TaskSummary("process_vms", s)
+	return s, ctx.Err()
+}
+
+type runPass struct {
+	e     *Engine
+	env   *states.Env
+	heavy *nodeLimiter
+	mu    sync.Mutex
+	sum   Summary
+}
+
+func (r *runPass) count(f func(*Summary)) {
+	r.mu.Lock()
+	f(&r.sum)
+	r.mu.Unlock()
+}
+
+// advance runs up to n steps for one VM, stopping at the first step that
+// does not complete.
+func (r *runPass) advance(ctx context.Context, vm store.VM, n int) {
+	r.count(func(s *Summary) { s.Processed++ })
+	e := r.e
+	var runID int64
+	result := "success"
+	defer func() {
+		if runID != 0 {
+			_ = e.Store.RunFinish(context.WithoutCancel(ctx), runID, result, e.Clock.Now())
+		}
+	}()
+	for i := 0; i < n; i++ {
+		step, _, ok := e.Pipelines.StepFor(states.State(vm.Status))
+		if !ok {
+			e.Live.Logger().Error().Str("vm", vm.ServiceID).Msgf("%s  no pipeline step from state %q; use pvectl reset-status", vm.ServiceID, vm.Status)
+			r.count(func(s *Summary) { s.Errors++ })
+			result = "error"
+			return
+		}
+		if runID == 0 {
+			id, err := e.Store.RunStart(ctx, vm.ID, "process_vms", e.Clock.Now())
+			if err != nil {
+				r.storeError(vm, err)
+				result = "error"
+				return
+			}
+			runID = id
+		}
+		env := *r.env
+		env.Emit = func(detail string) {
+			e.Live.Sub(vm.ServiceID, step.Label, detail)
+			_ = e.Store.RunAppendLine(context.WithoutCancel(ctx), store.RunLine{RunID: runID, At: e.Clock.Now(),
+				Step: step.Label, From: vm.Status, Result: "event", Detail: detail})
+		}
+
+		var res states.Result
+		began := time.Now()
+		if step.Heavy && vm.PendingUPID == "" && !r.heavy.acquire(vm.Node) {
+			res = states.Wait(fmt.Sprintf("node %s has %d heavy tasks in flight", vm.Node, r.heavy.limit))
+		} else {
+			res = runStep(ctx, step, &env, vm)
+		}
+		took := time.Since(began)
+
+		next, err := r.apply(ctx, vm, step, res)
+		line := StepLine{VM: vm.ServiceID, Hostname: vm.Hostname, Step: step.Label, From: vm.Status,
+			To: string(step.To), Result: res.Label(), Failed: res.Kind >= states.Retry, Duration: took}
+		if res.Kind == states.Waiting || res.Kind >= states.Retry {
+			line.To = vm.Status
+		}
+		if err != nil {
+			line.Result, line.Failed = "not applied: "+err.Error(), true
+		}
+		e.Live.Step(line)
+		_ = e.Store.RunAppendLine(context.WithoutCancel(ctx), store.RunLine{RunID: runID, At: e.Clock.Now(),
+			Step: step.Label, From: line.From, To: line.To, Result: line.Result, Duration: took})
+
+		switch {
+		case err != nil:
+			r.count(func(s *Summary) { s.Errors++ })
+			result = "error"
+			return
+		case res.Kind == states.Done || res.Kind == states.Skipped:
+			r.count(func(s *Summary) { s.Advanced++ })
+			vm = next
+			if states.State(vm.Status).Final() {
+				return
+			}
+		case res.Kind == states.Waiting:
+			r.count(func(s *Summary) { s.Waiting++ })
+			result = "waiting"
+			return
+		default:
+			r.count(func(s *Summary) { s.Errors++ })
+			result = "error"
+			return
+		}
+	}
+}
+
+// runStep calls a step function, turning a panic into a held VM rather than
+// a crashed tick.
+func runStep(ctx context.Context, step states.Step, env *states.Env, vm store.VM) (res states.Result) {
+	defer func() {
+		if p := recover(); p != nil {
+			res = states.Permanent(fmt.Errorf("step %q panicked: %v", step.Label, p))
+		}
+	}()
+	return step.Run(ctx, env, vm)
+}
+
+// apply writes the step outcome with a compare-and-set and returns the VM as
+// it is now.
+func (r *runPass) apply(ctx context.Context, vm store.VM, step states.Step, res states.Result) (store.VM, error) {
+	e := r.e
+	now := e.Clock.Now()
+	// Re-read: the step may have written intent (VMID, task) without
+	// changing status or version.
+	cur, err := e.Store.VMGet(ctx, vm.ID)
+	if err != nil {
+		return vm, err
+	}
+	if cur.Status != vm.Status || cur.Version != vm.Version {
+		return cur, fmt.Errorf("VM moved to %s (version %d) by someone else during the step; left as is", cur.Status, cur.Version)
+	}
+	o := store.Outcome{ID: vm.ID, FromStatus: vm.Status, FromVersion: vm.Version, ToStatus: vm.Status,
+		Attempts: cur.Attempts, StepWaits: cur.StepWaits, ClearPending: res.ClearTask, Now: now}
+	switch res.Kind {
+	case states.Done, states.Skipped:
+		o.ToStatus, o.Attempts, o.StepWaits, o.ClearPending = string(step.To), 0, 0, true
+	case states.Waiting:
+		o.StepWaits++
+		o.LastError = cur.LastError
+	case states.Retry:
+		o.Attempts++
+		o.NextAttempt = now.Add(Backoff(o.Attempts, rand.Float64()))
+		o.LastError = errText(res.Err)
+	case states.Fail:
+		o.Attempts++
+		o.Held = true
+		o.LastError = errText(res.Err)
+	}
+	if err := e.Store.VMApplyOutcome(ctx, o); err != nil {
+		if errors.Is(err, store.ErrConflict) {
+			return vm, fmt.Errorf("VM changed by someone else during the step; left as is")
+		}
+		return vm, err
+	}
+	return e.Store.VMGet(ctx, vm.ID)
+}
+
+func errText(err error) string {
+	if err == nil {
+		return "unknown error"
+	}
+	return err.Error()
+}
+
+func (r *runPass) storeError(vm store.VM, err error) {
+	r.count(func(s *Summary) { s.Errors++ })
+	r.e.Live.Logger().Error().Str("vm", vm.ServiceID).Err(err).Msgf("%s  store error: %v", vm.ServiceID, err)
+}
+
+// nodeLimiter caps in-flight heavy PVE tasks per node: those already pending
+// from earlier ticks plus those submitted in this pass.
+type nodeLimiter struct {
+	limit int
+	mu    sync.Mutex
+	used  map[string]int
+}
+
+func newNodeLimiter(limit int, vms []store.VM, reg states.Registry) *nodeLimiter {
+	l := &nodeLimiter{limit: limit, used: map[string]int{}}
+	for _, vm := range vms {
+		if vm.PendingUPID == "" {
+			continue
+		}
+		if st, _, ok := reg.StepFor(states.State(vm.Status)); ok && st.Heavy {
+			l.used[vm.Node]++
+		}
+	}
+	return l
+}
+
+func (l *nodeLimiter) acquire(node string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.used[node] >= l.limit {
+		return false
+	}
+	l.used[node]++
+	return true
+}

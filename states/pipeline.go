@@ -1,0 +1,229 @@
+package states
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/looplab/fsm"
+	"github.com/pvectl/pvectl/store"
+)
+
+// Kind is how a step ended. See the step contract in DESIGN.md §2.
+type Kind int
+
+const (
+	// Done: the step's effect is in place; the VM advances.
+	Done Kind = iota
+	// Skipped: nothing to do (unchanged, not configured); the VM advances.
+	Skipped
+	// Waiting: a PVE task or the guest is still busy; the VM stays.
+	Waiting
+	// Retry: a transient failure; the VM stays and backs off.
+	Retry
+	// Fail: needs a person; the VM stays and is held until an admin acts.
+	Fail
+)
+
+func (k Kind) String() string {
+	return [...]string{"success", "skip", "waiting", "error", "error"}[k]
+}
+
+// Result is what a step function returns.
+type Result struct {
+	Kind   Kind
+	Reason string // skip or wait reason
+	Err    error  // Retry and Fail
+	// ClearTask drops the stored PVE task reference (e.g. the task failed and
+	// the next attempt must look again and resubmit).
+	ClearTask bool
+}
+
+// Success is the Done result.
+func Success() Result { return Result{Kind: Done} }
+
+// Skip advances with a reason, logged as `skip (reason)`.
+func Skip(reason string) Result { return Result{Kind: Skipped, Reason: reason} }
+
+// Wait keeps the VM at its step, logged as `waiting (reason)`.
+func Wait(reason string) Result { return Result{Kind: Waiting, Reason: reason} }
+
+// Retryable keeps the VM at its step with backoff.
+func Retryable(err error) Result { return Result{Kind: Retry, Err: err} }
+
+// Permanent holds the VM until an admin releases it.
+func Permanent(err error) Result { return Result{Kind: Fail, Err: err} }
+
+// Label renders the result as the log shows it.
+func (r Result) Label() string {
+	switch r.Kind {
+	case Skipped:
+		return "skip (" + r.Reason + ")"
+	case Waiting:
+		return "waiting (" + r.Reason + ")"
+	case Retry:
+		return "error: " + errText(r.Err)
+	case Fail:
+		return "error (held): " + errText(r.Err)
+	}
+	return "success"
+}
+
+func errText(err error) string {
+	if err == nil {
+		return "unknown error"
+	}
+	return err.Error()
+}
+
+// StepFunc performs one step for a VM. It must keep the step contract: look
+// before acting, commit intent before side effects, submit at most one PVE
+// task and never wait for it.
+type StepFunc func(ctx context.Context, env *Env, vm store.VM) Result
+
+// Step is one transition of a pipeline: the action that moves a VM from the
+// state From (last completed) to To.
+type Step struct {
+	From  State
+	To    State
+	Label string // what the action does, e.g. "Clone VM"
+	// Heavy steps (clone, migrate, backup) count against the per-node limit.
+	Heavy bool
+	Run   StepFunc
+}
+
+// Pipeline is an ordered table of steps, validated by a looplab/fsm FSM.
+type Pipeline struct {
+	Name  string
+	Entry State // the state a request writes to start the pipeline
+	steps map[State]Step
+	order []Step
+	fsm   *fsm.FSM
+}
+
+// NewPipeline builds a pipeline. Each state may have only one outgoing step,
+// so a state's name leads to its step in one hop.
+func NewPipeline(name string, entry State, steps []Step) (*Pipeline, error) {
+	p := &Pipeline{Name: name, Entry: entry, steps: map[State]Step{}}
+	var events []fsm.EventDesc
+	for _, s := range steps {
+		if !s.From.Valid() || !s.To.Valid() {
+			return nil, fmt.Errorf("pipeline %s: step %q uses unknown state %s → %s", name, s.Label, s.From, s.To)
+		}
+		if _, dup := p.steps[s.From]; dup {
+			return nil, fmt.Errorf("pipeline %s: state %s has two steps", name, s.From)
+		}
+		if s.Run == nil {
+			return nil, fmt.Errorf("pipeline %s: step %s → %s has no function", name, s.From, s.To)
+		}
+		p.steps[s.From] = s
+		p.order = append(p.order, s)
+		events = append(events, fsm.EventDesc{Name: string(s.To), Src: []string{string(s.From)}, Dst: string(s.To)})
+	}
+	p.fsm = fsm.NewFSM(string(entry), events, nil)
+	return p, nil
+}
+
+// MustPipeline is NewPipeline for tables defined in code.
+func MustPipeline(name string, entry State, steps []Step) *Pipeline {
+	p, err := NewPipeline(name, entry, steps)
+	if err != nil {
+		panic(err)
+	}
+	return p
+}
+
+// StepFrom returns the step to run for a VM whose last completed state is s.
+func (p *Pipeline) StepFrom(s State) (Step, bool) {
+	st, ok := p.steps[s]
+	return st, ok
+}
+
+// Steps returns the table in order.
+func (p *Pipeline) Steps() []Step { return append([]Step(nil), p.order...) }
+
+// CanTransition reports whether from → to is a transition of this table.
+func (p *Pipeline) CanTransition(from, to State) bool {
+	f := fsm.NewFSM(string(from), p.events(), nil)
+	return f.Can(string(to))
+}
+
+func (p *Pipeline) events() []fsm.EventDesc {
+	var ev []fsm.EventDesc
+	for _, s := range p.order {
+		ev = append(ev, fsm.EventDesc{Name: string(s.To), Src: []string{string(s.From)}, Dst: string(s.To)})
+	}
+	return ev
+}
+
+// States returns every state the pipeline touches, in table order.
+func (p *Pipeline) States() []State {
+	seen := map[State]bool{}
+	var out []State
+	for _, s := range p.order {
+		for _, st := range []State{s.From, s.To} {
+			if !seen[st] {
+				seen[st] = true
+				out = append(out, st)
+			}
+		}
+	}
+	return out
+}
+
+// Mermaid renders the table as a Mermaid state diagram, generated from the FSM.
+func (p *Pipeline) Mermaid() string {
+	out, err := fsm.VisualizeWithType(p.fsm, fsm.MERMAID)
+	if err != nil {
+		return ""
+	}
+	return out
+}
+
+// Text renders the table as aligned text: state (done) → next action → next state.
+func (p *Pipeline) Text() string {
+	var b strings.Builder
+	w := 0
+	for _, s := range p.order {
+		w = max(w, len(s.From))
+	}
+	fmt.Fprintf(&b, "%-*s  %s\n", w, "STATE (DONE)", "NEXT ACTION → STATE")
+	for _, s := range p.order {
+		fmt.Fprintf(&b, "%-*s  %s → %s\n", w, s.From, s.Label, s.To)
+	}
+	return b.String()
+}
+
+// Registry is a set of pipelines; a VM's status selects the step to run.
+type Registry []*Pipeline
+
+// StepFor finds the step for a state across the registry's pipelines.
+func (r Registry) StepFor(s State) (Step, *Pipeline, bool) {
+	for _, p := range r {
+		if st, ok := p.StepFrom(s); ok {
+			return st, p, true
+		}
+	}
+	return Step{}, nil, false
+}
+
+// Names returns the pipelines' names, sorted.
+func (r Registry) Names() []string {
+	var out []string
+	for _, p := range r {
+		out = append(out, p.Name)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Get returns the pipeline with this name.
+func (r Registry) Get(name string) (*Pipeline, bool) {
+	for _, p := range r {
+		if p.Name == name {
+			return p, true
+		}
+	}
+	return nil, false
+}

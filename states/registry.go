@@ -1,0 +1,4 @@
+package states
+
+// Pipelines returns every pipeline table pvectl runs.
+func Pipelines() Registry { return Registry{} }
