@@ -1,0 +1,1068 @@
+package pvesim
+
+import (
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+func sortedVMIDs(s *Sim) []int {
+	ids := make([]int, 0, len(s.vms))
+	for id := range s.vms {
+		ids = append(ids, id)
+	}
+	sort.Ints(ids)
+	return ids
+}
+
+func b01(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// ---- cluster ----
+
+func hVersion(c *call) (any, *apiError) {
+	v := c.s.cluster.Version
+	parts := strings.SplitN(v, ".", 3)
+	release := v
+	if len(parts) >= 2 {
+		release = parts[0] + "." + parts[1]
+	}
+	return map[string]any{"version": v, "release": release, "repoid": "5d1cd4f1b29a4f8b"}, nil
+}
+
+func hClusterStatus(c *call) (any, *apiError) {
+	s := c.s
+	out := []any{map[string]any{"type": "cluster", "id": "cluster", "name": s.cluster.Name, "nodes": len(s.order), "quorate": b01(s.quorate), "version": 3}}
+	for i, name := range s.order {
+		n := s.nodes[name]
+		out = append(out, map[string]any{"type": "node", "id": "node/" + name, "name": name, "nodeid": i + 1,
+			"online": b01(!n.offline), "local": b01(i == 0), "ip": fmt.Sprintf("192.0.2.%d", 10+i), "level": ""})
+	}
+	return out, nil
+}
+
+func (s *Sim) vmDisk(m *vm) int64 {
+	var total int64
+	for _, k := range diskKeys(m.conf) {
+		if strings.HasPrefix(k, "unused") {
+			continue
+		}
+		if d := parseDisk(m.conf[k]); !d.isCDROM() {
+			total += d.size
+		}
+	}
+	return total
+}
+
+func hResources(c *call) (any, *apiError) {
+	s := c.s
+	typ := c.str("type")
+	out := []any{}
+	now := s.now()
+	if typ == "" || typ == "vm" {
+		for _, id := range sortedVMIDs(s) {
+			m := s.vms[id]
+			n := s.nodes[m.node]
+			st := s.vmStatus(m, false)
+			e := map[string]any{"id": fmt.Sprintf("qemu/%d", id), "type": "qemu", "vmid": id, "node": m.node,
+				"name": st["name"], "status": st["status"], "template": b01(m.conf["template"] == "1"),
+				"cpu": st["cpu"], "maxcpu": st["cpus"], "mem": st["mem"], "maxmem": st["maxmem"], "disk": 0, "maxdisk": s.vmDisk(m),
+				"netin": st["netin"], "netout": st["netout"], "diskread": 0, "diskwrite": 0, "uptime": st["uptime"]}
+			if n.offline || now.Sub(m.created) < time.Duration(s.cluster.Durations.Stats) {
+				e["status"] = "unknown"
+			}
+			if l := m.conf["lock"]; l != "" {
+				e["lock"] = l
+			}
+			if t := m.conf["tags"]; t != "" {
+				e["tags"] = t
+			}
+			out = append(out, e)
+		}
+	}
+	if typ == "" || typ == "node" {
+		for _, name := range s.order {
+			n := s.nodes[name]
+			e := map[string]any{"id": "node/" + name, "type": "node", "node": name, "status": "online", "level": "", "cgroup-mode": 2}
+			if n.offline {
+				e["status"] = "offline"
+			} else {
+				e["cpu"], e["maxcpu"], e["mem"], e["maxmem"] = 0.05, n.cpus, s.nodeMemUsed(n), n.memTotal
+				e["disk"], e["maxdisk"], e["uptime"] = int64(8<<30), int64(100<<30), int64(now.Sub(s.boot)/time.Second)
+			}
+			out = append(out, e)
+		}
+	}
+	if typ == "" || typ == "storage" {
+		for _, name := range s.order {
+			n := s.nodes[name]
+			for _, sn := range n.order {
+				st := n.storages[sn]
+				e := map[string]any{"id": "storage/" + name + "/" + sn, "type": "storage", "storage": sn, "node": name,
+					"status": "available", "plugintype": st.typ, "content": strings.Join(sortedCopy(st.content), ","),
+					"disk": st.used, "maxdisk": st.total, "shared": b01(st.shared)}
+				if n.offline || st.offline || st.disabled {
+					e["status"] = "unknown"
+				}
+				out = append(out, e)
+			}
+		}
+	}
+	return out, nil
+}
+
+func sortedCopy(in []string) []string {
+	out := append([]string(nil), in...)
+	sort.Strings(out)
+	return out
+}
+
+func hNextID(c *call) (any, *apiError) {
+	s := c.s
+	if c.has("vmid") {
+		id := c.int("vmid")
+		if s.vms[id] != nil {
+			return nil, paramErr("vmid", fmt.Sprintf("VM %d already exists", id))
+		}
+		return strconv.Itoa(id), nil
+	}
+	for id := s.cluster.NextIDLower; id < s.cluster.NextIDUpper; id++ {
+		if s.vms[id] == nil {
+			return strconv.Itoa(id), nil
+		}
+	}
+	return nil, serverErr(fmt.Sprintf("unable to get any free VMID in range [%d, %d]", s.cluster.NextIDLower, s.cluster.NextIDUpper))
+}
+
+func hNodes(c *call) (any, *apiError) {
+	s := c.s
+	out := []any{}
+	for i, name := range s.order {
+		n := s.nodes[name]
+		e := map[string]any{"node": name, "id": "node/" + name, "type": "node", "status": "online", "level": "",
+			"ssl_fingerprint": fmt.Sprintf("AA:BB:CC:DD:%02X", i)}
+		if n.offline {
+			e["status"] = "offline"
+		} else {
+			e["cpu"], e["maxcpu"], e["mem"], e["maxmem"] = 0.05, n.cpus, s.nodeMemUsed(n), n.memTotal
+			e["disk"], e["maxdisk"], e["uptime"] = int64(8<<30), int64(100<<30), int64(s.now().Sub(s.boot)/time.Second)
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+func hNodeStatus(c *call) (any, *apiError) {
+	s := c.s
+	n := s.nodes[c.vars["node"]]
+	used := s.nodeMemUsed(n)
+	return map[string]any{
+		"cpu": 0.05, "wait": 0.001, "idle": 0, "uptime": int64(s.now().Sub(s.boot) / time.Second),
+		"loadavg":    []string{"0.15", "0.20", "0.18"},
+		"memory":     map[string]any{"total": n.memTotal, "used": used, "free": n.memTotal - used},
+		"swap":       map[string]any{"total": int64(8 << 30), "used": 0, "free": int64(8 << 30)},
+		"rootfs":     map[string]any{"total": int64(100 << 30), "used": int64(8 << 30), "avail": int64(92 << 30), "free": int64(92 << 30)},
+		"ksm":        map[string]any{"shared": 0},
+		"cpuinfo":    map[string]any{"cpus": n.cpus, "cores": n.cpus / 2, "sockets": 1, "model": "pvesim virtual CPU", "mhz": "2999.999", "user_hz": 100, "hvm": "1", "flags": "fpu vme de pse"},
+		"pveversion": "pve-manager/" + s.cluster.Version + "/5d1cd4f1b29a4f8b", "kversion": "Linux 6.8.12-4-pve #1 SMP PREEMPT_DYNAMIC PMX 6.8.12-4",
+		"current-kernel": map[string]any{"sysname": "Linux", "release": "6.8.12-4-pve", "machine": "x86_64", "version": "#1 SMP PREEMPT_DYNAMIC PMX 6.8.12-4"},
+		"boot-info":      map[string]any{"mode": "efi", "secureboot": 0},
+	}, nil
+}
+
+// ---- storage ----
+
+func storageEntry(st *storage) map[string]any {
+	e := map[string]any{"storage": st.name, "type": st.typ, "content": strings.Join(sortedCopy(st.content), ","),
+		"active": b01(!st.offline && !st.disabled), "enabled": b01(!st.disabled), "shared": b01(st.shared)}
+	if !st.offline && !st.disabled {
+		e["total"], e["used"], e["avail"] = st.total, st.used, st.free()
+		e["used_fraction"] = float64(st.used) / float64(st.total)
+	}
+	return e
+}
+
+func hStorageList(c *call) (any, *apiError) {
+	n := c.s.nodes[c.vars["node"]]
+	out := []any{}
+	for _, sn := range n.order {
+		st := n.storages[sn]
+		if ct := c.str("content"); ct != "" && !contains(st.content, ct) {
+			continue
+		}
+		if name := c.str("storage"); name != "" && name != sn {
+			continue
+		}
+		if c.has("enabled") && c.bool("enabled") && st.disabled {
+			continue
+		}
+		out = append(out, storageEntry(st))
+	}
+	return out, nil
+}
+
+func hStorageStatus(c *call) (any, *apiError) {
+	st := c.s.storageOn(c.vars["node"], c.vars["storage"])
+	if st == nil {
+		return nil, serverErr(fmt.Sprintf("storage '%s' does not exist", c.vars["storage"]))
+	}
+	e := storageEntry(st)
+	delete(e, "storage")
+	delete(e, "used_fraction")
+	if _, ok := e["total"]; !ok {
+		e["total"], e["used"], e["avail"] = 0, 0, 0
+	}
+	return e, nil
+}
+
+func (c *call) contentStorage() (*storage, *apiError) {
+	st, msg := c.s.checkStorage(c.vars["node"], c.vars["storage"], "")
+	if msg != "" {
+		return nil, serverErr(msg)
+	}
+	return st, nil
+}
+
+func volumeEntry(v *volume) map[string]any {
+	e := map[string]any{"volid": v.volid, "format": v.format, "size": v.size, "content": v.content}
+	if v.ctime > 0 {
+		e["ctime"] = v.ctime
+	}
+	if v.vmid > 0 {
+		e["vmid"] = v.vmid
+	}
+	if v.content == "backup" {
+		e["subtype"] = "qemu"
+		if v.notes != "" {
+			e["notes"] = v.notes
+		}
+		if v.protected {
+			e["protected"] = 1
+		}
+	} else {
+		e["used"] = v.size / 10
+	}
+	if v.parent != "" {
+		e["parent"] = v.parent
+	}
+	return e
+}
+
+func hContentList(c *call) (any, *apiError) {
+	st, err := c.contentStorage()
+	if err != nil {
+		return nil, err
+	}
+	out := []any{}
+	for _, v := range st.sortedVolumes() {
+		if ct := c.str("content"); ct != "" && ct != v.content {
+			continue
+		}
+		if c.has("vmid") && c.int("vmid") != v.vmid {
+			continue
+		}
+		out = append(out, volumeEntry(v))
+	}
+	return out, nil
+}
+
+func (c *call) findVolume(st *storage) (*volume, *apiError) {
+	volid := c.vars["volume"]
+	if !strings.Contains(volid, ":") {
+		volid = st.name + ":" + volid
+	}
+	v := st.volumes[volid]
+	if v == nil {
+		return nil, serverErr(fmt.Sprintf("volume '%s' does not exist", volid))
+	}
+	return v, nil
+}
+
+func volumePath(st *storage, v *volume) string {
+	_, name, _ := strings.Cut(v.volid, ":")
+	if v.content == "backup" {
+		return "/var/lib/vz/dump/" + strings.TrimPrefix(name, "backup/")
+	}
+	return "/dev/pve/" + name
+}
+
+func hContentGet(c *call) (any, *apiError) {
+	st, err := c.contentStorage()
+	if err != nil {
+		return nil, err
+	}
+	v, err := c.findVolume(st)
+	if err != nil {
+		return nil, err
+	}
+	e := map[string]any{"path": volumePath(st, v), "size": v.size, "used": v.size, "format": v.format}
+	if v.notes != "" {
+		e["notes"] = v.notes
+	}
+	if v.protected {
+		e["protected"] = 1
+	}
+	return e, nil
+}
+
+func hContentDelete(c *call) (any, *apiError) {
+	s := c.s
+	st, err := c.contentStorage()
+	if err != nil {
+		return nil, err
+	}
+	v, err := c.findVolume(st)
+	if err != nil {
+		return nil, err
+	}
+	id := st.name
+	if v.vmid > 0 {
+		id = fmt.Sprintf("%d@%s", v.vmid, st.name)
+	}
+	o := spawnOpts{typ: "imgdel", id: id}
+	if v.vmid > 0 {
+		o.vmids = []int{v.vmid}
+	}
+	o.run = func() (string, []string) {
+		if v.protected {
+			return fmt.Sprintf("cannot remove protected archive '%s'", volumePath(st, v)), nil
+		}
+		st.release(v.volid)
+		return "OK", []string{"Removed volume '" + v.volid + "'"}
+	}
+	t := c.spawn(o)
+	if d := c.int("delay"); d > 0 && s.duration("imgdel") <= time.Duration(d)*time.Second {
+		t.end = s.now()
+		s.finish(t)
+		if t.exit == "OK" {
+			return nil, nil
+		}
+	}
+	return t.upid, nil
+}
+
+// ---- tasks ----
+
+func (c *call) task() (*task, *apiError) {
+	upid := c.vars["upid"]
+	if !upidRe.MatchString(upid) {
+		return nil, paramErr("upid", "unable to parse worker upid")
+	}
+	t := c.s.tasks[upid]
+	if t == nil || t.node != c.vars["node"] {
+		return nil, paramErr("upid", "no such task")
+	}
+	return t, nil
+}
+
+func taskFields(t *task) map[string]any {
+	user, tok := splitTokenUser(t.user)
+	e := map[string]any{"upid": t.upid, "node": t.node, "pid": t.pid, "pstart": t.pstart, "starttime": t.start.Unix(),
+		"type": t.typ, "id": t.id, "user": user}
+	if tok != "" {
+		e["tokenid"] = tok
+	}
+	return e
+}
+
+func hTaskStatus(c *call) (any, *apiError) {
+	t, err := c.task()
+	if err != nil {
+		return nil, err
+	}
+	e := taskFields(t)
+	e["status"] = "running"
+	if t.done {
+		e["status"], e["exitstatus"] = "stopped", t.exit
+	}
+	return e, nil
+}
+
+func hTaskLog(c *call) (any, *apiError) {
+	t, err := c.task()
+	if err != nil {
+		return nil, err
+	}
+	lines := t.log
+	if len(lines) == 0 {
+		lines = []string{"no content"}
+	}
+	start, limit := 0, 50
+	if c.has("start") {
+		start = c.int("start")
+	}
+	if c.has("limit") {
+		limit = c.int("limit")
+	}
+	out := []any{}
+	for i := start; i < len(lines) && len(out) < limit; i++ {
+		out = append(out, map[string]any{"n": i + 1, "t": lines[i]})
+	}
+	return withTotal{data: out, total: len(lines)}, nil
+}
+
+func hTaskList(c *call) (any, *apiError) {
+	s := c.s
+	out := []any{}
+	var sel []*task
+	for i := len(s.taskSeq) - 1; i >= 0; i-- {
+		t := s.taskSeq[i]
+		if t.node != c.vars["node"] {
+			continue
+		}
+		if c.has("vmid") && t.id != c.str("vmid") {
+			continue
+		}
+		if tf := c.str("typefilter"); tf != "" && tf != t.typ {
+			continue
+		}
+		switch c.str("source") {
+		case "active":
+			if t.done {
+				continue
+			}
+		case "", "archive":
+			if !t.done {
+				continue
+			}
+		}
+		if c.bool("errors") && (!t.done || isSuccess(t.exit)) {
+			continue
+		}
+		sel = append(sel, t)
+	}
+	start, limit := c.int("start"), 50
+	if c.has("limit") {
+		limit = c.int("limit")
+	}
+	for i := start; i < len(sel) && len(out) < limit; i++ {
+		t := sel[i]
+		e := taskFields(t)
+		if t.done {
+			e["status"], e["endtime"] = t.exit, t.end.Unix()
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+// ---- firewall ----
+
+var fwBool = map[string]bool{"enable": true, "dhcp": true, "ipfilter": true, "macfilter": true, "ndp": true, "radv": true}
+
+func fwDigest(m *vm) string {
+	conf := copyMap(m.firewall)
+	for _, is := range m.ipsets {
+		conf["ipset "+is.name] = is.comment
+		for _, e := range is.entries {
+			conf["ipset "+is.name+" "+e.cidr] = e.comment + strconv.FormatBool(e.nomatch)
+		}
+	}
+	return confDigest(conf)
+}
+
+func hFwGet(c *call) (any, *apiError) {
+	m, err := c.s.vmOn(c)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]any{"digest": fwDigest(m)}
+	for k, v := range m.firewall {
+		if fwBool[k] {
+			n, _ := strconv.Atoi(v)
+			out[k] = n
+		} else {
+			out[k] = v
+		}
+	}
+	return out, nil
+}
+
+func hFwSet(c *call) (any, *apiError) {
+	m, err := c.s.vmOn(c)
+	if err != nil {
+		return nil, err
+	}
+	if d := c.str("digest"); d != "" && d != fwDigest(m) {
+		return nil, serverErr("detected modified configuration - file changed by other user? Try again.")
+	}
+	for _, k := range strings.FieldsFunc(c.str("delete"), func(r rune) bool { return r == ',' || r == ';' || r == ' ' }) {
+		delete(m.firewall, k)
+	}
+	for k, v := range c.params {
+		if k == "node" || k == "vmid" || k == "digest" || k == "delete" {
+			continue
+		}
+		m.firewall[k], _ = scalar(v)
+	}
+	return nil, nil
+}
+
+func (m *vm) ipset(name string) *ipset {
+	for _, is := range m.ipsets {
+		if is.name == name {
+			return is
+		}
+	}
+	return nil
+}
+
+func hIPSetList(c *call) (any, *apiError) {
+	m, err := c.s.vmOn(c)
+	if err != nil {
+		return nil, err
+	}
+	out := []any{}
+	d := fwDigest(m)
+	for _, is := range m.ipsets {
+		e := map[string]any{"name": is.name, "digest": d}
+		if is.comment != "" {
+			e["comment"] = is.comment
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+func hIPSetCreate(c *call) (any, *apiError) {
+	m, err := c.s.vmOn(c)
+	if err != nil {
+		return nil, err
+	}
+	if d := c.str("digest"); d != "" && d != fwDigest(m) {
+		return nil, serverErr("detected modified configuration - file changed by other user? Try again.")
+	}
+	name := c.str("name")
+	if r := c.str("rename"); r != "" {
+		is := m.ipset(r)
+		if is == nil {
+			return nil, serverErr(fmt.Sprintf("no such IPSet '%s'", r))
+		}
+		if m.ipset(name) != nil {
+			return nil, paramErr("name", fmt.Sprintf("IPSet '%s' does already exist", name))
+		}
+		is.name = name
+		if c.has("comment") {
+			is.comment = c.str("comment")
+		}
+		return nil, nil
+	}
+	if m.ipset(name) != nil {
+		return nil, paramErr("name", fmt.Sprintf("IPSet '%s' does already exist", name))
+	}
+	m.ipsets = append(m.ipsets, &ipset{name: name, comment: c.str("comment")})
+	return nil, nil
+}
+
+func (c *call) ipsetOf() (*vm, *ipset, *apiError) {
+	m, err := c.s.vmOn(c)
+	if err != nil {
+		return nil, nil, err
+	}
+	is := m.ipset(c.vars["name"])
+	if is == nil {
+		return nil, nil, serverErr(fmt.Sprintf("no such IPSet '%s'", c.vars["name"]))
+	}
+	return m, is, nil
+}
+
+func hIPSetEntries(c *call) (any, *apiError) {
+	m, is, err := c.ipsetOf()
+	if err != nil {
+		return nil, err
+	}
+	out := []any{}
+	d := fwDigest(m)
+	for _, e := range is.entries {
+		x := map[string]any{"cidr": e.cidr, "digest": d}
+		if e.comment != "" {
+			x["comment"] = e.comment
+		}
+		if e.nomatch {
+			x["nomatch"] = 1
+		}
+		out = append(out, x)
+	}
+	return out, nil
+}
+
+func hIPSetAdd(c *call) (any, *apiError) {
+	_, is, err := c.ipsetOf()
+	if err != nil {
+		return nil, err
+	}
+	cidr := c.str("cidr")
+	for _, e := range is.entries {
+		if e.cidr == cidr {
+			return nil, paramErr("cidr", fmt.Sprintf("address '%s' already exists", cidr))
+		}
+	}
+	is.entries = append(is.entries, &ipEntry{cidr: cidr, comment: c.str("comment"), nomatch: c.bool("nomatch")})
+	return nil, nil
+}
+
+func hIPSetDelete(c *call) (any, *apiError) {
+	m, is, err := c.ipsetOf()
+	if err != nil {
+		return nil, err
+	}
+	if len(is.entries) > 0 && !c.bool("force") {
+		return nil, serverErr(fmt.Sprintf("IPSet '%s' is not empty", is.name))
+	}
+	for i, x := range m.ipsets {
+		if x == is {
+			m.ipsets = append(m.ipsets[:i], m.ipsets[i+1:]...)
+			break
+		}
+	}
+	return nil, nil
+}
+
+func hIPSetRemove(c *call) (any, *apiError) {
+	m, is, err := c.ipsetOf()
+	if err != nil {
+		return nil, err
+	}
+	if d := c.str("digest"); d != "" && d != fwDigest(m) {
+		return nil, serverErr("detected modified configuration - file changed by other user? Try again.")
+	}
+	cidr := c.vars["cidr"]
+	for i, e := range is.entries {
+		if e.cidr == cidr {
+			is.entries = append(is.entries[:i], is.entries[i+1:]...)
+			return nil, nil
+		}
+	}
+	return nil, paramErr("cidr", "no such IP/Network")
+}
+
+// ---- snapshots ----
+
+func hSnapList(c *call) (any, *apiError) {
+	m, err := c.s.vmOn(c)
+	if err != nil {
+		return nil, err
+	}
+	out := []any{}
+	for _, sn := range m.snapshots {
+		e := map[string]any{"name": sn.name, "description": sn.description, "snaptime": sn.snaptime}
+		if sn.vmstate {
+			e["vmstate"] = 1
+		}
+		if sn.parent != "" {
+			e["parent"] = sn.parent
+		}
+		out = append(out, e)
+	}
+	cur := map[string]any{"name": "current", "description": "You are here!", "running": b01(m.running), "digest": confDigest(m.conf)}
+	if p := m.conf["parent"]; p != "" {
+		cur["parent"] = p
+	}
+	return append(out, cur), nil
+}
+
+func hSnapCreate(c *call) (any, *apiError) {
+	s := c.s
+	m, err := s.vmOn(c)
+	if err != nil {
+		return nil, err
+	}
+	name := c.str("snapname")
+	if name == "current" || strings.EqualFold(name, "pending") {
+		return nil, serverErr(fmt.Sprintf("unable to use snapshot name '%s' (reserved name)", name))
+	}
+	for _, sn := range m.snapshots {
+		if sn.name == name {
+			return nil, serverErr(fmt.Sprintf("snapshot name '%s' already used", name))
+		}
+	}
+	o := spawnOpts{typ: "qmsnapshot", id: strconv.Itoa(m.vmid), vmids: []int{m.vmid}, flockVM: m}
+	if m.conf["lock"] != "" {
+		o.run = errTask(lockedErr(m))
+	} else {
+		o.lockVM, o.lock = m, "snapshot"
+		o.run = func() (string, []string) {
+			conf := copyMap(m.conf)
+			delete(conf, "lock")
+			sn := &snapshot{name: name, description: c.str("description"), parent: m.conf["parent"], snaptime: s.now().Unix(), vmstate: c.bool("vmstate") && m.running, conf: conf}
+			m.snapshots = append(m.snapshots, sn)
+			m.conf["parent"] = name
+			return "OK", []string{"snapshotting 'drive-scsi0' (" + m.conf["scsi0"] + ")"}
+		}
+	}
+	return c.spawn(o).upid, nil
+}
+
+func hSnapDelete(c *call) (any, *apiError) {
+	s := c.s
+	m, err := s.vmOn(c)
+	if err != nil {
+		return nil, err
+	}
+	name := c.vars["snapname"]
+	o := spawnOpts{typ: "qmdelsnapshot", id: strconv.Itoa(m.vmid), vmids: []int{m.vmid}, flockVM: m}
+	switch {
+	case m.conf["lock"] != "" && !c.bool("force"):
+		o.run = errTask(lockedErr(m))
+	default:
+		o.lockVM, o.lock = m, "snapshot-delete"
+		o.run = func() (string, []string) {
+			for i, sn := range m.snapshots {
+				if sn.name == name {
+					m.snapshots = append(m.snapshots[:i], m.snapshots[i+1:]...)
+					for _, other := range m.snapshots {
+						if other.parent == name {
+							other.parent = sn.parent
+						}
+					}
+					if m.conf["parent"] == name {
+						if sn.parent != "" {
+							m.conf["parent"] = sn.parent
+						} else {
+							delete(m.conf, "parent")
+						}
+					}
+					return "OK", nil
+				}
+			}
+			return fmt.Sprintf("snapshot '%s' does not exist", name), nil
+		}
+	}
+	return c.spawn(o).upid, nil
+}
+
+func hSnapRollback(c *call) (any, *apiError) {
+	s := c.s
+	m, err := s.vmOn(c)
+	if err != nil {
+		return nil, err
+	}
+	name := c.vars["snapname"]
+	o := spawnOpts{typ: "qmrollback", id: strconv.Itoa(m.vmid), vmids: []int{m.vmid}, flockVM: m}
+	if m.conf["lock"] != "" {
+		o.run = errTask(lockedErr(m))
+	} else {
+		o.lockVM, o.lock = m, "rollback"
+		o.run = func() (string, []string) {
+			for _, sn := range m.snapshots {
+				if sn.name == name {
+					m.running = false
+					conf := copyMap(sn.conf)
+					conf["parent"] = name
+					conf["lock"] = "rollback"
+					m.conf = conf
+					if c.bool("start") && !m.neverRunning {
+						m.running, m.startedAt = true, s.now()
+					}
+					return "OK", nil
+				}
+			}
+			return fmt.Sprintf("snapshot '%s' does not exist", name), nil
+		}
+	}
+	return c.spawn(o).upid, nil
+}
+
+// ---- rrd ----
+
+func hRRD(c *call) (any, *apiError) {
+	s := c.s
+	m, err := s.vmOn(c)
+	if err != nil {
+		return nil, err
+	}
+	step := map[string]int64{"hour": 60, "day": 1800, "week": 10800, "month": 43200, "year": 604800}[c.str("timeframe")]
+	now := s.now().Unix()
+	last := now - now%step
+	out := []any{}
+	for i := int64(69); i >= 0; i-- {
+		ts := last - i*step
+		e := map[string]any{"time": ts}
+		if ts >= m.created.Unix() {
+			e["maxcpu"], e["maxmem"], e["maxdisk"] = 2, m.memBytes(), s.vmDisk(m)
+			e["disk"], e["diskread"], e["diskwrite"] = 0, 0, 0
+			if m.running && ts >= m.startedAt.Unix() {
+				e["cpu"], e["mem"], e["netin"], e["netout"] = 0.0123, float64(m.memBytes())/2, m.netIn, m.netOut
+			} else {
+				e["cpu"], e["mem"], e["netin"], e["netout"] = 0, 0, 0, 0
+			}
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+// ---- vzdump ----
+
+func hVzdump(c *call) (any, *apiError) {
+	s := c.s
+	nodeName := c.vars["node"]
+	var ids []int
+	if c.bool("all") {
+		for _, id := range sortedVMIDs(s) {
+			if s.vms[id].node == nodeName {
+				ids = append(ids, id)
+			}
+		}
+	} else {
+		for _, f := range vmidListSplit.Split(strings.TrimSpace(c.str("vmid")), -1) {
+			if id, err := strconv.Atoi(f); err == nil {
+				ids = append(ids, id)
+			}
+		}
+	}
+	if len(ids) == 0 {
+		return nil, serverErr("no guests specified")
+	}
+	if (c.has("notes-template") || c.has("protected")) && !c.has("storage") {
+		field := "notes-template"
+		if !c.has("notes-template") {
+			field = "protected"
+		}
+		return nil, paramErr(field, "missing property - '"+field+"' requires 'storage'")
+	}
+	stName := c.str("storage")
+	if stName == "" {
+		for _, sn := range s.nodes[nodeName].order {
+			if contains(s.nodes[nodeName].storages[sn].content, "backup") {
+				stName = sn
+				break
+			}
+		}
+	}
+	st, msg := s.checkStorage(nodeName, stName, "backup")
+	if msg != "" {
+		return nil, serverErr(msg)
+	}
+	id := ""
+	if len(ids) == 1 {
+		id = strconv.Itoa(ids[0])
+	}
+	ext := map[string]string{"": ".vma", "0": ".vma", "1": ".vma.lzo", "gzip": ".vma.gz", "lzo": ".vma.lzo", "zstd": ".vma.zst"}[c.str("compress")]
+	start := s.now()
+	o := spawnOpts{typ: "vzdump", id: id, vmids: ids}
+	var locked []*vm
+	for _, vid := range ids {
+		if m := s.vms[vid]; m != nil && m.node == nodeName && m.conf["lock"] == "" {
+			m.conf["lock"] = "backup"
+			locked = append(locked, m)
+		}
+	}
+	o.onFail = func() {}
+	o.run = func() (string, []string) {
+		var lines []string
+		failed := false
+		for _, vid := range ids {
+			m := s.vms[vid]
+			lines = append(lines, fmt.Sprintf("INFO: Starting Backup of VM %d (qemu)", vid))
+			if m == nil || m.node != nodeName {
+				lines = append(lines, fmt.Sprintf("ERROR: Backup of VM %d failed - unable to find VM %d", vid, vid))
+				failed = true
+				continue
+			}
+			isLockedByUs := false
+			for _, l := range locked {
+				isLockedByUs = isLockedByUs || l == m
+			}
+			if !isLockedByUs {
+				lines = append(lines, fmt.Sprintf("ERROR: Backup of VM %d failed - %s", vid, lockedErr(m)))
+				failed = true
+				continue
+			}
+			name := fmt.Sprintf("vzdump-qemu-%d-%s%s", vid, start.UTC().Format("2006_01_02-15_04_05"), ext)
+			volid := st.name + ":backup/" + name
+			size := s.vmDisk(m) / 8
+			if size > st.free() {
+				lines = append(lines, fmt.Sprintf("ERROR: Backup of VM %d failed - vma_queue_write: write error - No space left on device", vid))
+				failed = true
+				continue
+			}
+			conf := copyMap(m.conf)
+			delete(conf, "lock")
+			notes := c.str("notes-template")
+			for k, v := range map[string]string{"{{guestname}}": m.conf["name"], "{{vmid}}": strconv.Itoa(vid), "{{node}}": nodeName, "{{cluster}}": s.cluster.Name} {
+				notes = strings.ReplaceAll(notes, k, v)
+			}
+			st.volumes[volid] = &volume{volid: volid, format: strings.TrimPrefix(ext, "."), size: size, ctime: start.Unix(), vmid: vid, content: "backup",
+				notes: notes, protected: c.bool("protected"), conf: conf}
+			st.used += size
+			lines = append(lines, "INFO: creating vzdump archive '"+volumePath(st, st.volumes[volid])+"'",
+				fmt.Sprintf("INFO: archive file size: %s", formatSize(size)),
+				fmt.Sprintf("INFO: Finished Backup of VM %d (00:00:%02d)", vid, int(s.duration("vzdump")/time.Second)%60))
+		}
+		for _, m := range locked {
+			if m.conf["lock"] == "backup" {
+				delete(m.conf, "lock")
+			}
+		}
+		if failed {
+			return "job errors", lines
+		}
+		return "OK", append(lines, "INFO: Backup job finished successfully")
+	}
+	t := c.spawn(o)
+	if t.forced != "" && !isSuccess(t.forced) {
+		// the worker fails: release our backup locks unless told to keep them
+		t.onFail = func() {
+			for _, m := range locked {
+				if m.conf["lock"] == "backup" {
+					delete(m.conf, "lock")
+				}
+			}
+		}
+	}
+	return t.upid, nil
+}
+
+// ---- create / restore ----
+
+func hCreate(c *call) (any, *apiError) {
+	s := c.s
+	nodeName := c.vars["node"]
+	vmid := c.int("vmid")
+	existing := s.vms[vmid]
+	archive := c.str("archive")
+	if archive == "" {
+		for _, k := range []string{"force", "unique", "live-restore"} {
+			if c.has(k) {
+				return nil, paramErr(k, "missing property - '"+k+"' requires 'archive'")
+			}
+		}
+		if existing != nil {
+			return nil, serverErr(fmt.Sprintf("unable to create VM %d - VM %d already exists on node '%s'", vmid, vmid, existing.node))
+		}
+		m := &vm{vmid: vmid, node: nodeName, conf: map[string]string{"lock": "create"}, created: s.now(), firewall: map[string]string{}}
+		s.vms[vmid] = m
+		o := spawnOpts{typ: "qmcreate", id: strconv.Itoa(vmid), vmids: []int{vmid}, lockVM: m, lock: "create"}
+		o.onFail = func() {
+			if s.vms[vmid] == m {
+				s.freeDisks(m)
+				delete(s.vms, vmid)
+			}
+		}
+		o.run = func() (string, []string) {
+			for _, k := range sortedKeys(c.params) {
+				if k == "node" || k == "vmid" || k == "start" || k == "pool" || k == "storage" || k == "bwlimit" {
+					continue
+				}
+				v, _ := scalar(c.params[k])
+				if diskKeyRe.MatchString(k) {
+					nv, msg := s.allocDiskValue(m, k, v)
+					if msg != "" {
+						return msg, nil
+					}
+					v = nv
+				}
+				m.conf[k] = v
+			}
+			m.conf["vmgenid"] = fakeUUID(uint64(vmid) + uint64(s.now().UnixNano()))
+			m.conf["smbios1"] = "uuid=" + fakeUUID(uint64(vmid)<<8)
+			m.conf["lock"] = "create"
+			if c.bool("start") && !m.neverRunning {
+				m.running, m.startedAt = true, s.now()
+			}
+			return "OK", nil
+		}
+		return c.spawn(o).upid, nil
+	}
+	if existing != nil {
+		if !c.bool("force") {
+			return nil, serverErr(fmt.Sprintf("unable to restore VM %d - VM %d already exists on node '%s'", vmid, vmid, existing.node))
+		}
+		if existing.running {
+			return nil, serverErr(fmt.Sprintf("unable to restore VM %d - VM %d is running", vmid, vmid))
+		}
+		if existing.node != nodeName {
+			return nil, serverErr(fmt.Sprintf("unable to restore VM %d - VM %d already exists on node '%s'", vmid, vmid, existing.node))
+		}
+	}
+	stName, _, _ := strings.Cut(archive, ":")
+	ast := s.storageOn(nodeName, stName)
+	var backup *volume
+	if ast != nil {
+		backup = ast.volumes[archive]
+	}
+	if backup == nil || backup.content != "backup" {
+		return nil, serverErr(fmt.Sprintf("volume '%s' does not exist", archive))
+	}
+	if c.has("storage") {
+		if _, msg := s.checkStorage(nodeName, c.str("storage"), "images"); msg != "" {
+			return nil, serverErr(msg)
+		}
+	}
+	m := existing
+	if m == nil {
+		m = &vm{vmid: vmid, node: nodeName, conf: map[string]string{}, created: s.now(), firewall: map[string]string{}}
+		s.vms[vmid] = m
+	}
+	o := spawnOpts{typ: "qmrestore", id: strconv.Itoa(vmid), vmids: []int{vmid}, lockVM: m, lock: "create", flockVM: m}
+	if existing != nil && existing.conf["lock"] != "" {
+		o.run = errTask(lockedErr(existing))
+		o.lockVM = nil
+	} else {
+		o.onFail = func() {
+			if existing == nil && s.vms[vmid] == m {
+				s.freeDisks(m)
+				delete(s.vms, vmid)
+			}
+		}
+		o.run = func() (string, []string) {
+			if existing != nil {
+				s.freeDisks(m)
+			}
+			conf := copyMap(backup.conf)
+			lines := []string{"restore vma archive: zstd -q -d -c " + volumePath(ast, backup)}
+			for _, k := range diskKeys(conf) {
+				if strings.HasPrefix(k, "unused") {
+					delete(conf, k)
+					continue
+				}
+				d := parseDisk(conf[k])
+				if d.storage == "" {
+					continue
+				}
+				stName := d.storage
+				if c.has("storage") {
+					stName = c.str("storage")
+				}
+				st, msg := s.checkStorage(nodeName, stName, "images")
+				if msg != "" {
+					return msg, lines
+				}
+				d.storage = stName
+				if d.isCDROM() {
+					if strings.Contains(d.volname, "cloudinit") {
+						d.volname = fmt.Sprintf("vm-%d-cloudinit", vmid)
+						st.volumes[stName+":"+d.volname] = &volume{volid: stName + ":" + d.volname, format: "raw", size: 4 << 20, vmid: vmid, content: "images"}
+						conf[k] = d.String()
+					}
+					continue
+				}
+				d.volname = nextDiskName(st, vmid)
+				if msg := st.alloc(stName+":"+d.volname, d.size, vmid, s.now().Unix(), true); msg != "" {
+					return msg, lines
+				}
+				conf[k] = d.String()
+				lines = append(lines, fmt.Sprintf("new volume ID is '%s:%s'", stName, d.volname))
+			}
+			if c.bool("unique") {
+				s.newMACs(conf, vmid)
+				conf["vmgenid"] = fakeUUID(uint64(vmid) + uint64(s.now().UnixNano()))
+			}
+			conf["lock"] = "create"
+			m.conf = conf
+			m.snapshots = nil
+			if c.bool("start") && !m.neverRunning {
+				m.running, m.startedAt = true, s.now()
+			}
+			return "OK", append(lines, "rescan volumes...")
+		}
+	}
+	return c.spawn(o).upid, nil
+}
