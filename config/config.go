@@ -17,6 +17,7 @@ import (
 	"github.com/goccy/go-yaml"
 	"github.com/goccy/go-yaml/ast"
 	"github.com/goccy/go-yaml/parser"
+	"github.com/goccy/go-yaml/token"
 )
 
 // DefaultPath is where pvectl looks for its config without --config / PVECTL_CONFIG.
@@ -279,20 +280,23 @@ func friendlyType(t string) string {
 }
 
 // keyAt returns the dotted key path of the mapping key or value at line:col.
+// An exact position match wins over a key that merely shares the line.
 func keyAt(file *ast.File, line, col int) string {
-	for _, doc := range file.Docs {
-		if p, ok := findPath(doc.Body, "", line, col); ok {
-			return p
+	for _, exact := range []bool{true, false} {
+		for _, doc := range file.Docs {
+			if p, ok := findPath(doc.Body, "", line, col, exact); ok {
+				return p
+			}
 		}
 	}
 	return ""
 }
 
-func findPath(n ast.Node, prefix string, line, col int) (string, bool) {
+func findPath(n ast.Node, prefix string, line, col int, exact bool) (string, bool) {
 	switch v := n.(type) {
 	case *ast.MappingNode:
 		for _, mv := range v.Values {
-			if p, ok := findPath(mv, prefix, line, col); ok {
+			if p, ok := findPath(mv, prefix, line, col, exact); ok {
 				return p, true
 			}
 		}
@@ -301,27 +305,24 @@ func findPath(n ast.Node, prefix string, line, col int) (string, bool) {
 		if prefix != "" && !strings.HasSuffix(prefix, ".") {
 			key = prefix + "." + v.Key.String()
 		}
-		if p, ok := findPath(v.Value, key, line, col); ok {
+		if p, ok := findPath(v.Value, key, line, col, exact); ok {
 			return p, true
 		}
-		kt := v.Key.GetToken()
-		if kt != nil && kt.Position.Line == line {
-			return key, true
-		}
-		vt := v.Value.GetToken()
-		if vt != nil && vt.Position.Line == line && vt.Position.Column == col {
-			return key, true
+		for _, tk := range []*token.Token{v.Key.GetToken(), v.Value.GetToken()} {
+			if tk != nil && tk.Position.Line == line && (!exact || tk.Position.Column == col) {
+				return key, true
+			}
 		}
 	case *ast.SequenceNode:
 		for i, item := range v.Values {
-			if p, ok := findPath(item, fmt.Sprintf("%s[%d]", prefix, i), line, col); ok {
+			if p, ok := findPath(item, fmt.Sprintf("%s[%d]", prefix, i), line, col, exact); ok {
 				return p, true
 			}
 		}
 	case *ast.TagNode:
-		return findPath(v.Value, prefix, line, col)
+		return findPath(v.Value, prefix, line, col, exact)
 	case *ast.AnchorNode:
-		return findPath(v.Value, prefix, line, col)
+		return findPath(v.Value, prefix, line, col, exact)
 	}
 	return "", false
 }

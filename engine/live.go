@@ -34,17 +34,15 @@ func NewLive(w io.Writer, format string, verbose bool, clock Clock) (*Live, erro
 	if verbose {
 		level = zerolog.DebugLevel
 	}
-	l := zerolog.New(w).Level(level).With().Timestamp().Logger().Hook(clockHook{clock})
+	l := zerolog.New(w).Level(level).Hook(clockHook{clock})
 	return &Live{log: l}, nil
 }
 
-// clockHook stamps lines with the engine's clock instead of the wall clock.
+// clockHook stamps lines with the engine's clock (fixed under tests).
 type clockHook struct{ c Clock }
 
 func (h clockHook) Run(e *zerolog.Event, _ zerolog.Level, _ string) {
-	if _, fixed := h.c.(FixedClock); fixed {
-		e.Time("at", h.c.Now())
-	}
+	e.Time(zerolog.TimestampFieldName, h.c.Now())
 }
 
 // Logger exposes the underlying logger for other messages.

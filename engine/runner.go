@@ -221,10 +221,12 @@ func (r *runPass) apply(ctx context.Context, vm store.VM, step states.Step, res 
 		o.LastError = cur.LastError
 	case states.Retry:
 		o.Attempts++
+		o.StepWaits = 0
 		o.NextAttempt = now.Add(Backoff(o.Attempts, rand.Float64()))
 		o.LastError = errText(res.Err)
 	case states.Fail:
 		o.Attempts++
+		o.StepWaits = 0
 		o.Held = true
 		o.LastError = errText(res.Err)
 	}

@@ -1,19 +1,31 @@
 package states
 
 import (
+	"context"
 	"time"
 
 	"github.com/pvectl/pvectl/config"
+	"github.com/pvectl/pvectl/providers/dns"
+	"github.com/pvectl/pvectl/providers/proxmox"
 	"github.com/pvectl/pvectl/store"
 )
+
+// DNSUpdater is what the steps need from the DNS provider.
+type DNSUpdater interface {
+	Publish(ctx context.Context, rec dns.Record) error
+	Delete(ctx context.Context, rec dns.Record) error
+}
 
 // Env is what a step function works with. The runner gives each VM its own
 // copy with Emit bound to that VM's live output and run log.
 type Env struct {
 	Store  *store.Store
 	Config *config.Config
+	PVE    proxmox.Client
+	DNS    DNSUpdater
+	Zones  []dns.Zone
 	Now    func() time.Time
-	// Emit writes a sub-line (a DNS record, a heartbeat) for the current step,
-	// live and into the VM's run log.
+	// Emit writes a sub-line (a DNS record, a heartbeat, an event) for the
+	// current step, live and into the VM's run log.
 	Emit func(detail string)
 }

@@ -106,7 +106,6 @@ type Pipeline struct {
 // so a state's name leads to its step in one hop.
 func NewPipeline(name string, entry State, steps []Step) (*Pipeline, error) {
 	p := &Pipeline{Name: name, Entry: entry, steps: map[State]Step{}}
-	var events []fsm.EventDesc
 	for _, s := range steps {
 		if !s.From.Valid() || !s.To.Valid() {
 			return nil, fmt.Errorf("pipeline %s: step %q uses unknown state %s → %s", name, s.Label, s.From, s.To)
@@ -119,9 +118,8 @@ func NewPipeline(name string, entry State, steps []Step) (*Pipeline, error) {
 		}
 		p.steps[s.From] = s
 		p.order = append(p.order, s)
-		events = append(events, fsm.EventDesc{Name: string(s.To), Src: []string{string(s.From)}, Dst: string(s.To)})
 	}
-	p.fsm = fsm.NewFSM(string(entry), events, nil)
+	p.fsm = fsm.NewFSM(string(entry), p.events(), nil)
 	return p, nil
 }
 
@@ -143,16 +141,23 @@ func (p *Pipeline) StepFrom(s State) (Step, bool) {
 // Steps returns the table in order.
 func (p *Pipeline) Steps() []Step { return append([]Step(nil), p.order...) }
 
-// CanTransition reports whether from → to is a transition of this table.
+// CanTransition reports whether from → to is a transition of this table,
+// as the FSM sees it.
 func (p *Pipeline) CanTransition(from, to State) bool {
 	f := fsm.NewFSM(string(from), p.events(), nil)
-	return f.Can(string(to))
+	for _, ev := range f.AvailableTransitions() {
+		if st, ok := p.steps[from]; ok && st.Label == ev && st.To == to {
+			return true
+		}
+	}
+	return false
 }
 
+// events are the FSM's transitions, one per step, named by the step's action.
 func (p *Pipeline) events() []fsm.EventDesc {
 	var ev []fsm.EventDesc
 	for _, s := range p.order {
-		ev = append(ev, fsm.EventDesc{Name: string(s.To), Src: []string{string(s.From)}, Dst: string(s.To)})
+		ev = append(ev, fsm.EventDesc{Name: s.Label, Src: []string{string(s.From)}, Dst: string(s.To)})
 	}
 	return ev
 }

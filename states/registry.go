@@ -1,4 +1,4 @@
 package states
 
 // Pipelines returns every pipeline table pvectl runs.
-func Pipelines() Registry { return Registry{} }
+func Pipelines() Registry { return Registry{Deploy()} }

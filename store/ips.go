@@ -55,13 +55,14 @@ func (s *Store) IPsInPool(ctx context.Context, pool string) (map[string]bool, er
 
 // Reservation is the VMID and addresses a VM's first deploy step reserves.
 type Reservation struct {
-	ID      int64 // vms.id
-	Status  string
-	Version int64
-	VMID    int
-	Node    string
-	IPs     []IPAllocation
-	Now     time.Time
+	ID         int64 // vms.id
+	Status     string
+	Version    int64
+	VMID       int
+	Node       string // where the clone is made (the template's node)
+	TargetNode string // where the VM should end up
+	IPs        []IPAllocation
+	Now        time.Time
 }
 
 // VMReserve writes a VM's VMID, node and addresses in one transaction,
@@ -69,8 +70,8 @@ type Reservation struct {
 // another VM fails with ErrDuplicate and writes nothing.
 func (s *Store) VMReserve(ctx context.Context, r Reservation) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE vms SET vmid = ?, node = ?, updated_at = ?
-			WHERE id = ? AND status = ? AND version = ?`, r.VMID, r.Node, ms(r.Now), r.ID, r.Status, r.Version)
+		res, err := tx.ExecContext(ctx, `UPDATE vms SET vmid = ?, node = ?, target_node = ?, updated_at = ?
+			WHERE id = ? AND status = ? AND version = ?`, r.VMID, r.Node, r.TargetNode, ms(r.Now), r.ID, r.Status, r.Version)
 		if err != nil {
 			if strings.Contains(err.Error(), "UNIQUE constraint failed: vms.vmid") {
 				return fmt.Errorf("vmid %d: %w", r.VMID, ErrDuplicate)

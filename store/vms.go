@@ -18,8 +18,9 @@ type VM struct {
 	Status         string
 	Version        int64
 	RequestedNode  string
-	Node           string
-	VMID           int // 0 = not reserved yet
+	TargetNode     string // where the VM should end up (chosen at reservation)
+	Node           string // where the VM lives now (or will be cloned)
+	VMID           int    // 0 = not reserved yet
 	PendingUPID    string
 	PendingNode    string
 	PendingStep    string
@@ -38,7 +39,7 @@ type VM struct {
 	UpdatedAt      time.Time
 }
 
-const vmColumns = `id, service_id, hostname, product, status, version, requested_node, node,
+const vmColumns = `id, service_id, hostname, product, status, version, requested_node, target_node, node,
 	COALESCE(vmid, 0), pending_upid, pending_node, pending_step, step_waits, step_started_at,
 	attempts, next_attempt_at, held, last_error, COALESCE(idempotency_key, ''), request_digest,
 	ssh_keys, password, dns_dirty, created_at, updated_at`
@@ -50,7 +51,7 @@ func scanVM(r scanner) (VM, error) {
 	var stepStarted, next, created, updated int64
 	var held, dirty int
 	err := r.Scan(&v.ID, &v.ServiceID, &v.Hostname, &v.Product, &v.Status, &v.Version,
-		&v.RequestedNode, &v.Node, &v.VMID, &v.PendingUPID, &v.PendingNode, &v.PendingStep,
+		&v.RequestedNode, &v.TargetNode, &v.Node, &v.VMID, &v.PendingUPID, &v.PendingNode, &v.PendingStep,
 		&v.StepWaits, &stepStarted, &v.Attempts, &next, &held, &v.LastError, &v.IdempotencyKey,
 		&v.RequestDigest, &v.SSHKeys, &v.Password, &dirty, &created, &updated)
 	if err != nil {
@@ -310,4 +311,10 @@ func (s *Store) VMSetVMID(ctx context.Context, id int64, vmid int, now time.Time
 		return err
 	}
 	return oneRow(res, id)
+}
+
+// VMClearPassword forgets the cloud-init password once it is in PVE.
+func (s *Store) VMClearPassword(ctx context.Context, id int64, now time.Time) error {
+	_, err := s.db.ExecContext(ctx, `UPDATE vms SET password = '', updated_at = ? WHERE id = ?`, ms(now), id)
+	return err
 }

@@ -33,6 +33,9 @@ func TestScripts(t *testing.T) {
 		},
 		RequireExplicitExec: true,
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			"pvesim": pvesimCmd,
+			"subst":  substCmd,
+			"ticks":  ticksCmd,
 			// exitcode N CMD ARGS... runs CMD and requires exit status N;
 			// its stdout and stderr stay available to stdout/stderr checks.
 			"exitcode": func(ts *testscript.TestScript, neg bool, args []string) {

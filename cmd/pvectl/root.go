@@ -107,6 +107,9 @@ Exit codes: 0 ok, 1 failure, 2 bad usage or input (nothing was changed).`,
 		newTasksCmd(g),
 		newConfigCmd(g),
 		newVersionCmd(g),
+		newVMCmd(g),
+		newLogCmd(g),
+		newPipelineCmd(g),
 	)
 	return root
 }

@@ -8,6 +8,7 @@ CREATE TABLE vms (
     status           TEXT    NOT NULL CHECK (status IN ('creation', 'set_ip', 'clone', 'set_dns', 'migrated', 'set_cpu_ram', 'set_system_disk_size', 'set_system_disk_bandwidth', 'set_created_additional_disk', 'set_additional_disk_size', 'set_additional_disk_bandwidth', 'set_network', 'set_firewall', 'set_cloudinit', 'starting', 'ready', 'change_package', 'cp_update_ip', 'cp_stop', 'cp_cpu_ram', 'cp_system_disk_size', 'cp_system_disk_bandwidth', 'cp_additional_disk', 'cp_additional_disk_size', 'cp_additional_disk_bandwidth', 'cp_network', 'cp_firewall', 'cp_start', 'terminate', 'terminate_stopped', 'terminate_backups_removed', 'terminate_dns_removed', 'terminate_deleted', 'remove', 'error_terminate', 'set_dns_records', 'reinstall')),
     version          INTEGER NOT NULL DEFAULT 1,
     requested_node   TEXT    NOT NULL DEFAULT '',
+    target_node      TEXT    NOT NULL DEFAULT '',
     node             TEXT    NOT NULL DEFAULT '',
     vmid             INTEGER UNIQUE,
     pending_upid     TEXT    NOT NULL DEFAULT '',
@@ -39,6 +40,21 @@ CREATE TABLE ip_allocations (
     created_at INTEGER NOT NULL
 );
 CREATE INDEX ip_allocations_vm ON ip_allocations (vm_id);
+
+-- dns_records: what pvectl published, so a delete removes exactly that.
+CREATE TABLE dns_records (
+    id         INTEGER PRIMARY KEY,
+    vm_id      INTEGER NOT NULL REFERENCES vms (id) ON DELETE CASCADE,
+    zone       TEXT    NOT NULL,
+    name       TEXT    NOT NULL,
+    type       TEXT    NOT NULL,
+    value      TEXT    NOT NULL,
+    ttl        INTEGER NOT NULL,
+    state      TEXT    NOT NULL CHECK (state IN ('published', 'failed')),
+    error      TEXT    NOT NULL DEFAULT '',
+    updated_at INTEGER NOT NULL,
+    UNIQUE (vm_id, zone, name, type, value)
+);
 
 -- runs and run_lines: the per-VM log shown by `pvectl log`.
 CREATE TABLE runs (
@@ -82,6 +98,7 @@ CREATE INDEX task_runs_task ON task_runs (task, started_at);
 -- +goose Down
 DROP TABLE task_runs;
 DROP TABLE run_lines;
+DROP TABLE dns_records;
 DROP TABLE runs;
 DROP TABLE ip_allocations;
 DROP TABLE vms;

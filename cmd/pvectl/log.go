@@ -1,0 +1,182 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/pvectl/pvectl/states"
+	"github.com/pvectl/pvectl/store"
+	"github.com/spf13/cobra"
+)
+
+func newLogCmd(g *globals) *cobra.Command {
+	var runs int
+	var asJSON, follow bool
+	cmd := &cobra.Command{
+		Use:   "log VM",
+		Short: "Show a VM's run log: each step, from → to, result, duration (newest run first)",
+		Long: `Show the VM's newest runs (the newest 50 are kept), newest first. Each line is one step:
+time, step, from → to, result (success, skip (reason), waiting (reason), error: …) and
+duration, plus sub-lines such as DNS records and events. The last failure is shown on
+top. With --follow, new lines are printed as ticks write them (Ctrl-C to stop).`,
+		Args: exactArgs(1, "a VM (service id or hostname)"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if runs < 1 {
+				return usagef("--runs must be at least 1")
+			}
+			e, closeFn, err := g.openEngine(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer closeFn()
+			ctx := cmd.Context()
+			vm, err := findVM(ctx, e, args[0])
+			if err != nil {
+				return err
+			}
+			list, err := e.Store.RunsForVM(ctx, vm.ID, runs)
+			if err != nil {
+				return err
+			}
+			w := cmd.OutOrStdout()
+			if asJSON && !follow {
+				return writeJSON(w, logJSON(vm, list))
+			}
+			if vm.LastError != "" && !asJSON {
+				state := "will retry"
+				if vm.Held {
+					state = "HELD until an admin acts (pvectl vm retry / reset-status)"
+				}
+				fmt.Fprintf(w, "!! LAST ERROR at %s (attempt %d, %s): %s\n\n", vm.Status, vm.Attempts, state, vm.LastError)
+			}
+			if !follow {
+				for _, r := range list {
+					printRun(w, r)
+				}
+				return nil
+			}
+			// --follow: print the existing lines oldest first, then poll.
+			var lastRun, lastLine int64
+			for i := len(list) - 1; i >= 0; i-- {
+				printRun(w, list[i])
+				lastRun = list[i].ID
+				for _, l := range list[i].Lines {
+					lastLine = l.ID
+				}
+			}
+			for {
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-time.After(time.Second):
+				}
+				fresh, err := e.Store.RunsForVM(ctx, vm.ID, 5)
+				if err != nil {
+					return err
+				}
+				for i := len(fresh) - 1; i >= 0; i-- {
+					r := fresh[i]
+					if r.ID < lastRun {
+						continue
+					}
+					if r.ID > lastRun {
+						fmt.Fprintf(w, "run #%d  %s  %s\n", r.ID, r.StartedAt.Format(time.RFC3339), r.Task)
+						lastRun = r.ID
+					}
+					for _, l := range r.Lines {
+						if l.ID > lastLine {
+							printLine(w, l)
+							lastLine = l.ID
+						}
+					}
+				}
+			}
+		},
+	}
+	cmd.Flags().IntVar(&runs, "runs", 10, "how many of the newest runs to show")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing new lines as ticks write them")
+	return cmd
+}
+
+func printRun(w io.Writer, r store.Run) {
+	fmt.Fprintf(w, "run #%d  %s  %s  %s\n", r.ID, r.StartedAt.Format(time.RFC3339), r.Task, r.Result)
+	for _, l := range r.Lines {
+		printLine(w, l)
+	}
+}
+
+func printLine(w io.Writer, l store.RunLine) {
+	if l.Result == "event" {
+		fmt.Fprintf(w, "  %s      %s\n", l.At.Format("15:04:05"), l.Detail)
+		return
+	}
+	arrow := l.From + " → " + l.To
+	if l.To == "" || l.To == l.From {
+		arrow = l.From
+	}
+	mark := "  "
+	if strings.HasPrefix(l.Result, "error") || strings.HasPrefix(l.Result, "not applied") {
+		mark = "!!"
+	}
+	fmt.Fprintf(w, "%s%s  %-30s %-45s %s (%s)\n", mark, l.At.Format("15:04:05"), l.Step, arrow, l.Result, l.Duration.Round(time.Millisecond))
+}
+
+type lineJSON struct {
+	At         time.Time `json:"at"`
+	Step       string    `json:"step"`
+	From       string    `json:"from"`
+	To         string    `json:"to"`
+	Result     string    `json:"result"`
+	Detail     string    `json:"detail,omitempty"`
+	DurationMS int64     `json:"duration_ms"`
+}
+
+type runJSON struct {
+	ID        int64      `json:"id"`
+	Task      string     `json:"task"`
+	StartedAt time.Time  `json:"started_at"`
+	Result    string     `json:"result"`
+	Lines     []lineJSON `json:"lines"`
+}
+
+func logJSON(vm store.VM, runs []store.Run) map[string]any {
+	out := []runJSON{}
+	for _, r := range runs {
+		rj := runJSON{ID: r.ID, Task: r.Task, StartedAt: r.StartedAt, Result: r.Result, Lines: []lineJSON{}}
+		for _, l := range r.Lines {
+			rj.Lines = append(rj.Lines, lineJSON{At: l.At, Step: l.Step, From: l.From, To: l.To, Result: l.Result,
+				Detail: l.Detail, DurationMS: l.Duration.Milliseconds()})
+		}
+		out = append(out, rj)
+	}
+	return map[string]any{"service_id": vm.ServiceID, "status": vm.Status, "held": vm.Held,
+		"attempts": vm.Attempts, "last_error": vm.LastError, "runs": out}
+}
+
+func newPipelineCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "pipeline", Short: "Show the pipeline tables"}
+	var mermaid bool
+	show := &cobra.Command{
+		Use:   "show NAME",
+		Short: "Show a pipeline table as text, or as a Mermaid state diagram",
+		Args:  exactArgs(1, "a pipeline name"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			p, ok := states.Pipelines().Get(args[0])
+			if !ok {
+				return usagef("unknown pipeline %q; valid: %s", args[0], strings.Join(states.Pipelines().Names(), ", "))
+			}
+			if mermaid {
+				_, err := fmt.Fprint(cmd.OutOrStdout(), p.Mermaid())
+				return err
+			}
+			_, err := fmt.Fprint(cmd.OutOrStdout(), p.Text())
+			return err
+		},
+	}
+	show.Flags().BoolVar(&mermaid, "mermaid", false, "print a Mermaid state diagram generated from the FSM")
+	cmd.AddCommand(show)
+	return cmd
+}

@@ -1,0 +1,138 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pvectl/pvectl/providers/proxmox/pvesim"
+	"github.com/rogpeppe/go-internal/testscript"
+)
+
+// Testscript commands that run a pvesim inside the test process, so its
+// state (and manual clock) survives across exec lines:
+//
+//	pvesim start                       start a simulator; sets PVE_URL, PVE_TOKEN_ID, PVE_TOKEN_SECRET
+//	pvesim advance DURATION            advance the simulator's clock
+//	pvesim fail-next ENDPOINT N STATUS MESSAGE...
+//	pvesim fail-task TYPE EXITSTATUS...
+//	pvesim never-running VMID
+//	pvesim clear-faults
+//	pvesim vms N                       require N VMs (templates excluded)
+//	pvesim no-rejections               require that no request failed schema validation
+//	subst IN OUT                       copy IN to OUT expanding $VARS
+//	ticks N [STEP]                     N x (advance the simulator and PVECTL_NOW by STEP, default 1m;
+//	                                   pvectl run-task process_vms), output appended to ticks.out
+var sims sync.Map // work dir -> *pvesim.Sim
+
+func simFor(ts *testscript.TestScript) *pvesim.Sim {
+	v, ok := sims.Load(ts.Getenv("WORK"))
+	if !ok {
+		ts.Fatalf("pvesim not started")
+	}
+	return v.(*pvesim.Sim)
+}
+
+func pvesimCmd(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) == 0 {
+		ts.Fatalf("usage: pvesim start|advance|fail-next|fail-task|never-running|clear-faults|vms|no-rejections")
+	}
+	switch args[0] {
+	case "start":
+		c := pvesim.DefaultCluster()
+		if len(args) > 1 {
+			var err error
+			c, err = pvesim.LoadCluster(ts.MkAbs(args[1]))
+			ts.Check(err)
+		}
+		// The simulator's clock starts at pvectl's (PVECTL_NOW) and the
+		// ticks command advances both together.
+		start, err := time.Parse(time.RFC3339, ts.Getenv("PVECTL_NOW"))
+		ts.Check(err)
+		sim, err := pvesim.New(c, pvesim.WithManualClock(start))
+		ts.Check(err)
+		srv := httptest.NewServer(sim.Handler())
+		ts.Defer(srv.Close)
+		sims.Store(ts.Getenv("WORK"), sim)
+		ts.Defer(func() { sims.Delete(ts.Getenv("WORK")) })
+		ts.Setenv("PVE_URL", srv.URL)
+		ts.Setenv("PVE_TOKEN_ID", pvesim.DefaultTokenID)
+		ts.Setenv("PVE_TOKEN_SECRET", pvesim.DefaultSecret)
+	case "advance":
+		d, err := time.ParseDuration(args[1])
+		ts.Check(err)
+		simFor(ts).Advance(d)
+	case "fail-next":
+		n, err := strconv.Atoi(args[2])
+		ts.Check(err)
+		status, err := strconv.Atoi(args[3])
+		ts.Check(err)
+		simFor(ts).FailNext(pvesim.FailNext{Endpoint: args[1], Count: n, Status: status, Message: strings.Join(args[4:], " ")})
+	case "fail-task":
+		simFor(ts).FailTask(pvesim.TaskFault{Type: args[1], ExitStatus: strings.Join(args[2:], " "), Count: 1})
+	case "never-running":
+		id, err := strconv.Atoi(args[1])
+		ts.Check(err)
+		simFor(ts).SetNeverRunning(id, true)
+	case "clear-faults":
+		simFor(ts).ClearFaults()
+	case "vms":
+		want, err := strconv.Atoi(args[1])
+		ts.Check(err)
+		n := 0
+		for _, vm := range simFor(ts).VMs() {
+			if !vm.Template {
+				n++
+			}
+		}
+		if (n == want) == neg {
+			ts.Fatalf("pvesim has %d VMs, want %d", n, want)
+		}
+	case "no-rejections":
+		if r := simFor(ts).Rejected(); len(r) > 0 {
+			b, _ := json.MarshalIndent(r, "", "  ")
+			ts.Fatalf("pvesim rejected %d request(s):\n%s", len(r), b)
+		}
+	default:
+		ts.Fatalf("unknown pvesim command %q", args[0])
+	}
+}
+
+func substCmd(ts *testscript.TestScript, neg bool, args []string) {
+	b, err := os.ReadFile(ts.MkAbs(args[0]))
+	ts.Check(err)
+	out := os.Expand(string(b), ts.Getenv)
+	ts.Check(os.WriteFile(ts.MkAbs(args[1]), []byte(out), 0o600))
+}
+
+func ticksCmd(ts *testscript.TestScript, neg bool, args []string) {
+	n, err := strconv.Atoi(args[0])
+	ts.Check(err)
+	step := time.Minute
+	if len(args) > 1 {
+		step, err = time.ParseDuration(args[1])
+		ts.Check(err)
+	}
+	sim := simFor(ts)
+	f, err := os.OpenFile(filepath.Join(ts.Getenv("WORK"), "ticks.out"), os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	ts.Check(err)
+	defer f.Close()
+	for range n {
+		now, err := time.Parse(time.RFC3339, ts.Getenv("PVECTL_NOW"))
+		ts.Check(err)
+		now = now.Add(step)
+		ts.Setenv("PVECTL_NOW", now.Format(time.RFC3339))
+		sim.Advance(step)
+		err = ts.Exec("pvectl", "run-task", "process_vms")
+		fmt.Fprintf(f, "## tick %s\n%s%s", now.Format(time.RFC3339), ts.ReadFile("stdout"), ts.ReadFile("stderr"))
+		if err != nil {
+			ts.Fatalf("tick at %s failed: %v", now, err)
+		}
+	}
+}

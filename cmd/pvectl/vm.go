@@ -1,0 +1,396 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/pvectl/pvectl/engine"
+	"github.com/pvectl/pvectl/states"
+	"github.com/pvectl/pvectl/store"
+	"github.com/spf13/cobra"
+)
+
+func newVMCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "vm",
+		Short: "Create, list, show and release VM records",
+	}
+	cmd.AddCommand(newVMCreateCmd(g), newVMListCmd(g), newVMShowCmd(g), newVMRetryCmd(g))
+	return cmd
+}
+
+var (
+	serviceIDRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+	hostnameRE  = regexp.MustCompile(`^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$`)
+)
+
+type createOpts struct {
+	serviceID, product, hostname, node, sshKeyFile, passwordFile, idemKey string
+	asJSON                                                                bool
+}
+
+func newVMCreateCmd(g *globals) *cobra.Command {
+	var o createOpts
+	cmd := &cobra.Command{
+		Use:   "create --service-id ID --product NAME --hostname FQDN",
+		Short: "Write a new VM record in state creation and return at once",
+		Long: `Write a new VM record in state "creation" and return at once; the next ticks deploy it
+step by step (see "pvectl pipeline show deploy"). Nothing is sent to Proxmox here.
+
+With --idempotency-key, repeating the same request returns the existing VM; the same
+key with different arguments fails with exit 2 and changes nothing. The password file's
+content goes to cloud-init and is never printed or logged.`,
+		Args: exactArgs(0, "no positional arguments (use the flags)"),
+		RunE: func(cmd *cobra.Command, _ []string) error { return runVMCreate(cmd, g, o) },
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.serviceID, "service-id", "", "billing system's service id (unique; letters, digits, . _ -)")
+	f.StringVar(&o.product, "product", "", "product (plan) name from the config")
+	f.StringVar(&o.hostname, "hostname", "", "the VM's fully qualified domain name")
+	f.StringVar(&o.node, "node", "", "target node (default: the product's target_node)")
+	f.StringVar(&o.sshKeyFile, "ssh-key-file", "", "file with SSH public keys for cloud-init, one per line")
+	f.StringVar(&o.passwordFile, "password-file", "", "file whose first line is the cloud-init password")
+	f.StringVar(&o.idemKey, "idempotency-key", "", "make the request safe to repeat")
+	f.BoolVar(&o.asJSON, "json", false, "print the VM as JSON")
+	return cmd
+}
+
+func runVMCreate(cmd *cobra.Command, g *globals, o createOpts) error {
+	var problems []string
+	if !serviceIDRE.MatchString(o.serviceID) {
+		problems = append(problems, fmt.Sprintf("--service-id %q: want 1-64 letters, digits, '.', '_' or '-'", o.serviceID))
+	}
+	o.hostname = strings.TrimSuffix(strings.ToLower(o.hostname), ".")
+	if len(o.hostname) > 253 || !hostnameRE.MatchString(o.hostname) {
+		problems = append(problems, fmt.Sprintf("--hostname %q: want a fully qualified domain name like vm1.example.com", o.hostname))
+	}
+	c, err := g.loadConfig()
+	if err != nil {
+		return err
+	}
+	if _, ok := c.Products[o.product]; !ok {
+		problems = append(problems, fmt.Sprintf("--product %q: valid: %s", o.product, strings.Join(c.ProductNames(), ", ")))
+	}
+	var sshKeys, password string
+	if o.sshKeyFile != "" {
+		b, err := os.ReadFile(o.sshKeyFile)
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("--ssh-key-file: %v", err))
+		}
+		for _, l := range strings.Split(string(b), "\n") {
+			if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "#") {
+				if !strings.HasPrefix(l, "ssh-") && !strings.HasPrefix(l, "ecdsa-") && !strings.HasPrefix(l, "sk-") {
+					problems = append(problems, fmt.Sprintf("--ssh-key-file: line %.20q… is not an SSH public key", l))
+					break
+				}
+				sshKeys += l + "\n"
+			}
+		}
+	}
+	if o.passwordFile != "" {
+		b, err := os.ReadFile(o.passwordFile)
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("--password-file: %v", err))
+		} else if password = strings.TrimRight(strings.SplitN(string(b), "\n", 2)[0], "\r"); password == "" {
+			problems = append(problems, "--password-file: the first line is empty")
+		}
+	}
+	if len(problems) > 0 {
+		return usagef("invalid request, nothing created:\n  %s", strings.Join(problems, "\n  "))
+	}
+	e, closeFn, err := g.openEngine(cmd.Context())
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	ctx := cmd.Context()
+	if o.idemKey == "" {
+		if other, err := e.Store.VMFind(ctx, o.hostname); err == nil && other.Hostname == o.hostname && other.Status != string(states.Remove) {
+			return usagef("hostname %s is already used by service %s (status %s)", o.hostname, other.ServiceID, other.Status)
+		}
+	}
+	h := sha256.New()
+	for _, s := range []string{o.serviceID, o.product, o.hostname, o.node, sshKeys, password} {
+		fmt.Fprintf(h, "%d:%s;", len(s), s)
+	}
+	vm, created, err := e.Store.VMCreate(ctx, store.NewVM{ServiceID: o.serviceID, Hostname: o.hostname, Product: o.product,
+		Status: string(states.Creation), RequestedNode: o.node, IdempotencyKey: o.idemKey,
+		RequestDigest: hex.EncodeToString(h.Sum(nil)), SSHKeys: sshKeys, Password: password, Now: e.Clock.Now()})
+	if errors.Is(err, store.ErrIdempotencyMismatch) || errors.Is(err, store.ErrDuplicate) {
+		return usageError{err}
+	}
+	if err != nil {
+		return err
+	}
+	if o.asJSON {
+		return printVMJSON(ctx, cmd.OutOrStdout(), e.Store, vm)
+	}
+	verb := "created"
+	if !created {
+		verb = "exists (same idempotency key)"
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "VM %s (%s) %s: product %s, status %s\n", vm.ServiceID, vm.Hostname, verb, vm.Product, vm.Status)
+	return nil
+}
+
+// vmJSON is the stable JSON shape of a VM (docs/cli.md).
+type vmJSON struct {
+	ServiceID   string     `json:"service_id"`
+	Hostname    string     `json:"hostname"`
+	Product     string     `json:"product"`
+	Status      string     `json:"status"`
+	VMID        *int       `json:"vmid"`
+	Node        string     `json:"node"`
+	TargetNode  string     `json:"target_node"`
+	IPs         []string   `json:"ips"`
+	Attempts    int        `json:"attempts"`
+	Held        bool       `json:"held"`
+	NextAttempt *time.Time `json:"next_attempt_at"`
+	LastError   string     `json:"last_error"`
+	PendingTask *taskJSON  `json:"pending_task"`
+	DNSDirty    bool       `json:"dns_dirty"`
+	CreatedAt   time.Time  `json:"created_at"`
+	UpdatedAt   time.Time  `json:"updated_at"`
+}
+
+type taskJSON struct {
+	UPID string `json:"upid"`
+	Node string `json:"node"`
+}
+
+func toVMJSON(ctx context.Context, st *store.Store, vm store.VM) (vmJSON, error) {
+	ips, err := st.IPsForVM(ctx, vm.ID)
+	if err != nil {
+		return vmJSON{}, err
+	}
+	j := vmJSON{ServiceID: vm.ServiceID, Hostname: vm.Hostname, Product: vm.Product, Status: vm.Status,
+		Node: vm.Node, TargetNode: vm.TargetNode, IPs: []string{}, Attempts: vm.Attempts, Held: vm.Held,
+		LastError: vm.LastError, DNSDirty: vm.DNSDirty, CreatedAt: vm.CreatedAt, UpdatedAt: vm.UpdatedAt}
+	if vm.VMID != 0 {
+		id := vm.VMID
+		j.VMID = &id
+	}
+	if !vm.NextAttemptAt.IsZero() {
+		t := vm.NextAttemptAt
+		j.NextAttempt = &t
+	}
+	if vm.PendingUPID != "" {
+		j.PendingTask = &taskJSON{UPID: vm.PendingUPID, Node: vm.PendingNode}
+	}
+	for _, ip := range ips {
+		j.IPs = append(j.IPs, ip.Address)
+	}
+	return j, nil
+}
+
+func printVMJSON(ctx context.Context, w io.Writer, st *store.Store, vm store.VM) error {
+	j, err := toVMJSON(ctx, st, vm)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, j)
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func validStatus(s string) error {
+	if states.State(s).Valid() {
+		return nil
+	}
+	var names []string
+	for _, st := range states.All() {
+		names = append(names, string(st))
+	}
+	return usagef("unknown status %q; valid: %s", s, strings.Join(names, ", "))
+}
+
+func newVMListCmd(g *globals) *cobra.Command {
+	var status string
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List VM records with status, VMID, node, IPs and last error",
+		Args:  exactArgs(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if status != "" {
+				if err := validStatus(status); err != nil {
+					return err
+				}
+			}
+			e, closeFn, err := g.openEngine(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer closeFn()
+			vms, err := e.Store.VMList(cmd.Context(), store.VMFilter{Status: status})
+			if err != nil {
+				return err
+			}
+			rows := []vmJSON{}
+			for _, vm := range vms {
+				j, err := toVMJSON(cmd.Context(), e.Store, vm)
+				if err != nil {
+					return err
+				}
+				rows = append(rows, j)
+			}
+			if asJSON {
+				return writeJSON(cmd.OutOrStdout(), rows)
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 2, ' ', 0)
+			fmt.Fprintln(tw, "SERVICE\tHOSTNAME\tPRODUCT\tSTATUS\tVMID\tNODE\tIPS\tATTEMPTS\tNOTE")
+			for _, j := range rows {
+				vmid := "-"
+				if j.VMID != nil {
+					vmid = fmt.Sprint(*j.VMID)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", j.ServiceID, j.Hostname, j.Product, j.Status, vmid,
+					dash(j.Node), dash(strings.Join(j.IPs, ",")), j.Attempts, vmNote(j, e.Clock.Now()))
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().StringVar(&status, "status", "", "only VMs in this state")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON (stable shape, see docs/cli.md)")
+	return cmd
+}
+
+func vmNote(j vmJSON, now time.Time) string {
+	var parts []string
+	if j.Held {
+		parts = append(parts, "HELD")
+	} else if j.NextAttempt != nil && j.NextAttempt.After(now) {
+		parts = append(parts, "retry in "+j.NextAttempt.Sub(now).Round(time.Second).String())
+	}
+	if j.DNSDirty {
+		parts = append(parts, "DNS pending")
+	}
+	if j.LastError != "" {
+		parts = append(parts, truncate(j.LastError, 80))
+	}
+	return strings.Join(parts, "; ")
+}
+
+func truncate(s string, n int) string {
+	s = strings.ReplaceAll(s, "\n", " ")
+	if len(s) <= n {
+		return s
+	}
+	return s[:n-1] + "…"
+}
+
+func newVMShowCmd(g *globals) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "show VM",
+		Short: "Show one VM record (VM = service id or hostname)",
+		Args:  exactArgs(1, "a VM (service id or hostname)"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			e, closeFn, err := g.openEngine(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer closeFn()
+			vm, err := findVM(cmd.Context(), e, args[0])
+			if err != nil {
+				return err
+			}
+			j, err := toVMJSON(cmd.Context(), e.Store, vm)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return writeJSON(cmd.OutOrStdout(), j)
+			}
+			w := cmd.OutOrStdout()
+			vmid := "-"
+			if j.VMID != nil {
+				vmid = fmt.Sprint(*j.VMID)
+			}
+			fmt.Fprintf(w, "service:     %s\nhostname:    %s\nproduct:     %s\nstatus:      %s\nvmid:        %s\nnode:        %s (target %s)\nips:         %s\nattempts:    %d\n",
+				j.ServiceID, j.Hostname, j.Product, j.Status, vmid, dash(j.Node), dash(j.TargetNode), dash(strings.Join(j.IPs, ", ")), j.Attempts)
+			if note := vmNote(vmJSON{Held: j.Held, NextAttempt: j.NextAttempt}, e.Clock.Now()); note != "" {
+				fmt.Fprintf(w, "state:       %s\n", note)
+			}
+			if j.LastError != "" {
+				fmt.Fprintf(w, "last error:  %s\n", j.LastError)
+			}
+			if j.PendingTask != nil {
+				fmt.Fprintf(w, "pending:     %s (node %s)\n", j.PendingTask.UPID, j.PendingTask.Node)
+			}
+			recs, err := e.Store.DNSRecords(cmd.Context(), vm.ID)
+			if err != nil {
+				return err
+			}
+			dnsState := "in sync"
+			if j.DNSDirty {
+				dnsState = "DIRTY: some records failed; process_vms retries them"
+			}
+			fmt.Fprintf(w, "dns:         %d record(s), %s\n", len(recs), dnsState)
+			for _, r := range recs {
+				extra := ""
+				if r.Error != "" {
+					extra = " — " + r.Error
+				}
+				fmt.Fprintf(w, "  %-9s %s %s %s (zone %s)%s\n", r.State, r.Name, r.Type, r.Value, r.Zone, extra)
+			}
+			fmt.Fprintf(w, "updated:     %s\n", j.UpdatedAt.Format(time.RFC3339))
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON (stable shape, see docs/cli.md)")
+	return cmd
+}
+
+func findVM(ctx context.Context, e *engine.Engine, ref string) (store.VM, error) {
+	vm, err := e.Store.VMFind(ctx, ref)
+	if errors.Is(err, store.ErrNotFound) {
+		return vm, usageError{err}
+	}
+	return vm, err
+}
+
+func newVMRetryCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "retry VM",
+		Short: "Release a held VM (or end its backoff) so the next tick retries its step",
+		Long: `Release a VM that a permanent error held (403, missing storage or template, …) after
+you fixed the cause, or end a retry backoff early. The VM stays at its step; the next
+tick runs that step again. Nothing is sent to Proxmox here.`,
+		Args: exactArgs(1, "a VM (service id or hostname)"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			e, closeFn, err := g.openEngine(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer closeFn()
+			vm, err := findVM(cmd.Context(), e, args[0])
+			if err != nil {
+				return err
+			}
+			if !vm.Held && !vm.NextAttemptAt.After(e.Clock.Now()) {
+				fmt.Fprintf(cmd.OutOrStdout(), "VM %s is not held or backing off (status %s); nothing to do\n", vm.ServiceID, vm.Status)
+				return nil
+			}
+			if err := e.Store.VMRelease(cmd.Context(), vm.ID, e.Clock.Now()); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "VM %s released at %s; the next tick retries it\n", vm.ServiceID, vm.Status)
+			return nil
+		},
+	}
+}

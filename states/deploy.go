@@ -1,0 +1,872 @@
+package states
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/pvectl/pvectl/config"
+	"github.com/pvectl/pvectl/providers/dns"
+	"github.com/pvectl/pvectl/providers/proxmox"
+	"github.com/pvectl/pvectl/store"
+)
+
+// Deploy is the deploy table: from a new record to a running VM. Each row
+// is the action that moves a VM from the state it completed to the next.
+func Deploy() *Pipeline {
+	return MustPipeline("deploy", Creation, []Step{
+		{From: Creation, To: SetIP, Label: "Allocate VMID and IPs", Run: reserveVMIDAndIPs},
+		{From: SetIP, To: Clone, Label: "Clone VM", Heavy: true, Run: cloneTemplate},
+		{From: Clone, To: SetDNS, Label: "Configure DNS records", Run: publishDNS},
+		{From: SetDNS, To: Migrated, Label: "Migrate to target node", Heavy: true, Run: migrateToTarget},
+		{From: Migrated, To: SetCPURAM, Label: "Set CPU & RAM", Run: setCPURAM},
+		{From: SetCPURAM, To: SetSystemDiskSize, Label: "Resize system disk", Run: resizeSystemDisk},
+		{From: SetSystemDiskSize, To: SetSystemDiskBandwidth, Label: "Set system disk I/O", Run: setSystemDiskIO},
+		{From: SetSystemDiskBandwidth, To: SetCreatedAdditionalDisk, Label: "Create additional disk", Run: createAdditionalDisk},
+		{From: SetCreatedAdditionalDisk, To: SetAdditionalDiskSize, Label: "Resize additional disk", Run: resizeAdditionalDisk},
+		{From: SetAdditionalDiskSize, To: SetAdditionalDiskBandwidth, Label: "Set additional disk I/O", Run: setAdditionalDiskIO},
+		{From: SetAdditionalDiskBandwidth, To: SetNetwork, Label: "Configure network", Run: configureNetwork},
+		{From: SetNetwork, To: SetFirewall, Label: "Configure firewall", Run: configureFirewall},
+		{From: SetFirewall, To: SetCloudinit, Label: "Configure cloud-init", Run: configureCloudInit},
+		{From: SetCloudinit, To: Starting, Label: "Start VM", Run: startVM},
+		{From: Starting, To: Ready, Label: "Verify running", Run: verifyRunning},
+	})
+}
+
+// reserveVMIDAndIPs picks the target node, a free VMID in the configured
+// range (unique in the store and absent from the cluster) and the product's
+// addresses, and writes them in one transaction.
+func reserveVMIDAndIPs(ctx context.Context, env *Env, vm store.VM) Result {
+	if vm.VMID != 0 {
+		return Skip(fmt.Sprintf("already reserved VMID %d", vm.VMID))
+	}
+	p, bad := product(env, vm)
+	if bad != nil {
+		return *bad
+	}
+	all, err := env.PVE.ClusterResources(ctx, proxmox.ResourceAll)
+	if err != nil {
+		return fromError("list cluster resources", err)
+	}
+	target, err := chooseTargetNode(vm, p, all)
+	if err != nil {
+		return Retryable(err)
+	}
+	inCluster := map[int]bool{}
+	for _, r := range all {
+		if r.IsVM() || r.Type == "lxc" {
+			inCluster[r.VMID] = true
+		}
+	}
+	// Another worker of this tick may take the same VMID or address first;
+	// the store's unique constraints catch that and we pick again.
+	for range 5 {
+		used, err := env.Store.UsedVMIDs(ctx)
+		if err != nil {
+			return Retryable(err)
+		}
+		vmid := 0
+		for id := env.Config.VMIDRange.Min; id <= env.Config.VMIDRange.Max; id++ {
+			if !used[id] && !inCluster[id] {
+				vmid = id
+				break
+			}
+		}
+		if vmid == 0 {
+			return Retryable(fmt.Errorf("no free VMID in %d-%d", env.Config.VMIDRange.Min, env.Config.VMIDRange.Max))
+		}
+		ips, err := pickAddresses(ctx, env, p, target)
+		if err != nil {
+			return Retryable(err)
+		}
+		err = env.Store.VMReserve(ctx, store.Reservation{ID: vm.ID, Status: vm.Status, Version: vm.Version,
+			VMID: vmid, Node: p.Template.Node, TargetNode: target, IPs: ips, Now: env.Now()})
+		if errors.Is(err, store.ErrDuplicate) {
+			continue
+		}
+		if err != nil {
+			return Retryable(err)
+		}
+		var addrs []string
+		for _, ip := range ips {
+			addrs = append(addrs, ip.Address)
+		}
+		env.Emit(fmt.Sprintf("VMID %d, target node %s, addresses: %s", vmid, target, dashIfEmpty(strings.Join(addrs, ", "))))
+		return Success()
+	}
+	return Retryable(errors.New("VMID or address taken concurrently five times in a row; will retry"))
+}
+
+func dashIfEmpty(s string) string {
+	if s == "" {
+		return "none (DHCP or not configured)"
+	}
+	return s
+}
+
+// chooseTargetNode returns the requested node, the product's node, or for
+// "auto" the online node that has the system-disk storage and the most free
+// memory.
+func chooseTargetNode(vm store.VM, p config.Product, all []proxmox.Resource) (string, error) {
+	want := p.TargetNode
+	if vm.RequestedNode != "" {
+		want = vm.RequestedNode
+	}
+	online := map[string]proxmox.Resource{}
+	for _, r := range all {
+		if r.Type == "node" && r.Status == "online" {
+			online[r.Node] = r
+		}
+	}
+	if want != "auto" {
+		if _, ok := online[want]; !ok {
+			return "", fmt.Errorf("target node %s is not online in the cluster", want)
+		}
+		return want, nil
+	}
+	hasStorage := map[string]bool{}
+	for _, r := range all {
+		if r.Type == "storage" && (p.SystemDisk.Storage == "" || r.Storage == p.SystemDisk.Storage) && r.Status == "available" {
+			hasStorage[r.Node] = true
+		}
+	}
+	var best string
+	var bestFree int64 = -1
+	nodes := make([]string, 0, len(online))
+	for n := range online {
+		nodes = append(nodes, n)
+	}
+	sort.Strings(nodes)
+	for _, n := range nodes {
+		if !hasStorage[n] {
+			continue
+		}
+		if free := online[n].MaxMem - online[n].Mem; free > bestFree {
+			best, bestFree = n, free
+		}
+	}
+	if best == "" {
+		return "", fmt.Errorf("no online node has storage %q for product %s", p.SystemDisk.Storage, vm.Product)
+	}
+	return best, nil
+}
+
+// pickAddresses chooses the product's IPv4 and IPv6 counts of free
+// addresses from pools matching the node, bridge and VLAN.
+func pickAddresses(ctx context.Context, env *Env, p config.Product, node string) ([]store.IPAllocation, error) {
+	var out []store.IPAllocation
+	for _, fam := range []struct {
+		family, count int
+		dhcp          bool
+	}{{4, p.Network.IPv4, p.Network.DHCPv4}, {6, p.Network.IPv6, p.Network.DHCPv6}} {
+		if fam.count == 0 || fam.dhcp {
+			continue
+		}
+		need := fam.count
+		for _, pool := range env.Config.IPPools {
+			if need == 0 {
+				break
+			}
+			if pool.Family != fam.family || pool.Bridge != p.Network.Bridge || pool.VLAN != p.Network.VLAN || !slices.Contains(pool.Nodes, node) {
+				continue
+			}
+			used, err := env.Store.IPsInPool(ctx, pool.Name)
+			if err != nil {
+				return nil, err
+			}
+			gw, _ := netip.ParseAddr(pool.Gateway)
+			last := netip.MustParseAddr(pool.Last)
+			for a := netip.MustParseAddr(pool.First); a.IsValid() && !last.Less(a) && need > 0; a = a.Next() {
+				if a == gw || used[a.String()] {
+					continue
+				}
+				out = append(out, store.IPAllocation{Address: a.String(), Family: fam.family, Pool: pool.Name})
+				need--
+			}
+		}
+		if need > 0 {
+			return nil, fmt.Errorf("no free IPv%d address for product on node %s, bridge %s, VLAN %d (needed %d more); add addresses to an ip_pool",
+				fam.family, node, p.Network.Bridge, p.Network.VLAN, need)
+		}
+	}
+	return out, nil
+}
+
+// cloneTemplate clones the product's template to the reserved VMID, marked
+// as ours, and follows the clone task.
+func cloneTemplate(ctx context.Context, env *Env, vm store.VM) Result {
+	p, bad := product(env, vm)
+	if bad != nil {
+		return *bad
+	}
+	if pending(vm, SetIP) {
+		if ok, res := awaitTask(ctx, env, vm, "clone"); !ok {
+			return res
+		}
+	}
+	// Look before acting: does the VMID already hold a VM?
+	r, exists, err := findVM(ctx, env, vm.VMID)
+	if err != nil {
+		return fromError("find VM in cluster", err)
+	}
+	if exists {
+		cfg, err := env.PVE.VMConfig(ctx, proxmox.VMRef{Node: r.Node, VMID: vm.VMID})
+		if err != nil {
+			return fromError("read config of VM "+strconv.Itoa(vm.VMID), err)
+		}
+		if cfg.Lock() == "clone" {
+			return Wait("clone in progress (VM locked: clone)")
+		}
+		if !ours(cfg, vm) {
+			return Permanent(fmt.Errorf("VMID %d on node %s holds a VM pvectl did not create (no %q in its notes); not touching it — free the VMID or reset-status creation", vm.VMID, r.Node, marker(vm)))
+		}
+		if r.Node != vm.Node {
+			if err := env.Store.VMSetNode(ctx, vm.ID, vm.Status, vm.Version, r.Node, env.Now()); err != nil {
+				return Retryable(err)
+			}
+		}
+		if !cfg.HasTag(MarkerTag) {
+			err := env.PVE.SetConfigSync(ctx, proxmox.VMRef{Node: r.Node, VMID: vm.VMID},
+				proxmox.ConfigChange{Set: map[string]string{"tags": strings.Join(append(cfg.Tags(), MarkerTag), ";")}})
+			if err != nil {
+				return fromError("tag VM", err)
+			}
+		}
+		return Success()
+	}
+	mode := proxmox.CloneLinked
+	storage := ""
+	if p.Clone == "full" {
+		mode, storage = proxmox.CloneFull, p.SystemDisk.Storage
+		if vm.TargetNode != p.Template.Node {
+			storage = "" // the migration maps storage on the target node
+		}
+	}
+	task, err := env.PVE.Clone(ctx, proxmox.CloneRequest{
+		Source: proxmox.VMRef{Node: p.Template.Node, VMID: p.Template.VMID}, NewID: vm.VMID,
+		Name: vm.Hostname, Description: marker(vm) + "\nhostname=" + vm.Hostname, Mode: mode, Storage: storage,
+	})
+	return submit(ctx, env, vm, SetIP, "clone", task, err)
+}
+
+// publishDNS writes A/AAAA and PTR records to every matching zone. DNS
+// errors never block the pipeline: the VM is marked DNS-dirty instead.
+func publishDNS(ctx context.Context, env *Env, vm store.VM) Result {
+	if len(env.Zones) == 0 || env.DNS == nil {
+		return Skip("no DNS zones configured")
+	}
+	ips, err := env.Store.IPsForVM(ctx, vm.ID)
+	if err != nil {
+		return Retryable(err)
+	}
+	failed := SyncDNS(ctx, env, vm, ips)
+	if failed > 0 {
+		return Skip(fmt.Sprintf("%d DNS record(s) failed; will retry in the background", failed))
+	}
+	return Success()
+}
+
+// SyncDNS publishes the VM's planned records, records each outcome and
+// marks the VM DNS-dirty when any failed. It returns the number of failures.
+func SyncDNS(ctx context.Context, env *Env, vm store.VM, ips []store.IPAllocation) int {
+	var addrs []netip.Addr
+	for _, ip := range ips {
+		if a, err := netip.ParseAddr(ip.Address); err == nil {
+			addrs = append(addrs, a)
+		}
+	}
+	ttl := uint32(env.Config.DNS.TTL)
+	failed := 0
+	for _, rec := range dns.Plan(env.Zones, vm.Hostname, addrs) {
+		rec.TTL = ttl
+		err := env.DNS.Publish(ctx, rec)
+		env.Emit(dns.Line(dns.ActionPublish, rec, err))
+		row := store.DNSRecord{VMID: vm.ID, Zone: rec.Zone, Name: rec.Name, Type: rec.Type, Value: rec.Value, TTL: int(rec.TTL), State: "published"}
+		if err != nil {
+			failed++
+			row.State, row.Error = "failed", dns.ShortError(err)
+		}
+		_ = env.Store.DNSRecordSave(ctx, row, env.Now())
+	}
+	_ = env.Store.VMSetDNSDirty(ctx, vm.ID, failed > 0, env.Now())
+	return failed
+}
+
+// migrateToTarget moves the VM offline from the template's node to its
+// target node, mapping disks to the product's storage.
+func migrateToTarget(ctx context.Context, env *Env, vm store.VM) Result {
+	p, bad := product(env, vm)
+	if bad != nil {
+		return *bad
+	}
+	if pending(vm, SetDNS) {
+		if ok, res := awaitTask(ctx, env, vm, "migrate"); !ok {
+			return res
+		}
+	}
+	r, exists, err := findVM(ctx, env, vm.VMID)
+	if err != nil {
+		return fromError("find VM in cluster", err)
+	}
+	if !exists {
+		return Permanent(fmt.Errorf("VM %d is not in the cluster", vm.VMID))
+	}
+	if r.Node == vm.TargetNode || vm.TargetNode == "" {
+		if r.Node != vm.Node {
+			if err := env.Store.VMSetNode(ctx, vm.ID, vm.Status, vm.Version, r.Node, env.Now()); err != nil {
+				return Retryable(err)
+			}
+			return Success()
+		}
+		return Skip("already on target node " + r.Node)
+	}
+	if r.Lock == "migrate" {
+		return Wait("migration in progress (VM locked: migrate)")
+	}
+	task, err := env.PVE.Migrate(ctx, proxmox.MigrateRequest{VM: proxmox.VMRef{Node: r.Node, VMID: vm.VMID},
+		Target: vm.TargetNode, TargetStorage: p.SystemDisk.Storage})
+	return submit(ctx, env, vm, SetDNS, "migrate to "+vm.TargetNode, task, err)
+}
+
+// setCPURAM applies cores, sockets and memory.
+func setCPURAM(ctx context.Context, env *Env, vm store.VM) Result {
+	p, bad := product(env, vm)
+	if bad != nil {
+		return *bad
+	}
+	if res := locate(ctx, env, &vm); res != nil {
+		return *res
+	}
+	cfg, err := env.PVE.VMConfig(ctx, ref(vm))
+	if err != nil {
+		return fromError("read config", err)
+	}
+	want := map[string]string{"cores": strconv.Itoa(p.Cores), "sockets": strconv.Itoa(p.Sockets), "memory": strconv.Itoa(p.MemoryMB)}
+	change := diffValues(cfg, want)
+	if len(change) == 0 {
+		return Skip("no change")
+	}
+	if err := env.PVE.SetConfigSync(ctx, ref(vm), proxmox.ConfigChange{Set: change}); err != nil {
+		return fromError("set CPU and RAM", err)
+	}
+	return Success()
+}
+
+// diffValues returns the keys of want whose config value differs.
+func diffValues(cfg proxmox.VMConfig, want map[string]string) map[string]string {
+	out := map[string]string{}
+	for k, v := range want {
+		if cur, _ := cfg.Get(k); cur != v {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// systemDiskKey finds the boot disk: the first disk in the boot order, or
+// the first scsi/virtio/sata/ide disk that is not a CD-ROM.
+func systemDiskKey(cfg proxmox.VMConfig) string {
+	isDisk := func(k string) bool {
+		v, ok := cfg.Get(k)
+		return ok && !strings.Contains(v, "media=cdrom") && !strings.Contains(v, "cloudinit")
+	}
+	_, boot := proxmox.ParsePropertyString(cfg.Values["boot"])
+	for _, k := range strings.Split(boot["order"], ";") {
+		if isDisk(k) {
+			return k
+		}
+	}
+	for _, bus := range []string{"scsi", "virtio", "sata", "ide"} {
+		for i := range 31 {
+			if k := bus + strconv.Itoa(i); isDisk(k) {
+				return k
+			}
+		}
+	}
+	return ""
+}
+
+// additionalDiskKey is the additional disk's key: the product's bus with
+// the lowest free index after the system disk.
+func additionalDiskKey(cfg proxmox.VMConfig, p config.Product) string {
+	sys := systemDiskKey(cfg)
+	for i := 1; i < 31; i++ {
+		k := p.AdditionalDisk.Bus + strconv.Itoa(i)
+		if _, taken := cfg.Get(k); !taken && k != sys {
+			return k
+		}
+	}
+	return p.AdditionalDisk.Bus + "1"
+}
+
+const gib = int64(1) << 30
+
+// resizeDisk grows disk key to sizeGB, following the resize task.
+func resizeDisk(ctx context.Context, env *Env, vm store.VM, step State, key string, sizeGB int) Result {
+	if pending(vm, step) {
+		if ok, res := awaitTask(ctx, env, vm, "resize "+key); !ok {
+			return res
+		}
+		return Success()
+	}
+	cfg, err := env.PVE.VMConfig(ctx, ref(vm))
+	if err != nil {
+		return fromError("read config", err)
+	}
+	cur, ok := cfg.DiskSize(key)
+	if !ok {
+		return Permanent(fmt.Errorf("VM %d has no disk %s to resize", vm.VMID, key))
+	}
+	want := int64(sizeGB) * gib
+	if cur >= want {
+		return Skip(fmt.Sprintf("%s is already %s (wanted %dG)", key, humanSize(cur), sizeGB))
+	}
+	task, err := env.PVE.ResizeDisk(ctx, ref(vm), key, fmt.Sprintf("%dG", sizeGB))
+	return submit(ctx, env, vm, step, "resize "+key, task, err)
+}
+
+func humanSize(b int64) string {
+	if b%gib == 0 {
+		return fmt.Sprintf("%dG", b/gib)
+	}
+	return fmt.Sprintf("%.1fG", float64(b)/float64(gib))
+}
+
+func resizeSystemDisk(ctx context.Context, env *Env, vm store.VM) Result {
+	p, bad := product(env, vm)
+	if bad != nil {
+		return *bad
+	}
+	if p.SystemDisk.SizeGB == 0 {
+		return Skip("size 0 keeps the template's size")
+	}
+	if res := locate(ctx, env, &vm); res != nil {
+		return *res
+	}
+	cfg, err := env.PVE.VMConfig(ctx, ref(vm))
+	if err != nil {
+		return fromError("read config", err)
+	}
+	key := systemDiskKey(cfg)
+	if key == "" {
+		return Permanent(fmt.Errorf("VM %d has no system disk in its config", vm.VMID))
+	}
+	return resizeDisk(ctx, env, vm, SetCPURAM, key, p.SystemDisk.SizeGB)
+}
+
+// setDiskIO sets a disk's iops/mbps limits; 0 removes a limit.
+func setDiskIO(ctx context.Context, env *Env, vm store.VM, key string, d config.Disk) Result {
+	cfg, err := env.PVE.VMConfig(ctx, ref(vm))
+	if err != nil {
+		return fromError("read config", err)
+	}
+	cur, ok := cfg.Get(key)
+	if !ok {
+		return Permanent(fmt.Errorf("VM %d has no disk %s", vm.VMID, key))
+	}
+	next := withDiskLimits(cur, d)
+	if next == cur {
+		return Skip("no change")
+	}
+	if err := env.PVE.SetConfigSync(ctx, ref(vm), proxmox.ConfigChange{Set: map[string]string{key: next}}); err != nil {
+		return fromError("set I/O limits on "+key, err)
+	}
+	return Success()
+}
+
+// withDiskLimits rewrites a disk property string with the product's limits,
+// keeping every other option in place.
+func withDiskLimits(cur string, d config.Disk) string {
+	limits := map[string]int{"iops_rd": d.IopsRd, "iops_wr": d.IopsWr, "mbps_rd": d.MbpsRd, "mbps_wr": d.MbpsWr}
+	parts := strings.Split(cur, ",")
+	var out []string
+	seen := map[string]bool{}
+	for _, part := range parts {
+		k, _, _ := strings.Cut(part, "=")
+		if v, ok := limits[k]; ok {
+			seen[k] = true
+			if v > 0 {
+				out = append(out, k+"="+strconv.Itoa(v))
+			}
+			continue
+		}
+		out = append(out, part)
+	}
+	for _, k := range []string{"iops_rd", "iops_wr", "mbps_rd", "mbps_wr"} {
+		if !seen[k] && limits[k] > 0 {
+			out = append(out, k+"="+strconv.Itoa(limits[k]))
+		}
+	}
+	return strings.Join(out, ",")
+}
+
+func setSystemDiskIO(ctx context.Context, env *Env, vm store.VM) Result {
+	p, bad := product(env, vm)
+	if bad != nil {
+		return *bad
+	}
+	if res := locate(ctx, env, &vm); res != nil {
+		return *res
+	}
+	cfg, err := env.PVE.VMConfig(ctx, ref(vm))
+	if err != nil {
+		return fromError("read config", err)
+	}
+	return setDiskIO(ctx, env, vm, systemDiskKey(cfg), p.SystemDisk)
+}
+
+// createAdditionalDisk allocates the product's additional disk.
+func createAdditionalDisk(ctx context.Context, env *Env, vm store.VM) Result {
+	p, bad := product(env, vm)
+	if bad != nil {
+		return *bad
+	}
+	if p.AdditionalDisk.SizeGB == 0 {
+		return Skip("no additional disk in product")
+	}
+	if res := locate(ctx, env, &vm); res != nil {
+		return *res
+	}
+	if pending(vm, SetSystemDiskBandwidth) {
+		if ok, res := awaitTask(ctx, env, vm, "create additional disk"); !ok {
+			return res
+		}
+		return Success()
+	}
+	cfg, err := env.PVE.VMConfig(ctx, ref(vm))
+	if err != nil {
+		return fromError("read config", err)
+	}
+	if key, ok := findAdditionalDisk(cfg); ok {
+		return Skip(key + " already exists")
+	}
+	key := additionalDiskKey(cfg, p)
+	value := fmt.Sprintf("%s:%d,serial=pvectl-additional", p.AdditionalDisk.Storage, p.AdditionalDisk.SizeGB)
+	task, err := env.PVE.SetConfig(ctx, ref(vm), proxmox.ConfigChange{Set: map[string]string{key: value}})
+	return submit(ctx, env, vm, SetSystemDiskBandwidth, "create "+key, task, err)
+}
+
+// findAdditionalDisk finds the disk pvectl created (serial=pvectl-additional).
+func findAdditionalDisk(cfg proxmox.VMConfig) (string, bool) {
+	keys := make([]string, 0, len(cfg.Values))
+	for k := range cfg.Values {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if strings.Contains(cfg.Values[k], "serial=pvectl-additional") && !strings.HasPrefix(k, "unused") {
+			return k, true
+		}
+	}
+	return "", false
+}
+
+func resizeAdditionalDisk(ctx context.Context, env *Env, vm store.VM) Result {
+	p, bad := product(env, vm)
+	if bad != nil {
+		return *bad
+	}
+	if p.AdditionalDisk.SizeGB == 0 {
+		return Skip("no additional disk in product")
+	}
+	if res := locate(ctx, env, &vm); res != nil {
+		return *res
+	}
+	cfg, err := env.PVE.VMConfig(ctx, ref(vm))
+	if err != nil {
+		return fromError("read config", err)
+	}
+	key, ok := findAdditionalDisk(cfg)
+	if !ok {
+		return Permanent(fmt.Errorf("VM %d has no additional disk to resize; reset-status set_system_disk_bandwidth to create it", vm.VMID))
+	}
+	return resizeDisk(ctx, env, vm, SetCreatedAdditionalDisk, key, p.AdditionalDisk.SizeGB)
+}
+
+func setAdditionalDiskIO(ctx context.Context, env *Env, vm store.VM) Result {
+	p, bad := product(env, vm)
+	if bad != nil {
+		return *bad
+	}
+	if p.AdditionalDisk.SizeGB == 0 {
+		return Skip("no additional disk in product")
+	}
+	if res := locate(ctx, env, &vm); res != nil {
+		return *res
+	}
+	cfg, err := env.PVE.VMConfig(ctx, ref(vm))
+	if err != nil {
+		return fromError("read config", err)
+	}
+	key, ok := findAdditionalDisk(cfg)
+	if !ok {
+		return Permanent(fmt.Errorf("VM %d has no additional disk", vm.VMID))
+	}
+	return setDiskIO(ctx, env, vm, key, p.AdditionalDisk)
+}
+
+var nicModels = []string{"virtio", "e1000", "e1000e", "rtl8139", "vmxnet3"}
+
+// netValue builds net0 from the product, keeping the model and MAC address
+// the VM already has (a MAC must survive reinstalls and changes).
+func netValue(cur string, n config.Network) string {
+	model, mac := "virtio", ""
+	rest := map[string]string{}
+	for _, part := range strings.Split(cur, ",") {
+		k, v, _ := strings.Cut(part, "=")
+		if slices.Contains(nicModels, k) {
+			model, mac = k, v
+			continue
+		}
+		rest[k] = v
+	}
+	if n.Model != "" && n.Model != model {
+		model = n.Model // PVE keeps the MAC when only the model changes if we send it
+	}
+	first := model
+	if mac != "" {
+		first += "=" + mac
+	}
+	parts := []string{first, "bridge=" + n.Bridge, "firewall=1"}
+	if n.VLAN > 0 {
+		parts = append(parts, "tag="+strconv.Itoa(n.VLAN))
+	}
+	if n.RateMBps > 0 {
+		parts = append(parts, "rate="+strconv.Itoa(n.RateMBps))
+	}
+	for _, k := range []string{"queues", "mtu", "link_down"} {
+		if v, ok := rest[k]; ok {
+			parts = append(parts, k+"="+v)
+		}
+	}
+	return strings.Join(parts, ",")
+}
+
+// sameProps compares two property strings as sets of options.
+func sameProps(a, b string) bool {
+	pa, pb := strings.Split(a, ","), strings.Split(b, ",")
+	sort.Strings(pa)
+	sort.Strings(pb)
+	return slices.Equal(pa, pb)
+}
+
+func configureNetwork(ctx context.Context, env *Env, vm store.VM) Result {
+	p, bad := product(env, vm)
+	if bad != nil {
+		return *bad
+	}
+	if res := locate(ctx, env, &vm); res != nil {
+		return *res
+	}
+	cfg, err := env.PVE.VMConfig(ctx, ref(vm))
+	if err != nil {
+		return fromError("read config", err)
+	}
+	cur, _ := cfg.Get("net0")
+	next := netValue(cur, p.Network)
+	if sameProps(cur, next) {
+		return Skip("no change")
+	}
+	if err := env.PVE.SetConfigSync(ctx, ref(vm), proxmox.ConfigChange{Set: map[string]string{"net0": next}}); err != nil {
+		return fromError("configure net0", err)
+	}
+	return Success()
+}
+
+// IPSetName is the anti-spoofing IP set PVE's ipfilter uses for net0.
+const IPSetName = "ipfilter-net0"
+
+func configureFirewall(ctx context.Context, env *Env, vm store.VM) Result {
+	p, bad := product(env, vm)
+	if bad != nil {
+		return *bad
+	}
+	if res := locate(ctx, env, &vm); res != nil {
+		return *res
+	}
+	f := p.Firewall
+	opts := proxmox.FirewallOptions{Enable: f.Enable, DHCP: f.DHCP, NDP: f.NDP, RAdv: proxmox.Bool(f.RADV),
+		MACFilter: f.MACFilter, IPFilter: proxmox.Bool(f.IPFilter), PolicyIn: f.PolicyIn, PolicyOut: f.PolicyOut,
+		LogLevelIn: f.LogLevelIn, LogLevelOut: f.LogLevelOut}
+	if err := env.PVE.SetFirewallOptions(ctx, ref(vm), opts); err != nil {
+		return fromError("set firewall options", err)
+	}
+	if !*f.AntiSpoofing || p.Network.DHCPv4 || p.Network.DHCPv6 {
+		return Success()
+	}
+	ips, err := env.Store.IPsForVM(ctx, vm.ID)
+	if err != nil {
+		return Retryable(err)
+	}
+	if err := SyncIPSet(ctx, env, vm, ips); err != nil {
+		return fromError("anti-spoofing IP set", err)
+	}
+	return Success()
+}
+
+// SyncIPSet makes the VM's ipfilter-net0 hold exactly its addresses.
+func SyncIPSet(ctx context.Context, env *Env, vm store.VM, ips []store.IPAllocation) error {
+	sets, err := env.PVE.IPSets(ctx, ref(vm))
+	if err != nil {
+		return err
+	}
+	if !slices.ContainsFunc(sets, func(s proxmox.IPSet) bool { return s.Name == IPSetName }) {
+		if err := env.PVE.CreateIPSet(ctx, ref(vm), IPSetName, "pvectl anti-spoofing"); err != nil && !proxmox.IsAlreadyExists(err) {
+			return err
+		}
+	}
+	entries, err := env.PVE.IPSetEntries(ctx, ref(vm), IPSetName)
+	if err != nil {
+		return err
+	}
+	want := map[string]bool{}
+	for _, ip := range ips {
+		want[ip.Address] = true
+	}
+	have := map[string]bool{}
+	for _, e := range entries {
+		addr := strings.TrimSuffix(strings.TrimSuffix(e.CIDR, "/32"), "/128")
+		have[addr] = true
+		if !want[addr] {
+			if err := env.PVE.RemoveIPSetEntry(ctx, ref(vm), IPSetName, e.CIDR); err != nil && !proxmox.IsNotFound(err) {
+				return err
+			}
+		}
+	}
+	for _, ip := range ips {
+		if have[ip.Address] {
+			continue
+		}
+		if err := env.PVE.AddIPSetEntry(ctx, ref(vm), IPSetName, proxmox.IPSetEntry{CIDR: ip.Address}); err != nil && !proxmox.IsAlreadyExists(err) {
+			return err
+		}
+	}
+	return nil
+}
+
+// configureCloudInit writes user, password, SSH keys, addresses and name
+// servers. The password is forgotten once PVE has it.
+func configureCloudInit(ctx context.Context, env *Env, vm store.VM) Result {
+	p, bad := product(env, vm)
+	if bad != nil {
+		return *bad
+	}
+	if res := locate(ctx, env, &vm); res != nil {
+		return *res
+	}
+	ips, err := env.Store.IPsForVM(ctx, vm.ID)
+	if err != nil {
+		return Retryable(err)
+	}
+	ipc := proxmox.IPConfig{}
+	var nameservers []string
+	pools := map[string]config.IPPool{}
+	for _, pool := range env.Config.IPPools {
+		pools[pool.Name] = pool
+	}
+	for _, ip := range ips {
+		pool := pools[ip.Pool]
+		bits := 32
+		if pfx, err := netip.ParsePrefix(pool.Network); err == nil {
+			bits = pfx.Bits()
+		}
+		if ip.Family == 4 && ipc.IPv4 == "" {
+			ipc.IPv4, ipc.GW4 = fmt.Sprintf("%s/%d", ip.Address, bits), pool.Gateway
+		}
+		if ip.Family == 6 && ipc.IPv6 == "" {
+			ipc.IPv6, ipc.GW6 = fmt.Sprintf("%s/%d", ip.Address, bits), pool.Gateway
+		}
+		for _, d := range pool.DNSServers {
+			if !slices.Contains(nameservers, d) {
+				nameservers = append(nameservers, d)
+			}
+		}
+	}
+	if p.Network.DHCPv4 {
+		ipc.IPv4, ipc.GW4 = "dhcp", ""
+	}
+	if p.Network.DHCPv6 {
+		ipc.IPv6, ipc.GW6 = "dhcp", ""
+	}
+	if len(p.CloudInit.DNSServers) > 0 {
+		nameservers = p.CloudInit.DNSServers
+	}
+	ci := proxmox.CloudInit{User: p.CloudInit.User, Password: vm.Password, Nameservers: nameservers,
+		SearchDomain: p.CloudInit.SearchDomain}
+	if ipc != (proxmox.IPConfig{}) {
+		ci.IPConfigs = map[int]proxmox.IPConfig{0: ipc}
+	}
+	for _, k := range strings.Split(vm.SSHKeys, "\n") {
+		if k = strings.TrimSpace(k); k != "" {
+			ci.SSHKeys = append(ci.SSHKeys, k)
+		}
+	}
+	if err := env.PVE.SetCloudInit(ctx, ref(vm), ci); err != nil {
+		return fromError("set cloud-init", err)
+	}
+	if vm.Password != "" {
+		_ = env.Store.VMClearPassword(ctx, vm.ID, env.Now())
+	}
+	return Success()
+}
+
+// startVM starts the VM and follows the start task.
+func startVM(ctx context.Context, env *Env, vm store.VM) Result {
+	if res := locate(ctx, env, &vm); res != nil {
+		return *res
+	}
+	if pending(vm, SetCloudinit) {
+		ok, res := awaitTask(ctx, env, vm, "start")
+		if ok {
+			return Success()
+		}
+		if res.Kind == Retry || res.Kind == Fail {
+			if proxmox.IsAlreadyRunning(res.Err) {
+				return Success()
+			}
+		}
+		return res
+	}
+	st, err := env.PVE.VMStatus(ctx, ref(vm))
+	if err != nil {
+		return fromError("read VM status", err)
+	}
+	if st.Status == "running" {
+		return Skip("already running")
+	}
+	task, err := env.PVE.Start(ctx, ref(vm), proxmox.StartOptions{})
+	if proxmox.IsAlreadyRunning(err) {
+		return Skip("already running")
+	}
+	return submit(ctx, env, vm, SetCloudinit, "start", task, err)
+}
+
+// verifyRunning waits up to start_wait_ticks ticks for the guest to run,
+// then emits the "VM is ready" notification event.
+func verifyRunning(ctx context.Context, env *Env, vm store.VM) Result {
+	if res := locate(ctx, env, &vm); res != nil {
+		return *res
+	}
+	st, err := env.PVE.VMStatus(ctx, ref(vm))
+	if err != nil {
+		return fromError("read VM status", err)
+	}
+	if st.Running() {
+		env.Emit(fmt.Sprintf("event: VM is ready — %s (VMID %d on %s)", vm.Hostname, vm.VMID, vm.Node))
+		return Success()
+	}
+	limit := env.Config.Tasks.ProcessVMs.StartWaitTicks
+	seen := st.Status
+	if st.QMPStatus != "" && st.QMPStatus != st.Status {
+		seen += "/" + st.QMPStatus
+	}
+	if vm.StepWaits+1 >= limit {
+		return Retryable(fmt.Errorf("guest not running after %d ticks (status %s)", limit, seen))
+	}
+	return Wait(fmt.Sprintf("guest status %s, tick %d of %d", seen, vm.StepWaits+1, limit))
+}

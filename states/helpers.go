@@ -1,0 +1,159 @@
+package states
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/pvectl/pvectl/config"
+	"github.com/pvectl/pvectl/providers/proxmox"
+	"github.com/pvectl/pvectl/store"
+)
+
+// MarkerTag is the PVE tag pvectl puts on every VM it creates.
+const MarkerTag = "pvectl"
+
+// marker is the description line that ties a PVE VM to its record.
+func marker(vm store.VM) string { return "pvectl service=" + vm.ServiceID }
+
+// ours reports whether a PVE VM's config carries this record's marker.
+func ours(cfg proxmox.VMConfig, vm store.VM) bool {
+	for _, line := range strings.Split(cfg.Description(), "\n") {
+		if strings.TrimSpace(line) == marker(vm) {
+			return true
+		}
+	}
+	return false
+}
+
+// fromError turns a provider error into a step result: retryable classes
+// back off, everything else holds the VM for an admin.
+func fromError(what string, err error) Result {
+	err = fmt.Errorf("%s: %w", what, err)
+	if proxmox.IsRetryable(err) {
+		return Retryable(err)
+	}
+	return Permanent(err)
+}
+
+// product returns the VM's product or a permanent error naming the valid ones.
+func product(env *Env, vm store.VM) (config.Product, *Result) {
+	p, ok := env.Config.Products[vm.Product]
+	if !ok {
+		r := Permanent(fmt.Errorf("product %q is not in the config; valid: %s", vm.Product, strings.Join(env.Config.ProductNames(), ", ")))
+		return p, &r
+	}
+	return p, nil
+}
+
+// ref is where the VM lives now.
+func ref(vm store.VM) proxmox.VMRef { return proxmox.VMRef{Node: vm.Node, VMID: vm.VMID} }
+
+// pending reports whether the VM has a stored task that belongs to step.
+func pending(vm store.VM, step State) bool {
+	return vm.PendingUPID != "" && vm.PendingStep == string(step)
+}
+
+var progressRE = regexp.MustCompile(`(\d{1,3}(?:\.\d+)?)\s?%`)
+
+// awaitTask reads the stored task of a step. finished is true when the task
+// ended OK (or WARNINGS); otherwise res is the result to return (waiting with
+// a heartbeat, or the task's error with the task reference cleared so the
+// next attempt looks again).
+func awaitTask(ctx context.Context, env *Env, vm store.VM, what string) (finished bool, res Result) {
+	task := proxmox.TaskRef{Node: vm.PendingNode, UPID: vm.PendingUPID}
+	st, err := env.PVE.TaskStatus(ctx, task)
+	if err != nil {
+		if proxmox.IsNotFound(err) {
+			r := Retryable(fmt.Errorf("%s: task %s is unknown to PVE (node rebooted?); will look again", what, task.UPID))
+			r.ClearTask = true
+			return false, r
+		}
+		return false, fromError(what+": read task status", err)
+	}
+	if st.Running {
+		elapsed := env.Now().Sub(vm.StepStartedAt).Round(time.Second)
+		if !st.StartTime.IsZero() {
+			elapsed = env.Now().Sub(st.StartTime).Round(time.Second)
+		}
+		if elapsed < 0 {
+			elapsed = 0
+		}
+		return false, Wait(fmt.Sprintf("%s task %s running for %s%s", what, st.Type, elapsed, taskProgress(ctx, env, task)))
+	}
+	if err := st.Err(); err != nil {
+		r := fromError(what+" task failed", err)
+		r.ClearTask = true
+		return false, r
+	}
+	return true, Result{}
+}
+
+// taskProgress returns " (NN%)" from the newest task-log line that has a
+// percentage, or "".
+func taskProgress(ctx context.Context, env *Env, task proxmox.TaskRef) string {
+	lines, err := env.PVE.TaskLog(ctx, task, 0, 500)
+	if err != nil {
+		return ""
+	}
+	for i := len(lines) - 1; i >= 0; i-- {
+		if m := progressRE.FindStringSubmatch(lines[i].Text); m != nil {
+			return " (" + m[1] + "%)"
+		}
+	}
+	return ""
+}
+
+// submit records a task a step just started, so the next tick follows it
+// instead of starting another. A zero TaskRef (PVE finished synchronously)
+// is done at once.
+func submit(ctx context.Context, env *Env, vm store.VM, step State, what string, task proxmox.TaskRef, err error) Result {
+	if err != nil {
+		return fromError(what, err)
+	}
+	if task.IsZero() {
+		return Success()
+	}
+	if err := env.Store.VMSetPendingTask(ctx, vm.ID, vm.Status, vm.Version, string(step), task.Node, task.UPID, env.Now()); err != nil {
+		return Retryable(fmt.Errorf("%s: started task %s but could not record it: %w", what, task.UPID, err))
+	}
+	return Wait(fmt.Sprintf("%s task started", what))
+}
+
+// findVM looks the VMID up in /cluster/resources: where it lives, if anywhere.
+func findVM(ctx context.Context, env *Env, vmid int) (proxmox.Resource, bool, error) {
+	res, err := env.PVE.ClusterResources(ctx, proxmox.ResourceVM)
+	if err != nil {
+		return proxmox.Resource{}, false, err
+	}
+	for _, r := range res {
+		if r.IsVM() && r.VMID == vmid {
+			return r, true, nil
+		}
+	}
+	return proxmox.Resource{}, false, nil
+}
+
+// locate finds the VM in the cluster and records its node if it moved. A
+// missing VM is a permanent error: the record says it exists.
+func locate(ctx context.Context, env *Env, vm *store.VM) *Result {
+	r, ok, err := findVM(ctx, env, vm.VMID)
+	if err != nil {
+		res := fromError("find VM in cluster", err)
+		return &res
+	}
+	if !ok {
+		res := Permanent(fmt.Errorf("VM %d is not in the cluster; if it was removed by hand, use pvectl reset-status", vm.VMID))
+		return &res
+	}
+	if r.Node != vm.Node {
+		if err := env.Store.VMSetNode(ctx, vm.ID, vm.Status, vm.Version, r.Node, env.Now()); err != nil {
+			res := Retryable(err)
+			return &res
+		}
+		vm.Node = r.Node
+	}
+	return nil
+}
