@@ -50,6 +50,7 @@ var finalStates = []string{string(states.Ready), string(states.Remove), string(s
 // steps_per_tick steps, VMs in parallel up to concurrency.
 func (e *Engine) ProcessVMs(ctx context.Context) (Summary, error) {
 	start := time.Now()
+	e.RetryDNS(ctx) // DNS-dirty VMs in any state, with backoff; never fails the pass
 	now := e.Clock.Now()
 	vms, err := e.Store.VMsDue(ctx, now, finalStates)
 	if err != nil {
@@ -156,6 +157,9 @@ func (r *runPass) advance(ctx context.Context, vm store.VM, n int) {
 		if res.Kind == states.Waiting || res.Kind >= states.Retry {
 			line.To = vm.Status
 		}
+		if res.Goto != "" {
+			line.To = string(res.Goto)
+		}
 		if err != nil {
 			line.Result, line.Failed = "not applied: "+err.Error(), true
 		}
@@ -229,6 +233,9 @@ func (r *runPass) apply(ctx context.Context, vm store.VM, step states.Step, res 
 		o.StepWaits = 0
 		o.Held = true
 		o.LastError = errText(res.Err)
+		if res.Goto != "" {
+			o.ToStatus, o.Held, o.ClearPending = string(res.Goto), false, true
+		}
 	}
 	if err := e.Store.VMApplyOutcome(ctx, o); err != nil {
 		if errors.Is(err, store.ErrConflict) {

@@ -80,7 +80,7 @@ func reserveVMIDAndIPs(ctx context.Context, env *Env, vm store.VM) Result {
 		if vmid == 0 {
 			return Retryable(fmt.Errorf("no free VMID in %d-%d", env.Config.VMIDRange.Min, env.Config.VMIDRange.Max))
 		}
-		ips, err := pickAddresses(ctx, env, p, target)
+		ips, err := pickAddresses(ctx, env, p, target, p.Network.IPv4, p.Network.IPv6)
 		if err != nil {
 			return Retryable(err)
 		}
@@ -156,14 +156,15 @@ func chooseTargetNode(vm store.VM, p config.Product, all []proxmox.Resource) (st
 	return best, nil
 }
 
-// pickAddresses chooses the product's IPv4 and IPv6 counts of free
-// addresses from pools matching the node, bridge and VLAN.
-func pickAddresses(ctx context.Context, env *Env, p config.Product, node string) ([]store.IPAllocation, error) {
+// pickAddresses chooses v4 IPv4 and v6 IPv6 free addresses from pools
+// matching the node and the product's bridge and VLAN (none for a family the
+// product runs with DHCP).
+func pickAddresses(ctx context.Context, env *Env, p config.Product, node string, v4, v6 int) ([]store.IPAllocation, error) {
 	var out []store.IPAllocation
 	for _, fam := range []struct {
 		family, count int
 		dhcp          bool
-	}{{4, p.Network.IPv4, p.Network.DHCPv4}, {6, p.Network.IPv6, p.Network.DHCPv6}} {
+	}{{4, v4, p.Network.DHCPv4}, {6, v6, p.Network.DHCPv6}} {
 		if fam.count == 0 || fam.dhcp {
 			continue
 		}
@@ -204,7 +205,7 @@ func cloneTemplate(ctx context.Context, env *Env, vm store.VM) Result {
 	if bad != nil {
 		return *bad
 	}
-	if pending(vm, SetIP) {
+	if pending(vm) {
 		if ok, res := awaitTask(ctx, env, vm, "clone"); !ok {
 			return res
 		}
@@ -251,7 +252,7 @@ func cloneTemplate(ctx context.Context, env *Env, vm store.VM) Result {
 		Source: proxmox.VMRef{Node: p.Template.Node, VMID: p.Template.VMID}, NewID: vm.VMID,
 		Name: vm.Hostname, Description: marker(vm) + "\nhostname=" + vm.Hostname, Mode: mode, Storage: storage,
 	})
-	return submit(ctx, env, vm, SetIP, "clone", task, err)
+	return submit(ctx, env, vm, "clone", task, err)
 }
 
 // publishDNS writes A/AAAA and PTR records to every matching zone. DNS
@@ -304,7 +305,7 @@ func migrateToTarget(ctx context.Context, env *Env, vm store.VM) Result {
 	if bad != nil {
 		return *bad
 	}
-	if pending(vm, SetDNS) {
+	if pending(vm) {
 		if ok, res := awaitTask(ctx, env, vm, "migrate"); !ok {
 			return res
 		}
@@ -330,7 +331,7 @@ func migrateToTarget(ctx context.Context, env *Env, vm store.VM) Result {
 	}
 	task, err := env.PVE.Migrate(ctx, proxmox.MigrateRequest{VM: proxmox.VMRef{Node: r.Node, VMID: vm.VMID},
 		Target: vm.TargetNode, TargetStorage: p.SystemDisk.Storage})
-	return submit(ctx, env, vm, SetDNS, "migrate to "+vm.TargetNode, task, err)
+	return submit(ctx, env, vm, "migrate to "+vm.TargetNode, task, err)
 }
 
 // setCPURAM applies cores, sockets and memory.
@@ -407,8 +408,8 @@ func additionalDiskKey(cfg proxmox.VMConfig, p config.Product) string {
 const gib = int64(1) << 30
 
 // resizeDisk grows disk key to sizeGB, following the resize task.
-func resizeDisk(ctx context.Context, env *Env, vm store.VM, step State, key string, sizeGB int) Result {
-	if pending(vm, step) {
+func resizeDisk(ctx context.Context, env *Env, vm store.VM, key string, sizeGB int) Result {
+	if pending(vm) {
 		if ok, res := awaitTask(ctx, env, vm, "resize "+key); !ok {
 			return res
 		}
@@ -423,11 +424,14 @@ func resizeDisk(ctx context.Context, env *Env, vm store.VM, step State, key stri
 		return Permanent(fmt.Errorf("VM %d has no disk %s to resize", vm.VMID, key))
 	}
 	want := int64(sizeGB) * gib
-	if cur >= want {
-		return Skip(fmt.Sprintf("%s is already %s (wanted %dG)", key, humanSize(cur), sizeGB))
+	if cur == want {
+		return Skip("no change")
+	}
+	if cur > want {
+		return Skip(fmt.Sprintf("new size is smaller: %s is %s, product says %dG; disks never shrink", key, humanSize(cur), sizeGB))
 	}
 	task, err := env.PVE.ResizeDisk(ctx, ref(vm), key, fmt.Sprintf("%dG", sizeGB))
-	return submit(ctx, env, vm, step, "resize "+key, task, err)
+	return submit(ctx, env, vm, "resize "+key, task, err)
 }
 
 func humanSize(b int64) string {
@@ -456,7 +460,7 @@ func resizeSystemDisk(ctx context.Context, env *Env, vm store.VM) Result {
 	if key == "" {
 		return Permanent(fmt.Errorf("VM %d has no system disk in its config", vm.VMID))
 	}
-	return resizeDisk(ctx, env, vm, SetCPURAM, key, p.SystemDisk.SizeGB)
+	return resizeDisk(ctx, env, vm, key, p.SystemDisk.SizeGB)
 }
 
 // setDiskIO sets a disk's iops/mbps limits; 0 removes a limit.
@@ -532,7 +536,7 @@ func createAdditionalDisk(ctx context.Context, env *Env, vm store.VM) Result {
 	if res := locate(ctx, env, &vm); res != nil {
 		return *res
 	}
-	if pending(vm, SetSystemDiskBandwidth) {
+	if pending(vm) {
 		if ok, res := awaitTask(ctx, env, vm, "create additional disk"); !ok {
 			return res
 		}
@@ -548,7 +552,7 @@ func createAdditionalDisk(ctx context.Context, env *Env, vm store.VM) Result {
 	key := additionalDiskKey(cfg, p)
 	value := fmt.Sprintf("%s:%d,serial=pvectl-additional", p.AdditionalDisk.Storage, p.AdditionalDisk.SizeGB)
 	task, err := env.PVE.SetConfig(ctx, ref(vm), proxmox.ConfigChange{Set: map[string]string{key: value}})
-	return submit(ctx, env, vm, SetSystemDiskBandwidth, "create "+key, task, err)
+	return submit(ctx, env, vm, "create "+key, task, err)
 }
 
 // findAdditionalDisk finds the disk pvectl created (serial=pvectl-additional).
@@ -585,7 +589,7 @@ func resizeAdditionalDisk(ctx context.Context, env *Env, vm store.VM) Result {
 	if !ok {
 		return Permanent(fmt.Errorf("VM %d has no additional disk to resize; reset-status set_system_disk_bandwidth to create it", vm.VMID))
 	}
-	return resizeDisk(ctx, env, vm, SetCreatedAdditionalDisk, key, p.AdditionalDisk.SizeGB)
+	return resizeDisk(ctx, env, vm, key, p.AdditionalDisk.SizeGB)
 }
 
 func setAdditionalDiskIO(ctx context.Context, env *Env, vm store.VM) Result {
@@ -614,7 +618,7 @@ var nicModels = []string{"virtio", "e1000", "e1000e", "rtl8139", "vmxnet3"}
 
 // netValue builds net0 from the product, keeping the model and MAC address
 // the VM already has (a MAC must survive reinstalls and changes).
-func netValue(cur string, n config.Network) string {
+func netValue(cur string, n config.Network, keepMAC string) string {
 	model, mac := "virtio", ""
 	rest := map[string]string{}
 	for _, part := range strings.Split(cur, ",") {
@@ -626,7 +630,10 @@ func netValue(cur string, n config.Network) string {
 		rest[k] = v
 	}
 	if n.Model != "" && n.Model != model {
-		model = n.Model // PVE keeps the MAC when only the model changes if we send it
+		model = n.Model // the MAC is sent along, so it survives a model change
+	}
+	if keepMAC != "" {
+		mac = keepMAC // a reinstalled VM gets its old MAC back
 	}
 	first := model
 	if mac != "" {
@@ -645,6 +652,15 @@ func netValue(cur string, n config.Network) string {
 		}
 	}
 	return strings.Join(parts, ",")
+}
+
+// macOf returns the MAC address in a netN value, or "".
+func macOf(net string) string {
+	first, _, _ := strings.Cut(net, ",")
+	if m, mac, ok := strings.Cut(first, "="); ok && slices.Contains(nicModels, m) {
+		return mac
+	}
+	return ""
 }
 
 // sameProps compares two property strings as sets of options.
@@ -668,12 +684,22 @@ func configureNetwork(ctx context.Context, env *Env, vm store.VM) Result {
 		return fromError("read config", err)
 	}
 	cur, _ := cfg.Get("net0")
-	next := netValue(cur, p.Network)
+	if vm.MAC == "" {
+		if mac := macOf(cur); mac != "" {
+			_ = env.Store.VMSetMAC(ctx, vm.ID, mac, env.Now())
+		}
+	}
+	next := netValue(cur, p.Network, vm.MAC)
 	if sameProps(cur, next) {
 		return Skip("no change")
 	}
 	if err := env.PVE.SetConfigSync(ctx, ref(vm), proxmox.ConfigChange{Set: map[string]string{"net0": next}}); err != nil {
 		return fromError("configure net0", err)
+	}
+	if vm.MAC == "" {
+		if mac := macOf(next); mac != "" {
+			_ = env.Store.VMSetMAC(ctx, vm.ID, mac, env.Now())
+		}
 	}
 	return Success()
 }
@@ -690,39 +716,61 @@ func configureFirewall(ctx context.Context, env *Env, vm store.VM) Result {
 		return *res
 	}
 	f := p.Firewall
-	opts := proxmox.FirewallOptions{Enable: f.Enable, DHCP: f.DHCP, NDP: f.NDP, RAdv: proxmox.Bool(f.RADV),
+	want := proxmox.FirewallOptions{Enable: f.Enable, DHCP: f.DHCP, NDP: f.NDP, RAdv: proxmox.Bool(f.RADV),
 		MACFilter: f.MACFilter, IPFilter: proxmox.Bool(f.IPFilter), PolicyIn: f.PolicyIn, PolicyOut: f.PolicyOut,
 		LogLevelIn: f.LogLevelIn, LogLevelOut: f.LogLevelOut}
-	if err := env.PVE.SetFirewallOptions(ctx, ref(vm), opts); err != nil {
-		return fromError("set firewall options", err)
-	}
-	if !*f.AntiSpoofing || p.Network.DHCPv4 || p.Network.DHCPv6 {
-		return Success()
-	}
-	ips, err := env.Store.IPsForVM(ctx, vm.ID)
+	cur, err := env.PVE.FirewallOptions(ctx, ref(vm))
 	if err != nil {
-		return Retryable(err)
+		return fromError("read firewall options", err)
 	}
-	if err := SyncIPSet(ctx, env, vm, ips); err != nil {
-		return fromError("anti-spoofing IP set", err)
+	changed := !sameFirewall(cur, want)
+	if changed {
+		if err := env.PVE.SetFirewallOptions(ctx, ref(vm), want); err != nil {
+			return fromError("set firewall options", err)
+		}
+	}
+	if *f.AntiSpoofing && !p.Network.DHCPv4 && !p.Network.DHCPv6 {
+		ips, err := env.Store.IPsForVM(ctx, vm.ID)
+		if err != nil {
+			return Retryable(err)
+		}
+		setChanged, err := SyncIPSet(ctx, env, vm, ips)
+		if err != nil {
+			return fromError("anti-spoofing IP set", err)
+		}
+		changed = changed || setChanged
+	}
+	if !changed {
+		return Skip("no change")
 	}
 	return Success()
 }
 
-// SyncIPSet makes the VM's ipfilter-net0 hold exactly its addresses.
-func SyncIPSet(ctx context.Context, env *Env, vm store.VM, ips []store.IPAllocation) error {
+// sameFirewall compares the options pvectl sets; an option PVE does not
+// report counts as different, so it gets set explicitly.
+func sameFirewall(cur, want proxmox.FirewallOptions) bool {
+	eq := func(a, b *bool) bool { return a != nil && b != nil && *a == *b }
+	return eq(cur.Enable, want.Enable) && eq(cur.DHCP, want.DHCP) && eq(cur.NDP, want.NDP) && eq(cur.RAdv, want.RAdv) &&
+		eq(cur.MACFilter, want.MACFilter) && eq(cur.IPFilter, want.IPFilter) && cur.PolicyIn == want.PolicyIn &&
+		cur.PolicyOut == want.PolicyOut && cur.LogLevelIn == want.LogLevelIn && cur.LogLevelOut == want.LogLevelOut
+}
+
+// SyncIPSet makes the VM's ipfilter-net0 hold exactly its addresses and
+// reports whether it changed anything.
+func SyncIPSet(ctx context.Context, env *Env, vm store.VM, ips []store.IPAllocation) (changed bool, err error) {
 	sets, err := env.PVE.IPSets(ctx, ref(vm))
 	if err != nil {
-		return err
+		return false, err
 	}
 	if !slices.ContainsFunc(sets, func(s proxmox.IPSet) bool { return s.Name == IPSetName }) {
+		changed = true
 		if err := env.PVE.CreateIPSet(ctx, ref(vm), IPSetName, "pvectl anti-spoofing"); err != nil && !proxmox.IsAlreadyExists(err) {
-			return err
+			return changed, err
 		}
 	}
 	entries, err := env.PVE.IPSetEntries(ctx, ref(vm), IPSetName)
 	if err != nil {
-		return err
+		return changed, err
 	}
 	want := map[string]bool{}
 	for _, ip := range ips {
@@ -733,8 +781,9 @@ func SyncIPSet(ctx context.Context, env *Env, vm store.VM, ips []store.IPAllocat
 		addr := strings.TrimSuffix(strings.TrimSuffix(e.CIDR, "/32"), "/128")
 		have[addr] = true
 		if !want[addr] {
+			changed = true
 			if err := env.PVE.RemoveIPSetEntry(ctx, ref(vm), IPSetName, e.CIDR); err != nil && !proxmox.IsNotFound(err) {
-				return err
+				return changed, err
 			}
 		}
 	}
@@ -742,11 +791,12 @@ func SyncIPSet(ctx context.Context, env *Env, vm store.VM, ips []store.IPAllocat
 		if have[ip.Address] {
 			continue
 		}
+		changed = true
 		if err := env.PVE.AddIPSetEntry(ctx, ref(vm), IPSetName, proxmox.IPSetEntry{CIDR: ip.Address}); err != nil && !proxmox.IsAlreadyExists(err) {
-			return err
+			return changed, err
 		}
 	}
-	return nil
+	return changed, nil
 }
 
 // configureCloudInit writes user, password, SSH keys, addresses and name
@@ -820,7 +870,7 @@ func startVM(ctx context.Context, env *Env, vm store.VM) Result {
 	if res := locate(ctx, env, &vm); res != nil {
 		return *res
 	}
-	if pending(vm, SetCloudinit) {
+	if pending(vm) {
 		ok, res := awaitTask(ctx, env, vm, "start")
 		if ok {
 			return Success()
@@ -843,7 +893,7 @@ func startVM(ctx context.Context, env *Env, vm store.VM) Result {
 	if proxmox.IsAlreadyRunning(err) {
 		return Skip("already running")
 	}
-	return submit(ctx, env, vm, SetCloudinit, "start", task, err)
+	return submit(ctx, env, vm, "start", task, err)
 }
 
 // verifyRunning waits up to start_wait_ticks ticks for the guest to run,
@@ -857,7 +907,11 @@ func verifyRunning(ctx context.Context, env *Env, vm store.VM) Result {
 		return fromError("read VM status", err)
 	}
 	if st.Running() {
-		env.Emit(fmt.Sprintf("event: VM is ready — %s (VMID %d on %s)", vm.Hostname, vm.VMID, vm.Node))
+		if vm.Status == string(CPStart) {
+			env.Emit(fmt.Sprintf("event: package changed (upgraded) — %s now runs product %s", vm.Hostname, vm.Product))
+		} else {
+			env.Emit(fmt.Sprintf("event: VM is ready — %s (VMID %d on %s)", vm.Hostname, vm.VMID, vm.Node))
+		}
 		return Success()
 	}
 	limit := env.Config.Tasks.ProcessVMs.StartWaitTicks

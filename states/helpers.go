@@ -51,9 +51,11 @@ func product(env *Env, vm store.VM) (config.Product, *Result) {
 // ref is where the VM lives now.
 func ref(vm store.VM) proxmox.VMRef { return proxmox.VMRef{Node: vm.Node, VMID: vm.VMID} }
 
-// pending reports whether the VM has a stored task that belongs to step.
-func pending(vm store.VM, step State) bool {
-	return vm.PendingUPID != "" && vm.PendingStep == string(step)
+// pending reports whether the VM has a stored task submitted by the step it
+// is at now (tasks are keyed by the state they were submitted from, so a step
+// function can serve several pipelines).
+func pending(vm store.VM) bool {
+	return vm.PendingUPID != "" && vm.PendingStep == vm.Status
 }
 
 var progressRE = regexp.MustCompile(`(\d{1,3}(?:\.\d+)?)\s?%`)
@@ -109,14 +111,14 @@ func taskProgress(ctx context.Context, env *Env, task proxmox.TaskRef) string {
 // submit records a task a step just started, so the next tick follows it
 // instead of starting another. A zero TaskRef (PVE finished synchronously)
 // is done at once.
-func submit(ctx context.Context, env *Env, vm store.VM, step State, what string, task proxmox.TaskRef, err error) Result {
+func submit(ctx context.Context, env *Env, vm store.VM, what string, task proxmox.TaskRef, err error) Result {
 	if err != nil {
 		return fromError(what, err)
 	}
 	if task.IsZero() {
 		return Success()
 	}
-	if err := env.Store.VMSetPendingTask(ctx, vm.ID, vm.Status, vm.Version, string(step), task.Node, task.UPID, env.Now()); err != nil {
+	if err := env.Store.VMSetPendingTask(ctx, vm.ID, vm.Status, vm.Version, vm.Status, task.Node, task.UPID, env.Now()); err != nil {
 		return Retryable(fmt.Errorf("%s: started task %s but could not record it: %w", what, task.UPID, err))
 	}
 	return Wait(fmt.Sprintf("%s task started", what))

@@ -38,7 +38,13 @@ type Result struct {
 	// ClearTask drops the stored PVE task reference (e.g. the task failed and
 	// the next attempt must look again and resubmit).
 	ClearTask bool
+	// Goto, with Kind Fail, moves the VM to a state outside the table (the
+	// terminate table's error_terminate) instead of holding it.
+	Goto State
 }
+
+// FailTo moves the VM to state s with err as its last error.
+func FailTo(s State, err error) Result { return Result{Kind: Fail, Err: err, Goto: s} }
 
 // Success is the Done result.
 func Success() Result { return Result{Kind: Done} }
@@ -65,6 +71,9 @@ func (r Result) Label() string {
 	case Retry:
 		return "error: " + errText(r.Err)
 	case Fail:
+		if r.Goto != "" {
+			return "error → " + string(r.Goto) + ": " + errText(r.Err)
+		}
 		return "error (held): " + errText(r.Err)
 	}
 	return "success"

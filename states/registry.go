@@ -1,4 +1,6 @@
 package states
 
 // Pipelines returns every pipeline table pvectl runs.
-func Pipelines() Registry { return Registry{Deploy()} }
+func Pipelines() Registry {
+	return Registry{Deploy(), ChangePackageTable(), TerminateTable(), ReinstallTable(), DNSRecords()}
+}

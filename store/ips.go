@@ -112,3 +112,33 @@ func (s *Store) UsedVMIDs(ctx context.Context) (map[int]bool, error) {
 	}
 	return out, rows.Err()
 }
+
+// IPAllocate adds addresses to a VM. An address taken by another VM fails
+// with ErrDuplicate and writes nothing.
+func (s *Store) IPAllocate(ctx context.Context, vmID int64, ips []IPAllocation, now time.Time) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		for _, ip := range ips {
+			_, err := tx.ExecContext(ctx, `INSERT INTO ip_allocations (address, family, pool, vm_id, created_at)
+				VALUES (?, ?, ?, ?, ?)`, ip.Address, ip.Family, ip.Pool, vmID, ms(now))
+			if err != nil {
+				if strings.Contains(err.Error(), "UNIQUE constraint failed") {
+					return fmt.Errorf("address %s: %w", ip.Address, ErrDuplicate)
+				}
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// IPRelease returns a VM's addresses to their pools.
+func (s *Store) IPRelease(ctx context.Context, vmID int64, addrs []string) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		for _, a := range addrs {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM ip_allocations WHERE vm_id = ? AND address = ?`, vmID, a); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}

@@ -35,6 +35,7 @@ type VM struct {
 	SSHKeys        string
 	Password       string
 	DNSDirty       bool
+	MAC            string // net0's MAC, kept across reinstalls
 	CreatedAt      time.Time
 	UpdatedAt      time.Time
 }
@@ -42,7 +43,7 @@ type VM struct {
 const vmColumns = `id, service_id, hostname, product, status, version, requested_node, target_node, node,
 	COALESCE(vmid, 0), pending_upid, pending_node, pending_step, step_waits, step_started_at,
 	attempts, next_attempt_at, held, last_error, COALESCE(idempotency_key, ''), request_digest,
-	ssh_keys, password, dns_dirty, created_at, updated_at`
+	ssh_keys, password, dns_dirty, mac, created_at, updated_at`
 
 type scanner interface{ Scan(...any) error }
 
@@ -53,7 +54,7 @@ func scanVM(r scanner) (VM, error) {
 	err := r.Scan(&v.ID, &v.ServiceID, &v.Hostname, &v.Product, &v.Status, &v.Version,
 		&v.RequestedNode, &v.TargetNode, &v.Node, &v.VMID, &v.PendingUPID, &v.PendingNode, &v.PendingStep,
 		&v.StepWaits, &stepStarted, &v.Attempts, &next, &held, &v.LastError, &v.IdempotencyKey,
-		&v.RequestDigest, &v.SSHKeys, &v.Password, &dirty, &created, &updated)
+		&v.RequestDigest, &v.SSHKeys, &v.Password, &dirty, &v.MAC, &created, &updated)
 	if err != nil {
 		return VM{}, err
 	}
@@ -317,4 +318,80 @@ func (s *Store) VMSetVMID(ctx context.Context, id int64, vmid int, now time.Time
 func (s *Store) VMClearPassword(ctx context.Context, id int64, now time.Time) error {
 	_, err := s.db.ExecContext(ctx, `UPDATE vms SET password = '', updated_at = ? WHERE id = ?`, ms(now), id)
 	return err
+}
+
+// VMSetMAC records net0's MAC address so a reinstall can keep it.
+func (s *Store) VMSetMAC(ctx context.Context, id int64, mac string, now time.Time) error {
+	_, err := s.db.ExecContext(ctx, `UPDATE vms SET mac = ?, updated_at = ? WHERE id = ?`, mac, ms(now), id)
+	return err
+}
+
+// ErrWrongState means a request does not fit the VM's current status.
+var ErrWrongState = errors.New("not allowed in the VM's current state")
+
+// VMRequest moves a VM to a pipeline's entry state on a user's request
+// (change package, terminate, reinstall, DNS sync), only from one of the
+// allowed states. product, if not empty, replaces the VM's product.
+func (s *Store) VMRequest(ctx context.Context, id int64, allowed []string, to, product string, now time.Time) (VM, error) {
+	var vm VM
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		cur, err := scanVM(tx.QueryRowContext(ctx, `SELECT `+vmColumns+` FROM vms WHERE id = ?`, id))
+		if err != nil {
+			return err
+		}
+		ok := false
+		for _, a := range allowed {
+			ok = ok || cur.Status == a
+		}
+		if !ok {
+			return fmt.Errorf("VM %s is in state %s (allowed: %s): %w", cur.ServiceID, cur.Status, strings.Join(allowed, ", "), ErrWrongState)
+		}
+		if product == "" {
+			product = cur.Product
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE vms SET status = ?, product = ?, held = 0, next_attempt_at = 0,
+			attempts = 0, last_error = '', pending_upid = '', pending_node = '', pending_step = '', step_waits = 0,
+			step_started_at = ?, version = version + 1, updated_at = ? WHERE id = ?`, to, product, ms(now), ms(now), id); err != nil {
+			return err
+		}
+		vm, err = scanVM(tx.QueryRowContext(ctx, `SELECT `+vmColumns+` FROM vms WHERE id = ?`, id))
+		return err
+	})
+	return vm, err
+}
+
+// VMReleaseResources frees a VM's addresses and VMID and clears its
+// identity fields, guarded by status/version. Call it only once PVE has
+// confirmed the VM is gone.
+func (s *Store) VMReleaseResources(ctx context.Context, id int64, status string, version int64, now time.Time) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE vms SET vmid = NULL, node = '', target_node = '', pending_upid = '',
+			pending_node = '', pending_step = '', updated_at = ? WHERE id = ? AND status = ? AND version = ?`, ms(now), id, status, version)
+		if err != nil {
+			return err
+		}
+		if err := oneRow(res, id); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM ip_allocations WHERE vm_id = ?`, id); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `DELETE FROM dns_records WHERE vm_id = ?`, id)
+		return err
+	})
+}
+
+// VMDelete deletes a record, its addresses, DNS records and logs. It never
+// touches Proxmox.
+func (s *Store) VMDelete(ctx context.Context, id int64) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM ip_allocations WHERE vm_id = ?`, id); err != nil {
+			return err
+		}
+		res, err := tx.ExecContext(ctx, `DELETE FROM vms WHERE id = ?`, id)
+		if err != nil {
+			return err
+		}
+		return oneRow(res, id)
+	})
 }

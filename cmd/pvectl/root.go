@@ -110,6 +110,7 @@ Exit codes: 0 ok, 1 failure, 2 bad usage or input (nothing was changed).`,
 		newVMCmd(g),
 		newLogCmd(g),
 		newPipelineCmd(g),
+		newResetStatusCmd(g),
 	)
 	return root
 }

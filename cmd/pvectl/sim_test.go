@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http/httptest"
@@ -11,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pvectl/pvectl/providers/proxmox"
 	"github.com/pvectl/pvectl/providers/proxmox/pvesim"
 	"github.com/rogpeppe/go-internal/testscript"
 )
@@ -94,6 +96,27 @@ func pvesimCmd(ts *testscript.TestScript, neg bool, args []string) {
 		if (n == want) == neg {
 			ts.Fatalf("pvesim has %d VMs, want %d", n, want)
 		}
+	case "vm":
+		// pvesim vm VMID: print the VM's state (config, firewall, IP sets) as JSON.
+		id, err := strconv.Atoi(args[1])
+		ts.Check(err)
+		st, ok := simFor(ts).VM(id)
+		if ok == neg {
+			ts.Fatalf("pvesim VM %d exists: %v", id, ok)
+		}
+		if ok {
+			b, _ := json.MarshalIndent(st, "", "  ")
+			ts.Stdout().Write(append(b, '\n'))
+		}
+	case "vzdump":
+		// pvesim vzdump VMID NODE: back the VM up to storage local and finish the task.
+		id, err := strconv.Atoi(args[1])
+		ts.Check(err)
+		pve, err := proxmox.New(proxmox.Options{URL: ts.Getenv("PVE_URL"), TokenID: ts.Getenv("PVE_TOKEN_ID"), TokenSecret: ts.Getenv("PVE_TOKEN_SECRET")})
+		ts.Check(err)
+		_, err = pve.Backup(context.Background(), proxmox.BackupRequest{VM: proxmox.VMRef{Node: args[2], VMID: id}, Storage: "local"})
+		ts.Check(err)
+		simFor(ts).Advance(time.Minute)
 	case "no-rejections":
 		if r := simFor(ts).Rejected(); len(r) > 0 {
 			b, _ := json.MarshalIndent(r, "", "  ")

@@ -25,7 +25,8 @@ func newVMCmd(g *globals) *cobra.Command {
 		Use:   "vm",
 		Short: "Create, list, show and release VM records",
 	}
-	cmd.AddCommand(newVMCreateCmd(g), newVMListCmd(g), newVMShowCmd(g), newVMRetryCmd(g))
+	cmd.AddCommand(newVMCreateCmd(g), newVMListCmd(g), newVMShowCmd(g), newVMRetryCmd(g),
+		newVMChangePackageCmd(g), newVMTerminateCmd(g), newVMReinstallCmd(g), newVMDeleteRecordCmd(g))
 	return cmd
 }
 

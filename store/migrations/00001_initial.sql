@@ -25,6 +25,7 @@ CREATE TABLE vms (
     ssh_keys         TEXT    NOT NULL DEFAULT '',
     password         TEXT    NOT NULL DEFAULT '',
     dns_dirty        INTEGER NOT NULL DEFAULT 0 CHECK (dns_dirty IN (0, 1)),
+    mac              TEXT    NOT NULL DEFAULT '',
     created_at       INTEGER NOT NULL,
     updated_at       INTEGER NOT NULL
 );

@@ -1,0 +1,206 @@
+package states
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/pvectl/pvectl/providers/dns"
+	"github.com/pvectl/pvectl/store"
+)
+
+// DNSRecords is the set_dns_records table: one step that deletes every
+// record pvectl published for the VM and publishes its current plan, then
+// back to ready. `pvectl dns sync VM` and `pvectl reset-status VM
+// set_dns_records` queue it.
+func DNSRecords() *Pipeline {
+	return MustPipeline("set_dns_records", SetDNSRecords, []Step{
+		{From: SetDNSRecords, To: Ready, Label: "Resync DNS records", Run: resyncDNS},
+	})
+}
+
+// resyncDNS deletes the VM's published records (exactly those in the store,
+// never an operator's) and publishes the current plan. Failures do not
+// block: the VM goes to ready DNS-dirty and process_vms retries.
+func resyncDNS(ctx context.Context, env *Env, vm store.VM) Result {
+	if env.DNS == nil || len(env.Zones) == 0 {
+		return Skip("no DNS zones configured")
+	}
+	// Read everything before the first side effect: a store error changes nothing.
+	ips, err := env.Store.IPsForVM(ctx, vm.ID)
+	if err != nil {
+		return Retryable(err)
+	}
+	DeleteDNS(ctx, env, vm)
+	plan := DNSPlan(env, vm, ips)
+	failed := 0
+	for _, rec := range plan {
+		if publishRecord(ctx, env, vm, rec) != nil {
+			failed++
+		}
+	}
+	// Records whose delete failed and that the plan does not re-publish are
+	// still out there: the background retry deletes them.
+	rows, err := env.Store.DNSRecords(ctx, vm.ID)
+	if err != nil {
+		return Retryable(err)
+	}
+	failed += len(staleRecords(env, rows, plan))
+	if failed > 0 {
+		if err := env.Store.DNSSetDirty(ctx, vm.ID, 0, time.Time{}, env.Now()); err != nil {
+			return Retryable(err)
+		}
+		return Skip(fmt.Sprintf("%d DNS record(s) not in place; process_vms retries them in the background", failed))
+	}
+	if err := env.Store.DNSSetClean(ctx, vm.ID, env.Now()); err != nil {
+		return Retryable(err)
+	}
+	return Success()
+}
+
+// DeleteDNS deletes every record pvectl published for the VM — exactly the
+// RRs recorded in the store, so records an operator added at the same names
+// stay — best effort: each record is tried on its own and printed as a
+// `· fwd-del`/`· rev-del` line; a deleted record is forgotten, a failed one
+// stays recorded. It returns how many could not be deleted. It does not
+// change the VM's DNS-dirty flag.
+func DeleteDNS(ctx context.Context, env *Env, vm store.VM) (failed int) {
+	rows, err := env.Store.DNSRecords(ctx, vm.ID)
+	if err != nil {
+		env.Emit("· dns-del ERR cannot read the VM's DNS records from the store: " + err.Error())
+		return 1
+	}
+	for _, row := range rows {
+		if deleteRecord(ctx, env, vm, recordOf(row)) != nil {
+			failed++
+		}
+	}
+	return failed
+}
+
+// RetryDNS brings a DNS-dirty VM's records in line with its current plan:
+// it publishes the planned records not recorded as published and deletes
+// recorded records the plan no longer has (in zones still configured). Each
+// outcome is a live line. It returns how many operations failed and how many
+// were tried; err is a store error (then nothing was sent). It does not
+// change the VM's DNS-dirty flag: the caller does, with its backoff.
+func RetryDNS(ctx context.Context, env *Env, vm store.VM) (failed, tried int, err error) {
+	if env.DNS == nil || len(env.Zones) == 0 {
+		return 0, 0, nil
+	}
+	ips, err := env.Store.IPsForVM(ctx, vm.ID)
+	if err != nil {
+		return 0, 0, err
+	}
+	rows, err := env.Store.DNSRecords(ctx, vm.ID)
+	if err != nil {
+		return 0, 0, err
+	}
+	plan := DNSPlan(env, vm, ips)
+	published := map[string]bool{}
+	for _, row := range rows {
+		if row.State == "published" {
+			published[recordOf(row).Key()] = true
+		}
+	}
+	for _, rec := range staleRecords(env, rows, plan) {
+		tried++
+		if deleteRecord(ctx, env, vm, rec) != nil {
+			failed++
+		}
+	}
+	for _, rec := range plan {
+		if published[rec.Key()] {
+			continue
+		}
+		tried++
+		if publishRecord(ctx, env, vm, rec) != nil {
+			failed++
+		}
+	}
+	return failed, tried, nil
+}
+
+// DNSPlan returns the records the VM should have now: A/AAAA and PTR of its
+// addresses in the configured zones, with the configured TTL.
+func DNSPlan(env *Env, vm store.VM, ips []store.IPAllocation) []dns.Record {
+	var addrs []netip.Addr
+	for _, ip := range ips {
+		if a, err := netip.ParseAddr(ip.Address); err == nil {
+			addrs = append(addrs, a)
+		}
+	}
+	recs := dns.Plan(env.Zones, vm.Hostname, addrs)
+	if env.Config != nil && env.Config.DNS.TTL > 0 {
+		for i := range recs {
+			recs[i].TTL = uint32(env.Config.DNS.TTL)
+		}
+	}
+	return recs
+}
+
+// staleRecords are recorded records the plan does not have, in zones that
+// are still configured (a record in a zone removed from the config cannot be
+// deleted by pvectl any more; it is left recorded and not retried).
+func staleRecords(env *Env, rows []store.DNSRecord, plan []dns.Record) []dns.Record {
+	configured := map[string]bool{}
+	for _, z := range env.Zones {
+		configured[dns.Normalize(z.Name)] = true
+	}
+	recorded := make([]dns.Record, 0, len(rows))
+	for _, row := range rows {
+		if configured[dns.Normalize(row.Zone)] {
+			recorded = append(recorded, recordOf(row))
+		}
+	}
+	stale, _ := dns.Diff(recorded, plan)
+	return stale
+}
+
+func recordOf(row store.DNSRecord) dns.Record {
+	return dns.Record{Zone: row.Zone, Name: row.Name, Type: row.Type, Value: row.Value, TTL: uint32(max(row.TTL, 0))}
+}
+
+// errNoDNS is the outcome of a DNS operation when no updater is configured.
+var errNoDNS = &dns.Error{Op: "update", Kind: dns.KindConfig, Rcode: -1, Msg: "no DNS zones configured"}
+
+// publishRecord publishes one record, prints its line and records the outcome.
+func publishRecord(ctx context.Context, env *Env, vm store.VM, rec dns.Record) error {
+	err := error(errNoDNS)
+	if env.DNS != nil {
+		err = env.DNS.Publish(ctx, rec)
+	}
+	env.Emit(dns.Line(dns.ActionPublish, rec, err))
+	row := store.DNSRecord{VMID: vm.ID, Zone: rec.Zone, Name: rec.Name, Type: rec.Type, Value: rec.Value,
+		TTL: int(rec.TTL), State: "published"}
+	if err != nil {
+		row.State, row.Error = "failed", dns.ShortError(err)
+	}
+	if serr := env.Store.DNSRecordSave(ctx, row, env.Now()); serr != nil && err == nil {
+		// Published but not recorded: a later delete would miss it. Report it
+		// as failed so the VM stays dirty and the retry records it.
+		env.Emit("· store ERR cannot record " + rec.String() + ": " + serr.Error())
+		return serr
+	}
+	return err
+}
+
+// deleteRecord deletes one recorded record, prints its line and forgets it
+// once it is gone.
+func deleteRecord(ctx context.Context, env *Env, vm store.VM, rec dns.Record) error {
+	err := error(errNoDNS)
+	if env.DNS != nil {
+		err = env.DNS.Delete(ctx, rec)
+	}
+	env.Emit(dns.Line(dns.ActionDelete, rec, err))
+	if err != nil {
+		return err
+	}
+	row := store.DNSRecord{VMID: vm.ID, Zone: rec.Zone, Name: rec.Name, Type: rec.Type, Value: rec.Value}
+	if serr := env.Store.DNSRecordDelete(ctx, row); serr != nil {
+		env.Emit("· store ERR cannot forget " + rec.String() + ": " + serr.Error())
+		return serr
+	}
+	return nil
+}
