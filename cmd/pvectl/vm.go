@@ -281,7 +281,7 @@ func vmNote(j vmJSON, now time.Time) string {
 		parts = append(parts, "DNS pending")
 	}
 	if j.LastError != "" {
-		parts = append(parts, truncate(j.LastError, 80))
+		parts = append(parts, truncate(j.LastError, 200))
 	}
 	return strings.Join(parts, "; ")
 }
