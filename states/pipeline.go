@@ -99,7 +99,10 @@ type Step struct {
 	Label string // what the action does, e.g. "Clone VM"
 	// Heavy steps (clone, migrate, backup) count against the per-node limit.
 	Heavy bool
-	Run   StepFunc
+	// Exit is the state the step may send a VM to instead of To when it
+	// fails for good (FailTo); "" when it only holds the VM.
+	Exit State
+	Run  StepFunc
 }
 
 // Pipeline is an ordered table of steps, validated by a looplab/fsm FSM.
@@ -167,6 +170,9 @@ func (p *Pipeline) events() []fsm.EventDesc {
 	var ev []fsm.EventDesc
 	for _, s := range p.order {
 		ev = append(ev, fsm.EventDesc{Name: s.Label, Src: []string{string(s.From)}, Dst: string(s.To)})
+		if s.Exit != "" {
+			ev = append(ev, fsm.EventDesc{Name: s.Label + " failed", Src: []string{string(s.From)}, Dst: string(s.Exit)})
+		}
 	}
 	return ev
 }
@@ -176,8 +182,8 @@ func (p *Pipeline) States() []State {
 	seen := map[State]bool{}
 	var out []State
 	for _, s := range p.order {
-		for _, st := range []State{s.From, s.To} {
-			if !seen[st] {
+		for _, st := range []State{s.From, s.To, s.Exit} {
+			if st != "" && !seen[st] {
 				seen[st] = true
 				out = append(out, st)
 			}

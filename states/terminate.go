@@ -16,7 +16,7 @@ func TerminateTable() *Pipeline {
 		{From: Terminate, To: TerminateStopped, Label: "Stop VM", Run: stopForTerminate},
 		{From: TerminateStopped, To: TerminateBackupsRemoved, Label: "Remove backups", Run: removeBackups},
 		{From: TerminateBackupsRemoved, To: TerminateDNSRemoved, Label: "Delete DNS records", Run: deleteDNSForTerminate},
-		{From: TerminateDNSRemoved, To: TerminateDeleted, Label: "Delete VM", Run: deleteVM},
+		{From: TerminateDNSRemoved, To: TerminateDeleted, Label: "Delete VM", Exit: ErrorTerminate, Run: deleteVM},
 		{From: TerminateDeleted, To: Remove, Label: "Release IPs and VMID", Run: releaseResources},
 	})
 }

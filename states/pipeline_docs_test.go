@@ -1,0 +1,82 @@
+package states_test
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/pvectl/pvectl/states"
+	"github.com/stretchr/testify/require"
+)
+
+// PipelineDoc renders docs/pipelines/NAME.md from the FSM, so the diagram
+// in the docs is the code's.
+func pipelineDoc(p *states.Pipeline) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# The %s pipeline\n\n", p.Name)
+	fmt.Fprintf(&b, "Generated from the code by `PVECTL_UPDATE_DOCS=1 go test ./states -run TestPipelineDocsAreCurrent` (a test fails when this file is stale).\n")
+	fmt.Fprintf(&b, "A state names the last completed step; each tick runs the action on its row.\n\n")
+	fmt.Fprintf(&b, "| state (done) | next action | next state |\n|---|---|---|\n")
+	for _, s := range p.Steps() {
+		heavy := ""
+		if s.Heavy {
+			heavy = " (heavy: counts against `heavy_per_node`)"
+		}
+		to := "`" + string(s.To) + "`"
+		if s.Exit != "" {
+			to += " (fails for good: `" + string(s.Exit) + "`)"
+		}
+		fmt.Fprintf(&b, "| `%s` | %s%s | %s |\n", s.From, s.Label, heavy, to)
+	}
+	fmt.Fprintf(&b, "\n```mermaid\n%s```\n", p.Mermaid())
+	return b.String()
+}
+
+func TestPipelineDocsAreCurrent(t *testing.T) {
+	t.Parallel()
+	update := os.Getenv("PVECTL_UPDATE_DOCS") == "1"
+	for _, p := range states.Pipelines() {
+		path := filepath.Join("..", "docs", "pipelines", p.Name+".md")
+		want := pipelineDoc(p)
+		if update {
+			require.NoError(t, os.WriteFile(path, []byte(want), 0o644))
+			continue
+		}
+		got, err := os.ReadFile(path)
+		require.NoError(t, err, "run: PVECTL_UPDATE_DOCS=1 go test ./states -run TestPipelineDocsAreCurrent")
+		require.Equal(t, want, string(got), "%s is stale; run: PVECTL_UPDATE_DOCS=1 go test ./states -run TestPipelineDocsAreCurrent", path)
+	}
+}
+
+func TestResetTargetsAreFSMStates(t *testing.T) {
+	t.Parallel()
+	for _, tgt := range states.ResetTargets() {
+		got, err := states.LookupResetTarget(string(tgt.State))
+		require.NoError(t, err, tgt.State)
+		require.Equal(t, tgt.State, got.State)
+	}
+	_, err := states.LookupResetTarget("cp_stop")
+	require.Error(t, err)
+}
+
+func TestEveryStateHasAStepOrIsFinal(t *testing.T) {
+	t.Parallel()
+	reg := states.Pipelines()
+	for _, s := range states.All() {
+		if s.Final() {
+			continue
+		}
+		_, _, ok := reg.StepFor(s)
+		require.True(t, ok, "state %s has no step: a VM there would be stuck", s)
+	}
+}
+
+func TestCanTransitionFollowsTable(t *testing.T) {
+	t.Parallel()
+	d := states.Deploy()
+	require.True(t, d.CanTransition(states.SetIP, states.Clone))
+	require.False(t, d.CanTransition(states.SetIP, states.SetDNS))
+	require.False(t, d.CanTransition(states.Ready, states.Creation))
+}
