@@ -38,6 +38,10 @@ test: deps lint ## Lint and run every test (what CI runs)
 bench: ## Run the benchmarks (numbers go to docs/performance.md)
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
+.PHONY: demo
+demo: ## Deploy three VMs against a local pvesim, printing the live lines
+	scripts/demo.sh
+
 .PHONY: clean
 clean: ## Remove build output
 	rm -rf $(BIN)
