@@ -8,6 +8,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -129,4 +131,48 @@ func TestKilledTickReleasesItsLockAtOnce(t *testing.T) {
 	st = taskStatus(t, dir, "PVECTL_NOW=2026-11-25T12:01:10Z", "test_sleep")
 	require.Equal(t, "ok", st["last_result"])
 	require.Equal(t, "2026-11-25T12:01:00Z", st["last_start"])
+}
+
+func TestLogFollowPrintsNewLinesAsTicksWriteThem(t *testing.T) {
+	t.Parallel()
+	dir := processDir(t)
+	env := []string{"PVECTL_NOW=2026-11-25T12:00:00Z"}
+	c := pvectlProc(t, dir, env, "vm", "create", "--service-id", "f1", "--product", "small", "--hostname", "f1.example.test")
+	require.Equal(t, 0, c.exitCode(), c.stderr.String())
+
+	var out syncBuffer
+	f := &proc{cmd: exec.Command(os.Args[0], "log", "f1", "--follow")}
+	f.cmd.Env = append(os.Environ(), "PVECTL_AS_MAIN=1", "PVECTL_STATE_DIR="+filepath.Join(dir, "state"),
+		"PVECTL_CONFIG="+filepath.Join(dir, "pvectl.yaml"), env[0])
+	f.cmd.Stdout, f.cmd.Stderr = &out, &f.stderr
+	require.NoError(t, f.cmd.Start())
+	t.Cleanup(func() { _ = f.cmd.Process.Kill() })
+
+	// The config points at an unreachable PVE: the step fails and logs it.
+	tick := pvectlProc(t, dir, env, "run-task", "process_vms")
+	require.Equal(t, 0, tick.exitCode(), tick.stderr.String())
+	require.Eventually(t, func() bool {
+		return strings.Contains(out.String(), "Allocate VMID and IPs") && strings.Contains(out.String(), "creation  ")
+	}, 30*time.Second, 50*time.Millisecond, "follow never printed the new line: %q", out.String())
+	require.Contains(t, out.String(), "error: list cluster resources")
+
+	require.NoError(t, f.cmd.Process.Signal(syscall.SIGINT))
+	require.Equal(t, 0, f.exitCode(), "log --follow exits cleanly on Ctrl-C: %s", f.stderr.String())
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
