@@ -108,6 +108,17 @@ func pvesimCmd(ts *testscript.TestScript, neg bool, args []string) {
 			b, _ := json.MarshalIndent(st, "", "  ")
 			ts.Stdout().Write(append(b, '\n'))
 		}
+	case "mac":
+		// pvesim mac VMID: print net0's MAC address.
+		id, err := strconv.Atoi(args[1])
+		ts.Check(err)
+		st, ok := simFor(ts).VM(id)
+		if !ok {
+			ts.Fatalf("pvesim has no VM %d", id)
+		}
+		first, _, _ := strings.Cut(st.Config["net0"], ",")
+		_, mac, _ := strings.Cut(first, "=")
+		fmt.Fprintln(ts.Stdout(), mac)
 	case "vzdump":
 		// pvesim vzdump VMID NODE: back the VM up to storage local and finish the task.
 		id, err := strconv.Atoi(args[1])

@@ -236,8 +236,12 @@ func (s *Sim) freeDisks(m *vm) {
 	}
 }
 
-func (s *Sim) macFor(vmid, idx int) string {
-	return fmt.Sprintf("BC:24:11:%02X:%02X:%02X", (vmid>>8)&0xff, vmid&0xff, idx&0xff)
+// macFor returns a new random MAC in Proxmox's BC:24:11 prefix, as PVE
+// generates for a new or cloned NIC (a re-clone to the same VMID gets a
+// different MAC, as on real PVE). Callers hold s.mu.
+func (s *Sim) macFor(_, _ int) string {
+	n := s.rng.IntN(1 << 24)
+	return fmt.Sprintf("BC:24:11:%02X:%02X:%02X", n>>16, (n>>8)&0xff, n&0xff)
 }
 
 // newMACs replaces the MAC of every netN.
