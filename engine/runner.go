@@ -46,6 +46,9 @@ func Backoff(attempts int, jitter float64) time.Duration {
 // finalStates are never picked by the runner.
 var finalStates = []string{string(states.Ready), string(states.Remove), string(states.ErrorTerminate)}
 
+// endOfTime is later than any backoff.
+var endOfTime = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
+
 // ProcessVMs runs one pass of the step runner: every due VM takes up to
 // steps_per_tick steps, VMs in parallel up to concurrency.
 func (e *Engine) ProcessVMs(ctx context.Context) (Summary, error) {
@@ -63,8 +66,14 @@ func (e *Engine) ProcessVMs(ctx context.Context) (Summary, error) {
 	if err != nil {
 		return Summary{}, fmt.Errorf("prepare step environment: %w", err)
 	}
+	// A VM backing off (say, reading its task's status failed) may still
+	// have a heavy task running on its node: count every VM not held.
+	pending, err := e.Store.VMsDue(ctx, endOfTime, finalStates)
+	if err != nil {
+		return Summary{}, err
+	}
 	opts := e.Config.Tasks.ProcessVMs
-	r := &runPass{e: e, env: env, heavy: newNodeLimiter(opts.HeavyPerNode, vms, e.Pipelines)}
+	r := &runPass{e: e, env: env, heavy: newNodeLimiter(opts.HeavyPerNode, pending, e.Pipelines)}
 
 	work := make(chan store.VM)
 	var wg sync.WaitGroup

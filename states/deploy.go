@@ -551,7 +551,13 @@ func createAdditionalDisk(ctx context.Context, env *Env, vm store.VM) Result {
 	}
 	key := additionalDiskKey(cfg, p)
 	value := fmt.Sprintf("%s:%d,serial=pvectl-additional", p.AdditionalDisk.Storage, p.AdditionalDisk.SizeGB)
-	task, err := env.PVE.SetConfig(ctx, ref(vm), proxmox.ConfigChange{Set: map[string]string{key: value}})
+	// The digest makes this POST idempotent: PVE applies a POST config in
+	// its worker, so after a crash between the POST and recording its UPID
+	// the next tick may not see the disk yet and POST again; with the digest
+	// of the config it read, that second worker fails with "checksum
+	// mismatch" (retryable) instead of allocating a second disk and leaving
+	// the first as unusedN.
+	task, err := env.PVE.SetConfig(ctx, ref(vm), proxmox.ConfigChange{Set: map[string]string{key: value}, Digest: cfg.Digest})
 	return submit(ctx, env, vm, "create "+key, task, err)
 }
 

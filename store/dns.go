@@ -2,6 +2,10 @@ package store
 
 import (
 	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
 	"time"
 )
 
@@ -51,4 +55,89 @@ func (s *Store) DNSRecords(ctx context.Context, vmID int64) ([]DNSRecord, error)
 		out = append(out, r)
 	}
 	return out, rows.Err()
+}
+
+// DNSRetry is a VM's DNS retry state: whether some of its records are not in place (Dirty), how
+// many background retries failed in a row since it became dirty, and when the next one is due.
+type DNSRetry struct {
+	VM       VM
+	Attempts int
+	NextAt   time.Time // zero: at the next process_vms pass
+}
+
+// extraScan scans the VM columns followed by extra columns.
+type extraScan struct {
+	r     scanner
+	extra []any
+}
+
+func (e extraScan) Scan(dest ...any) error { return e.r.Scan(append(dest, e.extra...)...) }
+
+func scanDNSRetry(r scanner) (DNSRetry, error) {
+	var d DNSRetry
+	var next int64
+	vm, err := scanVM(extraScan{r, []any{&d.Attempts, &next}})
+	if err != nil {
+		return DNSRetry{}, err
+	}
+	d.VM, d.NextAt = vm, fromMS(next)
+	return d, nil
+}
+
+// DNSDirtyDue returns the DNS-dirty VMs whose retry is due at now, oldest record first, leaving
+// out VMs whose status is in skip (e.g. a pipeline that rewrites or removes the records itself).
+// Held VMs are included: DNS retries do not depend on the pipeline.
+func (s *Store) DNSDirtyDue(ctx context.Context, now time.Time, skip []string) ([]DNSRetry, error) {
+	q := `SELECT ` + vmColumns + `, dns_attempts, dns_next_at FROM vms WHERE dns_dirty = 1 AND dns_next_at <= ?`
+	args := []any{ms(now)}
+	if len(skip) > 0 {
+		q += ` AND status NOT IN (?` + strings.Repeat(`, ?`, len(skip)-1) + `)`
+		for _, st := range skip {
+			args = append(args, st)
+		}
+	}
+	rows, err := s.db.QueryContext(ctx, q+` ORDER BY id`, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []DNSRetry
+	for rows.Next() {
+		d, err := scanDNSRetry(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, d)
+	}
+	return out, rows.Err()
+}
+
+// DNSRetryGet returns one VM's DNS retry state.
+func (s *Store) DNSRetryGet(ctx context.Context, id int64) (DNSRetry, error) {
+	d, err := scanDNSRetry(s.db.QueryRowContext(ctx, `SELECT `+vmColumns+`, dns_attempts, dns_next_at FROM vms WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return DNSRetry{}, fmt.Errorf("vm #%d: %w", id, ErrNotFound)
+	}
+	return d, err
+}
+
+// DNSSetDirty marks the VM DNS-dirty with its retry state: attempts failed retries so far, the
+// next one not before next (zero: at the next pass).
+func (s *Store) DNSSetDirty(ctx context.Context, id int64, attempts int, next, now time.Time) error {
+	res, err := s.db.ExecContext(ctx, `UPDATE vms SET dns_dirty = 1, dns_attempts = ?, dns_next_at = ?, updated_at = ?
+		WHERE id = ?`, attempts, ms(next), ms(now), id)
+	if err != nil {
+		return err
+	}
+	return oneRow(res, id)
+}
+
+// DNSSetClean clears the VM's DNS-dirty flag and its retry state: every record is in place.
+func (s *Store) DNSSetClean(ctx context.Context, id int64, now time.Time) error {
+	res, err := s.db.ExecContext(ctx, `UPDATE vms SET dns_dirty = 0, dns_attempts = 0, dns_next_at = 0, updated_at = ?
+		WHERE id = ?`, ms(now), id)
+	if err != nil {
+		return err
+	}
+	return oneRow(res, id)
 }

@@ -36,6 +36,7 @@ func TestScripts(t *testing.T) {
 			"pvesim": pvesimCmd,
 			"subst":  substCmd,
 			"ticks":  ticksCmd,
+			"named":  namedCmd, // real BIND 9, see dns_test.go
 			// exitcode N CMD ARGS... runs CMD and requires exit status N;
 			// its stdout and stderr stay available to stdout/stderr checks.
 			"exitcode": func(ts *testscript.TestScript, neg bool, args []string) {

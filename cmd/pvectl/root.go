@@ -111,6 +111,7 @@ Exit codes: 0 ok, 1 failure, 2 bad usage or input (nothing was changed).`,
 		newLogCmd(g),
 		newPipelineCmd(g),
 		newResetStatusCmd(g),
+		newDNSCmd(g),
 	)
 	return root
 }

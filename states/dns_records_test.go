@@ -1,0 +1,192 @@
+package states_test
+
+import (
+	"context"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	mdns "github.com/miekg/dns"
+	"github.com/pvectl/pvectl/config"
+	"github.com/pvectl/pvectl/providers/dns"
+	"github.com/pvectl/pvectl/providers/dns/dnstest"
+	"github.com/pvectl/pvectl/states"
+	"github.com/pvectl/pvectl/store"
+	"github.com/stretchr/testify/require"
+)
+
+var dnsT0 = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+
+// dnsBundle is a VM with addresses, a store and a real named.
+type dnsBundle struct {
+	srv   *dnstest.Server
+	st    *store.Store
+	env   *states.Env
+	vm    store.VM
+	mu    sync.Mutex
+	lines []string
+}
+
+func setupDNS(t *testing.T) *dnsBundle {
+	t.Helper()
+	ctx := context.Background()
+	b := &dnsBundle{srv: dnstest.Start(t)}
+	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "pvectl.db"))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = st.Close() })
+	b.st = st
+	vm, _, err := st.VMCreate(ctx, store.NewVM{ServiceID: "svc-1", Hostname: "web1.example.test", Product: "small", Status: "creation", Now: dnsT0})
+	require.NoError(t, err)
+	require.NoError(t, st.VMReserve(ctx, store.Reservation{ID: vm.ID, Status: vm.Status, Version: vm.Version, VMID: 1000,
+		Node: "pve1", TargetNode: "pve1", Now: dnsT0, IPs: []store.IPAllocation{
+			{Address: "192.0.2.10", Family: 4, Pool: "v4"}, {Address: "2001:db8::100", Family: 6, Pool: "v6"}}}))
+	b.vm, err = st.VMGet(ctx, vm.ID)
+	require.NoError(t, err)
+	u := dns.NewUpdater(b.srv.DNSZones())
+	u.Timeout = 2 * time.Second
+	b.env = &states.Env{Store: st, Config: &config.Config{DNS: config.DNS{TTL: 300}}, DNS: u, Zones: b.srv.DNSZones(),
+		Now: func() time.Time { return dnsT0 }, Emit: func(l string) { b.mu.Lock(); b.lines = append(b.lines, l); b.mu.Unlock() }}
+	return b
+}
+
+func (b *dnsBundle) takeLines() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := b.lines
+	b.lines = nil
+	return out
+}
+
+func (b *dnsBundle) answers(t *testing.T, name string, qtype uint16) []string {
+	t.Helper()
+	var out []string
+	for _, rr := range b.srv.Lookup(t, name, qtype) {
+		out = append(out, strings.TrimPrefix(rr.String(), rr.Header().String()))
+	}
+	slices.Sort(out)
+	return out
+}
+
+func (b *dnsBundle) recorded(t *testing.T) []string {
+	t.Helper()
+	rows, err := b.st.DNSRecords(context.Background(), b.vm.ID)
+	require.NoError(t, err)
+	var out []string
+	for _, r := range rows {
+		out = append(out, r.State+" "+r.Name+" "+r.Type+" "+r.Value)
+	}
+	return out
+}
+
+func TestRetryDNSFollowsThePlanAndLeavesOperatorRecords(t *testing.T) {
+	t.Parallel()
+	b := setupDNS(t)
+	ctx := context.Background()
+
+	failed, tried, err := states.RetryDNS(ctx, b.env, b.vm)
+	require.NoError(t, err)
+	require.Equal(t, [2]int{0, 4}, [2]int{failed, tried})
+	require.Equal(t, []string{
+		"· fwd OK web1.example.test A 192.0.2.10 (zone example.test)",
+		"· fwd OK web1.example.test AAAA 2001:db8::100 (zone example.test)",
+		"· rev OK 10.2.0.192.in-addr.arpa PTR web1.example.test (zone 2.0.192.in-addr.arpa)",
+		"· rev OK 0.0.1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa PTR web1.example.test (zone 8.b.d.0.1.0.0.2.ip6.arpa)",
+	}, b.takeLines())
+	require.Equal(t, []string{"192.0.2.10"}, b.answers(t, "web1.example.test", mdns.TypeA))
+
+	// Nothing left to do: nothing is sent.
+	failed, tried, err = states.RetryDNS(ctx, b.env, b.vm)
+	require.NoError(t, err)
+	require.Equal(t, [2]int{0, 0}, [2]int{failed, tried})
+	require.Empty(t, b.takeLines())
+
+	// An operator's records at the same names; then the VM's IPv4 address changes.
+	b.srv.AddRR(t, dnstest.Forward, "web1.example.test. 300 IN A 192.0.2.99", `web1.example.test. 300 IN TXT "operator"`)
+	b.srv.AddRR(t, dnstest.Reverse4, "10.2.0.192.in-addr.arpa. 300 IN PTR alias.example.test.")
+	require.NoError(t, b.st.IPRelease(ctx, b.vm.ID, []string{"192.0.2.10"}))
+	require.NoError(t, b.st.IPAllocate(ctx, b.vm.ID, []store.IPAllocation{{Address: "192.0.2.11", Family: 4, Pool: "v4"}}, dnsT0))
+	failed, tried, err = states.RetryDNS(ctx, b.env, b.vm)
+	require.NoError(t, err)
+	require.Equal(t, [2]int{0, 4}, [2]int{failed, tried})
+	require.Equal(t, []string{
+		"· fwd-del OK web1.example.test A 192.0.2.10 (zone example.test)",
+		"· rev-del OK 10.2.0.192.in-addr.arpa PTR web1.example.test (zone 2.0.192.in-addr.arpa)",
+		"· fwd OK web1.example.test A 192.0.2.11 (zone example.test)",
+		"· rev OK 11.2.0.192.in-addr.arpa PTR web1.example.test (zone 2.0.192.in-addr.arpa)",
+	}, b.takeLines())
+	require.Equal(t, []string{"192.0.2.11", "192.0.2.99"}, b.answers(t, "web1.example.test", mdns.TypeA))
+	require.Equal(t, []string{"alias.example.test."}, b.answers(t, "10.2.0.192.in-addr.arpa", mdns.TypePTR))
+
+	// DeleteDNS removes exactly what pvectl recorded.
+	require.Equal(t, 0, states.DeleteDNS(ctx, b.env, b.vm))
+	require.Len(t, b.takeLines(), 4)
+	require.Empty(t, b.recorded(t))
+	require.Equal(t, []string{"192.0.2.99"}, b.answers(t, "web1.example.test", mdns.TypeA))
+	require.Equal(t, []string{`"operator"`}, b.answers(t, "web1.example.test", mdns.TypeTXT))
+	require.Empty(t, b.answers(t, "11.2.0.192.in-addr.arpa", mdns.TypePTR))
+	require.Empty(t, b.answers(t, "web1.example.test", mdns.TypeAAAA))
+}
+
+func TestRetryDNSServerDownAndBack(t *testing.T) {
+	t.Parallel()
+	b := setupDNS(t)
+	ctx := context.Background()
+	b.srv.Stop()
+	failed, tried, err := states.RetryDNS(ctx, b.env, b.vm)
+	require.NoError(t, err)
+	require.Equal(t, [2]int{4, 4}, [2]int{failed, tried})
+	require.Contains(t, b.takeLines(), "· fwd ERR web1.example.test A 192.0.2.10 (zone example.test): unreachable (connection refused)")
+	require.Contains(t, b.recorded(t), "failed web1.example.test A 192.0.2.10")
+
+	b.srv.Restart()
+	failed, tried, err = states.RetryDNS(ctx, b.env, b.vm)
+	require.NoError(t, err)
+	require.Equal(t, [2]int{0, 4}, [2]int{failed, tried})
+	require.Contains(t, b.recorded(t), "published web1.example.test A 192.0.2.10")
+	require.Equal(t, []string{"192.0.2.10"}, b.answers(t, "web1.example.test", mdns.TypeA))
+}
+
+func TestResyncStep(t *testing.T) {
+	t.Parallel()
+	b := setupDNS(t)
+	ctx := context.Background()
+	step, ok := states.DNSRecords().StepFrom(states.SetDNSRecords)
+	require.True(t, ok)
+	require.Equal(t, states.Ready, step.To)
+
+	// Server down: the step still completes (skip), the VM is DNS-dirty, due at once.
+	b.srv.Stop()
+	res := step.Run(ctx, b.env, b.vm)
+	require.Equal(t, states.Skipped, res.Kind, res.Label())
+	require.Contains(t, res.Reason, "4 DNS record(s) not in place")
+	d, err := b.st.DNSRetryGet(ctx, b.vm.ID)
+	require.NoError(t, err)
+	require.True(t, d.VM.DNSDirty)
+	require.True(t, d.NextAt.IsZero())
+
+	// Server back: delete (of records recorded as failed) and publish; clean.
+	b.srv.Restart()
+	b.takeLines()
+	res = step.Run(ctx, b.env, b.vm)
+	require.Equal(t, states.Done, res.Kind, res.Label())
+	lines := b.takeLines()
+	require.Equal(t, "· fwd-del OK web1.example.test A 192.0.2.10 (zone example.test)", lines[0])
+	require.Contains(t, lines, "· fwd OK web1.example.test A 192.0.2.10 (zone example.test)")
+	d, err = b.st.DNSRetryGet(ctx, b.vm.ID)
+	require.NoError(t, err)
+	require.False(t, d.VM.DNSDirty)
+	require.Equal(t, []string{"192.0.2.10"}, b.answers(t, "web1.example.test", mdns.TypeA))
+
+	// No zones configured: nothing to do.
+	noDNS := *b.env
+	noDNS.DNS, noDNS.Zones = nil, nil
+	res = step.Run(ctx, &noDNS, b.vm)
+	require.Equal(t, states.Skipped, res.Kind)
+	// DeleteDNS without an updater cannot delete: every record is an ERR line and stays recorded.
+	require.Equal(t, 4, states.DeleteDNS(ctx, &noDNS, b.vm))
+	require.Contains(t, b.takeLines(), "· fwd-del ERR web1.example.test A 192.0.2.10 (zone example.test): config: no DNS zones configured")
+	require.Len(t, b.recorded(t), 4)
+}
