@@ -95,32 +95,25 @@ fails, the VM goes to error_terminate and keeps its IPs; see pvectl reset-status
 		Args: exactArgs(1, "a VM (service id or hostname)"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			e, closeFn, err := g.openEngine(ctx)
-			if err != nil {
-				return err
-			}
-			defer closeFn()
-			vm, err := findVM(ctx, e, args[0])
-			if err != nil {
-				return err
-			}
-			w := cmd.OutOrStdout()
-			switch states.State(vm.Status) {
-			case states.Terminate, states.TerminateStopped, states.TerminateBackupsRemoved, states.TerminateDNSRemoved, states.TerminateDeleted:
-				fmt.Fprintf(w, "VM %s is already terminating (status %s)\n", vm.ServiceID, vm.Status)
+			return g.withVM(ctx, args[0], func(e *engine.Engine, vm store.VM) error {
+				w := cmd.OutOrStdout()
+				switch states.State(vm.Status) {
+				case states.Terminate, states.TerminateStopped, states.TerminateBackupsRemoved, states.TerminateDNSRemoved, states.TerminateDeleted:
+					fmt.Fprintf(w, "VM %s is already terminating (status %s)\n", vm.ServiceID, vm.Status)
+					return nil
+				case states.ErrorTerminate:
+					return usagef("VM %s is in error_terminate: fix the cause, then pvectl reset-status %s terminate", vm.ServiceID, vm.ServiceID)
+				}
+				vm, err := request(ctx, e, vm, terminatable(), states.Terminate, "")
+				if err != nil {
+					return err
+				}
+				if vm.VMID != 0 && vm.Node != "" {
+					sendStop(ctx, e, vm, w)
+				}
+				fmt.Fprintf(w, "VM %s: status terminate; the next ticks destroy it\n", vm.ServiceID)
 				return nil
-			case states.ErrorTerminate:
-				return usagef("VM %s is in error_terminate: fix the cause, then pvectl reset-status %s terminate", vm.ServiceID, vm.ServiceID)
-			}
-			vm, err = request(ctx, e, vm, terminatable(), states.Terminate, "")
-			if err != nil {
-				return err
-			}
-			if vm.VMID != 0 && vm.Node != "" {
-				sendStop(ctx, e, vm, w)
-			}
-			fmt.Fprintf(w, "VM %s: status terminate; the next ticks destroy it\n", vm.ServiceID)
-			return nil
+			})
 		},
 	}
 }
@@ -156,27 +149,20 @@ confirmation unless --yes.`,
 		Args: exactArgs(1, "a VM (service id or hostname)"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			e, closeFn, err := g.openEngine(ctx)
-			if err != nil {
-				return err
-			}
-			defer closeFn()
-			vm, err := findVM(ctx, e, args[0])
-			if err != nil {
-				return err
-			}
-			if vm.Status != string(states.Ready) {
-				return usagef("VM %s is in state %s; reinstall needs ready", vm.ServiceID, vm.Status)
-			}
-			if !yes && !confirm(cmd, fmt.Sprintf("Destroy all disks and snapshots of %s (VMID %d) and deploy it again?", vm.Hostname, vm.VMID)) {
-				return usagef("not confirmed; nothing changed")
-			}
-			vm, err = request(ctx, e, vm, []states.State{states.Ready}, states.Reinstall, "")
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "VM %s: status reinstall; the next ticks destroy and redeploy it\n", vm.ServiceID)
-			return nil
+			return g.withVM(ctx, args[0], func(e *engine.Engine, vm store.VM) error {
+				if vm.Status != string(states.Ready) {
+					return usagef("VM %s is in state %s; reinstall needs ready", vm.ServiceID, vm.Status)
+				}
+				if !yes && !confirm(cmd, fmt.Sprintf("Destroy all disks and snapshots of %s (VMID %d) and deploy it again?", vm.Hostname, vm.VMID)) {
+					return usagef("not confirmed; nothing changed")
+				}
+				vm, err := request(ctx, e, vm, []states.State{states.Ready}, states.Reinstall, "")
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "VM %s: status reinstall; the next ticks destroy and redeploy it\n", vm.ServiceID)
+				return nil
+			})
 		},
 	}
 	cmd.Flags().BoolVar(&yes, "yes", false, "do not ask for confirmation")
@@ -195,30 +181,23 @@ so make sure the VM really is gone first. Asks for confirmation unless --yes.`,
 		Args: exactArgs(1, "a VM (service id or hostname)"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			e, closeFn, err := g.openEngine(ctx)
-			if err != nil {
-				return err
-			}
-			defer closeFn()
-			vm, err := findVM(ctx, e, args[0])
-			if err != nil {
-				return err
-			}
-			if vm.Status != string(states.ErrorTerminate) && vm.Status != string(states.Remove) {
-				return usagef("VM %s is in state %s; delete-record is only for error_terminate or remove", vm.ServiceID, vm.Status)
-			}
-			w := cmd.OutOrStdout()
-			if vm.Status == string(states.ErrorTerminate) {
-				fmt.Fprintf(w, "warning: %s is in error_terminate; its IPs are released with the record. Proxmox is not contacted.\n", vm.ServiceID)
-			}
-			if !yes && !confirm(cmd, fmt.Sprintf("Delete the record of %s?", vm.ServiceID)) {
-				return usagef("not confirmed; nothing changed")
-			}
-			if err := e.Store.VMDelete(ctx, vm.ID); err != nil {
-				return err
-			}
-			fmt.Fprintf(w, "record of %s deleted\n", vm.ServiceID)
-			return nil
+			return g.withVM(ctx, args[0], func(e *engine.Engine, vm store.VM) error {
+				if vm.Status != string(states.ErrorTerminate) && vm.Status != string(states.Remove) {
+					return usagef("VM %s is in state %s; delete-record is only for error_terminate or remove", vm.ServiceID, vm.Status)
+				}
+				w := cmd.OutOrStdout()
+				if vm.Status == string(states.ErrorTerminate) {
+					fmt.Fprintf(w, "warning: %s is in error_terminate; its IPs are released with the record. Proxmox is not contacted.\n", vm.ServiceID)
+				}
+				if !yes && !confirm(cmd, fmt.Sprintf("Delete the record of %s?", vm.ServiceID)) {
+					return usagef("not confirmed; nothing changed")
+				}
+				if err := e.Store.VMDelete(ctx, vm.ID); err != nil {
+					return err
+				}
+				fmt.Fprintf(w, "record of %s deleted\n", vm.ServiceID)
+				return nil
+			})
 		},
 	}
 	cmd.Flags().BoolVar(&yes, "yes", false, "do not ask for confirmation")
@@ -255,37 +234,30 @@ func newResetStatusCmd(g *globals) *cobra.Command {
 				return usagef("unknown status %q; valid targets: %s", args[1], strings.Join(names, ", "))
 			}
 			ctx := cmd.Context()
-			e, closeFn, err := g.openEngine(ctx)
-			if err != nil {
-				return err
-			}
-			defer closeFn()
-			vm, err := findVM(ctx, e, args[0])
-			if err != nil {
-				return err
-			}
-			w := cmd.OutOrStdout()
-			if t.NoProxmox {
-				fmt.Fprintf(w, "warning: %s does not contact Proxmox; it releases VMID %d and the VM's IPs. Use it only if the VM is already gone.\n", t.State, vm.VMID)
-			}
-			if !yes && !confirm(cmd, fmt.Sprintf("Set %s from %s to %s?", vm.ServiceID, vm.Status, t.State)) {
-				return usagef("not confirmed; nothing changed")
-			}
-			now := e.Clock.Now()
-			if err := e.Store.VMSetStatus(ctx, vm.ID, string(t.State), now); err != nil {
-				return err
-			}
-			if t.State == states.Remove {
-				cur, err := e.Store.VMGet(ctx, vm.ID)
-				if err != nil {
+			return g.withVM(ctx, args[0], func(e *engine.Engine, vm store.VM) error {
+				w := cmd.OutOrStdout()
+				if t.NoProxmox {
+					fmt.Fprintf(w, "warning: %s does not contact Proxmox; it releases VMID %d and the VM's IPs. Use it only if the VM is already gone.\n", t.State, vm.VMID)
+				}
+				if !yes && !confirm(cmd, fmt.Sprintf("Set %s from %s to %s?", vm.ServiceID, vm.Status, t.State)) {
+					return usagef("not confirmed; nothing changed")
+				}
+				now := e.Clock.Now()
+				if err := e.Store.VMSetStatus(ctx, vm.ID, string(t.State), now); err != nil {
 					return err
 				}
-				if err := e.Store.VMReleaseResources(ctx, cur.ID, cur.Status, cur.Version, now); err != nil {
-					return err
+				if t.State == states.Remove {
+					cur, err := e.Store.VMGet(ctx, vm.ID)
+					if err != nil {
+						return err
+					}
+					if err := e.Store.VMReleaseResources(ctx, cur.ID, cur.Status, cur.Version, now); err != nil {
+						return err
+					}
 				}
-			}
-			fmt.Fprintf(w, "VM %s: %s → %s\n", vm.ServiceID, vm.Status, t.State)
-			return nil
+				fmt.Fprintf(w, "VM %s: %s → %s\n", vm.ServiceID, vm.Status, t.State)
+				return nil
+			})
 		},
 	}
 	cmd.Flags().BoolVar(&yes, "yes", false, "do not ask for confirmation")

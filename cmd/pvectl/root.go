@@ -166,3 +166,18 @@ func (g *globals) openEngine(ctx context.Context) (*engine.Engine, func(), error
 		Pipelines: pipelines(), NewEnv: newEnv}
 	return e, func() { _ = st.Close() }, nil
 }
+
+// withVM opens the engine, finds the VM named by ref (service id or
+// hostname; unknown = exit 2) and runs fn with both.
+func (g *globals) withVM(ctx context.Context, ref string, fn func(e *engine.Engine, vm store.VM) error) error {
+	e, closeFn, err := g.openEngine(ctx)
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	vm, err := findVM(ctx, e, ref)
+	if err != nil {
+		return err
+	}
+	return fn(e, vm)
+}

@@ -301,56 +301,49 @@ func newVMShowCmd(g *globals) *cobra.Command {
 		Short: "Show one VM record (VM = service id or hostname)",
 		Args:  exactArgs(1, "a VM (service id or hostname)"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			e, closeFn, err := g.openEngine(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer closeFn()
-			vm, err := findVM(cmd.Context(), e, args[0])
-			if err != nil {
-				return err
-			}
-			j, err := toVMJSON(cmd.Context(), e.Store, vm)
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				return writeJSON(cmd.OutOrStdout(), j)
-			}
-			w := cmd.OutOrStdout()
-			vmid := "-"
-			if j.VMID != nil {
-				vmid = fmt.Sprint(*j.VMID)
-			}
-			fmt.Fprintf(w, "service:     %s\nhostname:    %s\nproduct:     %s\nstatus:      %s\nvmid:        %s\nnode:        %s (target %s)\nips:         %s\nattempts:    %d\n",
-				j.ServiceID, j.Hostname, j.Product, j.Status, vmid, dash(j.Node), dash(j.TargetNode), dash(strings.Join(j.IPs, ", ")), j.Attempts)
-			if note := vmNote(vmJSON{Held: j.Held, NextAttempt: j.NextAttempt}, e.Clock.Now()); note != "" {
-				fmt.Fprintf(w, "state:       %s\n", note)
-			}
-			if j.LastError != "" {
-				fmt.Fprintf(w, "last error:  %s\n", j.LastError)
-			}
-			if j.PendingTask != nil {
-				fmt.Fprintf(w, "pending:     %s (node %s)\n", j.PendingTask.UPID, j.PendingTask.Node)
-			}
-			recs, err := e.Store.DNSRecords(cmd.Context(), vm.ID)
-			if err != nil {
-				return err
-			}
-			dnsState := "in sync"
-			if j.DNSDirty {
-				dnsState = "DIRTY: some records failed; process_vms retries them"
-			}
-			fmt.Fprintf(w, "dns:         %d record(s), %s\n", len(recs), dnsState)
-			for _, r := range recs {
-				extra := ""
-				if r.Error != "" {
-					extra = " — " + r.Error
+			return g.withVM(cmd.Context(), args[0], func(e *engine.Engine, vm store.VM) error {
+				j, err := toVMJSON(cmd.Context(), e.Store, vm)
+				if err != nil {
+					return err
 				}
-				fmt.Fprintf(w, "  %-9s %s %s %s (zone %s)%s\n", r.State, r.Name, r.Type, r.Value, r.Zone, extra)
-			}
-			fmt.Fprintf(w, "updated:     %s\n", j.UpdatedAt.Format(time.RFC3339))
-			return nil
+				if asJSON {
+					return writeJSON(cmd.OutOrStdout(), j)
+				}
+				w := cmd.OutOrStdout()
+				vmid := "-"
+				if j.VMID != nil {
+					vmid = fmt.Sprint(*j.VMID)
+				}
+				fmt.Fprintf(w, "service:     %s\nhostname:    %s\nproduct:     %s\nstatus:      %s\nvmid:        %s\nnode:        %s (target %s)\nips:         %s\nattempts:    %d\n",
+					j.ServiceID, j.Hostname, j.Product, j.Status, vmid, dash(j.Node), dash(j.TargetNode), dash(strings.Join(j.IPs, ", ")), j.Attempts)
+				if note := vmNote(vmJSON{Held: j.Held, NextAttempt: j.NextAttempt}, e.Clock.Now()); note != "" {
+					fmt.Fprintf(w, "state:       %s\n", note)
+				}
+				if j.LastError != "" {
+					fmt.Fprintf(w, "last error:  %s\n", j.LastError)
+				}
+				if j.PendingTask != nil {
+					fmt.Fprintf(w, "pending:     %s (node %s)\n", j.PendingTask.UPID, j.PendingTask.Node)
+				}
+				recs, err := e.Store.DNSRecords(cmd.Context(), vm.ID)
+				if err != nil {
+					return err
+				}
+				dnsState := "in sync"
+				if j.DNSDirty {
+					dnsState = "DIRTY: some records failed; process_vms retries them"
+				}
+				fmt.Fprintf(w, "dns:         %d record(s), %s\n", len(recs), dnsState)
+				for _, r := range recs {
+					extra := ""
+					if r.Error != "" {
+						extra = " — " + r.Error
+					}
+					fmt.Fprintf(w, "  %-9s %s %s %s (zone %s)%s\n", r.State, r.Name, r.Type, r.Value, r.Zone, extra)
+				}
+				fmt.Fprintf(w, "updated:     %s\n", j.UpdatedAt.Format(time.RFC3339))
+				return nil
+			})
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON (stable shape, see docs/cli.md)")
@@ -374,24 +367,17 @@ you fixed the cause, or end a retry backoff early. The VM stays at its step; the
 tick runs that step again. Nothing is sent to Proxmox here.`,
 		Args: exactArgs(1, "a VM (service id or hostname)"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			e, closeFn, err := g.openEngine(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer closeFn()
-			vm, err := findVM(cmd.Context(), e, args[0])
-			if err != nil {
-				return err
-			}
-			if !vm.Held && !vm.NextAttemptAt.After(e.Clock.Now()) {
-				fmt.Fprintf(cmd.OutOrStdout(), "VM %s is not held or backing off (status %s); nothing to do\n", vm.ServiceID, vm.Status)
+			return g.withVM(cmd.Context(), args[0], func(e *engine.Engine, vm store.VM) error {
+				if !vm.Held && !vm.NextAttemptAt.After(e.Clock.Now()) {
+					fmt.Fprintf(cmd.OutOrStdout(), "VM %s is not held or backing off (status %s); nothing to do\n", vm.ServiceID, vm.Status)
+					return nil
+				}
+				if err := e.Store.VMRelease(cmd.Context(), vm.ID, e.Clock.Now()); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "VM %s released at %s; the next tick retries it\n", vm.ServiceID, vm.Status)
 				return nil
-			}
-			if err := e.Store.VMRelease(cmd.Context(), vm.ID, e.Clock.Now()); err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "VM %s released at %s; the next tick retries it\n", vm.ServiceID, vm.Status)
-			return nil
+			})
 		},
 	}
 }
