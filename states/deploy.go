@@ -441,28 +441,6 @@ func humanSize(b int64) string {
 	return fmt.Sprintf("%.1fG", float64(b)/float64(gib))
 }
 
-func resizeSystemDisk(ctx context.Context, env *Env, vm store.VM) Result {
-	p, bad := product(env, vm)
-	if bad != nil {
-		return *bad
-	}
-	if p.SystemDisk.SizeGB == 0 {
-		return Skip("size 0 keeps the template's size")
-	}
-	if res := locate(ctx, env, &vm); res != nil {
-		return *res
-	}
-	cfg, err := env.PVE.VMConfig(ctx, ref(vm))
-	if err != nil {
-		return fromError("read config", err)
-	}
-	key := systemDiskKey(cfg)
-	if key == "" {
-		return Permanent(fmt.Errorf("VM %d has no system disk in its config", vm.VMID))
-	}
-	return resizeDisk(ctx, env, vm, key, p.SystemDisk.SizeGB)
-}
-
 // setDiskIO sets a disk's iops/mbps limits; 0 removes a limit.
 func setDiskIO(ctx context.Context, env *Env, vm store.VM, key string, d config.Disk) Result {
 	cfg, err := env.PVE.VMConfig(ctx, ref(vm))
@@ -507,21 +485,6 @@ func withDiskLimits(cur string, d config.Disk) string {
 		}
 	}
 	return strings.Join(out, ",")
-}
-
-func setSystemDiskIO(ctx context.Context, env *Env, vm store.VM) Result {
-	p, bad := product(env, vm)
-	if bad != nil {
-		return *bad
-	}
-	if res := locate(ctx, env, &vm); res != nil {
-		return *res
-	}
-	cfg, err := env.PVE.VMConfig(ctx, ref(vm))
-	if err != nil {
-		return fromError("read config", err)
-	}
-	return setDiskIO(ctx, env, vm, systemDiskKey(cfg), p.SystemDisk)
 }
 
 // createAdditionalDisk allocates the product's additional disk.
@@ -576,13 +539,19 @@ func findAdditionalDisk(cfg proxmox.VMConfig) (string, bool) {
 	return "", false
 }
 
-func resizeAdditionalDisk(ctx context.Context, env *Env, vm store.VM) Result {
+// withDisk does the lookups the disk steps share: the product, where the VM
+// is, its config and the key of its system or additional disk. A product
+// without an additional disk skips the additional-disk steps.
+func withDisk(ctx context.Context, env *Env, vm store.VM, additional bool, fn func(vm store.VM, key string, d config.Disk) Result) Result {
 	p, bad := product(env, vm)
 	if bad != nil {
 		return *bad
 	}
-	if p.AdditionalDisk.SizeGB == 0 {
-		return Skip("no additional disk in product")
+	d := p.SystemDisk
+	if additional {
+		if d = p.AdditionalDisk; d.SizeGB == 0 {
+			return Skip("no additional disk in product")
+		}
 	}
 	if res := locate(ctx, env, &vm); res != nil {
 		return *res
@@ -591,33 +560,41 @@ func resizeAdditionalDisk(ctx context.Context, env *Env, vm store.VM) Result {
 	if err != nil {
 		return fromError("read config", err)
 	}
-	key, ok := findAdditionalDisk(cfg)
-	if !ok {
-		return Permanent(fmt.Errorf("VM %d has no additional disk to resize; reset-status set_system_disk_bandwidth to create it", vm.VMID))
+	key, ok := systemDiskKey(cfg), true
+	if additional {
+		key, ok = findAdditionalDisk(cfg)
 	}
-	return resizeDisk(ctx, env, vm, key, p.AdditionalDisk.SizeGB)
+	if !ok || key == "" {
+		return Permanent(fmt.Errorf("VM %d has no %s disk in its config; reset-status to the step that creates it", vm.VMID, map[bool]string{true: "additional", false: "system"}[additional]))
+	}
+	return fn(vm, key, d)
+}
+
+func resizeSystemDisk(ctx context.Context, env *Env, vm store.VM) Result {
+	return withDisk(ctx, env, vm, false, func(vm store.VM, key string, d config.Disk) Result {
+		if d.SizeGB == 0 {
+			return Skip("size 0 keeps the template's size")
+		}
+		return resizeDisk(ctx, env, vm, key, d.SizeGB)
+	})
+}
+
+func setSystemDiskIO(ctx context.Context, env *Env, vm store.VM) Result {
+	return withDisk(ctx, env, vm, false, func(vm store.VM, key string, d config.Disk) Result {
+		return setDiskIO(ctx, env, vm, key, d)
+	})
+}
+
+func resizeAdditionalDisk(ctx context.Context, env *Env, vm store.VM) Result {
+	return withDisk(ctx, env, vm, true, func(vm store.VM, key string, d config.Disk) Result {
+		return resizeDisk(ctx, env, vm, key, d.SizeGB)
+	})
 }
 
 func setAdditionalDiskIO(ctx context.Context, env *Env, vm store.VM) Result {
-	p, bad := product(env, vm)
-	if bad != nil {
-		return *bad
-	}
-	if p.AdditionalDisk.SizeGB == 0 {
-		return Skip("no additional disk in product")
-	}
-	if res := locate(ctx, env, &vm); res != nil {
-		return *res
-	}
-	cfg, err := env.PVE.VMConfig(ctx, ref(vm))
-	if err != nil {
-		return fromError("read config", err)
-	}
-	key, ok := findAdditionalDisk(cfg)
-	if !ok {
-		return Permanent(fmt.Errorf("VM %d has no additional disk", vm.VMID))
-	}
-	return setDiskIO(ctx, env, vm, key, p.AdditionalDisk)
+	return withDisk(ctx, env, vm, true, func(vm store.VM, key string, d config.Disk) Result {
+		return setDiskIO(ctx, env, vm, key, d)
+	})
 }
 
 var nicModels = []string{"virtio", "e1000", "e1000e", "rtl8139", "vmxnet3"}
