@@ -1,0 +1,289 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pvectl/pvectl/config"
+	"github.com/pvectl/pvectl/engine"
+	"github.com/pvectl/pvectl/providers/proxmox/pvesim"
+	"github.com/pvectl/pvectl/states"
+	"github.com/pvectl/pvectl/store"
+)
+
+// Benchmarks of the deploy pipeline through the real engine, the real
+// go-proxmox adapter and a durable SQLite store, against an in-process
+// pvesim with a manual clock. The numbers and what they mean for an operator
+// are in docs/performance.md.
+
+// benchClock is the engine's clock in the benchmarks; it moves with pvesim's.
+type benchClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *benchClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+
+func (c *benchClock) advance(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
+
+// benchConfig: products pinned to pve1 (linked clone), pve2 (full clone,
+// migrated, additional disk) and pve3 (full clone, migrated).
+const benchConfig = `proxmox:
+  url: %s
+  token_id: %s
+  token_secret: %s
+vmid_range: {min: 1000, max: 99999}
+products:
+  p1:
+    cores: 2
+    memory_mb: 2048
+    template: {vmid: 9000, node: pve1}
+    target_node: pve1
+    system_disk: {size_gb: 40, storage: local-lvm, iops_rd: 500, mbps_wr: 100}
+    network: {bridge: vmbr0, ipv4: 1, ipv6: 1, rate_mbps: 100}
+    cloudinit: {user: admin}
+  p2:
+    cores: 4
+    memory_mb: 4096
+    template: {vmid: 9000, node: pve1}
+    target_node: pve2
+    clone: full
+    system_disk: {size_gb: 50, storage: local-lvm}
+    additional_disk: {size_gb: 100, storage: local-lvm, mbps_wr: 50}
+    network: {bridge: vmbr0, ipv4: 2}
+    firewall: {policy_in: DROP}
+  p3:
+    cores: 1
+    memory_mb: 1024
+    template: {vmid: 9000, node: pve1}
+    target_node: pve3
+    clone: full
+    system_disk: {size_gb: 32, storage: local-lvm}
+    network: {bridge: vmbr0, ipv4: 1, ipv6: 1}
+ip_pools:
+  - {name: v4, nodes: [pve1, pve2, pve3], family: 4, bridge: vmbr0, network: 10.0.0.0/16, gateway: 10.0.0.1, dns_servers: [10.0.0.53], first: 10.0.0.10, last: 10.0.255.250}
+  - {name: v6, nodes: [pve1, pve2, pve3], family: 6, bridge: vmbr0, network: "2001:db8::/64", gateway: "2001:db8::1", first: "2001:db8::100", last: "2001:db8::ffff"}
+`
+
+var benchProducts = []string{"p1", "p2", "p3"}
+
+// benchRig is one engine over a fresh durable store and a fresh 3-node pvesim.
+type benchRig struct {
+	sim   *pvesim.Sim
+	eng   *engine.Engine
+	clock *benchClock
+	next  int // next service number
+}
+
+func newBenchRig(b *testing.B) *benchRig {
+	b.Helper()
+	c := pvesim.DefaultCluster()
+	c.Nodes = append(c.Nodes, c.Nodes[1])
+	c.Nodes[2].Name = "pve3"
+	for i := range c.Nodes {
+		c.Nodes[i].Memory = 16 << 40
+		st := make([]pvesim.StorageSpec, len(c.Nodes[i].Storages))
+		copy(st, c.Nodes[i].Storages)
+		for j := range st {
+			st[j].Total = 1 << 50
+		}
+		c.Nodes[i].Storages = st
+	}
+	sim, apiURL, tokenID, secret := pvesim.StartTest(b, c)
+	dir := b.TempDir()
+	path := filepath.Join(dir, "pvectl.yaml")
+	data := fmt.Sprintf(benchConfig, apiURL, tokenID, secret)
+	if err := os.WriteFile(path, []byte(data), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	cfg, err := config.Parse(path, []byte(data))
+	if err != nil {
+		b.Fatal(err)
+	}
+	// A durable store on disk: WAL, synchronous=FULL, as in production.
+	st, err := store.Open(context.Background(), filepath.Join(dir, "state", "pvectl.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = st.Close() })
+	clock := &benchClock{t: pvesim.DefaultStart}
+	live, err := engine.NewLive(io.Discard, "console", false, clock)
+	if err != nil {
+		b.Fatal(err)
+	}
+	eng := &engine.Engine{Config: cfg, Store: st, StateDir: filepath.Join(dir, "state"), Clock: clock, Live: live,
+		Pipelines: states.Pipelines(), NewEnv: newEnv}
+	return &benchRig{sim: sim, eng: eng, clock: clock}
+}
+
+// create writes n new VM records in creation, cycling through the products.
+func (r *benchRig) create(b *testing.B, n int) {
+	b.Helper()
+	for range n {
+		i := r.next
+		r.next++
+		_, _, err := r.eng.Store.VMCreate(context.Background(), store.NewVM{ServiceID: fmt.Sprintf("svc-%05d", i),
+			Hostname: fmt.Sprintf("vm%05d.example.com", i), Product: benchProducts[i%len(benchProducts)],
+			Status: string(states.Creation), Now: r.clock.Now()})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// pass runs one process_vms pass, then lets a minute pass on both clocks so
+// every task submitted in the pass has finished by the next one.
+func (r *benchRig) pass(b *testing.B) engine.Summary {
+	b.Helper()
+	s, err := r.eng.ProcessVMs(context.Background())
+	if err != nil {
+		b.Fatal(err)
+	}
+	if s.Errors > 0 {
+		b.Fatalf("pass had %d step errors: %+v\n%s", s.Errors, s, r.notReady(b))
+	}
+	r.sim.Advance(time.Minute)
+	r.clock.advance(time.Minute)
+	return s
+}
+
+func (r *benchRig) notReady(b *testing.B) string {
+	vms, err := r.eng.Store.VMList(context.Background(), store.VMFilter{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var out []string
+	for _, v := range vms {
+		if v.Status != string(states.Ready) {
+			out = append(out, fmt.Sprintf("%s %s held=%v attempts=%d %s", v.ServiceID, v.Status, v.Held, v.Attempts, v.LastError))
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// BenchmarkDeploySteps deploys batches of 30 VMs from creation to ready
+// against pvesim at zero latency (tasks finish between passes) with the
+// default concurrency and a durable store. steps/s counts completed steps
+// (state transitions, done or skip); attempts/s counts every step run,
+// including the ones that only submitted a task or waited.
+func BenchmarkDeploySteps(b *testing.B) {
+	const batch = 30
+	r := newBenchRig(b)
+	var steps, attempts, passes int
+	b.ResetTimer()
+	for b.Loop() {
+		r.create(b, batch)
+		for n, ready := 0, false; !ready; n++ {
+			s := r.pass(b)
+			passes++
+			steps += s.Advanced
+			attempts += s.Processed
+			if n > 200 {
+				b.Fatalf("batch did not converge:\n%s", r.notReady(b))
+			}
+			ready = s.Processed == 0
+		}
+	}
+	sec := b.Elapsed().Seconds()
+	b.ReportMetric(float64(steps)/sec, "steps/s")
+	b.ReportMetric(float64(attempts)/sec, "attempts/s")
+	b.ReportMetric(float64(steps)/float64(b.N), "steps/op")
+	b.ReportMetric(float64(passes)/float64(b.N), "passes/op")
+}
+
+// BenchmarkProcessVMsPass1000 times ONE process_vms pass over 1,000
+// deploying VMs spread over the pipeline (3 nodes, 50 ms per API call), at
+// concurrency 1 and at the default (8). The fleet is built once, at zero
+// latency and outside the timer (that takes about a minute); the default
+// concurrency runs first, then concurrency 1 times the next pass over the
+// same fleet, one step further along (and so on for b.N > 1).
+func BenchmarkProcessVMsPass1000(b *testing.B) {
+	r := newBenchRig(b)
+	r.fleet(b, 1000)
+	r.sim.SetLatency(50*time.Millisecond, 0)
+	for _, conc := range []int{config.DefaultConcurrency, 1} {
+		b.Run(fmt.Sprintf("concurrency=%d", conc), func(b *testing.B) {
+			r.eng.Config.Tasks.ProcessVMs.Concurrency = conc
+			var total time.Duration
+			var requests, processed, advanced int
+			for range b.N {
+				b.StopTimer()
+				b.Logf("fleet before the pass: %s", r.distribution(b))
+				before := len(r.sim.Requests())
+				b.StartTimer()
+				start := time.Now()
+				s, err := r.eng.ProcessVMs(context.Background())
+				total += time.Since(start)
+				b.StopTimer()
+				if err != nil {
+					b.Fatal(err)
+				}
+				if s.Errors > 0 {
+					b.Fatalf("pass had %d step errors: %+v\n%s", s.Errors, s, r.notReady(b))
+				}
+				requests += len(r.sim.Requests()) - before
+				processed += s.Processed
+				advanced += s.Advanced
+				r.sim.Advance(time.Minute)
+				r.clock.advance(time.Minute)
+			}
+			n := float64(b.N)
+			b.ReportMetric(float64(total.Milliseconds())/n, "ms/pass")
+			b.ReportMetric(float64(requests)/n, "requests/pass")
+			b.ReportMetric(float64(processed)/n, "vms/pass")
+			b.ReportMetric(float64(advanced)/n, "advanced/pass")
+		})
+	}
+}
+
+// fleet builds n deploying VMs spread over the deploy pipeline: a new batch
+// of orders arrives before each zero-latency pass, so earlier batches are
+// further along. Heavy tasks are not capped while building.
+func (r *benchRig) fleet(b *testing.B, n int) {
+	b.Helper()
+	opts := &r.eng.Config.Tasks.ProcessVMs
+	heavy := opts.HeavyPerNode
+	opts.HeavyPerNode = n
+	const batches = 12
+	for i := range batches {
+		r.create(b, n/batches+min(1, max(0, n%batches-i)))
+		r.pass(b)
+	}
+	opts.HeavyPerNode = heavy
+	b.Logf("fleet: %s", r.distribution(b))
+}
+
+// distribution is "N deploying: state=count ...".
+func (r *benchRig) distribution(b *testing.B) string {
+	b.Helper()
+	vms, err := r.eng.Store.VMList(context.Background(), store.VMFilter{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	by := map[string]int{}
+	deploying := 0
+	for _, v := range vms {
+		by[v.Status]++
+		if v.Status != string(states.Ready) {
+			deploying++
+		}
+	}
+	keys := make([]string, 0, len(by))
+	for k := range by {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var parts []string
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%s=%d", k, by[k]))
+	}
+	return fmt.Sprintf("%d deploying: %s", deploying, strings.Join(parts, " "))
+}
