@@ -310,7 +310,7 @@ func migrateToTarget(ctx context.Context, env *Env, vm store.VM) Result {
 			return res
 		}
 	}
-	r, exists, err := findVM(ctx, env, vm.VMID)
+	r, exists, err := findVMNear(ctx, env, vm)
 	if err != nil {
 		return fromError("find VM in cluster", err)
 	}

@@ -138,10 +138,27 @@ func findVM(ctx context.Context, env *Env, vmid int) (proxmox.Resource, bool, er
 	return proxmox.Resource{}, false, nil
 }
 
+// findVMNear asks the node the record names first (one small request) and
+// falls back to the cluster-wide list only when the VM is not there, so a
+// pass over a large fleet does not fetch /cluster/resources once per VM.
+func findVMNear(ctx context.Context, env *Env, vm store.VM) (proxmox.Resource, bool, error) {
+	if vm.Node != "" {
+		st, err := env.PVE.VMStatus(ctx, ref(vm))
+		if err == nil {
+			return proxmox.Resource{Type: "qemu", VMID: vm.VMID, Node: vm.Node, Name: st.Name, Status: st.Status,
+				Lock: st.Lock, Tags: st.Tags, Template: st.Template}, true, nil
+		}
+		if !proxmox.IsNotFound(err) {
+			return proxmox.Resource{}, false, err
+		}
+	}
+	return findVM(ctx, env, vm.VMID)
+}
+
 // locate finds the VM in the cluster and records its node if it moved. A
 // missing VM is a permanent error: the record says it exists.
 func locate(ctx context.Context, env *Env, vm *store.VM) *Result {
-	r, ok, err := findVM(ctx, env, vm.VMID)
+	r, ok, err := findVMNear(ctx, env, *vm)
 	if err != nil {
 		res := fromError("find VM in cluster", err)
 		return &res
