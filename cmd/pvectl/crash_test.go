@@ -25,7 +25,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// TestCrashKill9Deploy is the crash test of issue 4: 20 VMs are deployed
+// TestCrashKill9 is the crash test of issues 4 and 6: 20 VMs are deployed
 // against an out-of-process pvesim (real clock, tasks that take real time)
 // by pvectl processes that are killed with SIGKILL at random instants. After
 // at least crashKills kills, unkilled ticks must bring every VM to ready with
@@ -35,7 +35,7 @@ import (
 // The kill instants come from a seeded RNG; the seed is logged, and
 // PVECTL_CRASH_SEED=N replays a run's kill schedule (the exact interleaving
 // also depends on timing); PVECTL_CRASH_KILLS=N kills N times instead of 50.
-func TestCrashKill9Deploy(t *testing.T) {
+func TestCrashKill9(t *testing.T) {
 	t.Parallel()
 	const (
 		crashVMs     = 20
@@ -222,6 +222,144 @@ func TestCrashKill9Deploy(t *testing.T) {
 	ic, err := s.Pragma(context.Background(), "integrity_check")
 	require.NoError(t, err)
 	require.Equal(t, "ok", ic)
+	require.NoError(t, s.Close())
+
+	crashChangeAndTerminate(t, dir, sim, rng, nextNow, crashKills)
+}
+
+// crashChangeAndTerminate is the crash test of issue 6 on the deployed
+// fleet: half the VMs change package, half terminate, while ticks are killed
+// at random instants. Throughout, no terminating VM that still exists in PVE
+// may have lost its addresses; at the end every changed VM runs its new
+// product, every terminated VM is gone from PVE with its IPs and VMID free,
+// and nothing leaked.
+func crashChangeAndTerminate(t *testing.T, dir string, sim *pvesimProc, rng *rand.Rand, nextNow func() string, crashKills int) {
+	began := time.Now()
+	before := listVMs(t, dir)
+	changeTo := map[string]string{"small": "xl", "big": "small", "web": "xl"}
+	want := map[string]string{} // service id → product, or "remove"
+	oldVMID := map[string]int{}
+	for i, v := range before {
+		oldVMID[v.ServiceID] = *v.VMID
+		if i%2 == 0 {
+			p := pvectlProc(t, dir, []string{nextNow()}, "vm", "terminate", v.ServiceID)
+			require.Equal(t, 0, p.exitCode(), "terminate: %s%s", p.stdout.String(), p.stderr.String())
+			want[v.ServiceID] = "remove"
+			continue
+		}
+		p := pvectlProc(t, dir, []string{nextNow()}, "vm", "change-package", v.ServiceID, "--product", changeTo[v.Product])
+		require.Equal(t, 0, p.exitCode(), "change-package: %s%s", p.stdout.String(), p.stderr.String())
+		want[v.ServiceID] = changeTo[v.Product]
+	}
+
+	// No address is released while its VM still exists in PVE.
+	checkIPsKept := func(when string) {
+		inPVE := map[int]bool{}
+		for _, pv := range sim.state(t).VMs {
+			inPVE[pv.VMID] = true
+		}
+		for _, v := range listVMs(t, dir) {
+			if want[v.ServiceID] == "remove" && inPVE[oldVMID[v.ServiceID]] {
+				require.NotEmpty(t, v.IPs, "%s: %s released its IPs while VM %d still exists (status %s)", when, v.ServiceID, oldVMID[v.ServiceID], v.Status)
+				require.NotNil(t, v.VMID, "%s: %s released its VMID while VM %d still exists", when, v.ServiceID, oldVMID[v.ServiceID])
+			}
+		}
+	}
+
+	kills := 0
+	for run := 0; kills < crashKills; run++ {
+		require.Less(t, run, 20*crashKills, "only %d kills in %d runs", kills, run)
+		p := startTick(t, dir, nextNow())
+		select {
+		case <-p.done:
+			require.Equal(t, 0, p.code(), "unkilled tick failed:\n%s%s", p.stdout.String(), p.stderr.String())
+		case <-time.After(time.Duration(rng.Int64N(int64(150*time.Millisecond) + 1))):
+			_ = p.cmd.Process.Signal(syscall.SIGKILL)
+			<-p.done
+			if p.code() == -1 {
+				kills++
+			} else {
+				require.Equal(t, 0, p.code(), "tick failed:\n%s%s", p.stdout.String(), p.stderr.String())
+			}
+		}
+		checkIPsKept(fmt.Sprintf("after run %d", run))
+	}
+
+	var vms []vmJSON
+	for ticks := 0; ; ticks++ {
+		vms = listVMs(t, dir)
+		done := !slices.ContainsFunc(vms, func(v vmJSON) bool { return v.Status != "ready" && v.Status != "remove" })
+		if done {
+			break
+		}
+		if ticks >= 1000 || slices.ContainsFunc(vms, func(v vmJSON) bool { return v.Held || v.Status == "error_terminate" }) {
+			b, _ := json.MarshalIndent(vms, "", "  ")
+			t.Fatalf("not converged (or held) after %d unkilled ticks:\n%s", ticks, b)
+		}
+		p := startTick(t, dir, nextNow())
+		<-p.done
+		require.Equal(t, 0, p.code(), "tick failed:\n%s%s", p.stdout.String(), p.stderr.String())
+		checkIPsKept(fmt.Sprintf("unkilled tick %d", ticks))
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("change-package/terminate: %d kills, converged in %s", kills, time.Since(began).Round(time.Millisecond))
+
+	st := sim.state(t)
+	pveVMs := map[int]pvesim.VMState{}
+	for _, pv := range st.VMs {
+		pveVMs[pv.VMID] = pv
+	}
+	memory := map[string]string{"small": "2048", "big": "4096", "web": "1024", "xl": "8192"}
+	byIP := map[string]string{}
+	kept := 0
+	for _, v := range vms {
+		if want[v.ServiceID] == "remove" {
+			require.Equal(t, "remove", v.Status, v.ServiceID)
+			require.Nil(t, v.VMID, v.ServiceID)
+			require.Empty(t, v.IPs, v.ServiceID)
+			_, exists := pveVMs[oldVMID[v.ServiceID]]
+			require.False(t, exists, "%s: VM %d still in PVE after remove", v.ServiceID, oldVMID[v.ServiceID])
+			continue
+		}
+		kept++
+		require.Equal(t, "ready", v.Status, v.ServiceID)
+		require.Equal(t, want[v.ServiceID], v.Product, v.ServiceID)
+		pv, ok := pveVMs[*v.VMID]
+		require.True(t, ok, v.ServiceID)
+		require.Equal(t, "running", pv.Status, "%s: left stopped after a completed change", v.ServiceID)
+		require.Equal(t, memory[v.Product], pv.Config["memory"], v.ServiceID)
+		_, hasExtra := pv.Config["scsi1"]
+		require.Equal(t, v.Product != "small", hasExtra, "%s: additional disk vs product %s", v.ServiceID, v.Product)
+		for k := range pv.Config {
+			require.False(t, strings.HasPrefix(k, "unused"), "%s: leaked disk %s", v.ServiceID, k)
+		}
+		for _, ip := range v.IPs {
+			require.Empty(t, byIP[ip], "address %s shared", ip)
+			byIP[ip] = v.ServiceID
+		}
+		wantIPs := slices.Clone(v.IPs)
+		slices.Sort(wantIPs)
+		got := slices.Clone(pv.IPSets["ipfilter-net0"])
+		for i := range got {
+			got[i] = strings.TrimSuffix(strings.TrimSuffix(got[i], "/32"), "/128")
+		}
+		slices.Sort(got)
+		require.Equal(t, wantIPs, got, "%s: anti-spoofing IP set", v.ServiceID)
+	}
+	require.Len(t, st.VMs, kept+1, "PVE VMs besides the template")
+	for _, n := range st.Nodes {
+		for _, s := range n.Storages {
+			for _, vol := range s.Volumes {
+				if vol.Content == "images" && vol.VMID != 9000 {
+					_, ok := pveVMs[vol.VMID]
+					require.True(t, ok, "volume %s on %s belongs to no VM", vol.VolID, n.Name)
+				}
+			}
+		}
+	}
+	var rejected []pvesim.Request
+	sim.get(t, "/requests?rejected=1", &rejected)
+	require.Empty(t, rejected, "requests rejected by schema validation")
 }
 
 // crashConfig: "small" stays on pve1 (linked clone), "big" is a full clone
@@ -251,6 +389,14 @@ products:
     additional_disk: {size_gb: 100, storage: local-lvm, mbps_wr: 50}
     network: {bridge: vmbr0, ipv4: 2}
     firewall: {policy_in: DROP}
+  xl:
+    cores: 4
+    memory_mb: 8192
+    template: {vmid: 9000, node: pve1}
+    target_node: pve1
+    system_disk: {size_gb: 60, storage: local-lvm}
+    additional_disk: {size_gb: 20, storage: local-lvm}
+    network: {bridge: vmbr0, ipv4: 2, ipv6: 1}
   web:
     cores: 1
     memory_mb: 1024
