@@ -85,11 +85,14 @@ type Template struct {
 type Disk struct {
 	SizeGB  int    `yaml:"size_gb"`
 	Storage string `yaml:"storage"` // "" = the template's storage (system) / same as system (additional)
-	Bus     string `yaml:"bus"`     // scsi | virtio | sata; default scsi
-	IopsRd  int    `yaml:"iops_rd"` // 0 = unlimited
-	IopsWr  int    `yaml:"iops_wr"`
-	MbpsRd  int    `yaml:"mbps_rd"`
-	MbpsWr  int    `yaml:"mbps_wr"`
+	// Bus of a disk pvectl creates (the additional disk; the system disk's
+	// value is its default). The system disk itself is found in the
+	// template's boot order. scsi | virtio | sata; default scsi.
+	Bus    string `yaml:"bus"`
+	IopsRd int    `yaml:"iops_rd"` // 0 = unlimited
+	IopsWr int    `yaml:"iops_wr"`
+	MbpsRd int    `yaml:"mbps_rd"`
+	MbpsWr int    `yaml:"mbps_wr"`
 }
 
 // Network is the VM's first NIC and its addressing.
@@ -97,7 +100,7 @@ type Network struct {
 	Bridge   string `yaml:"bridge"`
 	VLAN     int    `yaml:"vlan"`      // 0 = untagged
 	RateMBps int    `yaml:"rate_mbps"` // 0 = unlimited
-	Model    string `yaml:"model"`     // virtio | e1000 | rtl8139 | vmxnet3; "" = as in template
+	Model    string `yaml:"model"`     // virtio | e1000 | e1000e | rtl8139 | vmxnet3; "" = as in template
 	IPv4     int    `yaml:"ipv4"`      // addresses to allocate
 	IPv6     int    `yaml:"ipv6"`
 	DHCPv4   bool   `yaml:"dhcp_v4"`

@@ -244,12 +244,18 @@ func (c *Config) validate() error {
 			b, err := os.ReadFile(z.SecretFile)
 			if err != nil {
 				bad(k+".secret_file", "cannot read: %v", errors.Unwrap(err))
+			} else if sec := strings.TrimSpace(string(b)); sec == "" {
+				bad(k+".secret_file", "file %s is empty", z.SecretFile)
 			} else {
-				c.DNS.Zones[i].Secret = Secret(strings.TrimSpace(string(b)))
+				c.DNS.Zones[i].Secret = Secret(sec)
 			}
 		case z.Secret == "":
 			bad(k+".secret", "required: the TSIG secret (base64), or secret_file")
 		}
+	}
+
+	if c.DNS.TTL < 1 || c.DNS.TTL > 2147483647 {
+		bad("dns.ttl", "must be 1..2147483647 seconds, got %d", c.DNS.TTL)
 	}
 
 	// tasks
@@ -329,8 +335,8 @@ func (c *Config) validateProduct(name string, p Product) []error {
 	if n.RateMBps < 0 {
 		bad("network.rate_mbps", "must be 0 (unlimited) or more")
 	}
-	if n.Model != "" && !slices.Contains([]string{"virtio", "e1000", "rtl8139", "vmxnet3"}, n.Model) {
-		bad("network.model", "unknown %q; valid: virtio, e1000, rtl8139, vmxnet3 (or omit to keep the template's)", n.Model)
+	if n.Model != "" && !slices.Contains([]string{"virtio", "e1000", "e1000e", "rtl8139", "vmxnet3"}, n.Model) {
+		bad("network.model", "unknown %q; valid: virtio, e1000, e1000e, rtl8139, vmxnet3 (or omit to keep the template's)", n.Model)
 	}
 	if n.IPv4 < 0 || n.IPv6 < 0 {
 		bad("network", "ipv4 and ipv6 counts must not be negative")

@@ -89,6 +89,8 @@ func (e *Engine) Tick(ctx context.Context) error {
 	for _, t := range Tasks() {
 		iv := e.Interval(t)
 		if iv == 0 || !due(last[t.Name].StartedAt, iv, now) {
+			e.Live.Logger().Debug().Str("task", t.Name).Msgf("task %s not due (interval %s, last start %s)",
+				t.Name, iv, last[t.Name].StartedAt.Format(time.RFC3339))
 			continue
 		}
 		if err := e.RunTask(ctx, t); err != nil && !errors.Is(err, ErrLockHeld) {

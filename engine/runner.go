@@ -19,8 +19,13 @@ func init() {
 		DefaultInterval: time.Minute,
 		Run: func(ctx context.Context, e *Engine) (TaskCounts, error) {
 			s, err := e.ProcessVMs(ctx)
-			return TaskCounts{Processed: s.Processed, Errors: s.Errors,
-				Message: fmt.Sprintf("advanced %d, waiting %d", s.Advanced, s.Waiting)}, err
+			msg := fmt.Sprintf("advanced %d, waiting %d", s.Advanced, s.Waiting)
+			// VMs the cron no longer touches show in `pvectl tasks` until
+			// an admin acts on them.
+			if held, et, cerr := e.Store.VMCountAttention(ctx); cerr == nil && held+et > 0 {
+				msg += fmt.Sprintf("; needs attention: %d held, %d error_terminate", held, et)
+			}
+			return TaskCounts{Processed: s.Processed, Errors: s.Errors, Message: msg}, err
 		},
 	})
 }
@@ -59,6 +64,7 @@ func (e *Engine) ProcessVMs(ctx context.Context) (Summary, error) {
 	if err != nil {
 		return Summary{}, err
 	}
+	e.Live.Logger().Debug().Int("due", len(vms)).Msgf("process_vms: %d VM(s) due", len(vms))
 	if len(vms) == 0 {
 		return Summary{}, nil // an idle tick prints nothing
 	}
@@ -145,6 +151,10 @@ func (r *runPass) advance(ctx context.Context, vm store.VM, n int) {
 			runID = id
 		}
 		env := *r.env
+		// Heavy steps take a per-node slot just before they submit their
+		// task, so a step that only looks (and skips) never waits for one.
+		env.HeavySlot = func(node string) bool { return r.heavy.acquire(node) }
+		env.HeavyLimit = r.heavy.limit
 		env.Emit = func(detail string) {
 			e.Live.Sub(vm.ServiceID, step.Label, detail)
 			_ = e.Store.RunAppendLine(context.WithoutCancel(ctx), store.RunLine{RunID: runID, At: e.Clock.Now(),
@@ -153,11 +163,9 @@ func (r *runPass) advance(ctx context.Context, vm store.VM, n int) {
 
 		var res states.Result
 		began := time.Now()
-		if step.Heavy && vm.PendingUPID == "" && !r.heavy.acquire(vm.Node) {
-			res = states.Wait(fmt.Sprintf("node %s has %d heavy tasks in flight", vm.Node, r.heavy.limit))
-		} else {
-			res = runStep(ctx, step, &env, vm)
-		}
+		e.Live.Logger().Debug().Str("vm", vm.ServiceID).Str("step", step.Label).
+			Msgf("%s  %s: running %q (version %d, attempts %d, pending %q)", vm.ServiceID, vm.Status, step.Label, vm.Version, vm.Attempts, vm.PendingUPID)
+		res = runStep(ctx, step, &env, vm)
 		took := time.Since(began)
 
 		next, err := r.apply(ctx, vm, step, res)

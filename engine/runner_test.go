@@ -597,6 +597,10 @@ type heavyClone struct {
 
 func (c *heavyClone) run(ctx context.Context, env *states.Env, vm store.VM) states.Result {
 	if vm.PendingUPID == "" {
+		// As the real clone step does: take a slot right before submitting.
+		if !env.HeavySlot(vm.Node) {
+			return states.Wait(fmt.Sprintf("node %s has %d heavy tasks in flight", vm.Node, env.HeavyLimit))
+		}
 		c.submitted.Add(1)
 		if err := env.Store.VMSetPendingTask(ctx, vm.ID, vm.Status, vm.Version, "clone", vm.Node,
 			"UPID:"+vm.Node+":"+vm.ServiceID, env.Now()); err != nil {

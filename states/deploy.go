@@ -54,6 +54,9 @@ func reserveVMIDAndIPs(ctx context.Context, env *Env, vm store.VM) Result {
 		return fromError("list cluster resources", err)
 	}
 	target, err := chooseTargetNode(vm, p, all)
+	if errors.Is(err, errUnknownNode) {
+		return Permanent(err) // a typo: retrying will not help
+	}
 	if err != nil {
 		return Retryable(err)
 	}
@@ -109,6 +112,9 @@ func dashIfEmpty(s string) string {
 	return s
 }
 
+// errUnknownNode: the requested node is not part of the cluster.
+var errUnknownNode = errors.New("target node is not in the cluster")
+
 // chooseTargetNode returns the requested node, the product's node, or for
 // "auto" the online node that has the system-disk storage and the most free
 // memory.
@@ -118,12 +124,20 @@ func chooseTargetNode(vm store.VM, p config.Product, all []proxmox.Resource) (st
 		want = vm.RequestedNode
 	}
 	online := map[string]proxmox.Resource{}
+	var known []string
 	for _, r := range all {
-		if r.Type == "node" && r.Status == "online" {
-			online[r.Node] = r
+		if r.Type == "node" {
+			known = append(known, r.Node)
+			if r.Status == "online" {
+				online[r.Node] = r
+			}
 		}
 	}
 	if want != "auto" {
+		if !slices.Contains(known, want) {
+			sort.Strings(known)
+			return "", fmt.Errorf("%w: %s (cluster nodes: %s); fix the product or the VM's node, then pvectl vm retry", errUnknownNode, want, strings.Join(known, ", "))
+		}
 		if _, ok := online[want]; !ok {
 			return "", fmt.Errorf("target node %s is not online in the cluster", want)
 		}
@@ -240,6 +254,9 @@ func cloneTemplate(ctx context.Context, env *Env, vm store.VM) Result {
 		}
 		return Success()
 	}
+	if res := noHeavySlot(env, p.Template.Node); res != nil {
+		return *res
+	}
 	mode := proxmox.CloneLinked
 	storage := ""
 	if p.Clone == "full" {
@@ -328,6 +345,9 @@ func migrateToTarget(ctx context.Context, env *Env, vm store.VM) Result {
 	}
 	if r.Lock == "migrate" {
 		return Wait("migration in progress (VM locked: migrate)")
+	}
+	if res := noHeavySlot(env, r.Node); res != nil {
+		return *res
 	}
 	task, err := env.PVE.Migrate(ctx, proxmox.MigrateRequest{VM: proxmox.VMRef{Node: r.Node, VMID: vm.VMID},
 		Target: vm.TargetNode, TargetStorage: p.SystemDisk.Storage})
@@ -891,7 +911,7 @@ func verifyRunning(ctx context.Context, env *Env, vm store.VM) Result {
 	}
 	if st.Running() {
 		if vm.Status == string(CPStart) {
-			env.Emit(fmt.Sprintf("event: package changed (upgraded) — %s now runs product %s", vm.Hostname, vm.Product))
+			env.Emit(fmt.Sprintf("event: package changed — %s now runs product %s", vm.Hostname, vm.Product))
 		} else {
 			env.Emit(fmt.Sprintf("event: VM is ready — %s (VMID %d on %s)", vm.Hostname, vm.VMID, vm.Node))
 		}

@@ -25,6 +25,11 @@ type Env struct {
 	DNS    DNSUpdater
 	Zones  []dns.Zone
 	Now    func() time.Time
+	// HeavySlot takes one of the node's slots for a heavy task (clone,
+	// migrate) right before it is submitted; false means the node already
+	// has HeavyLimit in flight and the step should wait. nil = no limit.
+	HeavySlot  func(node string) bool
+	HeavyLimit int
 	// Emit writes a sub-line (a DNS record, a heartbeat, an event) for the
 	// current step, live and into the VM's run log.
 	Emit func(detail string)

@@ -124,6 +124,16 @@ func submit(ctx context.Context, env *Env, vm store.VM, what string, task proxmo
 	return Wait(fmt.Sprintf("%s task started", what))
 }
 
+// noHeavySlot returns a wait result when node has no free slot for a heavy
+// task, nil when the step may submit it.
+func noHeavySlot(env *Env, node string) *Result {
+	if env.HeavySlot == nil || env.HeavySlot(node) {
+		return nil
+	}
+	r := Wait(fmt.Sprintf("node %s has %d heavy tasks in flight", node, env.HeavyLimit))
+	return &r
+}
+
 // findVM looks the VMID up in /cluster/resources: where it lives, if anywhere.
 func findVM(ctx context.Context, env *Env, vmid int) (proxmox.Resource, bool, error) {
 	res, err := env.PVE.ClusterResources(ctx, proxmox.ResourceVM)

@@ -50,7 +50,7 @@ func stopForTerminate(ctx context.Context, env *Env, vm store.VM) Result {
 		return Success()
 	}
 	if res.Kind == Skipped {
-		res.Reason += "; going on: the DELETE with purge reaps it"
+		res.Reason += "; going on: PVE refuses to delete a running VM, so if it is still running then, the VM goes to error_terminate with its IPs kept"
 	}
 	return res
 }
@@ -127,6 +127,11 @@ func deleteDNSForTerminate(ctx context.Context, env *Env, vm store.VM) Result {
 	return Success()
 }
 
+// goneWaitTicks is how many ticks a finished delete may take to leave
+// /cluster/resources (it is refreshed every few seconds) before pvectl gives
+// up and sends the VM to error_terminate.
+const goneWaitTicks = 5
+
 // deleteVM DELETEs the VM with purge and destroy-unreferenced-disks and
 // then verifies it is gone from /cluster/resources. A permanent failure, or
 // transient failures past terminate_delete_attempts, end in error_terminate.
@@ -163,7 +168,7 @@ func deleteVM(ctx context.Context, env *Env, vm store.VM) Result {
 	}
 	if pending(vm) {
 		// The task ended OK but the VM is still listed: verify again next tick.
-		if vm.StepWaits+1 >= env.Config.Tasks.ProcessVMs.StartWaitTicks {
+		if vm.StepWaits+1 >= goneWaitTicks {
 			return FailTo(ErrorTerminate, fmt.Errorf("delete task finished but VM %d is still in /cluster/resources after %d ticks", vm.VMID, vm.StepWaits+1))
 		}
 		return Wait("delete finished; waiting for the VM to leave /cluster/resources")

@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -266,4 +267,31 @@ func TestTaskRunLast(t *testing.T) {
 	require.Equal(t, 1, last["process_vms"].Processed)
 	require.Equal(t, t0.Add(time.Minute), last["process_vms"].StartedAt)
 	require.Equal(t, "ok", last["collect_stats"].Result)
+}
+
+func TestHostnameBelongsToOneLiveVM(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := open(t)
+	a := newVM(t, s, "a")
+	_, _, err := s.VMCreate(ctx, store.NewVM{ServiceID: "b", Hostname: a.Hostname, Product: "small", Status: "creation",
+		IdempotencyKey: "k-b", RequestDigest: "x", Now: t0})
+	require.ErrorIs(t, err, store.ErrDuplicate, "an idempotency key does not bypass the hostname check")
+	require.NoError(t, s.VMSetStatus(ctx, a.ID, "remove", t0))
+	b, _, err := s.VMCreate(ctx, store.NewVM{ServiceID: "b", Hostname: a.Hostname, Product: "small", Status: "creation", Now: t0})
+	require.NoError(t, err, "a removed VM's hostname can be reused")
+	got, err := s.VMFind(ctx, a.Hostname)
+	require.NoError(t, err)
+	require.Equal(t, b.ID, got.ID, "the live VM wins over the removed one")
+}
+
+func TestDatabaseFileIsOwnerOnly(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "pvectl.db")
+	s, err := store.Open(context.Background(), path)
+	require.NoError(t, err)
+	defer s.Close()
+	fi, err := os.Stat(path)
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o600), fi.Mode().Perm())
 }

@@ -103,6 +103,16 @@ func (s *Store) VMCreate(ctx context.Context, n NewVM) (vm VM, created bool, err
 				return err
 			}
 		}
+		// A hostname belongs to one live VM (DNS records are per name).
+		var other, otherStatus string
+		err := tx.QueryRowContext(ctx, `SELECT service_id, status FROM vms WHERE hostname = ? AND status <> 'remove' LIMIT 1`,
+			n.Hostname).Scan(&other, &otherStatus)
+		switch {
+		case err == nil:
+			return fmt.Errorf("hostname %s is used by service %s (status %s): %w", n.Hostname, other, otherStatus, ErrDuplicate)
+		case !errors.Is(err, sql.ErrNoRows):
+			return err
+		}
 		var key any
 		if n.IdempotencyKey != "" {
 			key = n.IdempotencyKey
@@ -138,10 +148,11 @@ func (s *Store) VMGet(ctx context.Context, id int64) (VM, error) {
 	return v, err
 }
 
-// VMFind returns the VM whose service id or hostname is ref.
+// VMFind returns the VM whose service id or hostname is ref. A service id
+// wins over a hostname, and a live VM over a removed one with that name.
 func (s *Store) VMFind(ctx context.Context, ref string) (VM, error) {
 	v, err := scanVM(s.db.QueryRowContext(ctx, `SELECT `+vmColumns+` FROM vms
-		WHERE service_id = ? OR hostname = ? ORDER BY service_id = ? DESC, id LIMIT 1`, ref, ref, ref))
+		WHERE service_id = ? OR hostname = ? ORDER BY service_id = ? DESC, status = 'remove', id DESC LIMIT 1`, ref, ref, ref))
 	if errors.Is(err, sql.ErrNoRows) {
 		return VM{}, fmt.Errorf("no VM with service id or hostname %q: %w", ref, ErrNotFound)
 	}
@@ -394,4 +405,17 @@ func (s *Store) VMDelete(ctx context.Context, id int64) error {
 		}
 		return oneRow(res, id)
 	})
+}
+
+// VMSetPassword stores a new cloud-init password for the next cloud-init
+// step (reinstall); it is cleared once PVE has it.
+func (s *Store) VMSetPassword(ctx context.Context, id int64, password string, now time.Time) error {
+	_, err := s.db.ExecContext(ctx, `UPDATE vms SET password = ?, updated_at = ? WHERE id = ?`, password, ms(now), id)
+	return err
+}
+
+// VMCountAttention counts VMs that need a person: held, and in error_terminate.
+func (s *Store) VMCountAttention(ctx context.Context) (held, errorTerminate int, err error) {
+	err = s.db.QueryRowContext(ctx, `SELECT COALESCE(SUM(held), 0), COALESCE(SUM(status = 'error_terminate'), 0) FROM vms`).Scan(&held, &errorTerminate)
+	return held, errorTerminate, err
 }

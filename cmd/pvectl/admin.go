@@ -139,19 +139,28 @@ func sendStop(ctx context.Context, e *engine.Engine, vm store.VM, w io.Writer) {
 
 func newVMReinstallCmd(g *globals) *cobra.Command {
 	var yes bool
+	var passwordFile string
 	cmd := &cobra.Command{
 		Use:   "reinstall VM",
 		Short: "Destroy a ready VM in Proxmox and deploy it again, keeping VMID, IPs and MAC",
 		Long: `Set the VM to reinstall and return at once. The next tick stops and destroys the VM in
 Proxmox (all disks and snapshots; backups are kept), then the deploy continues at
-set_ip: a fresh clone with the same VMID, addresses and MAC address. Asks for
-confirmation unless --yes.`,
+set_ip: a fresh clone with the same VMID, addresses and MAC address. The SSH keys
+given at create are set again; --password-file sets a new cloud-init password
+(without it the reinstalled VM gets none). Asks for confirmation unless --yes.`,
 		Args: exactArgs(1, "a VM (service id or hostname)"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			return g.withVM(ctx, args[0], func(e *engine.Engine, vm store.VM) error {
 				if vm.Status != string(states.Ready) {
 					return usagef("VM %s is in state %s; reinstall needs ready", vm.ServiceID, vm.Status)
+				}
+				var password string
+				if passwordFile != "" {
+					var err error
+					if password, err = readPasswordFile(passwordFile); err != nil {
+						return usagef("--password-file: %v; nothing changed", err)
+					}
 				}
 				if !yes && !confirm(cmd, fmt.Sprintf("Destroy all disks and snapshots of %s (VMID %d) and deploy it again?", vm.Hostname, vm.VMID)) {
 					return usagef("not confirmed; nothing changed")
@@ -160,12 +169,18 @@ confirmation unless --yes.`,
 				if err != nil {
 					return err
 				}
+				if password != "" {
+					if err := e.Store.VMSetPassword(ctx, vm.ID, password, e.Clock.Now()); err != nil {
+						return err
+					}
+				}
 				fmt.Fprintf(cmd.OutOrStdout(), "VM %s: status reinstall; the next ticks destroy and redeploy it\n", vm.ServiceID)
 				return nil
 			})
 		},
 	}
 	cmd.Flags().BoolVar(&yes, "yes", false, "do not ask for confirmation")
+	cmd.Flags().StringVar(&passwordFile, "password-file", "", "file whose first line is the new cloud-init password")
 	return cmd
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
@@ -20,7 +21,8 @@ func newLogCmd(g *globals) *cobra.Command {
 		Long: `Show the VM's newest runs (the newest 50 are kept), newest first. Each line is one step:
 time, step, from → to, result (success, skip (reason), waiting (reason), error: …) and
 duration, plus sub-lines such as DNS records and events. The last failure is shown on
-top. With --follow, new lines are printed as ticks write them (Ctrl-C to stop).`,
+top. With --follow, new lines are printed as ticks write them (Ctrl-C to stop); with
+--follow --json, one JSON object per line.`,
 		Args: exactArgs(1, "a VM (service id or hostname)"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if runs < 1 {
@@ -57,15 +59,44 @@ top. With --follow, new lines are printed as ticks write them (Ctrl-C to stop).`
 				}
 				return nil
 			}
-			// --follow: print the existing lines oldest first, then poll.
-			var lastRun, lastLine int64
-			for i := len(list) - 1; i >= 0; i-- {
-				printRun(w, list[i])
-				lastRun = list[i].ID
-				for _, l := range list[i].Lines {
-					lastLine = l.ID
+			// --follow: print the existing lines oldest first, then poll. With
+			// --json every line is one JSON object (JSON Lines).
+			emitRun := func(r store.Run) {
+				if !asJSON {
+					fmt.Fprintf(w, "run #%d  %s  %s\n", r.ID, r.StartedAt.Format(time.RFC3339), r.Task)
 				}
 			}
+			emitLine := func(r store.Run, l store.RunLine) {
+				if !asJSON {
+					printLine(w, l)
+					return
+				}
+				b, _ := json.Marshal(struct {
+					Run int64 `json:"run"`
+					lineJSON
+				}{r.ID, toLineJSON(l)})
+				fmt.Fprintf(w, "%s\n", b)
+			}
+			var lastRun, lastLine int64
+			show := func(list []store.Run) {
+				for i := len(list) - 1; i >= 0; i-- {
+					r := list[i]
+					if r.ID < lastRun {
+						continue
+					}
+					if r.ID > lastRun {
+						emitRun(r)
+						lastRun = r.ID
+					}
+					for _, l := range r.Lines {
+						if l.ID > lastLine {
+							emitLine(r, l)
+							lastLine = l.ID
+						}
+					}
+				}
+			}
+			show(list)
 			for {
 				select {
 				case <-ctx.Done():
@@ -76,22 +107,7 @@ top. With --follow, new lines are printed as ticks write them (Ctrl-C to stop).`
 				if err != nil {
 					return err
 				}
-				for i := len(fresh) - 1; i >= 0; i-- {
-					r := fresh[i]
-					if r.ID < lastRun {
-						continue
-					}
-					if r.ID > lastRun {
-						fmt.Fprintf(w, "run #%d  %s  %s\n", r.ID, r.StartedAt.Format(time.RFC3339), r.Task)
-						lastRun = r.ID
-					}
-					for _, l := range r.Lines {
-						if l.ID > lastLine {
-							printLine(w, l)
-							lastLine = l.ID
-						}
-					}
-				}
+				show(fresh)
 			}
 		},
 	}
@@ -134,6 +150,11 @@ type lineJSON struct {
 	DurationMS int64     `json:"duration_ms"`
 }
 
+func toLineJSON(l store.RunLine) lineJSON {
+	return lineJSON{At: l.At, Step: l.Step, From: l.From, To: l.To, Result: l.Result,
+		Detail: l.Detail, DurationMS: l.Duration.Milliseconds()}
+}
+
 type runJSON struct {
 	ID        int64      `json:"id"`
 	Task      string     `json:"task"`
@@ -147,8 +168,7 @@ func logJSON(vm store.VM, runs []store.Run) map[string]any {
 	for _, r := range runs {
 		rj := runJSON{ID: r.ID, Task: r.Task, StartedAt: r.StartedAt, Result: r.Result, Lines: []lineJSON{}}
 		for _, l := range r.Lines {
-			rj.Lines = append(rj.Lines, lineJSON{At: l.At, Step: l.Step, From: l.From, To: l.To, Result: l.Result,
-				Detail: l.Detail, DurationMS: l.Duration.Milliseconds()})
+			rj.Lines = append(rj.Lines, toLineJSON(l))
 		}
 		out = append(out, rj)
 	}

@@ -158,6 +158,22 @@ func TestLogFollowPrintsNewLinesAsTicksWriteThem(t *testing.T) {
 
 	require.NoError(t, f.cmd.Process.Signal(syscall.SIGINT))
 	require.Equal(t, 0, f.exitCode(), "log --follow exits cleanly on Ctrl-C: %s", f.stderr.String())
+
+	// --follow --json prints JSON Lines.
+	var jout syncBuffer
+	j := &proc{cmd: exec.Command(os.Args[0], "log", "f1", "--follow", "--json")}
+	j.cmd.Env = f.cmd.Env
+	j.cmd.Stdout, j.cmd.Stderr = &jout, &j.stderr
+	require.NoError(t, j.cmd.Start())
+	t.Cleanup(func() { _ = j.cmd.Process.Kill() })
+	require.Eventually(t, func() bool { return strings.Contains(jout.String(), "\n") }, 30*time.Second, 50*time.Millisecond)
+	first, _, _ := strings.Cut(jout.String(), "\n")
+	var line map[string]any
+	require.NoError(t, json.Unmarshal([]byte(first), &line), first)
+	require.Equal(t, "Allocate VMID and IPs", line["step"])
+	require.Equal(t, "creation", line["from"])
+	require.NoError(t, j.cmd.Process.Signal(syscall.SIGINT))
+	require.Equal(t, 0, j.exitCode())
 }
 
 type syncBuffer struct {

@@ -80,7 +80,7 @@ func newTasksCmd(g *globals) *cobra.Command {
 				return enc.Encode(rows)
 			}
 			tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-			fmt.Fprintln(tw, "TASK\tINTERVAL\tLAST START\tDURATION\tRESULT\tLOCK")
+			fmt.Fprintln(tw, "TASK\tINTERVAL\tLAST START\tDURATION\tRESULT\tLOCK\tMESSAGE")
 			for _, r := range rows {
 				iv := r.Interval
 				if !r.Enabled {
@@ -100,7 +100,7 @@ func newTasksCmd(g *globals) *cobra.Command {
 						lock = fmt.Sprintf("held by pid %d", r.LockPID)
 					}
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, iv, last, dash(r.LastDuration), res, lock)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, iv, last, dash(r.LastDuration), res, lock, dash(r.LastMessage))
 			}
 			return tw.Flush()
 		},

@@ -99,11 +99,9 @@ func runVMCreate(cmd *cobra.Command, g *globals, o createOpts) error {
 		}
 	}
 	if o.passwordFile != "" {
-		b, err := os.ReadFile(o.passwordFile)
-		if err != nil {
-			problems = append(problems, fmt.Sprintf("--password-file: %v", err))
-		} else if password = strings.TrimRight(strings.SplitN(string(b), "\n", 2)[0], "\r"); password == "" {
-			problems = append(problems, "--password-file: the first line is empty")
+		var err error
+		if password, err = readPasswordFile(o.passwordFile); err != nil {
+			problems = append(problems, "--password-file: "+err.Error())
 		}
 	}
 	if len(problems) > 0 {
@@ -115,11 +113,6 @@ func runVMCreate(cmd *cobra.Command, g *globals, o createOpts) error {
 	}
 	defer closeFn()
 	ctx := cmd.Context()
-	if o.idemKey == "" {
-		if other, err := e.Store.VMFind(ctx, o.hostname); err == nil && other.Hostname == o.hostname && other.Status != string(states.Remove) {
-			return usagef("hostname %s is already used by service %s (status %s)", o.hostname, other.ServiceID, other.Status)
-		}
-	}
 	h := sha256.New()
 	for _, s := range []string{o.serviceID, o.product, o.hostname, o.node, sshKeys, password} {
 		fmt.Fprintf(h, "%d:%s;", len(s), s)
@@ -142,6 +135,19 @@ func runVMCreate(cmd *cobra.Command, g *globals, o createOpts) error {
 	}
 	fmt.Fprintf(cmd.OutOrStdout(), "VM %s (%s) %s: product %s, status %s\n", vm.ServiceID, vm.Hostname, verb, vm.Product, vm.Status)
 	return nil
+}
+
+// readPasswordFile returns the first line of a password file.
+func readPasswordFile(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	pw := strings.TrimRight(strings.SplitN(string(b), "\n", 2)[0], "\r")
+	if pw == "" {
+		return "", errors.New("the first line is empty")
+	}
+	return pw, nil
 }
 
 // vmJSON is the stable JSON shape of a VM (docs/cli.md).
@@ -286,12 +292,13 @@ func vmNote(j vmJSON, now time.Time) string {
 	return strings.Join(parts, "; ")
 }
 
+// truncate shortens s to n characters (not bytes).
 func truncate(s string, n int) string {
-	s = strings.ReplaceAll(s, "\n", " ")
-	if len(s) <= n {
-		return s
+	r := []rune(strings.ReplaceAll(s, "\n", " "))
+	if len(r) <= n {
+		return string(r)
 	}
-	return s[:n-1] + "…"
+	return string(r[:n-1]) + "…"
 }
 
 func newVMShowCmd(g *globals) *cobra.Command {
