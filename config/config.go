@@ -183,6 +183,9 @@ type ProcessVMs struct {
 	StartWaitTicks int `yaml:"start_wait_ticks"`
 	// TerminateDeleteAttempts: transient DELETE failures before error_terminate.
 	TerminateDeleteAttempts int `yaml:"terminate_delete_attempts"`
+	// StaleLockAfter: how long a VM's config lock (clone, migrate) may block
+	// its step with no pvectl task behind it before the VM is held.
+	StaleLockAfter Duration `yaml:"stale_lock_after"`
 }
 
 // Path is the file the config was loaded from.

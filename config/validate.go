@@ -19,6 +19,7 @@ const (
 	DefaultStopTimeout    = 2 * time.Minute
 	DefaultStartWaitTicks = 5
 	DefaultDeleteAttempts = 10
+	DefaultStaleLockAfter = 6 * time.Hour
 	DefaultDNSTimeout     = 5 * time.Second
 	DefaultDNSTTL         = 3600
 )
@@ -110,6 +111,9 @@ func (c *Config) applyDefaults() {
 	}
 	if pv.TerminateDeleteAttempts == 0 {
 		pv.TerminateDeleteAttempts = DefaultDeleteAttempts
+	}
+	if pv.StaleLockAfter == 0 {
+		pv.StaleLockAfter = Duration(DefaultStaleLockAfter)
 	}
 }
 

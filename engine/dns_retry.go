@@ -16,13 +16,13 @@ import (
 const DNSRetryLabel = "Retry DNS records"
 
 // dnsRetrySkip are the states whose VMs the DNS retry leaves alone: a DNS
-// resync that rewrites the records itself, and a terminate that deletes them
-// (re-publishing there would leave records behind).
+// resync that rewrites the records itself, and a terminate before its DNS
+// phase (which deletes them).
+// VMs past the terminate's DNS phase (and in remove or error_terminate) are
+// retried delete-only: see states.RetryDNS.
 var dnsRetrySkip = []string{
 	string(states.SetDNSRecords),
 	string(states.Terminate), string(states.TerminateStopped), string(states.TerminateBackupsRemoved),
-	string(states.TerminateDNSRemoved), string(states.TerminateDeleted),
-	string(states.Remove), string(states.ErrorTerminate),
 }
 
 // RetryDNS is process_vms' background DNS pass: for every DNS-dirty VM whose

@@ -177,6 +177,9 @@ func (r *runPass) advance(ctx context.Context, vm store.VM, n int) {
 		if res.Goto != "" {
 			line.To = string(res.Goto)
 		}
+		if res.Rewind != "" {
+			line.To = string(res.Rewind)
+		}
 		if err != nil {
 			line.Result, line.Failed = "not applied: "+err.Error(), true
 		}
@@ -252,6 +255,9 @@ func (r *runPass) apply(ctx context.Context, vm store.VM, step states.Step, res 
 		o.LastError = errText(res.Err)
 		if res.Goto != "" {
 			o.ToStatus, o.Held, o.ClearPending = string(res.Goto), false, true
+		}
+		if res.Rewind != "" {
+			o.ToStatus, o.ClearPending = string(res.Rewind), true
 		}
 	}
 	if err := e.Store.VMApplyOutcome(ctx, o); err != nil {

@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
+	"sort"
 	"strings"
 	"time"
 
+	"github.com/pvectl/pvectl/config"
 	"github.com/pvectl/pvectl/providers/proxmox"
 	"github.com/pvectl/pvectl/store"
 )
@@ -18,14 +21,14 @@ func ChangePackageTable() *Pipeline {
 	return MustPipeline("change_package", ChangePackage, []Step{
 		{From: ChangePackage, To: CPUpdateIP, Label: "Update IPs, IP set and DNS", Run: updateIPs},
 		{From: CPUpdateIP, To: CPStop, Label: "Stop VM", Run: stopForChange},
-		{From: CPStop, To: CPCPURAM, Label: "Set CPU & RAM", Run: setCPURAM},
-		{From: CPCPURAM, To: CPSystemDiskSize, Label: "Resize system disk", Run: resizeSystemDisk},
-		{From: CPSystemDiskSize, To: CPSystemDiskBandwidth, Label: "Set system disk I/O", Run: setSystemDiskIO},
-		{From: CPSystemDiskBandwidth, To: CPAdditionalDisk, Label: "Additional disk", Run: changeAdditionalDisk},
-		{From: CPAdditionalDisk, To: CPAdditionalDiskSize, Label: "Resize additional disk", Run: resizeAdditionalDisk},
-		{From: CPAdditionalDiskSize, To: CPAdditionalDiskBandwidth, Label: "Set additional disk I/O", Run: setAdditionalDiskIO},
-		{From: CPAdditionalDiskBandwidth, To: CPNetwork, Label: "Configure network", Run: configureNetwork},
-		{From: CPNetwork, To: CPFirewall, Label: "Configure firewall", Run: configureFirewall},
+		{From: CPStop, To: CPCPURAM, Label: "Set CPU & RAM", Run: keepRunning(setCPURAM)},
+		{From: CPCPURAM, To: CPSystemDiskSize, Label: "Resize system disk", Run: keepRunning(resizeSystemDisk)},
+		{From: CPSystemDiskSize, To: CPSystemDiskBandwidth, Label: "Set system disk I/O", Run: keepRunning(setSystemDiskIO)},
+		{From: CPSystemDiskBandwidth, To: CPAdditionalDisk, Label: "Additional disk", Run: keepRunning(changeAdditionalDisk)},
+		{From: CPAdditionalDisk, To: CPAdditionalDiskSize, Label: "Resize additional disk", Run: keepRunning(resizeAdditionalDisk)},
+		{From: CPAdditionalDiskSize, To: CPAdditionalDiskBandwidth, Label: "Set additional disk I/O", Run: keepRunning(setAdditionalDiskIO)},
+		{From: CPAdditionalDiskBandwidth, To: CPNetwork, Label: "Configure network", Run: keepRunning(configureNetwork)},
+		{From: CPNetwork, To: CPFirewall, Label: "Configure firewall", Run: keepRunning(configureFirewall)},
 		{From: CPFirewall, To: CPStart, Label: "Start VM", Run: startVM},
 		{From: CPStart, To: Ready, Label: "Verify running", Run: verifyRunning},
 	})
@@ -89,28 +92,69 @@ func updateIPs(ctx context.Context, env *Env, vm store.VM) Result {
 			return Retryable(errors.New("addresses taken concurrently five times in a row; will retry"))
 		}
 	}
-	changed := len(release) > 0 || len(keep) > len(ips)
-	if *p.Firewall.AntiSpoofing && !p.Network.DHCPv4 && !p.Network.DHCPv6 {
-		setChanged, err := SyncIPSet(ctx, env, vm, keep)
-		if err != nil {
-			return fromError("anti-spoofing IP set", err)
-		}
-		changed = changed || setChanged
-	}
-	if len(env.Zones) > 0 && env.DNS != nil {
-		DeleteDNS(ctx, env, vm)
-		SyncDNS(ctx, env, vm, keep)
-	}
 	if len(release) > 0 {
-		if err := env.Store.IPRelease(ctx, vm.ID, release); err != nil {
+		// Taken from the VM now, freed only once DNS no longer points at them.
+		if err := env.Store.IPMarkReleasing(ctx, vm.ID, release); err != nil {
 			return Retryable(err)
 		}
-		env.Emit("released " + strings.Join(release, ", "))
+	}
+	changed := len(release) > 0 || len(keep) > len(ips)
+	setChanged, err := refreshIPSet(ctx, env, vm, p, keep)
+	if err != nil {
+		return fromError("anti-spoofing IP set", err)
+	}
+	changed = changed || setChanged
+	// The guest learns its new addresses from cloud-init at cp_start's boot.
+	if err := applyCloudInit(ctx, env, vm, p); err != nil {
+		return fromError("update cloud-init addresses", err)
+	}
+	dnsClean := true
+	if len(env.Zones) > 0 && env.DNS != nil {
+		delFailed := DeleteDNS(ctx, env, vm)
+		pubFailed := SyncDNS(ctx, env, vm, keep)
+		if delFailed > 0 {
+			_ = env.Store.VMSetDNSDirty(ctx, vm.ID, true, env.Now())
+		}
+		dnsClean = delFailed == 0 && pubFailed == 0
+	}
+	if dnsClean {
+		freed, err := env.Store.IPReleasePending(ctx, vm.ID)
+		if err != nil {
+			return Retryable(err)
+		}
+		if len(freed) > 0 {
+			env.Emit("released " + strings.Join(freed, ", "))
+		}
+	} else if len(release) > 0 {
+		env.Emit("keeping " + strings.Join(release, ", ") + " reserved until their DNS records are deleted (DNS retry)")
 	}
 	if !changed {
 		return Skip("no change in addresses")
 	}
 	return Success()
+}
+
+// refreshIPSet makes ipfilter-net0 hold the VM's addresses when the product
+// uses anti-spoofing with static addresses, and removes the set otherwise,
+// so an address taken from the VM never stays allowed.
+func refreshIPSet(ctx context.Context, env *Env, vm store.VM, p config.Product, ips []store.IPAllocation) (bool, error) {
+	if *p.Firewall.AntiSpoofing && !p.Network.DHCPv4 && !p.Network.DHCPv6 {
+		return SyncIPSet(ctx, env, vm, ips)
+	}
+	sets, err := env.PVE.IPSets(ctx, ref(vm))
+	if err != nil {
+		return false, err
+	}
+	for _, set := range sets {
+		if set.Name == IPSetName {
+			if err := env.PVE.DeleteIPSet(ctx, ref(vm), IPSetName, true); err != nil && !proxmox.IsNotFound(err) {
+				return false, err
+			}
+			env.Emit("removed IP set " + IPSetName + " (product has no static anti-spoofing)")
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // stopForChange stops the VM for the hardware changes: a graceful shutdown,
@@ -119,21 +163,25 @@ func stopForChange(ctx context.Context, env *Env, vm store.VM) Result {
 	if res := locate(ctx, env, &vm); res != nil {
 		return *res
 	}
-	stopped, res := stopVM(ctx, env, vm)
+	stopped, res := stopVM(ctx, env, &vm)
 	if stopped {
 		return Success()
 	}
 	if res.Kind == Skipped { // gave up: still running after the forced stop
-		return Retryable(errors.New("VM still running after graceful shutdown and forced stop"))
+		// The next attempt starts over with a graceful shutdown.
+		_ = saveStepData(ctx, env, &vm, url.Values{})
+		return Retryable(errors.New("VM still running after graceful shutdown and forced stop; will try again"))
 	}
 	return res
 }
 
 // stopVM drives a VM towards stopped without ever waiting inside a tick:
-// shutdown first, a forced stop after stop_timeout, and after twice that it
-// gives up with a Skip result. stopped reports the VM is stopped now.
-func stopVM(ctx context.Context, env *Env, vm store.VM) (stopped bool, res Result) {
-	st, err := env.PVE.VMStatus(ctx, ref(vm))
+// a graceful shutdown first, always; a forced stop once stop_timeout has
+// passed since the shutdown was sent (measured across ticks and backoffs,
+// remembered in the step's data); after another stop_timeout it gives up
+// with a Skip result. stopped reports the VM is stopped now.
+func stopVM(ctx context.Context, env *Env, vm *store.VM) (stopped bool, res Result) {
+	st, err := env.PVE.VMStatus(ctx, ref(*vm))
 	if proxmox.IsNotFound(err) {
 		return true, Result{}
 	}
@@ -144,39 +192,67 @@ func stopVM(ctx context.Context, env *Env, vm store.VM) (stopped bool, res Resul
 		return true, Result{}
 	}
 	timeout := env.Config.Tasks.ProcessVMs.StopTimeout.D()
-	elapsed := env.Now().Sub(vm.StepStartedAt)
-	forced := false
-	if pending(vm) {
-		task := proxmox.TaskRef{Node: vm.PendingNode, UPID: vm.PendingUPID}
-		_, typ, _, _ := proxmox.ParseUPID(task.UPID)
-		forced = typ == "qmstop"
-		ts, err := env.PVE.TaskStatus(ctx, task)
-		if err == nil && ts.Running && (forced || elapsed < timeout) {
-			return false, Wait(fmt.Sprintf("%s running for %s", typ, elapsed.Round(time.Second)))
+	now := env.Now()
+	data := stepData(*vm)
+	shutdownAt, sent := stepTime(data, "shutdown_at")
+	if !sent {
+		task, err := env.PVE.Shutdown(ctx, ref(*vm), proxmox.ShutdownOptions{Timeout: timeout})
+		if proxmox.IsNotRunning(err) {
+			return true, Result{}
 		}
+		if err != nil {
+			return false, fromError("shutdown", err)
+		}
+		setStepTime(data, "shutdown_at", now)
+		if err := saveStepData(ctx, env, vm, data); err != nil {
+			return false, Retryable(err)
+		}
+		return false, submit(ctx, env, *vm, "graceful shutdown", task, nil)
 	}
-	switch {
-	case elapsed < timeout:
-		if pending(vm) {
-			return false, Wait(fmt.Sprintf("waiting for graceful shutdown (%s of %s)", elapsed.Round(time.Second), timeout))
-		}
-		task, err := env.PVE.Shutdown(ctx, ref(vm), proxmox.ShutdownOptions{Timeout: timeout})
-		if proxmox.IsNotRunning(err) {
-			return true, Result{}
-		}
-		return false, submit(ctx, env, vm, "shutdown", task, err)
-	case elapsed < 2*timeout || !forced:
-		if forced {
-			return false, Wait(fmt.Sprintf("waiting for forced stop (%s)", elapsed.Round(time.Second)))
-		}
+	if waited := now.Sub(shutdownAt); waited < timeout {
+		return false, Wait(fmt.Sprintf("waiting for graceful shutdown (%s of %s)", waited.Round(time.Second), timeout))
+	}
+	stopAt, forced := stepTime(data, "stop_at")
+	if !forced {
 		env.Emit(fmt.Sprintf("graceful shutdown did not finish in %s; forcing stop", timeout))
-		task, err := env.PVE.Stop(ctx, ref(vm), proxmox.StopOptions{OverruleShutdown: true})
+		task, err := env.PVE.Stop(ctx, ref(*vm), proxmox.StopOptions{OverruleShutdown: true})
 		if proxmox.IsNotRunning(err) {
 			return true, Result{}
 		}
-		return false, submit(ctx, env, vm, "stop", task, err)
+		if err != nil {
+			return false, fromError("stop", err)
+		}
+		setStepTime(data, "stop_at", now)
+		if err := saveStepData(ctx, env, vm, data); err != nil {
+			return false, Retryable(err)
+		}
+		return false, submit(ctx, env, *vm, "forced stop", task, nil)
+	}
+	if waited := now.Sub(stopAt); waited < timeout {
+		return false, Wait(fmt.Sprintf("waiting for forced stop (%s)", waited.Round(time.Second)))
 	}
 	return false, Skip(fmt.Sprintf("still %s after graceful shutdown and forced stop", st.Status))
+}
+
+// keepRunning wraps the change-package steps that run while the VM is
+// stopped: a permanent failure starts the VM again (best effort) so the
+// customer is not left offline, and rewinds the VM to cp_update_ip, held,
+// so that after the fix `pvectl vm retry` stops it once more and re-applies
+// the package (steps already applied skip with "no change").
+func keepRunning(fn StepFunc) StepFunc {
+	return func(ctx context.Context, env *Env, vm store.VM) Result {
+		res := fn(ctx, env, vm)
+		if res.Kind != Fail || res.Goto != "" {
+			return res
+		}
+		if _, err := env.PVE.Start(ctx, ref(vm), proxmox.StartOptions{}); err != nil && !proxmox.IsAlreadyRunning(err) {
+			env.Emit("could not start the VM again after the failure: " + err.Error())
+		} else {
+			env.Emit("started the VM again so the customer is not left offline; after fixing the cause, pvectl vm retry re-applies the package")
+		}
+		res.Rewind = CPUpdateIP
+		return res
+	}
 }
 
 // changeAdditionalDisk creates the additional disk a new product brings, or
@@ -202,10 +278,22 @@ func changeAdditionalDisk(ctx context.Context, env *Env, vm store.VM) Result {
 	if err != nil {
 		return fromError("read config", err)
 	}
+	// A volume detached by an earlier attempt (remembered before the detach)
+	// is destroyed first, so a crash or a failed destroy leaks nothing.
+	data := stepData(vm)
+	if volid := data.Get("detached"); volid != "" {
+		for _, k := range sortedKeys(cfg.Values) {
+			if strings.HasPrefix(k, "unused") && cfg.Values[k] == volid {
+				env.Emit("destroying " + k + " (" + volid + ")")
+				task, err := env.PVE.SetConfig(ctx, ref(vm), proxmox.ConfigChange{Delete: []string{k}, Digest: cfg.Digest})
+				return submit(ctx, env, vm, "destroy "+volid, task, err)
+			}
+		}
+	}
 	key, ok := findAdditionalDisk(cfg)
 	if !ok {
-		if pending(vm) {
-			return Success() // our removal task finished
+		if data.Get("detached") != "" || pending(vm) {
+			return Success() // our removal finished
 		}
 		return Skip("no additional disk in product")
 	}
@@ -218,23 +306,25 @@ func changeAdditionalDisk(ctx context.Context, env *Env, vm store.VM) Result {
 		task, err := env.PVE.DeleteSnapshot(ctx, ref(vm), snaps[0].Name, false)
 		return submit(ctx, env, vm, "delete snapshot "+snaps[0].Name, task, err)
 	}
-	// Detach (PVE moves the volume to an unusedN key), then destroy that
-	// unused volume.
+	// Detach (PVE moves the volume to an unusedN key); the next tick destroys
+	// that unused volume.
 	volid, _ := proxmox.ParsePropertyString(cfg.Values[key])
+	data.Set("detached", volid)
+	if err := saveStepData(ctx, env, &vm, data); err != nil {
+		return Retryable(err)
+	}
 	env.Emit("detaching additional disk " + key + " (" + volid + ")")
-	if err := env.PVE.SetConfigSync(ctx, ref(vm), proxmox.ConfigChange{Delete: []string{key}}); err != nil {
+	if err := env.PVE.SetConfigSync(ctx, ref(vm), proxmox.ConfigChange{Delete: []string{key}, Digest: cfg.Digest}); err != nil {
 		return fromError("detach "+key, err)
 	}
-	cfg, err = env.PVE.VMConfig(ctx, ref(vm))
-	if err != nil {
-		return fromError("read config", err)
+	return Wait("detached " + key + "; destroying the volume next")
+}
+
+func sortedKeys(m map[string]string) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
 	}
-	for k, v := range cfg.Values {
-		if strings.HasPrefix(k, "unused") && v == volid {
-			env.Emit("destroying " + k + " (" + volid + ")")
-			task, err := env.PVE.SetConfig(ctx, ref(vm), proxmox.ConfigChange{Delete: []string{k}})
-			return submit(ctx, env, vm, "destroy "+volid, task, err)
-		}
-	}
-	return Success() // PVE destroyed it on detach
+	sort.Strings(out)
+	return out
 }

@@ -220,23 +220,42 @@ func cloneTemplate(ctx context.Context, env *Env, vm store.VM) Result {
 		return *bad
 	}
 	if pending(vm) {
-		if ok, res := awaitTask(ctx, env, vm, "clone"); !ok {
+		// A clone task that failed because the VMID already exists means an
+		// earlier attempt (before a crash) made it: look below.
+		if ok, res := awaitTask(ctx, env, vm, "clone"); !ok && !proxmox.IsAlreadyExists(res.Err) {
 			return res
 		}
 	}
-	// Look before acting: does the VMID already hold a VM?
+	// Look before acting: does the VMID already hold a VM? /cluster/resources
+	// lags a few seconds behind, so also ask the template's node directly.
 	r, exists, err := findVM(ctx, env, vm.VMID)
 	if err != nil {
 		return fromError("find VM in cluster", err)
 	}
+	if !exists {
+		r = proxmox.Resource{Type: "qemu", VMID: vm.VMID, Node: p.Template.Node}
+		_, err := env.PVE.VMStatus(ctx, proxmox.VMRef{Node: p.Template.Node, VMID: vm.VMID})
+		if err != nil && !proxmox.IsNotFound(err) {
+			return fromError("look for VM "+strconv.Itoa(vm.VMID), err)
+		}
+		exists = err == nil
+	}
+	var cfg proxmox.VMConfig
 	if exists {
-		cfg, err := env.PVE.VMConfig(ctx, proxmox.VMRef{Node: r.Node, VMID: vm.VMID})
-		if err != nil {
+		cfg, err = env.PVE.VMConfig(ctx, proxmox.VMRef{Node: r.Node, VMID: vm.VMID})
+		if proxmox.IsNotFound(err) {
+			exists = false // listed, but gone (the list lags a destroy)
+		} else if err != nil {
 			return fromError("read config of VM "+strconv.Itoa(vm.VMID), err)
 		}
-		if cfg.Lock() == "clone" {
+		if exists && cfg.Lock() == "clone" {
+			if res := staleLock(ctx, env, &vm, "clone"); res != nil {
+				return *res
+			}
 			return Wait("clone in progress (VM locked: clone)")
 		}
+	}
+	if exists {
 		if !ours(cfg, vm) {
 			return Permanent(fmt.Errorf("VMID %d on node %s holds a VM pvectl did not create (no %q in its notes); not touching it — free the VMID or reset-status creation", vm.VMID, r.Node, marker(vm)))
 		}
@@ -269,6 +288,9 @@ func cloneTemplate(ctx context.Context, env *Env, vm store.VM) Result {
 		Source: proxmox.VMRef{Node: p.Template.Node, VMID: p.Template.VMID}, NewID: vm.VMID,
 		Name: vm.Hostname, Description: marker(vm) + "\nhostname=" + vm.Hostname, Mode: mode, Storage: storage,
 	})
+	if proxmox.IsAlreadyExists(err) {
+		return Wait(fmt.Sprintf("VMID %d appeared while cloning; looking at it next tick", vm.VMID))
+	}
 	return submit(ctx, env, vm, "clone", task, err)
 }
 
@@ -344,6 +366,9 @@ func migrateToTarget(ctx context.Context, env *Env, vm store.VM) Result {
 		return Skip("already on target node " + r.Node)
 	}
 	if r.Lock == "migrate" {
+		if res := staleLock(ctx, env, &vm, "migrate"); res != nil {
+			return *res
+		}
 		return Wait("migration in progress (VM locked: migrate)")
 	}
 	if res := noHeavySlot(env, r.Node); res != nil {
@@ -351,6 +376,9 @@ func migrateToTarget(ctx context.Context, env *Env, vm store.VM) Result {
 	}
 	task, err := env.PVE.Migrate(ctx, proxmox.MigrateRequest{VM: proxmox.VMRef{Node: r.Node, VMID: vm.VMID},
 		Target: vm.TargetNode, TargetStorage: p.SystemDisk.Storage})
+	if proxmox.IsNotFound(err) {
+		return Wait(fmt.Sprintf("VM %d is not on %s any more (the cluster list lags); looking again next tick", vm.VMID, r.Node))
+	}
 	return submit(ctx, env, vm, "migrate to "+vm.TargetNode, task, err)
 }
 
@@ -812,9 +840,22 @@ func configureCloudInit(ctx context.Context, env *Env, vm store.VM) Result {
 	if res := locate(ctx, env, &vm); res != nil {
 		return *res
 	}
+	if err := applyCloudInit(ctx, env, vm, p); err != nil {
+		return fromError("set cloud-init", err)
+	}
+	if vm.Password != "" {
+		_ = env.Store.VMClearPassword(ctx, vm.ID, env.Now())
+	}
+	return Success()
+}
+
+// applyCloudInit writes the VM's cloud-init keys: user, password (if the
+// record still has one), SSH keys, ipconfig0 from its addresses, name
+// servers. PVE applies them at the next boot.
+func applyCloudInit(ctx context.Context, env *Env, vm store.VM, p config.Product) error {
 	ips, err := env.Store.IPsForVM(ctx, vm.ID)
 	if err != nil {
-		return Retryable(err)
+		return err
 	}
 	ipc := proxmox.IPConfig{}
 	var nameservers []string
@@ -859,13 +900,7 @@ func configureCloudInit(ctx context.Context, env *Env, vm store.VM) Result {
 			ci.SSHKeys = append(ci.SSHKeys, k)
 		}
 	}
-	if err := env.PVE.SetCloudInit(ctx, ref(vm), ci); err != nil {
-		return fromError("set cloud-init", err)
-	}
-	if vm.Password != "" {
-		_ = env.Store.VMClearPassword(ctx, vm.ID, env.Now())
-	}
-	return Success()
+	return env.PVE.SetCloudInit(ctx, ref(vm), ci)
 }
 
 // startVM starts the VM and follows the start task.
@@ -916,6 +951,13 @@ func verifyRunning(ctx context.Context, env *Env, vm store.VM) Result {
 			env.Emit(fmt.Sprintf("event: VM is ready — %s (VMID %d on %s)", vm.Hostname, vm.VMID, vm.Node))
 		}
 		return Success()
+	}
+	if st.Stopped() && vm.Attempts > 0 && vm.StepWaits == 0 {
+		// A retry after the guest did not come up: start it again.
+		if _, err := env.PVE.Start(ctx, ref(vm), proxmox.StartOptions{}); err != nil && !proxmox.IsAlreadyRunning(err) {
+			return fromError("start again", err)
+		}
+		return Wait("guest was stopped; start requested again")
 	}
 	limit := env.Config.Tasks.ProcessVMs.StartWaitTicks
 	seen := st.Status

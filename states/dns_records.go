@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/pvectl/pvectl/providers/dns"
@@ -34,6 +35,10 @@ func resyncDNS(ctx context.Context, env *Env, vm store.VM) Result {
 	}
 	DeleteDNS(ctx, env, vm)
 	plan := DNSPlan(env, vm, ips)
+	switch State(vm.Status) {
+	case TerminateDNSRemoved, TerminateDeleted, Remove, ErrorTerminate:
+		plan = nil // a VM on its way out only gets its records deleted
+	}
 	failed := 0
 	for _, rec := range plan {
 		if publishRecord(ctx, env, vm, rec) != nil {
@@ -98,6 +103,10 @@ func RetryDNS(ctx context.Context, env *Env, vm store.VM) (failed, tried int, er
 		return 0, 0, err
 	}
 	plan := DNSPlan(env, vm, ips)
+	switch State(vm.Status) {
+	case TerminateDNSRemoved, TerminateDeleted, Remove, ErrorTerminate:
+		plan = nil // a VM on its way out only gets its records deleted
+	}
 	published := map[string]bool{}
 	for _, row := range rows {
 		if row.State == "published" {
@@ -117,6 +126,16 @@ func RetryDNS(ctx context.Context, env *Env, vm store.VM) (failed, tried int, er
 		tried++
 		if publishRecord(ctx, env, vm, rec) != nil {
 			failed++
+		}
+	}
+	if failed == 0 {
+		// Addresses a change-package took away are free once DNS is clean.
+		freed, err := env.Store.IPReleasePending(ctx, vm.ID)
+		if err != nil {
+			return failed, tried, err
+		}
+		if len(freed) > 0 {
+			env.Emit("released " + strings.Join(freed, ", "))
 		}
 	}
 	return failed, tried, nil

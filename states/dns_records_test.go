@@ -106,7 +106,7 @@ func TestRetryDNSFollowsThePlanAndLeavesOperatorRecords(t *testing.T) {
 	// An operator's records at the same names; then the VM's IPv4 address changes.
 	b.srv.AddRR(t, dnstest.Forward, "web1.example.test. 300 IN A 192.0.2.99", `web1.example.test. 300 IN TXT "operator"`)
 	b.srv.AddRR(t, dnstest.Reverse4, "10.2.0.192.in-addr.arpa. 300 IN PTR alias.example.test.")
-	require.NoError(t, b.st.IPRelease(ctx, b.vm.ID, []string{"192.0.2.10"}))
+	require.NoError(t, b.st.IPMarkReleasing(ctx, b.vm.ID, []string{"192.0.2.10"}))
 	require.NoError(t, b.st.IPAllocate(ctx, b.vm.ID, []store.IPAllocation{{Address: "192.0.2.11", Family: 4, Pool: "v4"}}, dnsT0))
 	failed, tried, err = states.RetryDNS(ctx, b.env, b.vm)
 	require.NoError(t, err)
@@ -116,6 +116,7 @@ func TestRetryDNSFollowsThePlanAndLeavesOperatorRecords(t *testing.T) {
 		"· rev-del OK 10.2.0.192.in-addr.arpa PTR web1.example.test (zone 2.0.192.in-addr.arpa)",
 		"· fwd OK web1.example.test A 192.0.2.11 (zone example.test)",
 		"· rev OK 11.2.0.192.in-addr.arpa PTR web1.example.test (zone 2.0.192.in-addr.arpa)",
+		"released 192.0.2.10", // freed only now that DNS no longer points at it
 	}, b.takeLines())
 	require.Equal(t, []string{"192.0.2.11", "192.0.2.99"}, b.answers(t, "web1.example.test", mdns.TypeA))
 	require.Equal(t, []string{"alias.example.test."}, b.answers(t, "10.2.0.192.in-addr.arpa", mdns.TypePTR))

@@ -3,7 +3,9 @@ package states
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -17,6 +19,9 @@ const MarkerTag = "pvectl"
 
 // marker is the description line that ties a PVE VM to its record.
 func marker(vm store.VM) string { return "pvectl service=" + vm.ServiceID }
+
+// Ours reports whether a PVE VM's config carries this record's marker.
+func Ours(cfg proxmox.VMConfig, vm store.VM) bool { return ours(cfg, vm) }
 
 // ours reports whether a PVE VM's config carries this record's marker.
 func ours(cfg proxmox.VMConfig, vm store.VM) bool {
@@ -185,4 +190,55 @@ func locate(ctx context.Context, env *Env, vm *store.VM) *Result {
 		vm.Node = r.Node
 	}
 	return nil
+}
+
+// staleLock holds the VM when a config lock has blocked its step for
+// stale_lock_after (measured from when the step first saw it, across ticks)
+// with no pvectl task known to hold it: a worker died and left it, and the
+// VM must not wait forever without anyone noticing. A legitimately long
+// clone or migration of a big disk can take hours: raise the setting then.
+func staleLock(ctx context.Context, env *Env, vm *store.VM, lock string) *Result {
+	limit := env.Config.Tasks.ProcessVMs.StaleLockAfter.D()
+	data := stepData(*vm)
+	since, seen := stepTime(data, "lock_since")
+	if !seen {
+		setStepTime(data, "lock_since", env.Now())
+		_ = saveStepData(ctx, env, vm, data)
+		return nil
+	}
+	if env.Now().Sub(since) < limit {
+		return nil
+	}
+	r := Permanent(fmt.Errorf("VM %d has been locked (%s) for %s with no pvectl task running: a PVE worker probably died; check the node's task log, then `qm unlock %d` and pvectl vm retry",
+		vm.VMID, lock, env.Now().Sub(since).Round(time.Minute), vm.VMID))
+	return &r
+}
+
+// stepData is what the current step remembers across ticks.
+func stepData(vm store.VM) url.Values {
+	v, _ := url.ParseQuery(vm.StepData)
+	return v
+}
+
+// saveStepData stores the step's memory; vm.StepData is updated too.
+func saveStepData(ctx context.Context, env *Env, vm *store.VM, v url.Values) error {
+	data := v.Encode()
+	if err := env.Store.VMSetStepData(ctx, vm.ID, vm.Status, vm.Version, data, env.Now()); err != nil {
+		return err
+	}
+	vm.StepData = data
+	return nil
+}
+
+// stepTime reads a time saved with saveStepData.
+func stepTime(v url.Values, key string) (time.Time, bool) {
+	n, err := strconv.ParseInt(v.Get(key), 10, 64)
+	if err != nil {
+		return time.Time{}, false
+	}
+	return time.UnixMilli(n).UTC(), true
+}
+
+func setStepTime(v url.Values, key string, t time.Time) {
+	v.Set(key, strconv.FormatInt(t.UnixMilli(), 10))
 }

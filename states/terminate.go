@@ -39,13 +39,33 @@ func gone(ctx context.Context, env *Env, vm *store.VM) (bool, *Result) {
 	return false, nil
 }
 
+// foreign reports whether the VMID holds a VM that does not carry this
+// record's marker (someone else's VM took the VMID before the clone). The
+// terminate never stops it or touches its backups.
+func foreign(ctx context.Context, env *Env, vm store.VM) (bool, *Result) {
+	cfg, err := env.PVE.VMConfig(ctx, ref(vm))
+	if proxmox.IsNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		res := fromError("read config", err)
+		return false, &res
+	}
+	return !ours(cfg, vm), nil
+}
+
 func stopForTerminate(ctx context.Context, env *Env, vm store.VM) Result {
 	if g, res := gone(ctx, env, &vm); res != nil {
 		return *res
 	} else if g {
 		return Skip("VM is not in the cluster")
 	}
-	stopped, res := stopVM(ctx, env, vm)
+	if f, res := foreign(ctx, env, vm); res != nil {
+		return *res
+	} else if f {
+		return Skip(fmt.Sprintf("VMID %d holds a VM pvectl did not create; not stopping it", vm.VMID))
+	}
+	stopped, res := stopVM(ctx, env, &vm)
 	if stopped {
 		return Success()
 	}
@@ -60,6 +80,15 @@ func stopForTerminate(ctx context.Context, env *Env, vm store.VM) Result {
 func removeBackups(ctx context.Context, env *Env, vm store.VM) Result {
 	if vm.VMID == 0 {
 		return Skip("no VMID")
+	}
+	if g, res := gone(ctx, env, &vm); res != nil {
+		return *res
+	} else if !g {
+		if f, res := foreign(ctx, env, vm); res != nil {
+			return *res
+		} else if f {
+			return Skip(fmt.Sprintf("VMID %d holds a VM pvectl did not create; its backups are not ours", vm.VMID))
+		}
 	}
 	all, err := env.PVE.ClusterResources(ctx, proxmox.ResourceStorage)
 	if err != nil {
@@ -122,7 +151,9 @@ func deleteDNSForTerminate(ctx context.Context, env *Env, vm store.VM) Result {
 		return Skip("no DNS zones configured")
 	}
 	if failed := DeleteDNS(ctx, env, vm); failed > 0 {
-		return Skip(fmt.Sprintf("%d DNS record(s) could not be deleted (best effort)", failed))
+		// The DNS retry keeps deleting them after the VM is removed.
+		_ = env.Store.VMSetDNSDirty(ctx, vm.ID, true, env.Now())
+		return Skip(fmt.Sprintf("%d DNS record(s) could not be deleted; the DNS retry deletes them later", failed))
 	}
 	return Success()
 }

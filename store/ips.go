@@ -16,10 +16,11 @@ type IPAllocation struct {
 	VMID    int64 // vms.id
 }
 
-// IPsForVM returns a VM's addresses, IPv4 first, in allocation order.
+// IPsForVM returns a VM's addresses, IPv4 first, in allocation order
+// (not those being released).
 func (s *Store) IPsForVM(ctx context.Context, vmID int64) ([]IPAllocation, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT address, family, pool, vm_id FROM ip_allocations
-		WHERE vm_id = ? ORDER BY family, id`, vmID)
+		WHERE vm_id = ? AND releasing = 0 ORDER BY family, id`, vmID)
 	if err != nil {
 		return nil, err
 	}
@@ -131,14 +132,41 @@ func (s *Store) IPAllocate(ctx context.Context, vmID int64, ips []IPAllocation, 
 	})
 }
 
-// IPRelease returns a VM's addresses to their pools.
-func (s *Store) IPRelease(ctx context.Context, vmID int64, addrs []string) error {
+// IPMarkReleasing takes addresses away from a VM without freeing them yet:
+// they leave the VM's address list but stay reserved until IPReleasePending.
+func (s *Store) IPMarkReleasing(ctx context.Context, vmID int64, addrs []string) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		for _, a := range addrs {
-			if _, err := tx.ExecContext(ctx, `DELETE FROM ip_allocations WHERE vm_id = ? AND address = ?`, vmID, a); err != nil {
+			if _, err := tx.ExecContext(ctx, `UPDATE ip_allocations SET releasing = 1 WHERE vm_id = ? AND address = ?`, vmID, a); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
+}
+
+// IPReleasePending frees the VM's addresses marked releasing and returns them.
+func (s *Store) IPReleasePending(ctx context.Context, vmID int64) ([]string, error) {
+	var out []string
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, `SELECT address FROM ip_allocations WHERE vm_id = ? AND releasing = 1 ORDER BY id`, vmID)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var a string
+			if err := rows.Scan(&a); err != nil {
+				rows.Close()
+				return err
+			}
+			out = append(out, a)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `DELETE FROM ip_allocations WHERE vm_id = ? AND releasing = 1`, vmID)
+		return err
+	})
+	return out, err
 }

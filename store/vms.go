@@ -36,6 +36,7 @@ type VM struct {
 	Password       string
 	DNSDirty       bool
 	MAC            string // net0's MAC, kept across reinstalls
+	StepData       string // a step's memory across ticks; cleared on every status change
 	CreatedAt      time.Time
 	UpdatedAt      time.Time
 }
@@ -43,7 +44,7 @@ type VM struct {
 const vmColumns = `id, service_id, hostname, product, status, version, requested_node, target_node, node,
 	COALESCE(vmid, 0), pending_upid, pending_node, pending_step, step_waits, step_started_at,
 	attempts, next_attempt_at, held, last_error, COALESCE(idempotency_key, ''), request_digest,
-	ssh_keys, password, dns_dirty, mac, created_at, updated_at`
+	ssh_keys, password, dns_dirty, mac, step_data, created_at, updated_at`
 
 type scanner interface{ Scan(...any) error }
 
@@ -54,7 +55,7 @@ func scanVM(r scanner) (VM, error) {
 	err := r.Scan(&v.ID, &v.ServiceID, &v.Hostname, &v.Product, &v.Status, &v.Version,
 		&v.RequestedNode, &v.TargetNode, &v.Node, &v.VMID, &v.PendingUPID, &v.PendingNode, &v.PendingStep,
 		&v.StepWaits, &stepStarted, &v.Attempts, &next, &held, &v.LastError, &v.IdempotencyKey,
-		&v.RequestDigest, &v.SSHKeys, &v.Password, &dirty, &v.MAC, &created, &updated)
+		&v.RequestDigest, &v.SSHKeys, &v.Password, &dirty, &v.MAC, &v.StepData, &created, &updated)
 	if err != nil {
 		return VM{}, err
 	}
@@ -234,13 +235,15 @@ func (s *Store) VMApplyOutcome(ctx context.Context, o Outcome) error {
 			stepStarted = `?`
 			args = append(args, ms(o.Now))
 		}
-		args = append(args, ms(o.Now), b2i(o.ClearPending), b2i(o.ClearPending), b2i(o.ClearPending), b2i(o.ToStatus != o.FromStatus))
+		moved := b2i(o.ToStatus != o.FromStatus)
+		args = append(args, ms(o.Now), b2i(o.ClearPending), b2i(o.ClearPending), b2i(o.ClearPending), moved, moved)
 		args = append(args, o.ID, o.FromStatus, o.FromVersion)
 		res, err := tx.ExecContext(ctx, `UPDATE vms SET status = ?, attempts = ?, next_attempt_at = ?,
 			held = ?, last_error = ?, step_waits = ?, step_started_at = `+stepStarted+`, updated_at = ?,
 			pending_upid = CASE WHEN ? THEN '' ELSE pending_upid END,
 			pending_node = CASE WHEN ? THEN '' ELSE pending_node END,
 			pending_step = CASE WHEN ? THEN '' ELSE pending_step END,
+			step_data = CASE WHEN ? THEN '' ELSE step_data END,
 			version = version + ?
 			WHERE id = ? AND status = ? AND version = ?`, args...)
 		if err != nil {
@@ -302,10 +305,41 @@ func (s *Store) VMRelease(ctx context.Context, id int64, now time.Time) error {
 // VMSetStatus is the admin override (reset-status): it moves the VM to status
 // whatever it was, clears held, backoff, attempts and any pending task.
 func (s *Store) VMSetStatus(ctx context.Context, id int64, status string, now time.Time) error {
-	res, err := s.db.ExecContext(ctx, `UPDATE vms SET status = ?, held = 0, next_attempt_at = 0,
-		attempts = 0, last_error = '', pending_upid = '', pending_node = '', pending_step = '',
+	return s.tx(ctx, func(tx *sql.Tx) error { return setStatus(ctx, tx, id, status, now) })
+}
+
+func setStatus(ctx context.Context, tx *sql.Tx, id int64, status string, now time.Time) error {
+	res, err := tx.ExecContext(ctx, `UPDATE vms SET status = ?, held = 0, next_attempt_at = 0,
+		attempts = 0, last_error = '', pending_upid = '', pending_node = '', pending_step = '', step_data = '',
 		step_waits = 0, step_started_at = ?, version = version + 1, updated_at = ? WHERE id = ?`,
 		status, ms(now), ms(now), id)
+	if err != nil {
+		return err
+	}
+	return oneRow(res, id)
+}
+
+// VMSetRemoved is reset-status remove: in one transaction, the VM goes to
+// remove, its addresses and VMID are released, and its published DNS
+// records are marked for deletion by the DNS retry (nothing is sent to PVE).
+func (s *Store) VMSetRemoved(ctx context.Context, id int64, now time.Time) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		if err := setStatus(ctx, tx, id, "remove", now); err != nil {
+			return err
+		}
+		if err := releaseResources(ctx, tx, id, now); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `UPDATE vms SET dns_dirty = 1 WHERE id = ? AND EXISTS (SELECT 1 FROM dns_records WHERE vm_id = ?)`, id, id)
+		return err
+	})
+}
+
+// VMSetStepData stores what the current step must remember across ticks,
+// guarded by the VM still being at status/version.
+func (s *Store) VMSetStepData(ctx context.Context, id int64, status string, version int64, data string, now time.Time) error {
+	res, err := s.db.ExecContext(ctx, `UPDATE vms SET step_data = ?, updated_at = ? WHERE id = ? AND status = ? AND version = ?`,
+		data, ms(now), id, status, version)
 	if err != nil {
 		return err
 	}
@@ -361,7 +395,7 @@ func (s *Store) VMRequest(ctx context.Context, id int64, allowed []string, to, p
 			product = cur.Product
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE vms SET status = ?, product = ?, held = 0, next_attempt_at = 0,
-			attempts = 0, last_error = '', pending_upid = '', pending_node = '', pending_step = '', step_waits = 0,
+			attempts = 0, last_error = '', pending_upid = '', pending_node = '', pending_step = '', step_data = '', step_waits = 0,
 			step_started_at = ?, version = version + 1, updated_at = ? WHERE id = ?`, to, product, ms(now), ms(now), id); err != nil {
 			return err
 		}
@@ -373,23 +407,29 @@ func (s *Store) VMRequest(ctx context.Context, id int64, allowed []string, to, p
 
 // VMReleaseResources frees a VM's addresses and VMID and clears its
 // identity fields, guarded by status/version. Call it only once PVE has
-// confirmed the VM is gone.
+// confirmed the VM is gone. The VM's DNS bookkeeping stays, so records whose
+// deletion failed are still deleted later by the DNS retry.
 func (s *Store) VMReleaseResources(ctx context.Context, id int64, status string, version int64, now time.Time) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE vms SET vmid = NULL, node = '', target_node = '', pending_upid = '',
-			pending_node = '', pending_step = '', updated_at = ? WHERE id = ? AND status = ? AND version = ?`, ms(now), id, status, version)
-		if err != nil {
+		var cur string
+		var ver int64
+		if err := tx.QueryRowContext(ctx, `SELECT status, version FROM vms WHERE id = ?`, id).Scan(&cur, &ver); err != nil {
 			return err
 		}
-		if err := oneRow(res, id); err != nil {
-			return err
+		if cur != status || ver != version {
+			return fmt.Errorf("vm #%d: %w", id, ErrConflict)
 		}
-		if _, err := tx.ExecContext(ctx, `DELETE FROM ip_allocations WHERE vm_id = ?`, id); err != nil {
-			return err
-		}
-		_, err = tx.ExecContext(ctx, `DELETE FROM dns_records WHERE vm_id = ?`, id)
-		return err
+		return releaseResources(ctx, tx, id, now)
 	})
+}
+
+func releaseResources(ctx context.Context, tx *sql.Tx, id int64, now time.Time) error {
+	if _, err := tx.ExecContext(ctx, `UPDATE vms SET vmid = NULL, node = '', target_node = '', pending_upid = '',
+		pending_node = '', pending_step = '', updated_at = ? WHERE id = ?`, ms(now), id); err != nil {
+		return err
+	}
+	_, err := tx.ExecContext(ctx, `DELETE FROM ip_allocations WHERE vm_id = ?`, id)
+	return err
 }
 
 // VMDelete deletes a record, its addresses, DNS records and logs. It never

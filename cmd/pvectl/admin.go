@@ -127,7 +127,21 @@ func sendStop(ctx context.Context, e *engine.Engine, vm store.VM, w io.Writer) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	task, err := env.PVE.Stop(ctx, proxmox.VMRef{Node: vm.Node, VMID: vm.VMID}, proxmox.StopOptions{OverruleShutdown: true})
+	ref := proxmox.VMRef{Node: vm.Node, VMID: vm.VMID}
+	// Never stop a VM pvectl did not create (the VMID may hold someone
+	// else's VM if our clone never happened).
+	cfg, err := env.PVE.VMConfig(ctx, ref)
+	if err != nil {
+		if !proxmox.IsNotFound(err) {
+			fmt.Fprintf(w, "warning: stop request not sent (%v); the next tick stops the VM\n", err)
+		}
+		return
+	}
+	if !states.Ours(cfg, vm) {
+		fmt.Fprintf(w, "warning: VMID %d holds a VM pvectl did not create; not stopping it\n", vm.VMID)
+		return
+	}
+	task, err := env.PVE.Stop(ctx, ref, proxmox.StopOptions{OverruleShutdown: true})
 	switch {
 	case err == nil:
 		fmt.Fprintf(w, "stop requested (task %s)\n", task.UPID)
@@ -258,17 +272,14 @@ func newResetStatusCmd(g *globals) *cobra.Command {
 					return usagef("not confirmed; nothing changed")
 				}
 				now := e.Clock.Now()
-				if err := e.Store.VMSetStatus(ctx, vm.ID, string(t.State), now); err != nil {
-					return err
-				}
 				if t.State == states.Remove {
-					cur, err := e.Store.VMGet(ctx, vm.ID)
-					if err != nil {
+					// Status, IPs and VMID in one transaction; published DNS
+					// records are deleted by the DNS retry.
+					if err := e.Store.VMSetRemoved(ctx, vm.ID, now); err != nil {
 						return err
 					}
-					if err := e.Store.VMReleaseResources(ctx, cur.ID, cur.Status, cur.Version, now); err != nil {
-						return err
-					}
+				} else if err := e.Store.VMSetStatus(ctx, vm.ID, string(t.State), now); err != nil {
+					return err
 				}
 				fmt.Fprintf(w, "VM %s: %s → %s\n", vm.ServiceID, vm.Status, t.State)
 				return nil

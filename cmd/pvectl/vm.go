@@ -113,8 +113,10 @@ func runVMCreate(cmd *cobra.Command, g *globals, o createOpts) error {
 	}
 	defer closeFn()
 	ctx := cmd.Context()
+	// The digest never covers the password: it stays in the store after the
+	// password itself is forgotten, and a hash of a password can be guessed.
 	h := sha256.New()
-	for _, s := range []string{o.serviceID, o.product, o.hostname, o.node, sshKeys, password} {
+	for _, s := range []string{o.serviceID, o.product, o.hostname, o.node, sshKeys} {
 		fmt.Fprintf(h, "%d:%s;", len(s), s)
 	}
 	vm, created, err := e.Store.VMCreate(ctx, store.NewVM{ServiceID: o.serviceID, Hostname: o.hostname, Product: o.product,

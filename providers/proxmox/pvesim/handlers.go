@@ -2,6 +2,7 @@ package pvesim
 
 import (
 	"fmt"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -800,11 +801,21 @@ func hRRD(c *call) (any, *apiError) {
 
 // ---- vzdump ----
 
+// vzdumpAuthz is the API-side check of pve-manager API2/VZDump.pm: only the
+// target storage. VM.Backup is checked by the worker (exec_backup).
+func vzdumpAuthz(c *call) *apiError {
+	if st := c.str("storage"); st != "" {
+		return c.check("/storage/"+st, "Datastore.AllocateSpace")
+	}
+	return nil
+}
+
 func hVzdump(c *call) (any, *apiError) {
 	s := c.s
 	nodeName := c.vars["node"]
 	var ids []int
-	if c.bool("all") {
+	all := c.bool("all")
+	if all {
 		for _, id := range sortedVMIDs(s) {
 			if s.vms[id].node == nodeName {
 				ids = append(ids, id)
@@ -816,6 +827,7 @@ func hVzdump(c *call) (any, *apiError) {
 				ids = append(ids, id)
 			}
 		}
+		sort.Ints(ids)
 	}
 	if len(ids) == 0 {
 		return nil, serverErr("no guests specified")
@@ -844,83 +856,189 @@ func hVzdump(c *call) (any, *apiError) {
 	if len(ids) == 1 {
 		id = strconv.Itoa(ids[0])
 	}
-	ext := map[string]string{"": ".vma", "0": ".vma", "1": ".vma.lzo", "gzip": ".vma.gz", "lzo": ".vma.lzo", "zstd": ".vma.zst"}[c.str("compress")]
-	start := s.now()
 	o := spawnOpts{typ: "vzdump", id: id, vmids: ids}
-	var locked []*vm
+	o.log = []string{"INFO: starting new backup job: vzdump " + c.vzdumpCmdline()}
+
+	// exec_backup: VM.Backup on every listed guest that exists, checked by
+	// the worker before the first backup; with "all" the guests without it
+	// are skipped silently.
+	var permFail string
+	var todo []int
 	for _, vid := range ids {
-		if m := s.vms[vid]; m != nil && m.node == nodeName && m.conf["lock"] == "" {
+		if m := s.vms[vid]; m != nil && !c.can(fmt.Sprintf("/vms/%d", vid), "VM.Backup") {
+			if all {
+				continue
+			}
+			permFail = fmt.Sprintf("Permission check failed (/vms/%d, VM.Backup)", vid)
+			break
+		}
+		todo = append(todo, vid)
+	}
+	if permFail != "" {
+		o.run = errTask(permFail)
+		return c.spawn(o).upid, nil
+	}
+
+	ext := map[string]string{"": ".vma", "0": ".vma", "1": ".vma.lzo", "gzip": ".vma.gz", "lzo": ".vma.lzo", "zstd": ".vma.zst"}[c.str("compress")]
+	dur := s.duration("vzdump")
+	failed := false
+	var cur *vm // the guest being backed up (holding our "backup" lock)
+	var curStart time.Time
+	var t *task // set by each step and by run
+	logf := func(format string, a ...any) { t.log = append(t.log, fmt.Sprintf(format, a...)) }
+	// startGuest is exec_backup_task reaching a guest: the guest's config
+	// lock is taken with set_lock, which fails on a locked guest.
+	startGuest := func(vid int) {
+		logf("INFO: Starting Backup of VM %d (qemu)", vid)
+		m := s.vms[vid]
+		switch {
+		case m == nil || m.node != nodeName:
+			logf("ERROR: Backup of VM %d failed - unable to find VM %d", vid, vid)
+			failed = true
+		case m.conf["lock"] != "":
+			logf("ERROR: Backup of VM %d failed - %s", vid, lockedErr(m))
+			failed = true
+		default:
 			m.conf["lock"] = "backup"
-			locked = append(locked, m)
+			cur, curStart = m, s.now()
 		}
 	}
-	o.onFail = func() {}
+	release := func() {
+		if cur != nil && cur.conf["lock"] == "backup" {
+			delete(cur.conf, "lock")
+		}
+		cur = nil
+	}
+	finishGuest := func() {
+		if cur == nil {
+			return
+		}
+		m := cur
+		defer release()
+		name := fmt.Sprintf("vzdump-qemu-%d-%s%s", m.vmid, curStart.UTC().Format("2006_01_02-15_04_05"), ext)
+		volid := st.name + ":backup/" + name
+		size := s.vmDisk(m) / 8
+		if size > st.free() {
+			logf("ERROR: Backup of VM %d failed - vma_queue_write: write error - No space left on device", m.vmid)
+			failed = true
+			return
+		}
+		conf := copyMap(m.conf)
+		delete(conf, "lock")
+		notes := c.str("notes-template")
+		for k, v := range map[string]string{"{{guestname}}": m.conf["name"], "{{vmid}}": strconv.Itoa(m.vmid), "{{node}}": nodeName, "{{cluster}}": s.cluster.Name} {
+			notes = strings.ReplaceAll(notes, k, v)
+		}
+		st.volumes[volid] = &volume{volid: volid, format: strings.TrimPrefix(ext, "."), size: size, ctime: curStart.Unix(), vmid: m.vmid, content: "backup",
+			notes: notes, protected: c.bool("protected"), conf: conf}
+		st.used += size
+		logf("INFO: creating vzdump archive '%s'", volumePath(st, st.volumes[volid]))
+		logf("INFO: archive file size: %s", formatSize(size))
+		logf("INFO: Finished Backup of VM %d (00:00:%02d)", m.vmid, int(s.now().Sub(curStart)/time.Second)%60)
+	}
+	// The guests are backed up one after another, each taking an equal
+	// share of the task duration.
+	for i, vid := range todo {
+		o.steps = append(o.steps, spawnStep{after: dur * time.Duration(i) / time.Duration(len(todo)), fn: func(tk *task) {
+			t = tk
+			finishGuest()
+			startGuest(vid)
+		}})
+	}
 	o.run = func() (string, []string) {
-		var lines []string
-		failed := false
-		for _, vid := range ids {
-			m := s.vms[vid]
-			lines = append(lines, fmt.Sprintf("INFO: Starting Backup of VM %d (qemu)", vid))
-			if m == nil || m.node != nodeName {
-				lines = append(lines, fmt.Sprintf("ERROR: Backup of VM %d failed - unable to find VM %d", vid, vid))
-				failed = true
-				continue
-			}
-			isLockedByUs := false
-			for _, l := range locked {
-				isLockedByUs = isLockedByUs || l == m
-			}
-			if !isLockedByUs {
-				lines = append(lines, fmt.Sprintf("ERROR: Backup of VM %d failed - %s", vid, lockedErr(m)))
-				failed = true
-				continue
-			}
-			name := fmt.Sprintf("vzdump-qemu-%d-%s%s", vid, start.UTC().Format("2006_01_02-15_04_05"), ext)
-			volid := st.name + ":backup/" + name
-			size := s.vmDisk(m) / 8
-			if size > st.free() {
-				lines = append(lines, fmt.Sprintf("ERROR: Backup of VM %d failed - vma_queue_write: write error - No space left on device", vid))
-				failed = true
-				continue
-			}
-			conf := copyMap(m.conf)
-			delete(conf, "lock")
-			notes := c.str("notes-template")
-			for k, v := range map[string]string{"{{guestname}}": m.conf["name"], "{{vmid}}": strconv.Itoa(vid), "{{node}}": nodeName, "{{cluster}}": s.cluster.Name} {
-				notes = strings.ReplaceAll(notes, k, v)
-			}
-			st.volumes[volid] = &volume{volid: volid, format: strings.TrimPrefix(ext, "."), size: size, ctime: start.Unix(), vmid: vid, content: "backup",
-				notes: notes, protected: c.bool("protected"), conf: conf}
-			st.used += size
-			lines = append(lines, "INFO: creating vzdump archive '"+volumePath(st, st.volumes[volid])+"'",
-				fmt.Sprintf("INFO: archive file size: %s", formatSize(size)),
-				fmt.Sprintf("INFO: Finished Backup of VM %d (00:00:%02d)", vid, int(s.duration("vzdump")/time.Second)%60))
-		}
-		for _, m := range locked {
-			if m.conf["lock"] == "backup" {
-				delete(m.conf, "lock")
-			}
-		}
+		finishGuest()
 		if failed {
-			return "job errors", lines
+			return "job errors", []string{"INFO: Backup job finished with errors"}
 		}
-		return "OK", append(lines, "INFO: Backup job finished successfully")
+		return "OK", []string{"INFO: Backup job finished successfully"}
 	}
-	t := c.spawn(o)
-	if t.forced != "" && !isSuccess(t.forced) {
-		// the worker fails: release our backup locks unless told to keep them
-		t.onFail = func() {
-			for _, m := range locked {
-				if m.conf["lock"] == "backup" {
-					delete(m.conf, "lock")
-				}
-			}
+	// the worker died (TaskFault): drop the backup lock unless told to keep it
+	o.onFail = release
+	tk := c.spawn(o)
+	t = tk
+	return tk.upid, nil
+}
+
+// vzdumpCmdline renders the job like PVE::VZDump::Common::command_line.
+func (c *call) vzdumpCmdline() string {
+	var parts []string
+	if v := c.str("vmid"); v != "" {
+		parts = append(parts, strings.Join(vmidListSplit.Split(strings.TrimSpace(v), -1), " "))
+	}
+	for _, k := range sortedKeys(c.params) {
+		if k == "vmid" || k == "node" {
+			continue
 		}
+		v, _ := scalar(c.params[k])
+		parts = append(parts, "--"+k+" "+v)
 	}
-	return t.upid, nil
+	return strings.Join(parts, " ")
 }
 
 // ---- create / restore ----
+
+var backupOwnerRe = regexp.MustCompile(`^backup/vzdump-qemu-(\d+)-`)
+
+// createAuthz is qemu-server create_vm's own check. vmid is a body
+// parameter, so the ACL path is /vms/<vmid from the body>. A denied
+// VM.Allocate raises a bare "Permission check failed".
+func createAuthz(c *call) *apiError {
+	s := c.s
+	vmid := c.int("vmid")
+	archive := c.str("archive")
+	if c.has("storage") {
+		if e := c.check("/storage/"+c.str("storage"), "Datastore.AllocateSpace"); e != nil {
+			return e
+		}
+	}
+	existing := s.vms[vmid]
+	switch {
+	case c.can(fmt.Sprintf("/vms/%d", vmid), "VM.Allocate"):
+	case c.has("pool") && c.can("/pool/"+c.str("pool"), "VM.Allocate"):
+	case archive != "" && c.bool("force") && existing != nil && existing.node == c.vars["node"] &&
+		c.can(fmt.Sprintf("/vms/%d", vmid), "VM.Backup"):
+		// restoring over an existing VM needs only VM.Backup
+	default:
+		return permErr("")
+	}
+	if archive != "" {
+		// PVE::Storage::check_volume_access($rpcenv, $user, $cfg, $vmid, $archive, 'backup')
+		sid, volname, _ := strings.Cut(archive, ":")
+		if c.can("/storage/"+sid, "Datastore.Allocate") {
+			return nil
+		}
+		owner := 0
+		if m := backupOwnerRe.FindStringSubmatch(volname); m != nil {
+			owner, _ = strconv.Atoi(m[1])
+		}
+		switch {
+		case owner != 0 && owner == vmid:
+			// we are owner - allow access
+		case owner != 0:
+			if e := c.check("/storage/"+sid, "Datastore.AllocateSpace"); e != nil {
+				return e
+			}
+			return c.check(fmt.Sprintf("/vms/%d", owner), "VM.Backup")
+		default:
+			return c.check("/storage/"+sid, "Datastore.Allocate")
+		}
+		return nil
+	}
+	// check_storage_access: new disks need Datastore.AllocateSpace
+	for _, k := range sortedKeys(c.params) {
+		if !diskKeyRe.MatchString(k) || strings.HasPrefix(k, "unused") {
+			continue
+		}
+		v, _ := scalar(c.params[k])
+		d := parseDisk(v)
+		if _, err := strconv.ParseFloat(d.volname, 64); err == nil && d.storage != "" && !d.isCDROM() {
+			if e := c.check("/storage/"+d.storage, "Datastore.AllocateSpace"); e != nil {
+				return e
+			}
+		}
+	}
+	return nil
+}
 
 func hCreate(c *call) (any, *apiError) {
 	s := c.s

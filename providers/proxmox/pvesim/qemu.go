@@ -10,6 +10,9 @@ import (
 type handlerDef struct {
 	fn   handlerFunc
 	perm func(c *call) (string, string)
+	// authz is for endpoints whose schema says "user => 'all'" and whose
+	// code checks permissions itself; it runs after parameter verification.
+	authz func(c *call) *apiError
 }
 
 func vmPerm(priv string) func(c *call) (string, string) {
@@ -35,7 +38,7 @@ func init() {
 		"GET /nodes":                                                    {fn: hNodes},
 		"GET /nodes/{node}/status":                                      {fn: hNodeStatus, perm: nodePerm("Sys.Audit")},
 		"GET /nodes/{node}/qemu":                                        {fn: hQemuList},
-		"POST /nodes/{node}/qemu":                                       {fn: hCreate, perm: vmPerm("VM.Allocate")},
+		"POST /nodes/{node}/qemu":                                       {fn: hCreate, authz: createAuthz},
 		"DELETE /nodes/{node}/qemu/{vmid}":                              {fn: hDelete, perm: vmPerm("VM.Allocate")},
 		"GET /nodes/{node}/qemu/{vmid}/status/current":                  {fn: hStatusCurrent, perm: vmPerm("VM.Audit")},
 		"POST /nodes/{node}/qemu/{vmid}/status/start":                   {fn: hPower("qmstart"), perm: vmPerm("VM.PowerMgmt")},
@@ -63,7 +66,7 @@ func init() {
 		"DELETE /nodes/{node}/qemu/{vmid}/snapshot/{snapname}":          {fn: hSnapDelete, perm: vmPerm("VM.Snapshot")},
 		"POST /nodes/{node}/qemu/{vmid}/snapshot/{snapname}/rollback":   {fn: hSnapRollback, perm: vmPerm("VM.Snapshot.Rollback")},
 		"GET /nodes/{node}/qemu/{vmid}/rrddata":                         {fn: hRRD, perm: vmPerm("VM.Audit")},
-		"POST /nodes/{node}/vzdump":                                     {fn: hVzdump, perm: nodePerm("")},
+		"POST /nodes/{node}/vzdump":                                     {fn: hVzdump, authz: vzdumpAuthz},
 		"GET /nodes/{node}/storage":                                     {fn: hStorageList},
 		"GET /nodes/{node}/storage/{storage}/status":                    {fn: hStorageStatus, perm: storagePerm("Datastore.Audit")},
 		"GET /nodes/{node}/storage/{storage}/content":                   {fn: hContentList, perm: storagePerm("Datastore.Audit")},
@@ -173,33 +176,30 @@ func hPower(typ string) handlerFunc {
 			return nil, err
 		}
 		skiplock := c.bool("skiplock")
-		var pre string
-		switch {
-		case m.conf["lock"] != "" && !skiplock:
-			pre = lockedErr(m)
-		case typ == "qmstart" && m.conf["template"] == "1":
-			pre = "you can't start a vm if it's a template"
-		case typ == "qmstart" && m.running:
-			pre = fmt.Sprintf("VM %d already running", m.vmid)
-		}
 		o := spawnOpts{typ: typ, id: strconv.Itoa(m.vmid), vmids: []int{m.vmid}, flockVM: m}
-		if pre != "" {
-			o.run = errTask(pre)
-		} else {
-			o.run = func() (string, []string) {
-				if s.vms[m.vmid] != m {
-					return fmt.Sprintf("unable to find configuration file for VM %d on node '%s'", m.vmid, m.node), nil
+		// qemu-server checks all of this in the worker, under the config
+		// lock: two queued starts make the second fail "already running".
+		o.run = func() (string, []string) {
+			if s.vms[m.vmid] != m || m.node != c.vars["node"] {
+				return fmt.Sprintf("unable to find configuration file for VM %d on node '%s'", m.vmid, c.vars["node"]), nil
+			}
+			switch {
+			case m.conf["lock"] != "" && !skiplock:
+				return lockedErr(m), nil
+			case typ == "qmstart" && m.conf["template"] == "1":
+				return "you can't start a vm if it's a template", nil
+			case typ == "qmstart" && m.running:
+				return fmt.Sprintf("VM %d already running", m.vmid), nil
+			}
+			switch typ {
+			case "qmstart":
+				if !m.neverRunning {
+					m.running, m.startedAt = true, s.now()
 				}
-				switch typ {
-				case "qmstart":
-					if !m.neverRunning {
-						m.running, m.startedAt = true, s.now()
-					}
-					return "OK", []string{"generating cloud-init ISO"}
-				default:
-					m.running = false
-					return "OK", nil
-				}
+				return "OK", []string{"generating cloud-init ISO"}
+			default:
+				m.running = false
+				return "OK", nil
 			}
 		}
 		t := c.spawn(o)
@@ -252,66 +252,102 @@ func hConfigSet(async bool) handlerFunc {
 		if c.has("force") && !c.has("delete") {
 			return nil, paramErr("force", "missing property - 'delete' is required when using 'force'")
 		}
-		if d := c.str("digest"); d != "" && d != confDigest(m.conf) {
-			return nil, serverErr("checksum mismatch (file change by other user?)")
+		// $load_and_check_config->(0): early checks before forking/locking
+		if msg := c.checkConfig(m); msg != "" {
+			return nil, serverErr(msg)
 		}
-		if e := s.syncFlock(m); e != nil {
-			return nil, e
+		if !async {
+			// PUT: lock_config($vmid, $updatefn) in the API process
+			if e := s.syncFlock(m); e != nil {
+				return nil, e
+			}
+			if msg := s.applyConfig(m, c); msg != "" {
+				return nil, serverErr(msg)
+			}
+			return nil, nil
 		}
-		if m.conf["lock"] != "" && !c.bool("skiplock") {
-			return nil, serverErr(lockedErr(m))
+		// POST: the qmconfig worker takes the flock, checks again (the config
+		// may have changed since the request) and only then writes the
+		// change, so it lands when the task has run.
+		waited := s.flockWait(m, false) > 0
+		t := c.spawn(spawnOpts{typ: "qmconfig", id: strconv.Itoa(m.vmid), vmids: []int{m.vmid}, flockVM: m,
+			log: []string{"update VM " + strconv.Itoa(m.vmid) + ": " + c.paramSummary()},
+			run: func() (string, []string) {
+				if s.vms[m.vmid] != m {
+					return s.configFileErr(m.node, m.vmid).msg, nil
+				}
+				if msg := c.checkConfig(m); msg != "" {
+					return msg, nil
+				}
+				if msg := s.applyConfig(m, c); msg != "" {
+					return msg, nil
+				}
+				return "OK", nil
+			}})
+		if bd := c.int("background_delay"); bd > 0 && !waited && s.duration("qmconfig") <= time.Duration(bd)*time.Second {
+			// the API waits up to background_delay seconds for the worker
+			t.end = s.now()
+			s.finish(t)
+			if isSuccess(t.exit) {
+				return nil, nil
+			}
+			return nil, serverErr(fmt.Sprintf("failed to update VM %d: %s", m.vmid, t.exit))
 		}
-		for _, k := range strings.FieldsFunc(c.str("delete"), func(r rune) bool { return r == ',' || r == ';' || r == ' ' }) {
-			if diskKeyRe.MatchString(k) && !strings.HasPrefix(k, "unused") && !c.bool("force") {
-				if d := parseDisk(m.conf[k]); m.conf[k] != "" && !d.isCDROM() {
-					for i := 0; ; i++ {
-						u := fmt.Sprintf("unused%d", i)
-						if _, ok := m.conf[u]; !ok {
-							m.conf[u] = d.storage + ":" + d.volname
-							break
-						}
-					}
-				} else if d.isCDROM() && strings.Contains(d.volname, "cloudinit") {
-					if st := s.storageOn(m.node, d.storage); st != nil {
-						st.release(d.storage + ":" + d.volname)
+		return t.upid, nil
+	}
+}
+
+// checkConfig is qemu-server's $load_and_check_config: digest and lock.
+func (c *call) checkConfig(m *vm) string {
+	if d := c.str("digest"); d != "" && d != confDigest(m.conf) {
+		return "checksum mismatch (file change by other user?)"
+	}
+	if m.conf["lock"] != "" && !c.bool("skiplock") {
+		return lockedErr(m)
+	}
+	return ""
+}
+
+// applyConfig writes a config update ($updatefn); it returns an error text.
+func (s *Sim) applyConfig(m *vm, c *call) string {
+	for _, k := range strings.FieldsFunc(c.str("delete"), func(r rune) bool { return r == ',' || r == ';' || r == ' ' }) {
+		if diskKeyRe.MatchString(k) && !strings.HasPrefix(k, "unused") && !c.bool("force") {
+			if d := parseDisk(m.conf[k]); m.conf[k] != "" && !d.isCDROM() {
+				for i := 0; ; i++ {
+					u := fmt.Sprintf("unused%d", i)
+					if _, ok := m.conf[u]; !ok {
+						m.conf[u] = d.storage + ":" + d.volname
+						break
 					}
 				}
-			} else if strings.HasPrefix(k, "unused") || (diskKeyRe.MatchString(k) && c.bool("force")) {
-				d := parseDisk(m.conf[k])
+			} else if d.isCDROM() && strings.Contains(d.volname, "cloudinit") {
 				if st := s.storageOn(m.node, d.storage); st != nil {
 					st.release(d.storage + ":" + d.volname)
 				}
 			}
-			delete(m.conf, k)
-		}
-		for _, k := range sortedKeys(c.params) {
-			if configControlParams[k] {
-				continue
-			}
-			v, _ := scalar(c.params[k])
-			if diskKeyRe.MatchString(k) {
-				nv, msg := s.allocDiskValue(m, k, v)
-				if msg != "" {
-					return nil, serverErr(msg)
-				}
-				v = nv
-			}
-			m.conf[k] = v
-		}
-		if !async {
-			return nil, nil
-		}
-		t := c.spawn(spawnOpts{typ: "qmconfig", id: strconv.Itoa(m.vmid), vmids: []int{m.vmid}, flockVM: m,
-			log: []string{"update VM " + strconv.Itoa(m.vmid) + ": " + c.paramSummary()}})
-		if bd := c.int("background_delay"); bd > 0 && s.duration("qmconfig") <= time.Duration(bd)*time.Second {
-			t.end = s.now()
-			s.finish(t)
-			if t.exit == "OK" {
-				return nil, nil
+		} else if strings.HasPrefix(k, "unused") || (diskKeyRe.MatchString(k) && c.bool("force")) {
+			d := parseDisk(m.conf[k])
+			if st := s.storageOn(m.node, d.storage); st != nil {
+				st.release(d.storage + ":" + d.volname)
 			}
 		}
-		return t.upid, nil
+		delete(m.conf, k)
 	}
+	for _, k := range sortedKeys(c.params) {
+		if configControlParams[k] {
+			continue
+		}
+		v, _ := scalar(c.params[k])
+		if diskKeyRe.MatchString(k) {
+			nv, msg := s.allocDiskValue(m, k, v)
+			if msg != "" {
+				return msg
+			}
+			v = nv
+		}
+		m.conf[k] = v
+	}
+	return ""
 }
 
 func (c *call) paramSummary() string {
@@ -375,30 +411,30 @@ func hResize(c *call) (any, *apiError) {
 		return nil, err
 	}
 	key, sizeArg := c.str("disk"), c.str("size")
-	var pre string
-	d := parseDisk(m.conf[key])
-	var newSize int64
-	switch {
-	case m.conf["lock"] != "" && !c.bool("skiplock"):
-		pre = lockedErr(m)
-	case c.str("digest") != "" && c.str("digest") != confDigest(m.conf):
-		pre = "checksum mismatch (file change by other user?)"
-	case m.conf[key] == "":
-		pre = fmt.Sprintf("disk '%s' does not exist", key)
-	case d.isCDROM():
-		pre = "you can't resize a cdrom"
-	default:
-		grow := strings.HasPrefix(sizeArg, "+")
-		n, _ := parseSize(strings.TrimPrefix(sizeArg, "+"), 1)
-		newSize = n
-		if grow {
-			newSize = d.size + n
+	// qemu-server resize_vm: everything happens in the worker under the
+	// config lock, against the config as it is then.
+	run := func() (string, []string) {
+		if s.vms[m.vmid] != m {
+			return s.configFileErr(m.node, m.vmid).msg, nil
+		}
+		d := parseDisk(m.conf[key])
+		switch {
+		case c.str("digest") != "" && c.str("digest") != confDigest(m.conf):
+			return "checksum mismatch (file change by other user?)", nil
+		case m.conf["lock"] != "" && !c.bool("skiplock"):
+			return lockedErr(m), nil
+		case m.conf[key] == "":
+			return fmt.Sprintf("disk '%s' does not exist", key), nil
+		case d.isCDROM():
+			return "you can't resize a cdrom", nil
+		}
+		newSize, _ := parseSize(strings.TrimPrefix(sizeArg, "+"), 1)
+		if strings.HasPrefix(sizeArg, "+") {
+			newSize += d.size
 		}
 		if newSize < d.size {
-			pre = "shrinking disks is not supported"
+			return "shrinking disks is not supported", nil
 		}
-	}
-	run := func() (string, []string) {
 		if newSize == d.size {
 			return "OK", nil
 		}
@@ -414,17 +450,14 @@ func hResize(c *call) (any, *apiError) {
 				v.size = newSize
 			}
 		}
-		nd := parseDisk(m.conf[key])
+		nd := d
 		nd.size = newSize
 		m.conf[key] = nd.String()
 		return "OK", []string{fmt.Sprintf("  Size of logical volume pve/%s changed from %s to %s.", d.volname, formatSize(d.size), formatSize(newSize))}
 	}
-	if pre != "" {
-		run = errTask(pre)
-	}
 	if strings.HasPrefix(s.cluster.Version, "6.") || strings.HasPrefix(s.cluster.Version, "7.") {
-		if pre != "" {
-			return nil, serverErr(pre)
+		if e := s.syncFlock(m); e != nil {
+			return nil, e
 		}
 		if exit, _ := run(); exit != "OK" {
 			return nil, serverErr(exit)
@@ -447,17 +480,20 @@ func hDelete(c *call) (any, *apiError) {
 		return nil, serverErr(fmt.Sprintf("VM %d is running - destroy failed", m.vmid))
 	}
 	o := spawnOpts{typ: "qmdestroy", id: strconv.Itoa(m.vmid), vmids: []int{m.vmid}, flockVM: m}
-	if m.conf["lock"] != "" && !c.bool("skiplock") {
-		o.run = errTask(lockedErr(m))
-	} else {
-		o.run = func() (string, []string) {
-			if s.vms[m.vmid] != m {
-				return s.configFileErr(m.node, m.vmid).msg, nil
-			}
-			s.freeDisks(m)
-			delete(s.vms, m.vmid)
-			return "OK", []string{"Removing image: 100% complete...done."}
+	// the worker repeats the early checks under the config lock
+	o.run = func() (string, []string) {
+		if s.vms[m.vmid] != m {
+			return s.configFileErr(m.node, m.vmid).msg, nil
 		}
+		if m.running {
+			return fmt.Sprintf("VM %d is running - destroy failed", m.vmid), nil
+		}
+		if m.conf["lock"] != "" && !c.bool("skiplock") {
+			return lockedErr(m), nil
+		}
+		s.freeDisks(m)
+		delete(s.vms, m.vmid)
+		return "OK", []string{"Removing image: 100% complete...done."}
 	}
 	return c.spawn(o).upid, nil
 }

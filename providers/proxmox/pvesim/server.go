@@ -115,6 +115,7 @@ type route struct {
 	segs    []string
 	handler handlerFunc
 	perm    func(c *call) (string, string) // ACL path and privilege, "" = none
+	authz   func(c *call) *apiError        // checks done inside the handler code
 }
 
 func (s *Sim) routes() []route {
@@ -125,7 +126,7 @@ func (s *Sim) routes() []route {
 		if !ok {
 			continue
 		}
-		out = append(out, route{ep: ep, method: method, segs: strings.Split(strings.TrimPrefix(path, "/"), "/"), handler: h.fn, perm: h.perm})
+		out = append(out, route{ep: ep, method: method, segs: strings.Split(strings.TrimPrefix(path, "/"), "/"), handler: h.fn, perm: h.perm, authz: h.authz})
 	}
 	return out
 }
@@ -288,6 +289,27 @@ func (s *Sim) authenticate(r *http.Request) (TokenSpec, string, bool) {
 	return TokenSpec{}, "Authentication failed!", false
 }
 
+// can says whether the caller holds priv on path.
+func (c *call) can(path, priv string) bool { return !c.limited || allowed(c.grants, path, priv) }
+
+// permErr is PVE's raise_perm_exc: 403 "Permission check failed (<what>)",
+// or without the parenthesis when what is "".
+func permErr(what string) *apiError {
+	msg := "Permission check failed"
+	if what != "" {
+		msg += " (" + what + ")"
+	}
+	return &apiError{code: 403, msg: msg}
+}
+
+// check is $rpcenv->check($user, $path, [$priv]).
+func (c *call) check(path, priv string) *apiError {
+	if c.can(path, priv) {
+		return nil
+	}
+	return permErr(path + ", " + priv)
+}
+
 func allowed(grants []Grant, path, priv string) bool {
 	for _, g := range grants {
 		gp := strings.TrimSuffix(g.Path, "/")
@@ -441,6 +463,13 @@ func (s *Sim) dispatch(c *call, rt *route) (any, *apiError, *FailNext) {
 	}
 	if c.method != http.MethodGet && !s.quorate {
 		return nil, serverErr("cluster not ready - no quorum?"), nil
+	}
+	if c.limited && rt.authz != nil {
+		// permissions => { user => 'all' }: the handler checks (after
+		// parameter verification)
+		if e := rt.authz(c); e != nil {
+			return nil, e, nil
+		}
 	}
 	data, err := rt.handler(c)
 	if err != nil {

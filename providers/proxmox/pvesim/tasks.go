@@ -26,6 +26,17 @@ type task struct {
 	keepLock bool
 	forced   string // exit status forced by a TaskFault
 	seq      int
+	// steps is work the worker does while it runs (before run), in time
+	// order; runTasks performs each step when the clock reaches it.
+	steps []*taskStep
+}
+
+// taskStep is one piece of work a running task does at a point in time
+// (e.g. vzdump reaching the next guest).
+type taskStep struct {
+	at   time.Time
+	fn   func(t *task)
+	done bool
 }
 
 // upidRe is PVE's UPID decoder (pve-common UPID.pm).
@@ -43,6 +54,14 @@ type spawnOpts struct {
 	log           []string
 	run           func() (string, []string)
 	onFail        func()
+	// steps run while the task runs, at these offsets from the moment
+	// the worker starts (after any flock wait).
+	steps []spawnStep
+}
+
+type spawnStep struct {
+	after time.Duration
+	fn    func(t *task)
 }
 
 func (s *Sim) duration(typ string) time.Duration {
@@ -89,6 +108,8 @@ func (s *Sim) spawn(o spawnOpts) *task {
 	t.upid = fmt.Sprintf("UPID:%s:%08X:%08X:%08X:%s:%s:%s:", t.node, t.pid, t.pstart, now.Unix(), t.typ, t.id, t.user)
 	t.log = append(t.log, o.log...)
 	dur := s.duration(o.typ)
+	runStart := now
+	lockFailed := false
 	if o.flockVM != nil {
 		timeout := o.flockTimeout
 		if timeout == 0 {
@@ -97,6 +118,7 @@ func (s *Sim) spawn(o spawnOpts) *task {
 		wait := s.flockWait(o.flockVM, o.flockShared)
 		if wait > timeout {
 			vmid := o.flockVM.vmid
+			lockFailed = true
 			t.log = append(t.log, "trying to acquire lock...")
 			t.run = func() (string, []string) {
 				return fmt.Sprintf("can't lock file '%s' - got timeout", lockFile(vmid)), nil
@@ -110,10 +132,16 @@ func (s *Sim) spawn(o spawnOpts) *task {
 				t.log = append(t.log, "trying to acquire lock...", " OK")
 			}
 			dur += wait
+			runStart = now.Add(wait)
 			o.flockVM.flocks = append(o.flockVM.flocks, flock{upid: t.upid, shared: o.flockShared, until: now.Add(dur)})
 		}
 	}
 	t.end = now.Add(dur)
+	if !lockFailed {
+		for _, st := range o.steps {
+			t.steps = append(t.steps, &taskStep{at: runStart.Add(st.after), fn: st.fn})
+		}
+	}
 	if f := s.matchTaskFault(t); f != nil {
 		t.forced = f.ExitStatus
 		t.keepLock = f.KeepLock
@@ -126,33 +154,78 @@ func (s *Sim) spawn(o spawnOpts) *task {
 	}
 	s.tasks[t.upid] = t
 	s.taskSeq = append(s.taskSeq, t)
+	if len(t.steps) > 0 {
+		s.runTasks() // steps due now (the worker started at once)
+	}
 	return t
 }
 
 func isSuccess(exit string) bool { return exit == "OK" || strings.HasPrefix(exit, "WARNINGS: ") }
 
-// runTasks completes every task whose end time has passed, in end order.
+// runTasks performs every task step and completes every task whose time
+// has come, in time order (a task's steps before its end; ties by task
+// creation order).
 func (s *Sim) runTasks() {
 	now := s.now()
 	for {
 		var next *task
+		var nextStep *taskStep
+		var nextAt time.Time
+		consider := func(t *task, st *taskStep, at time.Time) {
+			if at.After(now) {
+				return
+			}
+			better := next == nil || at.Before(nextAt)
+			if !better && at.Equal(nextAt) {
+				if t == next {
+					better = st != nil && nextStep == nil
+				} else {
+					better = t.seq < next.seq
+				}
+			}
+			if better {
+				next, nextStep, nextAt = t, st, at
+			}
+		}
 		for _, t := range s.taskSeq {
-			if t.done || t.end.After(now) {
+			if t.done {
 				continue
 			}
-			if next == nil || t.end.Before(next.end) || (t.end.Equal(next.end) && t.seq < next.seq) {
-				next = t
+			if st := t.nextStep(); st != nil {
+				consider(t, st, st.at)
 			}
+			consider(t, nil, t.end)
 		}
 		if next == nil {
 			return
+		}
+		if nextStep != nil {
+			nextStep.done = true
+			nextStep.fn(next)
+			continue
 		}
 		s.finish(next)
 	}
 }
 
+func (t *task) nextStep() *taskStep {
+	for _, st := range t.steps {
+		if !st.done {
+			return st
+		}
+	}
+	return nil
+}
+
 func (s *Sim) finish(t *task) {
 	t.done = true
+	if t.forced == "" || isSuccess(t.forced) {
+		// a task finished early (background_delay) still did all its work
+		for st := t.nextStep(); st != nil; st = t.nextStep() {
+			st.done = true
+			st.fn(t)
+		}
+	}
 	var exit string
 	var lines []string
 	switch {

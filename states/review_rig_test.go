@@ -1,0 +1,178 @@
+package states_test
+
+// Review rig: the real engine (step runner with its compare-and-set) on a real
+// SQLite store, driving the real pipelines against an in-process pvesim, with
+// a controllable fake DNS updater. Used by the review_*_test.go files.
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pvectl/pvectl/config"
+	"github.com/pvectl/pvectl/engine"
+	"github.com/pvectl/pvectl/providers/dns"
+	"github.com/pvectl/pvectl/providers/proxmox"
+	"github.com/pvectl/pvectl/providers/proxmox/pvesim"
+	"github.com/pvectl/pvectl/states"
+	"github.com/pvectl/pvectl/store"
+	"github.com/stretchr/testify/require"
+)
+
+const reviewProducts = `vmid_range: {min: 1000, max: 1099}
+products:
+  small:
+    cores: 1
+    memory_mb: 1024
+    template: {vmid: 9000, node: pve1}
+    target_node: pve1
+    system_disk: {size_gb: 32, storage: local-lvm}
+    network: {bridge: vmbr0, ipv4: 1}
+  two-ips:
+    cores: 1
+    memory_mb: 1024
+    template: {vmid: 9000, node: pve1}
+    target_node: pve1
+    system_disk: {size_gb: 32, storage: local-lvm}
+    network: {bridge: vmbr0, ipv4: 2}
+  big:
+    cores: 4
+    memory_mb: 4096
+    template: {vmid: 9000, node: pve1}
+    target_node: pve1
+    system_disk: {size_gb: 40, storage: local-lvm}
+    additional_disk: {size_gb: 10, storage: local-lvm}
+    network: {bridge: vmbr0, ipv4: 1}
+ip_pools:
+  - {name: v4, nodes: [pve1, pve2], family: 4, bridge: vmbr0, network: 192.0.2.0/24, gateway: 192.0.2.1, first: 192.0.2.10, last: 192.0.2.20}
+`
+
+// fakeDNS records what is published; Delete fails while failDeletes is set.
+type fakeDNS struct {
+	mu          sync.Mutex
+	live        map[string]dns.Record // key → record currently in DNS
+	failDeletes bool
+}
+
+func (f *fakeDNS) Publish(_ context.Context, r dns.Record) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.live[r.Key()] = r
+	return nil
+}
+
+func (f *fakeDNS) Delete(_ context.Context, r dns.Record) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.failDeletes {
+		return &dns.Error{Op: "update", Kind: dns.KindUnreachable, Rcode: -1}
+	}
+	delete(f.live, r.Key())
+	return nil
+}
+
+func (f *fakeDNS) records() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for _, r := range f.live {
+		out = append(out, r.String())
+	}
+	return out
+}
+
+type rig struct {
+	t   *testing.T
+	ctx context.Context
+	sim *pvesim.Sim
+	pve proxmox.Client
+	st  *store.Store
+	cfg *config.Config
+	e   *engine.Engine
+	clk *engine.FixedClock
+	env *states.Env
+	dns *fakeDNS
+	out *bytes.Buffer
+}
+
+// newRig starts pvesim, a store and an engine. withDNS configures two fake
+// zones (forward example.test, reverse 2.0.192.in-addr.arpa).
+func newRig(t *testing.T, withDNS bool) *rig {
+	t.Helper()
+	sim, url, tokenID, secret := pvesim.StartTest(t, pvesim.DefaultCluster())
+	yaml := fmt.Sprintf("proxmox:\n  url: %s\n  token_id: %q\n  token_secret: %q\n", strings.TrimSuffix(url, "/api2/json"), tokenID, secret) + reviewProducts
+	if withDNS {
+		// The engine's DNS retry runs only when the config has zones.
+		yaml += "dns:\n  zones:\n" +
+			"    - {name: example.test, server: 127.0.0.1:1, key_name: k, secret: c2VjcmV0}\n" +
+			"    - {name: 2.0.192.in-addr.arpa, server: 127.0.0.1:1, key_name: k, secret: c2VjcmV0}\n"
+	}
+	cfg, err := config.Parse("pvectl.yaml", []byte(yaml))
+	require.NoError(t, err)
+	pve, err := proxmox.New(proxmox.Options{URL: url, TokenID: tokenID, TokenSecret: secret})
+	require.NoError(t, err)
+	dir := t.TempDir()
+	st, err := store.Open(context.Background(), filepath.Join(dir, "pvectl.db"))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = st.Close() })
+	clk := &engine.FixedClock{T: pvesim.DefaultStart}
+	out := &bytes.Buffer{}
+	live, err := engine.NewLive(out, "console", false, clk)
+	require.NoError(t, err)
+	r := &rig{t: t, ctx: context.Background(), sim: sim, pve: pve, st: st, cfg: cfg, clk: clk, out: out}
+	r.env = &states.Env{Store: st, Config: cfg, PVE: pve, Now: func() time.Time { return clk.Now() }, Emit: func(string) {}}
+	if withDNS {
+		r.dns = &fakeDNS{live: map[string]dns.Record{}}
+		r.env.DNS = r.dns
+		r.env.Zones = []dns.Zone{{Name: "example.test", Server: "127.0.0.1:1"}, {Name: "2.0.192.in-addr.arpa", Server: "127.0.0.1:1"}}
+	}
+	r.e = &engine.Engine{Config: cfg, Store: st, StateDir: dir, Clock: clk, Live: live, Pipelines: states.Pipelines(),
+		NewEnv: func(context.Context, *engine.Engine) (*states.Env, error) { return r.env, nil }}
+	return r
+}
+
+// tick advances pvesim and the engine clock by d and runs one process_vms pass.
+func (r *rig) tick(d time.Duration) string {
+	r.t.Helper()
+	r.clk.T = r.clk.T.Add(d)
+	r.sim.Advance(d)
+	r.out.Reset()
+	_, err := r.e.ProcessVMs(r.ctx)
+	require.NoError(r.t, err)
+	return r.out.String()
+}
+
+func (r *rig) create(svc, product string) store.VM {
+	r.t.Helper()
+	vm, _, err := r.st.VMCreate(r.ctx, store.NewVM{ServiceID: svc, Hostname: svc + ".example.test", Product: product,
+		Status: string(states.Creation), Now: r.clk.Now()})
+	require.NoError(r.t, err)
+	return vm
+}
+
+func (r *rig) get(id int64) store.VM {
+	r.t.Helper()
+	vm, err := r.st.VMGet(r.ctx, id)
+	require.NoError(r.t, err)
+	return vm
+}
+
+// until ticks (20s each) until the VM reaches status, at most n ticks.
+func (r *rig) until(id int64, status states.State, n int) store.VM {
+	r.t.Helper()
+	var log strings.Builder
+	for range n {
+		log.WriteString(r.tick(20 * time.Second))
+		if vm := r.get(id); vm.Status == string(status) {
+			return vm
+		}
+	}
+	vm := r.get(id)
+	r.t.Fatalf("VM %s did not reach %s in %d ticks (status %s, held %v, error %q)\n%s", vm.ServiceID, status, n, vm.Status, vm.Held, vm.LastError, log.String())
+	return vm
+}
