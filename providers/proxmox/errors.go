@@ -31,7 +31,8 @@ const (
 	ClassUnknown Class = iota
 	// ClassLocked: a config lock (`VM is locked (clone)`), a file lock
 	// timeout (`can't lock file '…' - got timeout`) or a cfs lock timeout.
-	// Retryable; the engine escalates a lock that never goes away.
+	// Retryable; a clone/migrate config lock that never goes away holds the
+	// VM after stale_lock_after (states.staleLock).
 	ClassLocked
 	// ClassNotFound: the addressed VM, task, IP set, entry or snapshot does
 	// not exist. Not retryable (for delete it means done).
