@@ -35,7 +35,7 @@ func (c *lagClient) ClusterResources(ctx context.Context, kind proxmox.ResourceT
 	return out, err
 }
 
-// Review finding: the process is killed between Clone() returning and
+// Regression (found in review): the process is killed between Clone() returning and
 // VMSetPendingTask (the window that rule 2 is about). The next tick looks
 // only at /cluster/resources. If the new VMID is not listed yet, it clones
 // again. PVE refuses with "unable to create VM N: config file already
@@ -44,7 +44,7 @@ func (c *lagClient) ClusterResources(ctx context.Context, kind proxmox.ResourceT
 // VM. No duplicate VM is made, but an admin is woken for a clone that
 // succeeded. cloneTemplate should treat AlreadyExists as "look again"
 // (GET config on the VMID directly, check the marker).
-func TestReviewCloneAlreadyExistsAfterCrashIsNotHeld(t *testing.T) {
+func TestCloneAlreadyExistsAfterCrashIsNotHeld(t *testing.T) {
 	r := newRig(t, false)
 	vm := r.create("k1", "small")
 	vm = r.until(vm.ID, states.SetIP, 2)

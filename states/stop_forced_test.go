@@ -10,7 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// Review finding: stopVM measures stop_timeout from vm.StepStartedAt. That
+// Regression (found in review): stopVM measures stop_timeout from vm.StepStartedAt. That
 // is the moment the VM entered the state, not the moment pvectl first asked
 // the guest to shut down. If the first attempts at cp_stop fail (node
 // briefly unreachable: 595 with backoff 1, 2, 4 min; or the VM was held and
@@ -18,7 +18,7 @@ import (
 // passed. The first thing pvectl sends is then a forced qmstop. A
 // customer's running VM is powered off hard, and no graceful shutdown is
 // ever tried. Change-package and terminate both have this problem.
-func TestReviewChangePackageTriesGracefulShutdownFirst(t *testing.T) {
+func TestChangePackageTriesGracefulShutdownFirst(t *testing.T) {
 	r := newRig(t, false)
 	vm := r.create("s1", "small")
 	vm = r.until(vm.ID, states.Ready, 40)

@@ -10,14 +10,14 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// Review finding: changeAdditionalDisk removes a disk in two calls. First a
+// Regression (found in review): changeAdditionalDisk removes a disk in two calls. First a
 // PUT detach, which moves the volume to unusedN. Then a POST that destroys
 // unusedN. findAdditionalDisk only matches "serial=pvectl-additional", and
 // an unusedN value is just the volid. So if the second call fails (a lock
 // timeout here, or a failed task, or a crash between the two calls), the
 // retry finds "no additional disk" and logs skip. The customer's old disk
 // stays allocated as unused0 until the VM is terminated.
-func TestReviewChangePackageRemovedDiskIsDestroyed(t *testing.T) {
+func TestChangePackageRemovedDiskIsDestroyed(t *testing.T) {
 	r := newRig(t, false)
 	vm := r.create("a1", "big")
 	vm = r.until(vm.ID, states.Ready, 40)

@@ -2,7 +2,7 @@ package states_test
 
 // Review rig: the real engine (step runner with its compare-and-set) on a real
 // SQLite store, driving the real pipelines against an in-process pvesim, with
-// a controllable fake DNS updater. Used by the review_*_test.go files.
+// a controllable fake DNS updater. Used by the pipeline regression tests in this package.
 
 import (
 	"bytes"

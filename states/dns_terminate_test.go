@@ -9,13 +9,13 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// Review finding: DNS deletes that fail during terminate are never retried.
+// Regression (found in review): DNS deletes that fail during terminate are never retried.
 // deleteDNSForTerminate keeps the failed rows but does not mark the VM
 // DNS-dirty. The background DNS retry skips every terminate state and
 // remove anyway. releaseResources (VMReleaseResources) then DELETEs the
 // VM's dns_records rows. The A record and the PTR of an address that goes
 // back to the pool stay in DNS, and pvectl no longer knows about them.
-func TestReviewTerminateDNSFailureIsEventuallyCleaned(t *testing.T) {
+func TestTerminateDNSFailureIsEventuallyCleaned(t *testing.T) {
 	r := newRig(t, true)
 	vm := r.create("d1", "small")
 	r.until(vm.ID, states.Ready, 40)

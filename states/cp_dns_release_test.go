@@ -10,14 +10,14 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// Review finding: change-package's first step (updateIPs) calls DeleteDNS
+// Regression (found in review): change-package's first step (updateIPs) calls DeleteDNS
 // and ignores the result. SyncDNS then clears the DNS-dirty flag because
 // its own publishes succeeded, and the IP is released to the pool anyway.
 // Issue 6 says the opposite: "released addresses go back to the pool only
 // after DNS and the IP set no longer use them". The old A record and the
 // PTR for the released address stay in DNS and are never retried. The next
 // VM that gets the address adds a second PTR beside the stale one.
-func TestReviewChangePackageReleasesIPOnlyAfterDNSDelete(t *testing.T) {
+func TestChangePackageReleasesIPOnlyAfterDNSDelete(t *testing.T) {
 	r := newRig(t, true)
 	c1 := r.create("c1", "two-ips")
 	r.until(c1.ID, states.Ready, 40)

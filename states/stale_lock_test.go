@@ -8,7 +8,7 @@ import (
 	"github.com/stretchr/testify/assert"
 )
 
-// Review finding: when a clone worker dies, it leaves "lock: clone" on the
+// Regression (found in review): when a clone worker dies, it leaves "lock: clone" on the
 // target VMID, and only `qm unlock` clears that lock (reliability-notes
 // rule 5: never auto-unlock, escalate after a threshold). cloneTemplate
 // answers every later tick with Wait("clone in progress (VM locked:
@@ -16,7 +16,7 @@ import (
 // hold, and no threshold. The VM sits "waiting" at set_ip for ever.
 // migrateToTarget does the same with "lock: migrate". The errors.go comment
 // "the engine escalates a lock that never goes away" is not implemented.
-func TestReviewStaleCloneLockEscalates(t *testing.T) {
+func TestStaleCloneLockEscalates(t *testing.T) {
 	r := newRig(t, false)
 	r.sim.FailTask(pvesim.TaskFault{Type: "qmclone", ExitStatus: "unexpected status", KeepLock: true, Count: 1})
 	vm := r.create("l1", "small")

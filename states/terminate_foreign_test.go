@@ -11,13 +11,13 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// Review finding: the terminate table's stop and backup phases never check
+// Regression (found in review): the terminate table's stop and backup phases never check
 // the pvectl marker. Only deleteVM does. A record whose reserved VMID holds
 // someone else's VM (the clone step correctly refuses and holds it) is
 // a normal thing to cancel with `vm terminate`. When that happens, pvectl
 // shuts the foreign VM down and deletes its backups before deleteVM refuses
 // and sends the record to error_terminate.
-func TestReviewTerminateNeverTouchesForeignVM(t *testing.T) {
+func TestTerminateNeverTouchesForeignVM(t *testing.T) {
 	r := newRig(t, false)
 	vm := r.create("t1", "small")
 	vm = r.until(vm.ID, states.SetIP, 2)
