@@ -106,3 +106,31 @@ func TestTokenSecretFile(t *testing.T) {
 	_, err = config.Parse("pvectl.yaml", []byte(y))
 	require.ErrorContains(t, err, "proxmox.token_secret_file: cannot read")
 }
+
+// PVECTL_PROXMOX_TOKEN_SECRET wins over the file's secret (and satisfies a
+// config that has none); TLS verification stays on unless configured off;
+// an unreadable ca_file is an error naming the key.
+func TestTokenSecretFromEnvAndTLSOptions(t *testing.T) {
+	c, err := config.Parse("pvectl.yaml", []byte(minimal))
+	require.NoError(t, err)
+	require.False(t, c.Proxmox.InsecureSkipVerify, "TLS verification is on by default")
+	require.Empty(t, c.Proxmox.CAFile)
+
+	t.Setenv("PVECTL_PROXMOX_TOKEN_SECRET", "from-env")
+	c, err = config.Parse("pvectl.yaml", []byte(minimal))
+	require.NoError(t, err)
+	require.Equal(t, "from-env", c.Proxmox.TokenSecret.Reveal())
+	c, err = config.Parse("pvectl.yaml", []byte(strings.Replace(minimal, "  token_secret: s3cr3t-value\n", "", 1)))
+	require.NoError(t, err)
+	require.Equal(t, "from-env", c.Proxmox.TokenSecret.Reveal())
+
+	y := strings.Replace(minimal, "  token_secret: s3cr3t-value\n", "  token_secret: s3cr3t-value\n  ca_file: /nonexistent/ca.pem\n  insecure_skip_verify: true\n", 1)
+	_, err = config.Parse("pvectl.yaml", []byte(y))
+	require.ErrorContains(t, err, "proxmox.ca_file: cannot read /nonexistent/ca.pem")
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	require.NoError(t, os.WriteFile(ca, []byte("-----BEGIN CERTIFICATE-----\n"), 0o600))
+	c, err = config.Parse("pvectl.yaml", []byte(strings.Replace(y, "/nonexistent/ca.pem", ca, 1)))
+	require.NoError(t, err)
+	require.Equal(t, ca, c.Proxmox.CAFile)
+	require.True(t, c.Proxmox.InsecureSkipVerify)
+}

@@ -217,6 +217,17 @@ func (c *Config) validate() error {
 				bad(k+".last", "last %s is before first %s", p.Last, p.First)
 			}
 		}
+		// The network and broadcast addresses of an IPv4 subnet are not
+		// usable host addresses (except in /31 and /32).
+		if p.Family == 4 && pfx.Bits() < 31 {
+			network, broadcast := pfx.Masked().Addr(), lastAddr(pfx)
+			for _, f := range []struct{ key, val string }{{"first", p.First}, {"last", p.Last}} {
+				if a, err := netip.ParseAddr(f.val); err == nil && (a == network || a == broadcast) {
+					bad(k+"."+f.key, "%s is the network or broadcast address of %s; the range must start at %s or later and end at %s or earlier",
+						f.val, p.Network, network.Next(), broadcast.Prev())
+				}
+			}
+		}
 		for j, d := range p.DNSServers {
 			if _, err := netip.ParseAddr(d); err != nil {
 				bad(fmt.Sprintf("%s.dns_servers[%d]", k, j), "invalid address %q", d)
@@ -238,8 +249,8 @@ func (c *Config) validate() error {
 		if z.KeyName == "" {
 			bad(k+".key_name", "required: the TSIG key name")
 		}
-		if !slices.Contains([]string{"hmac-sha256", "hmac-sha512", "hmac-sha1"}, z.Algorithm) {
-			bad(k+".algorithm", "unknown %q; valid: hmac-sha256, hmac-sha512, hmac-sha1", z.Algorithm)
+		if !slices.Contains([]string{"hmac-sha256", "hmac-sha512", "hmac-sha384", "hmac-sha224", "hmac-sha1"}, z.Algorithm) {
+			bad(k+".algorithm", "unknown %q; valid: hmac-sha256, hmac-sha512, hmac-sha384, hmac-sha224, hmac-sha1", z.Algorithm)
 		}
 		switch {
 		case z.Secret != "" && z.SecretFile != "":
@@ -384,4 +395,13 @@ func (c *Config) hasPool(family int, bridge string, vlan int) bool {
 		}
 	}
 	return false
+}
+
+// lastAddr is the highest address of an IPv4 prefix (its broadcast address).
+func lastAddr(p netip.Prefix) netip.Addr {
+	a := p.Masked().Addr().As4()
+	host := 32 - p.Bits()
+	n := uint32(a[0])<<24 | uint32(a[1])<<16 | uint32(a[2])<<8 | uint32(a[3])
+	n |= (1 << host) - 1
+	return netip.AddrFrom4([4]byte{byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)})
 }

@@ -98,7 +98,7 @@ func (e *Engine) retryDNS(ctx context.Context, base *states.Env, d store.DNSRetr
 		// A store error: nothing was sent; the next pass tries again.
 		result = "error: " + err.Error()
 	case failed == 0:
-		if err = e.Store.DNSSetClean(ctx, vm.ID, now); err != nil {
+		if err = e.Store.DNSSetClean(ctx, vm.ID, vm.Version, now); err != nil {
 			result = "error: record DNS state: " + err.Error()
 			break
 		}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/pvectl/pvectl/config"
+	"github.com/pvectl/pvectl/providers/dns"
 	"github.com/pvectl/pvectl/states"
 	"github.com/pvectl/pvectl/store"
 )
@@ -52,6 +53,31 @@ func ValidateConfig(c *config.Config) error {
 		if _, ok := LookupTask(k); !ok {
 			errs = append(errs, c.Errorf("tasks.intervals."+k, "unknown task %q; valid: %s", k, strings.Join(names, ", ")))
 		}
+	}
+	// TSIG secrets: a secret_file may hold a BIND or Knot key statement or a
+	// bare base64 secret; whatever the form, the secret must be usable, so
+	// `config check` fails now rather than every DNS update later.
+	for i := range c.DNS.Zones {
+		z := &c.DNS.Zones[i]
+		key := fmt.Sprintf("dns.zones[%d].secret", i)
+		if z.SecretFile != "" {
+			key += "_file"
+		}
+		name, alg, secret, err := dns.ParseKey(z.Secret.Reveal())
+		if err != nil {
+			if z.SecretFile == "" {
+				err = errors.New("not a valid base64 TSIG secret (as tsig-keygen prints it)")
+			}
+			errs = append(errs, c.Errorf(key, "%v", err))
+			continue
+		}
+		if name != "" && dns.Normalize(name) != dns.Normalize(z.KeyName) {
+			errs = append(errs, c.Errorf(key, "the key file names key %q but key_name is %q", name, z.KeyName))
+		}
+		if alg != "" && alg != z.Algorithm {
+			errs = append(errs, c.Errorf(key, "the key file says algorithm %s but the zone uses %s; set algorithm: %s", alg, z.Algorithm, alg))
+		}
+		z.Secret = config.Secret(secret)
 	}
 	return errors.Join(errs...)
 }

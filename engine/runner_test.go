@@ -388,7 +388,9 @@ func TestHeldUntilReleased(t *testing.T) {
 			}
 			require.Equal(t, 1, c.of("bad"))
 
-			require.NoError(t, h.st.VMRelease(h.ctx, bad.ID, h.clk.T))
+			cur, err := h.st.VMGet(h.ctx, bad.ID)
+			require.NoError(t, err)
+			require.NoError(t, h.st.VMRelease(h.ctx, bad.ID, cur.Status, cur.Version, h.clk.T))
 			s, _ = h.pass()
 			require.Equal(t, 1, s.Advanced)
 			require.Equal(t, 2, c.of("bad"))
@@ -423,7 +425,7 @@ func TestCompareAndSet(t *testing.T) {
 			}, result: states.Permanent(errors.New("403")), wantStatus: "creation", wantMoved: "VM moved to creation (version 2)"},
 		{name: "release during a retryable error",
 			meddle: func(ctx context.Context, st *store.Store, vm store.VM) error {
-				return st.VMRelease(ctx, vm.ID, t0)
+				return st.VMRelease(ctx, vm.ID, vm.Status, vm.Version, t0)
 			}, result: states.Retryable(errors.New("timeout")), wantStatus: "creation", wantMoved: "VM moved to creation (version 2)"},
 		{name: "recording intent is not a move",
 			meddle: func(ctx context.Context, st *store.Store, vm store.VM) error {

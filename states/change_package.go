@@ -74,7 +74,7 @@ func updateIPs(ctx context.Context, env *Env, vm store.VM) Result {
 			if err != nil {
 				return Retryable(err)
 			}
-			err = env.Store.IPAllocate(ctx, vm.ID, fresh, env.Now())
+			err = env.Store.IPAllocate(ctx, vm.ID, vm.Status, vm.Version, fresh, env.Now())
 			if errors.Is(err, store.ErrDuplicate) {
 				continue
 			}
@@ -94,7 +94,7 @@ func updateIPs(ctx context.Context, env *Env, vm store.VM) Result {
 	}
 	if len(release) > 0 {
 		// Taken from the VM now, freed only once DNS no longer points at them.
-		if err := env.Store.IPMarkReleasing(ctx, vm.ID, release); err != nil {
+		if err := env.Store.IPMarkReleasing(ctx, vm.ID, vm.Status, vm.Version, release); err != nil {
 			return Retryable(err)
 		}
 	}

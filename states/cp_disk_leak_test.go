@@ -23,6 +23,7 @@ func TestChangePackageRemovedDiskIsDestroyed(t *testing.T) {
 	vm = r.until(vm.ID, states.Ready, 40)
 	st, _ := r.sim.VM(vm.VMID)
 	require.Contains(t, st.Config["scsi1"], "serial=pvectl-additional")
+	extraVol, _, _ := strings.Cut(st.Config["scsi1"], ",") // local-lvm:vm-1000-disk-N
 
 	// The destroy of the detached volume hits a (retryable) lock timeout once.
 	r.sim.FailNext(pvesim.FailNext{Endpoint: "POST /nodes/{node}/qemu/{vmid}/config", Count: 1, Status: 500,
@@ -46,4 +47,6 @@ func TestChangePackageRemovedDiskIsDestroyed(t *testing.T) {
 	}
 	t.Logf("volumes of VM %d on local-lvm: %v", vm.VMID, vols)
 	assert.Empty(t, leaked, "the removed additional disk must be destroyed, not left as unusedN")
+	assert.NotContains(t, vols, extraVol, "the removed additional disk's volume must be gone from the storage")
+	assert.NotEmpty(t, vols, "the system disk is still there")
 }

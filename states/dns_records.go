@@ -58,7 +58,7 @@ func resyncDNS(ctx context.Context, env *Env, vm store.VM) Result {
 		}
 		return Skip(fmt.Sprintf("%d DNS record(s) not in place; process_vms retries them in the background", failed))
 	}
-	if err := env.Store.DNSSetClean(ctx, vm.ID, env.Now()); err != nil {
+	if err := env.Store.DNSSetClean(ctx, vm.ID, vm.Version, env.Now()); err != nil {
 		return Retryable(err)
 	}
 	return Success()

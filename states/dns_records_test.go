@@ -106,8 +106,8 @@ func TestRetryDNSFollowsThePlanAndLeavesOperatorRecords(t *testing.T) {
 	// An operator's records at the same names; then the VM's IPv4 address changes.
 	b.srv.AddRR(t, dnstest.Forward, "web1.example.test. 300 IN A 192.0.2.99", `web1.example.test. 300 IN TXT "operator"`)
 	b.srv.AddRR(t, dnstest.Reverse4, "10.2.0.192.in-addr.arpa. 300 IN PTR alias.example.test.")
-	require.NoError(t, b.st.IPMarkReleasing(ctx, b.vm.ID, []string{"192.0.2.10"}))
-	require.NoError(t, b.st.IPAllocate(ctx, b.vm.ID, []store.IPAllocation{{Address: "192.0.2.11", Family: 4, Pool: "v4"}}, dnsT0))
+	require.NoError(t, b.st.IPMarkReleasing(ctx, b.vm.ID, b.vm.Status, b.vm.Version, []string{"192.0.2.10"}))
+	require.NoError(t, b.st.IPAllocate(ctx, b.vm.ID, b.vm.Status, b.vm.Version, []store.IPAllocation{{Address: "192.0.2.11", Family: 4, Pool: "v4"}}, dnsT0))
 	failed, tried, err = states.RetryDNS(ctx, b.env, b.vm)
 	require.NoError(t, err)
 	require.Equal(t, [2]int{0, 4}, [2]int{failed, tried})

@@ -52,13 +52,23 @@ func TestPipelineDocsAreCurrent(t *testing.T) {
 
 func TestResetTargetsAreFSMStates(t *testing.T) {
 	t.Parallel()
+	// Exactly the targets issue 6 names, each a state the FSM knows, and
+	// only remove is flagged as not contacting Proxmox.
+	var names []string
 	for _, tgt := range states.ResetTargets() {
+		names = append(names, string(tgt.State))
 		got, err := states.LookupResetTarget(string(tgt.State))
 		require.NoError(t, err, tgt.State)
 		require.Equal(t, tgt.State, got.State)
+		require.Contains(t, states.All(), tgt.State)
+		require.NotEmpty(t, tgt.Help, tgt.State)
+		require.Equal(t, tgt.State == states.Remove, tgt.NoProxmox, tgt.State)
 	}
-	_, err := states.LookupResetTarget("cp_stop")
-	require.Error(t, err)
+	require.Equal(t, []string{"ready", "creation", "set_ip", "change_package", "set_dns_records", "terminate", "remove"}, names)
+	for _, bad := range []string{"cp_stop", "starting", "error_terminate", "redy", ""} {
+		_, err := states.LookupResetTarget(bad)
+		require.Error(t, err, bad)
+	}
 }
 
 func TestEveryStateHasAStepOrIsFinal(t *testing.T) {

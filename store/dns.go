@@ -132,12 +132,13 @@ func (s *Store) DNSSetDirty(ctx context.Context, id int64, attempts int, next, n
 	return oneRow(res, id)
 }
 
-// DNSSetClean clears the VM's DNS-dirty flag and its retry state: every record is in place.
-func (s *Store) DNSSetClean(ctx context.Context, id int64, now time.Time) error {
-	res, err := s.db.ExecContext(ctx, `UPDATE vms SET dns_dirty = 0, dns_attempts = 0, dns_next_at = 0, updated_at = ?
-		WHERE id = ?`, ms(now), id)
-	if err != nil {
-		return err
-	}
-	return oneRow(res, id)
+// DNSSetClean clears the VM's DNS-dirty flag and its retry state: every
+// record is in place. It applies only if the VM is still at version (the
+// one the DNS pass read): an admin action in between (reset-status remove
+// marks records for deletion) is never undone; then nothing changes and
+// the next pass looks again.
+func (s *Store) DNSSetClean(ctx context.Context, id, version int64, now time.Time) error {
+	_, err := s.db.ExecContext(ctx, `UPDATE vms SET dns_dirty = 0, dns_attempts = 0, dns_next_at = 0, updated_at = ?
+		WHERE id = ? AND version = ?`, ms(now), id, version)
+	return err
 }

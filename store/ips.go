@@ -114,10 +114,14 @@ func (s *Store) UsedVMIDs(ctx context.Context) (map[int]bool, error) {
 	return out, rows.Err()
 }
 
-// IPAllocate adds addresses to a VM. An address taken by another VM fails
-// with ErrDuplicate and writes nothing.
-func (s *Store) IPAllocate(ctx context.Context, vmID int64, ips []IPAllocation, now time.Time) error {
+// IPAllocate adds addresses to a VM that is still at status/version (so a
+// step cannot give addresses to a VM an admin moved meanwhile). An address
+// taken by another VM fails with ErrDuplicate and writes nothing.
+func (s *Store) IPAllocate(ctx context.Context, vmID int64, status string, version int64, ips []IPAllocation, now time.Time) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
+		if err := guard(ctx, tx, vmID, status, version); err != nil {
+			return err
+		}
 		for _, ip := range ips {
 			_, err := tx.ExecContext(ctx, `INSERT INTO ip_allocations (address, family, pool, vm_id, created_at)
 				VALUES (?, ?, ?, ?, ?)`, ip.Address, ip.Family, ip.Pool, vmID, ms(now))
@@ -134,8 +138,11 @@ func (s *Store) IPAllocate(ctx context.Context, vmID int64, ips []IPAllocation, 
 
 // IPMarkReleasing takes addresses away from a VM without freeing them yet:
 // they leave the VM's address list but stay reserved until IPReleasePending.
-func (s *Store) IPMarkReleasing(ctx context.Context, vmID int64, addrs []string) error {
+func (s *Store) IPMarkReleasing(ctx context.Context, vmID int64, status string, version int64, addrs []string) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
+		if err := guard(ctx, tx, vmID, status, version); err != nil {
+			return err
+		}
 		for _, a := range addrs {
 			if _, err := tx.ExecContext(ctx, `UPDATE ip_allocations SET releasing = 1 WHERE vm_id = ? AND address = ?`, vmID, a); err != nil {
 				return err
@@ -169,4 +176,17 @@ func (s *Store) IPReleasePending(ctx context.Context, vmID int64) ([]string, err
 		return err
 	})
 	return out, err
+}
+
+// guard fails with ErrConflict unless the VM is still at status/version.
+func guard(ctx context.Context, tx *sql.Tx, id int64, status string, version int64) error {
+	var cur string
+	var ver int64
+	if err := tx.QueryRowContext(ctx, `SELECT status, version FROM vms WHERE id = ?`, id).Scan(&cur, &ver); err != nil {
+		return err
+	}
+	if cur != status || ver != version {
+		return fmt.Errorf("vm #%d is now %s (version %d): %w", id, cur, ver, ErrConflict)
+	}
+	return nil
 }

@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -68,6 +69,25 @@ func TestOpenTwiceIsIdempotentAndConcurrentOpensMigrateOnce(t *testing.T) {
 	for err := range errs {
 		require.NoError(t, err)
 	}
+
+	// Every embedded migration was applied exactly once.
+	entries, err := os.ReadDir("migrations")
+	require.NoError(t, err)
+	db, err := sql.Open("sqlite", "file:"+path)
+	require.NoError(t, err)
+	defer db.Close()
+	rows, err := db.Query(`SELECT version_id, count(*) FROM goose_db_version WHERE version_id > 0 AND is_applied GROUP BY version_id`)
+	require.NoError(t, err)
+	defer rows.Close()
+	applied := 0
+	for rows.Next() {
+		var version, n int64
+		require.NoError(t, rows.Scan(&version, &n))
+		require.EqualValues(t, 1, n, "migration %d applied %d times", version, n)
+		applied++
+	}
+	require.NoError(t, rows.Err())
+	require.Equal(t, len(entries), applied, "applied migrations")
 }
 
 func TestStatusCheckConstraintRejectsUnknownState(t *testing.T) {
@@ -185,7 +205,10 @@ func TestVMsDueSkipsFinalHeldAndBackingOff(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, got, 2, "backoff expired")
 
-	require.NoError(t, s.VMRelease(ctx, held.ID, t0))
+	cur, err := s.VMGet(ctx, held.ID)
+	require.NoError(t, err)
+	require.ErrorIs(t, s.VMRelease(ctx, held.ID, cur.Status, cur.Version-1, t0), store.ErrConflict, "a stale read releases nothing")
+	require.NoError(t, s.VMRelease(ctx, held.ID, cur.Status, cur.Version, t0))
 	got, err = s.VMsDue(ctx, t0, []string{"ready"})
 	require.NoError(t, err)
 	require.Len(t, got, 2, "released VM is due again")

@@ -285,17 +285,22 @@ func (s *Store) VMSetNode(ctx context.Context, id int64, status string, version 
 	return oneRow(res, id)
 }
 
-// VMSetDNSDirty marks or clears the VM's pending DNS resync.
+// VMSetDNSDirty marks or clears the VM's pending DNS resync. A VM on its
+// way out (past the terminate's DNS phase, remove, error_terminate) is never
+// cleared here: only the DNS retry, having deleted its records, clears it.
 func (s *Store) VMSetDNSDirty(ctx context.Context, id int64, dirty bool, now time.Time) error {
-	_, err := s.db.ExecContext(ctx, `UPDATE vms SET dns_dirty = ?, updated_at = ? WHERE id = ?`, b2i(dirty), ms(now), id)
+	_, err := s.db.ExecContext(ctx, `UPDATE vms SET dns_dirty = ?, updated_at = ? WHERE id = ?
+		AND (? = 1 OR status NOT IN ('terminate_dns_removed', 'terminate_deleted', 'remove', 'error_terminate'))`,
+		b2i(dirty), ms(now), id, b2i(dirty))
 	return err
 }
 
 // VMRelease clears the held flag, the backoff and the attempt counter, so
-// the next tick runs the VM's step again. Status is unchanged.
-func (s *Store) VMRelease(ctx context.Context, id int64, now time.Time) error {
+// the next tick runs the VM's step again, if the VM is still at
+// status/version (else ErrConflict). Status is unchanged.
+func (s *Store) VMRelease(ctx context.Context, id int64, status string, version int64, now time.Time) error {
 	res, err := s.db.ExecContext(ctx, `UPDATE vms SET held = 0, next_attempt_at = 0, attempts = 0,
-		version = version + 1, updated_at = ? WHERE id = ?`, ms(now), id)
+		version = version + 1, updated_at = ? WHERE id = ? AND status = ? AND version = ?`, ms(now), id, status, version)
 	if err != nil {
 		return err
 	}
@@ -319,11 +324,26 @@ func setStatus(ctx context.Context, tx *sql.Tx, id int64, status string, now tim
 	return oneRow(res, id)
 }
 
-// VMSetRemoved is reset-status remove: in one transaction, the VM goes to
-// remove, its addresses and VMID are released, and its published DNS
-// records are marked for deletion by the DNS retry (nothing is sent to PVE).
-func (s *Store) VMSetRemoved(ctx context.Context, id int64, now time.Time) error {
+// VMSetStatusIf is VMSetStatus guarded by the status and version the admin
+// saw: if a tick moved the VM meanwhile, ErrConflict and nothing changes.
+func (s *Store) VMSetStatusIf(ctx context.Context, id int64, fromStatus string, fromVersion int64, status string, now time.Time) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
+		if err := guard(ctx, tx, id, fromStatus, fromVersion); err != nil {
+			return err
+		}
+		return setStatus(ctx, tx, id, status, now)
+	})
+}
+
+// VMSetRemoved is reset-status remove: in one transaction, guarded by the
+// status and version the admin saw, the VM goes to remove, its addresses and
+// VMID are released, and its published DNS records are marked for deletion
+// by the DNS retry (nothing is sent to PVE).
+func (s *Store) VMSetRemoved(ctx context.Context, id int64, fromStatus string, fromVersion int64, now time.Time) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		if err := guard(ctx, tx, id, fromStatus, fromVersion); err != nil {
+			return err
+		}
 		if err := setStatus(ctx, tx, id, "remove", now); err != nil {
 			return err
 		}
@@ -376,7 +396,8 @@ var ErrWrongState = errors.New("not allowed in the VM's current state")
 
 // VMRequest moves a VM to a pipeline's entry state on a user's request
 // (change package, terminate, reinstall, DNS sync), only from one of the
-// allowed states. product, if not empty, replaces the VM's product.
+// allowed states. product, if not empty, replaces the VM's product. A VM
+// already at the entry state with the same product is returned unchanged.
 func (s *Store) VMRequest(ctx context.Context, id int64, allowed []string, to, product string, now time.Time) (VM, error) {
 	var vm VM
 	err := s.tx(ctx, func(tx *sql.Tx) error {
@@ -390,6 +411,16 @@ func (s *Store) VMRequest(ctx context.Context, id int64, allowed []string, to, p
 		}
 		if !ok {
 			return fmt.Errorf("VM %s is in state %s (allowed: %s): %w", cur.ServiceID, cur.Status, strings.Join(allowed, ", "), ErrWrongState)
+		}
+		if cur.Status == to {
+			// Already requested: the same request again changes nothing (a
+			// billing system retrying must not reset a step in progress);
+			// a different product is refused until the first one is done.
+			if product != "" && product != cur.Product {
+				return fmt.Errorf("VM %s is already changing to product %s; wait for it to reach ready: %w", cur.ServiceID, cur.Product, ErrWrongState)
+			}
+			vm = cur
+			return nil
 		}
 		if product == "" {
 			product = cur.Product
@@ -411,13 +442,8 @@ func (s *Store) VMRequest(ctx context.Context, id int64, allowed []string, to, p
 // deletion failed are still deleted later by the DNS retry.
 func (s *Store) VMReleaseResources(ctx context.Context, id int64, status string, version int64, now time.Time) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
-		var cur string
-		var ver int64
-		if err := tx.QueryRowContext(ctx, `SELECT status, version FROM vms WHERE id = ?`, id).Scan(&cur, &ver); err != nil {
+		if err := guard(ctx, tx, id, status, version); err != nil {
 			return err
-		}
-		if cur != status || ver != version {
-			return fmt.Errorf("vm #%d: %w", id, ErrConflict)
 		}
 		return releaseResources(ctx, tx, id, now)
 	})
@@ -432,10 +458,13 @@ func releaseResources(ctx context.Context, tx *sql.Tx, id int64, now time.Time) 
 	return err
 }
 
-// VMDelete deletes a record, its addresses, DNS records and logs. It never
-// touches Proxmox.
-func (s *Store) VMDelete(ctx context.Context, id int64) error {
+// VMDelete deletes a record, its addresses, DNS records and logs, if it is
+// still at status/version. It never touches Proxmox.
+func (s *Store) VMDelete(ctx context.Context, id int64, status string, version int64) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
+		if err := guard(ctx, tx, id, status, version); err != nil {
+			return err
+		}
 		if _, err := tx.ExecContext(ctx, `DELETE FROM ip_allocations WHERE vm_id = ?`, id); err != nil {
 			return err
 		}

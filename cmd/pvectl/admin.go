@@ -42,7 +42,7 @@ DNS, stop the VM once, apply CPU/RAM/disks/network/firewall (skipping what did n
 change; disks never shrink) and start it once.`,
 		Args: exactArgs(1, "a VM (service id or hostname)"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			e, closeFn, err := g.openEngine(cmd.Context())
+			e, closeFn, err := g.openExisting(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -53,9 +53,6 @@ change; disks never shrink) and start it once.`,
 			vm, err := findVM(cmd.Context(), e, args[0])
 			if err != nil {
 				return err
-			}
-			if vm.Status == string(states.ChangePackage) && vm.Product != productName {
-				return usagef("VM %s is already changing to product %s; wait for it to finish", vm.ServiceID, vm.Product)
 			}
 			vm, err = request(cmd.Context(), e, vm, []states.State{states.Ready, states.ChangePackage}, states.ChangePackage, productName)
 			if err != nil {
@@ -199,7 +196,7 @@ given at create are set again; --password-file sets a new cloud-init password
 }
 
 func newVMDeleteRecordCmd(g *globals) *cobra.Command {
-	var yes bool
+	var yes, force bool
 	cmd := &cobra.Command{
 		Use:   "delete-record VM",
 		Short: "Delete the record of a VM in error_terminate or remove; never touches Proxmox",
@@ -218,11 +215,16 @@ so make sure the VM really is gone first. Asks for confirmation unless --yes.`,
 				if vm.Status == string(states.ErrorTerminate) {
 					fmt.Fprintf(w, "warning: %s is in error_terminate; its IPs are released with the record. Proxmox is not contacted.\n", vm.ServiceID)
 				}
+				if vm.DNSDirty && !force {
+					if recs, err := e.Store.DNSRecords(ctx, vm.ID); err == nil && len(recs) > 0 {
+						return usagef("%d DNS record(s) of %s are still being deleted by the DNS retry; wait for it (pvectl dns show %s), or use --force to forget them", len(recs), vm.ServiceID, vm.ServiceID)
+					}
+				}
 				if !yes && !confirm(cmd, fmt.Sprintf("Delete the record of %s?", vm.ServiceID)) {
 					return usagef("not confirmed; nothing changed")
 				}
-				if err := e.Store.VMDelete(ctx, vm.ID); err != nil {
-					return err
+				if err := e.Store.VMDelete(ctx, vm.ID, vm.Status, vm.Version); err != nil {
+					return changed(err, vm)
 				}
 				fmt.Fprintf(w, "record of %s deleted\n", vm.ServiceID)
 				return nil
@@ -230,7 +232,17 @@ so make sure the VM really is gone first. Asks for confirmation unless --yes.`,
 		},
 	}
 	cmd.Flags().BoolVar(&yes, "yes", false, "do not ask for confirmation")
+	cmd.Flags().BoolVar(&force, "force", false, "delete even while DNS records wait to be deleted (they are then forgotten)")
 	return cmd
+}
+
+// changed turns a compare-and-set conflict into a usage error: the VM moved
+// while the admin looked at it; nothing was changed.
+func changed(err error, vm store.VM) error {
+	if errors.Is(err, store.ErrConflict) {
+		return usagef("VM %s changed since it was read (it was %s); nothing changed — look again and re-run", vm.ServiceID, vm.Status)
+	}
+	return err
 }
 
 func resetStatusHelp() string {
@@ -275,11 +287,11 @@ func newResetStatusCmd(g *globals) *cobra.Command {
 				if t.State == states.Remove {
 					// Status, IPs and VMID in one transaction; published DNS
 					// records are deleted by the DNS retry.
-					if err := e.Store.VMSetRemoved(ctx, vm.ID, now); err != nil {
-						return err
+					if err := e.Store.VMSetRemoved(ctx, vm.ID, vm.Status, vm.Version, now); err != nil {
+						return changed(err, vm)
 					}
-				} else if err := e.Store.VMSetStatus(ctx, vm.ID, string(t.State), now); err != nil {
-					return err
+				} else if err := e.Store.VMSetStatusIf(ctx, vm.ID, vm.Status, vm.Version, string(t.State), now); err != nil {
+					return changed(err, vm)
 				}
 				fmt.Fprintf(w, "VM %s: %s → %s\n", vm.ServiceID, vm.Status, t.State)
 				return nil

@@ -85,7 +85,13 @@ func TestTwoRunTaskProcessesOnlyOneRuns(t *testing.T) {
 	t.Parallel()
 	dir := processDir(t)
 	env := []string{"PVECTL_TEST_SLEEP=3s", "PVECTL_NOW=2026-11-25T12:00:00Z"}
-	a := pvectlProc(t, dir, env, "run-task", "test_sleep")
+	// B starts once A holds the lock (A writes the started file from inside
+	// the task): started together, a slow start of one process on a loaded
+	// machine could let the other finish first, and both would run.
+	started := filepath.Join(dir, "started")
+	a := pvectlProc(t, dir, append([]string{"PVECTL_TEST_STARTED=" + started}, env...), "run-task", "test_sleep")
+	require.Eventually(t, func() bool { _, err := os.Stat(started); return err == nil }, time.Minute, 10*time.Millisecond,
+		"the first process never started test_sleep: %s", a.stderr.String())
 	b := pvectlProc(t, dir, env, "run-task", "test_sleep")
 	codeA, codeB := a.exitCode(), b.exitCode()
 
@@ -140,6 +146,11 @@ func TestLogFollowPrintsNewLinesAsTicksWriteThem(t *testing.T) {
 	c := pvectlProc(t, dir, env, "vm", "create", "--service-id", "f1", "--product", "small", "--hostname", "f1.example.test")
 	require.Equal(t, 0, c.exitCode(), c.stderr.String())
 
+	// The config points at an unreachable PVE: the step fails and logs it.
+	// A first tick writes run 1 before --follow starts.
+	tick := pvectlProc(t, dir, env, "run-task", "process_vms")
+	require.Equal(t, 0, tick.exitCode(), tick.stderr.String())
+
 	var out syncBuffer
 	f := &proc{cmd: exec.Command(os.Args[0], "log", "f1", "--follow")}
 	f.cmd.Env = append(os.Environ(), "PVECTL_AS_MAIN=1", "PVECTL_STATE_DIR="+filepath.Join(dir, "state"),
@@ -148,13 +159,19 @@ func TestLogFollowPrintsNewLinesAsTicksWriteThem(t *testing.T) {
 	require.NoError(t, f.cmd.Start())
 	t.Cleanup(func() { _ = f.cmd.Process.Kill() })
 
-	// The config points at an unreachable PVE: the step fails and logs it.
-	tick := pvectlProc(t, dir, env, "run-task", "process_vms")
+	// --follow has printed the existing run: it is running and reading.
+	require.Eventually(t, func() bool { return strings.Contains(out.String(), "error: list cluster resources") },
+		30*time.Second, 50*time.Millisecond, "follow never printed the existing run: %q", out.String())
+	require.Equal(t, 1, strings.Count(out.String(), "run #"), out.String())
+
+	// Only now, past the VM's backoff, a second tick writes run 2; --follow
+	// must print it without being restarted.
+	tick = pvectlProc(t, dir, []string{"PVECTL_NOW=2026-11-25T13:00:00Z"}, "run-task", "process_vms")
 	require.Equal(t, 0, tick.exitCode(), tick.stderr.String())
-	require.Eventually(t, func() bool {
-		return strings.Contains(out.String(), "Allocate VMID and IPs") && strings.Contains(out.String(), "creation  ")
-	}, 30*time.Second, 50*time.Millisecond, "follow never printed the new line: %q", out.String())
-	require.Contains(t, out.String(), "error: list cluster resources")
+	require.Eventually(t, func() bool { return strings.Count(out.String(), "run #") == 2 },
+		30*time.Second, 50*time.Millisecond, "follow never printed the new run: %q", out.String())
+	require.Eventually(t, func() bool { return strings.Count(out.String(), "error: list cluster resources") == 2 },
+		30*time.Second, 50*time.Millisecond, "follow never printed the new run's line: %q", out.String())
 
 	require.NoError(t, f.cmd.Process.Signal(syscall.SIGINT))
 	require.Equal(t, 0, f.exitCode(), "log --follow exits cleanly on Ctrl-C: %s", f.stderr.String())

@@ -144,6 +144,21 @@ func (g *globals) loadConfig() (*config.Config, error) {
 	return c, nil
 }
 
+// errNoDatabase: a command about existing VMs found no database, so it
+// creates none (a mistyped --state-dir must not leave an empty one behind).
+var errNoDatabase = errors.New("no pvectl database")
+
+func (g *globals) dbPath() string { return filepath.Join(g.stateDir, "pvectl.db") }
+
+// openExisting is openEngine for commands about existing records: without
+// a database it fails with errNoDatabase (exit 2) and creates nothing.
+func (g *globals) openExisting(ctx context.Context) (*engine.Engine, func(), error) {
+	if _, err := os.Stat(g.dbPath()); errors.Is(err, os.ErrNotExist) {
+		return nil, nil, usageError{fmt.Errorf("%w at %s: no VM has been created with this --state-dir (wrong --state-dir or PVECTL_STATE_DIR?)", errNoDatabase, g.dbPath())}
+	}
+	return g.openEngine(ctx)
+}
+
 // openEngine loads the config, opens the store and builds an engine.
 func (g *globals) openEngine(ctx context.Context) (*engine.Engine, func(), error) {
 	c, err := g.loadConfig()
@@ -158,7 +173,7 @@ func (g *globals) openEngine(ctx context.Context) (*engine.Engine, func(), error
 	if err != nil {
 		return nil, nil, usageError{err}
 	}
-	st, err := store.Open(ctx, filepath.Join(g.stateDir, "pvectl.db"))
+	st, err := store.Open(ctx, g.dbPath())
 	if err != nil {
 		return nil, nil, err
 	}
@@ -170,7 +185,7 @@ func (g *globals) openEngine(ctx context.Context) (*engine.Engine, func(), error
 // withVM opens the engine, finds the VM named by ref (service id or
 // hostname; unknown = exit 2) and runs fn with both.
 func (g *globals) withVM(ctx context.Context, ref string, fn func(e *engine.Engine, vm store.VM) error) error {
-	e, closeFn, err := g.openEngine(ctx)
+	e, closeFn, err := g.openExisting(ctx)
 	if err != nil {
 		return err
 	}

@@ -240,7 +240,13 @@ func newVMListCmd(g *globals) *cobra.Command {
 					return err
 				}
 			}
-			e, closeFn, err := g.openEngine(cmd.Context())
+			e, closeFn, err := g.openExisting(cmd.Context())
+			if errors.Is(err, errNoDatabase) {
+				if asJSON {
+					return writeJSON(cmd.OutOrStdout(), []vmJSON{}) // no VMs yet; nothing created
+				}
+				return nil
+			}
 			if err != nil {
 				return err
 			}
@@ -381,8 +387,8 @@ tick runs that step again. Nothing is sent to Proxmox here.`,
 					fmt.Fprintf(cmd.OutOrStdout(), "VM %s is not held or backing off (status %s); nothing to do\n", vm.ServiceID, vm.Status)
 					return nil
 				}
-				if err := e.Store.VMRelease(cmd.Context(), vm.ID, e.Clock.Now()); err != nil {
-					return err
+				if err := e.Store.VMRelease(cmd.Context(), vm.ID, vm.Status, vm.Version, e.Clock.Now()); err != nil {
+					return changed(err, vm)
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "VM %s released at %s; the next tick retries it\n", vm.ServiceID, vm.Status)
 				return nil

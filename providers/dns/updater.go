@@ -320,8 +320,10 @@ func (u *Updater) exchange(ctx context.Context, z Zone, op string, m *mdns.Msg, 
 		if prov != nil {
 			c.TsigProvider = prov
 		}
+		// Send a copy: signing strips the TSIG record from the message it
+		// is given, so a TCP retry of the same message would go unsigned.
 		var err error
-		r, _, err = c.ExchangeContext(ctx, m, z.Server)
+		r, _, err = c.ExchangeContext(ctx, m.Copy(), z.Server)
 		if r == nil {
 			if err == nil {
 				err = errors.New("empty reply")

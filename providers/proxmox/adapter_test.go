@@ -799,6 +799,9 @@ func TestContractCloudInit(t *testing.T) {
 
 	// DHCP.
 	require.NoError(t, b.c.SetCloudInit(b.ctx, vm, proxmox.CloudInit{IPConfigs: map[int]proxmox.IPConfig{0: {IPv4: "dhcp", IPv6: "auto"}}}))
+	cfg, err = b.c.VMConfig(b.ctx, vm)
+	require.NoError(t, err)
+	require.Equal(t, "ip=dhcp,ip6=auto", cfg.Values["ipconfig0"])
 
 	requireClass(t, proxmox.ClassNotFound, b.c.SetCloudInit(b.ctx, proxmox.VMRef{Node: "pve1", VMID: 555}, ci))
 	requireClass(t, proxmox.ClassPermission, b.limited.SetCloudInit(b.ctx, vm, ci))
@@ -872,8 +875,10 @@ func TestContractBackupAndRestore(t *testing.T) {
 	requireClass(t, proxmox.ClassNotFound, b.outcome(t, ref, err))
 	ref, err = b.c.DeleteVolume(b.ctx, "pve1", "local", bk.VolID)
 	requireClass(t, proxmox.ClassNotFound, b.outcome(t, ref, err))
-	// pvesim does not check vzdump's VM.Backup privilege (reported); the
-	// storage privilege of a volume delete it does check.
+	// A token without VM.Backup / Datastore.AllocateSpace cannot back up,
+	// nor delete a volume.
+	ref, err = b.limited.Backup(b.ctx, proxmox.BackupRequest{VM: vm, Storage: "local"})
+	requireClass(t, proxmox.ClassPermission, b.outcome(t, ref, err))
 	_, err = b.limited.DeleteVolume(b.ctx, "pve1", "local", vols[0].VolID)
 	requireClass(t, proxmox.ClassPermission, err)
 	_, err = b.badAuth.StorageContent(b.ctx, "pve1", "local", proxmox.ContentFilter{})

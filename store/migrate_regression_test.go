@@ -1,0 +1,56 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"io/fs"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/pressly/goose/v3"
+	"github.com/stretchr/testify/require"
+)
+
+// A database created by a release that only had 00001 (with VMs, IPs and DNS
+// rows in it) must open with the current binary: 00002/00003 ALTER it.
+func TestMigrateFromV1WithData_regression(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "pvectl.db")
+	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=foreign_keys(1)&_pragma=journal_mode(WAL)")
+	require.NoError(t, err)
+	sub, err := fs.Sub(migrations, "migrations")
+	require.NoError(t, err)
+	p, err := goose.NewProvider(goose.DialectSQLite3, db, sub)
+	require.NoError(t, err)
+	_, err = p.UpTo(ctx, 1)
+	require.NoError(t, err)
+	_, err = db.Exec(`INSERT INTO vms (service_id, hostname, product, status, vmid, dns_dirty, created_at, updated_at)
+		VALUES ('a', 'a.example.test', 'small', 'ready', 1000, 1, 1, 1)`)
+	require.NoError(t, err)
+	_, err = db.Exec(`INSERT INTO ip_allocations (address, family, pool, vm_id, created_at) VALUES ('192.0.2.10', 4, 'p', 1, 1)`)
+	require.NoError(t, err)
+	require.NoError(t, db.Close())
+
+	s, err := Open(ctx, path)
+	require.NoError(t, err)
+	defer s.Close()
+	vm, err := s.VMFind(ctx, "a")
+	require.NoError(t, err)
+	require.True(t, vm.DNSDirty)
+	d, err := s.DNSRetryGet(ctx, vm.ID)
+	require.NoError(t, err)
+	require.Equal(t, 0, d.Attempts)
+	ips, err := s.IPsForVM(ctx, vm.ID)
+	require.NoError(t, err)
+	require.Len(t, ips, 1)
+	// The trigger from 00002 works on the migrated table.
+	require.NoError(t, s.DNSSetDirty(ctx, vm.ID, 3, t0ms(), t0ms()))
+	require.NoError(t, s.VMSetDNSDirty(ctx, vm.ID, false, t0ms()))
+	d, err = s.DNSRetryGet(ctx, vm.ID)
+	require.NoError(t, err)
+	require.Equal(t, 0, d.Attempts)
+}
+
+func t0ms() time.Time { return time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC) }
