@@ -108,6 +108,19 @@ func pvesimCmd(ts *testscript.TestScript, neg bool, args []string) {
 			b, _ := json.MarshalIndent(st, "", "  ")
 			ts.Stdout().Write(append(b, '\n'))
 		}
+	case "vm-of":
+		// pvesim vm-of SERVICE: print the state of the VM whose notes carry
+		// pvectl's marker for that service id.
+		for _, st := range simFor(ts).VMs() {
+			for _, line := range strings.Split(st.Config["description"], "\n") {
+				if line == "pvectl service="+args[1] {
+					b, _ := json.MarshalIndent(st, "", "  ")
+					ts.Stdout().Write(append(b, '\n'))
+					return
+				}
+			}
+		}
+		ts.Fatalf("pvesim has no VM marked for service %s", args[1])
 	case "mac":
 		// pvesim mac VMID: print net0's MAC address.
 		id, err := strconv.Atoi(args[1])
