@@ -574,6 +574,23 @@ func hClone(c *call) (any, *apiError) {
 	var newVM *vm
 	o := spawnOpts{typ: "qmclone", id: strconv.Itoa(src.vmid), vmids: []int{src.vmid, newid}, flockVM: src, flockShared: !src.running, flockTimeout: time.Second,
 		log: []string{fmt.Sprintf("create %s clone of drive scsi0 (%s)", map[bool]string{true: "full", false: "linked"}[full], srcConf["scsi0"])}}
+	if full {
+		// A full clone copies the disk and logs its progress as PVE's
+		// qemu-img/drive-mirror does: "transferred X of Y (NN.NN%)".
+		size := int64(0)
+		for _, part := range strings.Split(srcConf["scsi0"], ",") {
+			if v, ok := strings.CutPrefix(part, "size="); ok {
+				size, _ = parseSize(v, 1)
+			}
+		}
+		dur := s.duration("qmclone")
+		for _, pct := range []int{25, 50, 75, 100} {
+			done := size * int64(pct) / 100
+			o.steps = append(o.steps, spawnStep{after: dur * time.Duration(pct) / 100, fn: func(t *task) {
+				t.log = append(t.log, fmt.Sprintf("transferred %s of %s (%d.00%%)", formatSize(done), formatSize(size), pct))
+			}})
+		}
+	}
 	if existing := s.vms[newid]; existing != nil {
 		o.run = errTask(fmt.Sprintf("unable to create VM %d: config file already exists", newid))
 	} else {
