@@ -182,6 +182,8 @@ func (r *runPass) advance(ctx context.Context, vm store.VM, n int) {
 		}
 		if err != nil {
 			line.Result, line.Failed = "not applied: "+err.Error(), true
+		} else if res.Kind == states.Retry && !next.NextAttemptAt.IsZero() {
+			line.Result += fmt.Sprintf(" (attempt %d; next try in %s)", next.Attempts, next.NextAttemptAt.Sub(e.Clock.Now()).Round(time.Second))
 		}
 		e.Live.Step(line)
 		_ = e.Store.RunAppendLine(context.WithoutCancel(ctx), store.RunLine{RunID: runID, At: e.Clock.Now(),

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -69,19 +70,20 @@ func TestStepOutcome(t *testing.T) {
 	clearTask := states.Retryable(errors.New("clone task failed: storage full"))
 	clearTask.ClearTask = true
 	tests := []struct {
-		name         string
-		second       states.StepFunc // what the step does on its second call
-		wantStatus   string
-		wantAttempts int
-		wantWaits    int
-		wantHeld     bool
-		wantErr      string // last_error
-		wantPending  bool
-		wantBackoff  bool
-		wantLine     string // the run line's result
-		wantRun      string // the run's result
-		wantLive     string
-		wantSummary  string
+		name          string
+		second        states.StepFunc // what the step does on its second call
+		wantStatus    string
+		wantAttempts  int
+		wantWaits     int
+		wantHeld      bool
+		wantErr       string // last_error
+		wantPending   bool
+		wantBackoff   bool
+		wantLine      string // the run line's result
+		wantRetryNote bool   // followed by " (attempt N; next try in …)"
+		wantRun       string // the run's result
+		wantLive      string
+		wantSummary   string
 	}{
 		{name: "done advances and resets", second: done, wantStatus: "set_ip",
 			wantLine: "success", wantRun: "success",
@@ -95,11 +97,11 @@ func TestStepOutcome(t *testing.T) {
 			wantLive: "INF svc-1  Reserve VMID and IPs  creation  waiting (clone running)", wantSummary: summary(1, 0, 1, 0)},
 		{name: "retryable error backs off", second: script(states.Retryable(errors.New("connection refused"))),
 			wantStatus: "creation", wantAttempts: 2, wantErr: "connection refused", wantPending: true, wantBackoff: true,
-			wantLine: "error: connection refused", wantRun: "error",
+			wantLine: "error: connection refused", wantRetryNote: true, wantRun: "error",
 			wantLive: "WRN svc-1  Reserve VMID and IPs  creation  error: connection refused", wantSummary: summary(1, 0, 0, 1)},
 		{name: "retryable error may drop the task", second: script(clearTask),
 			wantStatus: "creation", wantAttempts: 2, wantErr: "clone task failed: storage full", wantBackoff: true,
-			wantLine: "error: clone task failed: storage full", wantRun: "error",
+			wantLine: "error: clone task failed: storage full", wantRetryNote: true, wantRun: "error",
 			wantLive: "WRN svc-1  Reserve VMID and IPs  creation  error: clone task failed", wantSummary: summary(1, 0, 0, 1)},
 		{name: "permanent error holds", second: script(states.Permanent(errors.New("403 Permission check failed"))),
 			wantStatus: "creation", wantAttempts: 2, wantHeld: true, wantErr: "403 Permission check failed", wantPending: true,
@@ -165,7 +167,11 @@ func TestStepOutcome(t *testing.T) {
 			require.Equal(t, "Reserve VMID and IPs", l.Step)
 			require.Equal(t, "creation", l.From)
 			require.Equal(t, tc.wantStatus, l.To)
-			require.Equal(t, tc.wantLine, l.Result)
+			if tc.wantRetryNote { // a retry line says which attempt it was and when the next one comes
+				require.Regexp(t, "^"+regexp.QuoteMeta(tc.wantLine)+` \(attempt 2; next try in [0-9]+m[0-9]+s\)$`, l.Result)
+			} else {
+				require.Equal(t, tc.wantLine, l.Result)
+			}
 
 			require.Contains(t, out, tc.wantLive)
 			require.Contains(t, out, tc.wantSummary)

@@ -231,7 +231,13 @@ func stopVM(ctx context.Context, env *Env, vm *store.VM) (stopped bool, res Resu
 	if waited := now.Sub(stopAt); waited < timeout {
 		return false, Wait(fmt.Sprintf("waiting for forced stop (%s)", waited.Round(time.Second)))
 	}
-	return false, Skip(fmt.Sprintf("still %s after graceful shutdown and forced stop", st.Status))
+	why := ""
+	if vm.PendingUPID != "" { // the forced stop's task says why it did not stop
+		if ts, err := env.PVE.TaskStatus(ctx, proxmox.TaskRef{Node: vm.PendingNode, UPID: vm.PendingUPID}); err == nil && ts.Err() != nil {
+			why = "; the stop task ended: " + ts.ExitStatus
+		}
+	}
+	return false, Skip(fmt.Sprintf("still %s after graceful shutdown and forced stop%s", st.Status, why))
 }
 
 // keepRunning wraps the change-package steps that run while the VM is

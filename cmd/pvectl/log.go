@@ -48,7 +48,10 @@ top. With --follow, new lines are printed as ticks write them (Ctrl-C to stop); 
 			}
 			if vm.LastError != "" && !asJSON {
 				state := "will retry"
-				if vm.Held {
+				switch {
+				case vm.Status == string(states.ErrorTerminate):
+					state = fmt.Sprintf("the cron leaves it alone; fix the cause, then pvectl reset-status %s terminate", vm.ServiceID)
+				case vm.Held:
 					state = "HELD until an admin acts (pvectl vm retry / reset-status)"
 				}
 				fmt.Fprintf(w, "!! LAST ERROR at %s (attempt %d, %s): %s\n\n", vm.Status, vm.Attempts, state, vm.LastError)

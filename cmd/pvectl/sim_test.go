@@ -28,6 +28,11 @@ import (
 //	pvesim clear-faults
 //	pvesim vms N                       require N VMs (templates excluded)
 //	pvesim no-rejections               require that no request failed schema validation
+//	pvesim snapshot VMID NAME          take a snapshot through the PVE API (task finished)
+//	pvesim destroy VMID NODE           DELETE the VM through the PVE API behind pvectl's back
+//	pvesim lock VMID [LOCK]            leave a config lock no task removes; no LOCK: unlock
+//	pvesim tasks [TYPE]                print TYPE ID STATUS EXITSTATUS per task
+//	pvesim volumes NODE STORAGE        print a storage's volume ids
 //	subst IN OUT                       copy IN to OUT expanding $VARS
 //	ticks N [STEP]                     N x (advance the simulator and PVECTL_NOW by STEP, default 1m;
 //	                                   pvectl run-task process_vms), output appended to ticks.out
@@ -146,6 +151,62 @@ func pvesimCmd(ts *testscript.TestScript, neg bool, args []string) {
 			b, _ := json.MarshalIndent(r, "", "  ")
 			ts.Fatalf("pvesim rejected %d request(s):\n%s", len(r), b)
 		}
+	case "snapshot":
+		// pvesim snapshot VMID NAME: take a snapshot of the VM (through the
+		// PVE API, as an admin would) and let the qmsnapshot task finish.
+		if len(args) != 3 {
+			ts.Fatalf("usage: pvesim snapshot VMID NAME")
+		}
+		id, err := strconv.Atoi(args[1])
+		ts.Check(err)
+		sim := simFor(ts)
+		st, ok := sim.VM(id)
+		if !ok {
+			ts.Fatalf("pvesim has no VM %d", id)
+		}
+		task, err := simAdapter(ts).CreateSnapshot(context.Background(), proxmox.VMRef{Node: st.Node, VMID: id}, proxmox.SnapshotRequest{Name: args[2]})
+		ts.Check(err)
+		sim.Advance(time.Minute)
+		requireTaskOK(ts, sim, task.UPID)
+	case "destroy":
+		// pvesim destroy VMID NODE: delete the VM behind pvectl's back
+		// (DELETE with purge, as an admin in the GUI) and let the task finish.
+		if len(args) != 3 {
+			ts.Fatalf("usage: pvesim destroy VMID NODE")
+		}
+		id, err := strconv.Atoi(args[1])
+		ts.Check(err)
+		sim := simFor(ts)
+		task, err := simAdapter(ts).Delete(context.Background(), proxmox.VMRef{Node: args[2], VMID: id}, proxmox.DeleteOptions{Purge: true, DestroyUnreferencedDisks: true})
+		ts.Check(err)
+		sim.Advance(time.Minute)
+		requireTaskOK(ts, sim, task.UPID)
+	case "lock":
+		// pvesim lock VMID [LOCK]: set a config lock that no task removes (e.g.
+		// "backup" of a vzdump that hangs); without LOCK: remove it (qm unlock).
+		id, err := strconv.Atoi(args[1])
+		ts.Check(err)
+		lock := ""
+		if len(args) > 2 {
+			lock = args[2]
+		}
+		ts.Check(simFor(ts).LeaveLock(id, lock))
+	case "tasks":
+		// pvesim tasks [TYPE]: print one line per task (of that type):
+		// TYPE ID STATUS EXITSTATUS.
+		out := ts.Stdout() // also when nothing matches: stdout is then empty
+		for _, t := range simFor(ts).Tasks() {
+			if len(args) > 1 && t.Type != args[1] {
+				continue
+			}
+			fmt.Fprintf(out, "%s %s %s %s\n", t.Type, t.ID, t.Status, t.ExitStatus)
+		}
+	case "volumes":
+		// pvesim volumes NODE STORAGE: print the storage's volume ids.
+		out := ts.Stdout()
+		for _, v := range simFor(ts).StorageContent(args[1], args[2]) {
+			fmt.Fprintln(out, v.VolID)
+		}
 	default:
 		ts.Fatalf("unknown pvesim command %q", args[0])
 	}
@@ -181,5 +242,21 @@ func ticksCmd(ts *testscript.TestScript, neg bool, args []string) {
 		if err != nil {
 			ts.Fatalf("tick at %s failed: %v", now, err)
 		}
+	}
+}
+
+// simAdapter is a PVE client on the test's simulator, for commands that act
+// on PVE as an admin would (not as pvectl).
+func simAdapter(ts *testscript.TestScript) *proxmox.Adapter {
+	pve, err := proxmox.New(proxmox.Options{URL: ts.Getenv("PVE_URL"), TokenID: ts.Getenv("PVE_TOKEN_ID"), TokenSecret: ts.Getenv("PVE_TOKEN_SECRET")})
+	ts.Check(err)
+	return pve
+}
+
+// requireTaskOK fails the script unless the task has finished OK.
+func requireTaskOK(ts *testscript.TestScript, sim *pvesim.Sim, upid string) {
+	t, ok := sim.Task(upid)
+	if !ok || t.Status != "stopped" || t.ExitStatus != "OK" {
+		ts.Fatalf("task %s did not finish OK: %+v", upid, t)
 	}
 }
