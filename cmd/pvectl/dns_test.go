@@ -119,6 +119,11 @@ func printRRs(ts *testscript.TestScript, rrs []mdns.RR) {
 		lines = append(lines, fmt.Sprintf("%s %s %s", dns.Normalize(h.Name), mdns.TypeToString[h.Rrtype], value))
 	}
 	slices.Sort(lines)
+	if len(lines) == 0 {
+		// Said out loud: testscript's stdout keeps the previous command's
+		// output when a custom command writes nothing.
+		lines = []string{"(no records)"}
+	}
 	for _, l := range lines {
 		fmt.Fprintln(ts.Stdout(), l)
 	}
