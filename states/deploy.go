@@ -384,6 +384,22 @@ func migrateToTarget(ctx context.Context, env *Env, vm store.VM) Result {
 
 // setCPURAM applies cores, sockets and memory.
 func setCPURAM(ctx context.Context, env *Env, vm store.VM) Result {
+	return withConfig(ctx, env, vm, func(vm store.VM, p config.Product, cfg proxmox.VMConfig) Result {
+		want := map[string]string{"cores": strconv.Itoa(p.Cores), "sockets": strconv.Itoa(p.Sockets), "memory": strconv.Itoa(p.MemoryMB)}
+		change := diffValues(cfg, want)
+		if len(change) == 0 {
+			return Skip("no change")
+		}
+		if err := env.PVE.SetConfigSync(ctx, ref(vm), proxmox.ConfigChange{Set: change}); err != nil {
+			return fromError("set CPU and RAM", err)
+		}
+		return Success()
+	})
+}
+
+// withConfig does the lookups most steps share: the product, where the VM
+// is now, and its current config.
+func withConfig(ctx context.Context, env *Env, vm store.VM, fn func(vm store.VM, p config.Product, cfg proxmox.VMConfig) Result) Result {
 	p, bad := product(env, vm)
 	if bad != nil {
 		return *bad
@@ -395,15 +411,7 @@ func setCPURAM(ctx context.Context, env *Env, vm store.VM) Result {
 	if err != nil {
 		return fromError("read config", err)
 	}
-	want := map[string]string{"cores": strconv.Itoa(p.Cores), "sockets": strconv.Itoa(p.Sockets), "memory": strconv.Itoa(p.MemoryMB)}
-	change := diffValues(cfg, want)
-	if len(change) == 0 {
-		return Skip("no change")
-	}
-	if err := env.PVE.SetConfigSync(ctx, ref(vm), proxmox.ConfigChange{Set: change}); err != nil {
-		return fromError("set CPU and RAM", err)
-	}
-	return Success()
+	return fn(vm, p, cfg)
 }
 
 // diffValues returns the keys of want whose config value differs.
@@ -591,31 +599,20 @@ func findAdditionalDisk(cfg proxmox.VMConfig) (string, bool) {
 // is, its config and the key of its system or additional disk. A product
 // without an additional disk skips the additional-disk steps.
 func withDisk(ctx context.Context, env *Env, vm store.VM, additional bool, fn func(vm store.VM, key string, d config.Disk) Result) Result {
-	p, bad := product(env, vm)
-	if bad != nil {
-		return *bad
+	if p, bad := product(env, vm); bad == nil && additional && p.AdditionalDisk.SizeGB == 0 {
+		return Skip("no additional disk in product")
 	}
-	d := p.SystemDisk
-	if additional {
-		if d = p.AdditionalDisk; d.SizeGB == 0 {
-			return Skip("no additional disk in product")
+	return withConfig(ctx, env, vm, func(vm store.VM, p config.Product, cfg proxmox.VMConfig) Result {
+		d, key, ok := p.SystemDisk, systemDiskKey(cfg), true
+		if additional {
+			d = p.AdditionalDisk
+			key, ok = findAdditionalDisk(cfg)
 		}
-	}
-	if res := locate(ctx, env, &vm); res != nil {
-		return *res
-	}
-	cfg, err := env.PVE.VMConfig(ctx, ref(vm))
-	if err != nil {
-		return fromError("read config", err)
-	}
-	key, ok := systemDiskKey(cfg), true
-	if additional {
-		key, ok = findAdditionalDisk(cfg)
-	}
-	if !ok || key == "" {
-		return Permanent(fmt.Errorf("VM %d has no %s disk in its config; reset-status to the step that creates it", vm.VMID, map[bool]string{true: "additional", false: "system"}[additional]))
-	}
-	return fn(vm, key, d)
+		if !ok || key == "" {
+			return Permanent(fmt.Errorf("VM %d has no %s disk in its config; reset-status to the step that creates it", vm.VMID, map[bool]string{true: "additional", false: "system"}[additional]))
+		}
+		return fn(vm, key, d)
+	})
 }
 
 func resizeSystemDisk(ctx context.Context, env *Env, vm store.VM) Result {
@@ -703,36 +700,27 @@ func sameProps(a, b string) bool {
 }
 
 func configureNetwork(ctx context.Context, env *Env, vm store.VM) Result {
-	p, bad := product(env, vm)
-	if bad != nil {
-		return *bad
-	}
-	if res := locate(ctx, env, &vm); res != nil {
-		return *res
-	}
-	cfg, err := env.PVE.VMConfig(ctx, ref(vm))
-	if err != nil {
-		return fromError("read config", err)
-	}
-	cur, _ := cfg.Get("net0")
-	if vm.MAC == "" {
-		if mac := macOf(cur); mac != "" {
-			_ = env.Store.VMSetMAC(ctx, vm.ID, mac, env.Now())
+	return withConfig(ctx, env, vm, func(vm store.VM, p config.Product, cfg proxmox.VMConfig) Result {
+		cur, _ := cfg.Get("net0")
+		if vm.MAC == "" {
+			if mac := macOf(cur); mac != "" {
+				_ = env.Store.VMSetMAC(ctx, vm.ID, mac, env.Now())
+			}
 		}
-	}
-	next := netValue(cur, p.Network, vm.MAC)
-	if sameProps(cur, next) {
-		return Skip("no change")
-	}
-	if err := env.PVE.SetConfigSync(ctx, ref(vm), proxmox.ConfigChange{Set: map[string]string{"net0": next}}); err != nil {
-		return fromError("configure net0", err)
-	}
-	if vm.MAC == "" {
-		if mac := macOf(next); mac != "" {
-			_ = env.Store.VMSetMAC(ctx, vm.ID, mac, env.Now())
+		next := netValue(cur, p.Network, vm.MAC)
+		if sameProps(cur, next) {
+			return Skip("no change")
 		}
-	}
-	return Success()
+		if err := env.PVE.SetConfigSync(ctx, ref(vm), proxmox.ConfigChange{Set: map[string]string{"net0": next}}); err != nil {
+			return fromError("configure net0", err)
+		}
+		if vm.MAC == "" {
+			if mac := macOf(next); mac != "" {
+				_ = env.Store.VMSetMAC(ctx, vm.ID, mac, env.Now())
+			}
+		}
+		return Success()
+	})
 }
 
 // IPSetName is the anti-spoofing IP set PVE's ipfilter uses for net0.
