@@ -127,9 +127,9 @@ func (r *runPass) advance(ctx context.Context, vm store.VM, n int) {
 	r.count(func(s *Summary) { s.Processed++ })
 	e := r.e
 	var runID int64
-	result := "success"
+	result, finished := "success", false
 	defer func() {
-		if runID != 0 {
+		if runID != 0 && !finished {
 			_ = e.Store.RunFinish(context.WithoutCancel(ctx), runID, result, e.Clock.Now())
 		}
 	}()
@@ -161,14 +161,12 @@ func (r *runPass) advance(ctx context.Context, vm store.VM, n int) {
 				Step: step.Label, From: vm.Status, Result: "event", Detail: detail})
 		}
 
-		var res states.Result
 		began := time.Now()
 		e.Live.Logger().Debug().Str("vm", vm.ServiceID).Str("step", step.Label).
 			Msgf("%s  %s: running %q (version %d, attempts %d, pending %q)", vm.ServiceID, vm.Status, step.Label, vm.Version, vm.Attempts, vm.PendingUPID)
-		res = runStep(ctx, step, &env, vm)
+		res := runStep(ctx, step, &env, vm)
 		took := time.Since(began)
 
-		next, err := r.apply(ctx, vm, step, res)
 		line := StepLine{VM: vm.ServiceID, Hostname: vm.Hostname, Step: step.Label, From: vm.Status,
 			To: string(step.To), Result: res.Label(), Failed: res.Kind >= states.Retry, Duration: took}
 		if res.Kind == states.Waiting || res.Kind >= states.Retry {
@@ -180,27 +178,52 @@ func (r *runPass) advance(ctx context.Context, vm store.VM, n int) {
 		if res.Rewind != "" {
 			line.To = string(res.Rewind)
 		}
+		outcome := "success"
+		switch {
+		case res.Kind == states.Waiting:
+			outcome = "waiting"
+		case res.Kind >= states.Retry:
+			outcome = "error"
+		}
+		o, err := r.outcome(ctx, vm, step, res)
+		var next store.VM
+		if err == nil {
+			if res.Kind == states.Retry {
+				line.Result += fmt.Sprintf(" (attempt %d; next try in %s)", o.Attempts, o.NextAttempt.Sub(o.Now).Round(time.Second))
+			}
+			// The outcome, its log line and (on the pass's last step) the
+			// run's end are one transaction.
+			last := outcome != "success" || i == n-1 || states.State(o.ToStatus).Final()
+			o.Line = &store.RunLine{RunID: runID, At: o.Now, Step: step.Label, From: line.From, To: line.To,
+				Result: line.Result, Duration: took}
+			if last {
+				o.FinishRun = outcome
+			}
+			next, err = e.Store.VMApplyStep(ctx, o)
+			if errors.Is(err, store.ErrConflict) {
+				err = fmt.Errorf("VM changed by someone else during the step; left as is")
+			}
+			finished = err == nil && last
+		}
 		if err != nil {
 			line.Result, line.Failed = "not applied: "+err.Error(), true
-		} else if res.Kind == states.Retry && !next.NextAttemptAt.IsZero() {
-			line.Result += fmt.Sprintf(" (attempt %d; next try in %s)", next.Attempts, next.NextAttemptAt.Sub(e.Clock.Now()).Round(time.Second))
+			_ = e.Store.RunAppendLine(context.WithoutCancel(ctx), store.RunLine{RunID: runID, At: e.Clock.Now(),
+				Step: step.Label, From: line.From, To: line.To, Result: line.Result, Duration: took})
 		}
 		e.Live.Step(line)
-		_ = e.Store.RunAppendLine(context.WithoutCancel(ctx), store.RunLine{RunID: runID, At: e.Clock.Now(),
-			Step: step.Label, From: line.From, To: line.To, Result: line.Result, Duration: took})
 
 		switch {
 		case err != nil:
 			r.count(func(s *Summary) { s.Errors++ })
 			result = "error"
 			return
-		case res.Kind == states.Done || res.Kind == states.Skipped:
+		case outcome == "success":
 			r.count(func(s *Summary) { s.Advanced++ })
 			vm = next
 			if states.State(vm.Status).Final() {
 				return
 			}
-		case res.Kind == states.Waiting:
+		case outcome == "waiting":
 			r.count(func(s *Summary) { s.Waiting++ })
 			result = "waiting"
 			return
@@ -223,19 +246,19 @@ func runStep(ctx context.Context, step states.Step, env *states.Env, vm store.VM
 	return step.Run(ctx, env, vm)
 }
 
-// apply writes the step outcome with a compare-and-set and returns the VM as
-// it is now.
-func (r *runPass) apply(ctx context.Context, vm store.VM, step states.Step, res states.Result) (store.VM, error) {
+// outcome builds the compare-and-set a step's result asks for, after
+// checking that nobody moved the VM during the step.
+func (r *runPass) outcome(ctx context.Context, vm store.VM, step states.Step, res states.Result) (store.Outcome, error) {
 	e := r.e
 	now := e.Clock.Now()
 	// Re-read: the step may have written intent (VMID, task) without
 	// changing status or version.
 	cur, err := e.Store.VMGet(ctx, vm.ID)
 	if err != nil {
-		return vm, err
+		return store.Outcome{}, err
 	}
 	if cur.Status != vm.Status || cur.Version != vm.Version {
-		return cur, fmt.Errorf("VM moved to %s (version %d) by someone else during the step; left as is", cur.Status, cur.Version)
+		return store.Outcome{}, fmt.Errorf("VM moved to %s (version %d) by someone else during the step; left as is", cur.Status, cur.Version)
 	}
 	o := store.Outcome{ID: vm.ID, FromStatus: vm.Status, FromVersion: vm.Version, ToStatus: vm.Status,
 		Attempts: cur.Attempts, StepWaits: cur.StepWaits, ClearPending: res.ClearTask, Now: now}
@@ -262,13 +285,7 @@ func (r *runPass) apply(ctx context.Context, vm store.VM, step states.Step, res 
 			o.ToStatus, o.ClearPending = string(res.Rewind), true
 		}
 	}
-	if err := e.Store.VMApplyOutcome(ctx, o); err != nil {
-		if errors.Is(err, store.ErrConflict) {
-			return vm, fmt.Errorf("VM changed by someone else during the step; left as is")
-		}
-		return vm, err
-	}
-	return e.Store.VMGet(ctx, vm.ID)
+	return o, nil
 }
 
 func errText(err error) string {

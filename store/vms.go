@@ -222,13 +222,26 @@ type Outcome struct {
 	// ClearPending drops the stored task reference (the step finished).
 	ClearPending bool
 	Now          time.Time
+	// Line, if set, is appended to its run in the same transaction, and
+	// FinishRun, if set, closes that run with this result: one commit (one
+	// fsync) per step instead of three.
+	Line      *RunLine
+	FinishRun string
 }
 
 // VMApplyOutcome applies o if the VM is still at o.FromStatus/o.FromVersion.
 // It returns ErrConflict when the row moved. A status change bumps version
 // and resets the step's wait counter and start time.
 func (s *Store) VMApplyOutcome(ctx context.Context, o Outcome) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	_, err := s.VMApplyStep(ctx, o)
+	return err
+}
+
+// VMApplyStep is VMApplyOutcome that also writes o.Line / o.FinishRun and
+// returns the VM as it is after the change.
+func (s *Store) VMApplyStep(ctx context.Context, o Outcome) (VM, error) {
+	var vm VM
+	err := s.tx(ctx, func(tx *sql.Tx) error {
 		stepStarted := `step_started_at`
 		args := []any{o.ToStatus, o.Attempts, ms(o.NextAttempt), b2i(o.Held), o.LastError, o.StepWaits}
 		if o.ToStatus != o.FromStatus {
@@ -249,8 +262,24 @@ func (s *Store) VMApplyOutcome(ctx context.Context, o Outcome) error {
 		if err != nil {
 			return err
 		}
-		return oneRow(res, o.ID)
+		if err := oneRow(res, o.ID); err != nil {
+			return err
+		}
+		if l := o.Line; l != nil {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO run_lines (run_id, at, step, from_state, to_state, result, detail, duration_ms)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, l.RunID, ms(l.At), l.Step, l.From, l.To, l.Result, l.Detail, l.Duration.Milliseconds()); err != nil {
+				return err
+			}
+			if o.FinishRun != "" {
+				if _, err := tx.ExecContext(ctx, `UPDATE runs SET finished_at = ?, result = ? WHERE id = ?`, ms(o.Now), o.FinishRun, l.RunID); err != nil {
+					return err
+				}
+			}
+		}
+		vm, err = scanVM(tx.QueryRowContext(ctx, `SELECT `+vmColumns+` FROM vms WHERE id = ?`, o.ID))
+		return err
 	})
+	return vm, err
 }
 
 func oneRow(res sql.Result, id int64) error {
