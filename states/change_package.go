@@ -117,16 +117,15 @@ func updateIPs(ctx context.Context, env *Env, vm store.VM) Result {
 		}
 		dnsClean = delFailed == 0 && pubFailed == 0
 	}
-	if dnsClean {
-		freed, err := env.Store.IPReleasePending(ctx, vm.ID)
-		if err != nil {
-			return Retryable(err)
+	if len(release) > 0 {
+		// The guest keeps using them until it reboots with the new
+		// cloud-init at cp_start: they are freed once the change is done and
+		// DNS no longer points at them.
+		when := "the change is done"
+		if !dnsClean {
+			when += " and the DNS retry has deleted their records"
 		}
-		if len(freed) > 0 {
-			env.Emit("released " + strings.Join(freed, ", "))
-		}
-	} else if len(release) > 0 {
-		env.Emit("keeping " + strings.Join(release, ", ") + " reserved until their DNS records are deleted (DNS retry)")
+		env.Emit("taking " + strings.Join(release, ", ") + " away; reserved until " + when)
 	}
 	if !changed {
 		return Skip("no change in addresses")
@@ -284,10 +283,10 @@ func changeAdditionalDisk(ctx context.Context, env *Env, vm store.VM) Result {
 	if err != nil {
 		return fromError("read config", err)
 	}
-	// A volume detached by an earlier attempt (remembered before the detach)
-	// is destroyed first, so a crash or a failed destroy leaks nothing.
-	data := stepData(vm)
-	if volid := data.Get("detached"); volid != "" {
+	// A volume detached by an earlier attempt (remembered before the detach,
+	// across retries and rewinds) is destroyed first, so a crash or a failed
+	// destroy leaks nothing.
+	if volid := vm.DetachedVolume; volid != "" {
 		for _, k := range sortedKeys(cfg.Values) {
 			if strings.HasPrefix(k, "unused") && cfg.Values[k] == volid {
 				env.Emit("destroying " + k + " (" + volid + ")")
@@ -295,10 +294,17 @@ func changeAdditionalDisk(ctx context.Context, env *Env, vm store.VM) Result {
 				return submit(ctx, env, vm, "destroy "+volid, task, err)
 			}
 		}
+		// Gone: the destroy finished (or PVE destroyed it on detach).
+		if err := env.Store.VMSetDetachedVolume(ctx, vm.ID, vm.Status, vm.Version, "", env.Now()); err != nil {
+			return Retryable(err)
+		}
+		if _, ok := findAdditionalDisk(cfg); !ok {
+			return Success()
+		}
 	}
 	key, ok := findAdditionalDisk(cfg)
 	if !ok {
-		if data.Get("detached") != "" || pending(vm) {
+		if pending(vm) {
 			return Success() // our removal finished
 		}
 		return Skip("no additional disk in product")
@@ -315,8 +321,7 @@ func changeAdditionalDisk(ctx context.Context, env *Env, vm store.VM) Result {
 	// Detach (PVE moves the volume to an unusedN key); the next tick destroys
 	// that unused volume.
 	volid, _ := proxmox.ParsePropertyString(cfg.Values[key])
-	data.Set("detached", volid)
-	if err := saveStepData(ctx, env, &vm, data); err != nil {
+	if err := env.Store.VMSetDetachedVolume(ctx, vm.ID, vm.Status, vm.Version, volid, env.Now()); err != nil {
 		return Retryable(err)
 	}
 	env.Emit("detaching additional disk " + key + " (" + volid + ")")

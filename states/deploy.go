@@ -934,6 +934,14 @@ func verifyRunning(ctx context.Context, env *Env, vm store.VM) Result {
 	}
 	if st.Running() {
 		if vm.Status == string(CPStart) {
+			// The guest runs with its new addresses: the ones taken away are
+			// free now, unless DNS still points at them (then the DNS retry
+			// frees them once it has deleted their records).
+			if !vm.DNSDirty {
+				if err := freeTakenAddresses(ctx, env, vm, CPStart); err != nil {
+					return Retryable(err)
+				}
+			}
 			env.Emit(fmt.Sprintf("event: package changed — %s now runs product %s", vm.Hostname, vm.Product))
 		} else {
 			env.Emit(fmt.Sprintf("event: VM is ready — %s (VMID %d on %s)", vm.Hostname, vm.VMID, vm.Node))

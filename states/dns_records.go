@@ -61,6 +61,9 @@ func resyncDNS(ctx context.Context, env *Env, vm store.VM) Result {
 	if err := env.Store.DNSSetClean(ctx, vm.ID, vm.Version, env.Now()); err != nil {
 		return Retryable(err)
 	}
+	if err := freeTakenAddresses(ctx, env, vm, SetDNSRecords); err != nil {
+		return Retryable(err)
+	}
 	return Success()
 }
 
@@ -129,16 +132,31 @@ func RetryDNS(ctx context.Context, env *Env, vm store.VM) (failed, tried int, er
 		}
 	}
 	if failed == 0 {
-		// Addresses a change-package took away are free once DNS is clean.
-		freed, err := env.Store.IPReleasePending(ctx, vm.ID)
-		if err != nil {
+		if err := freeTakenAddresses(ctx, env, vm, Ready, Remove); err != nil {
 			return failed, tried, err
-		}
-		if len(freed) > 0 {
-			env.Emit("released " + strings.Join(freed, ", "))
 		}
 	}
 	return failed, tried, nil
+}
+
+// freeTakenAddresses gives the addresses taken from the VM (a change-package
+// that lowered its counts, or a terminate whose DNS deletes failed) back to
+// the pool, if the VM is in one of the given states. Call it only once DNS no
+// longer points at them. A VM mid-change keeps them: its IP set and its guest
+// may still use them until cp_start reboots it with the new cloud-init.
+func freeTakenAddresses(ctx context.Context, env *Env, vm store.VM, in ...State) error {
+	names := make([]string, len(in))
+	for i, s := range in {
+		names[i] = string(s)
+	}
+	freed, err := env.Store.IPReleasePending(ctx, vm.ID, names...)
+	if err != nil {
+		return err
+	}
+	if len(freed) > 0 {
+		env.Emit("released " + strings.Join(freed, ", ") + " (back in the pool)")
+	}
+	return nil
 }
 
 // DNSPlan returns the records the VM should have now: A/AAAA and PTR of its

@@ -106,9 +106,12 @@ func TestRetryDNSFollowsThePlanAndLeavesOperatorRecords(t *testing.T) {
 	// An operator's records at the same names; then the VM's IPv4 address changes.
 	b.srv.AddRR(t, dnstest.Forward, "web1.example.test. 300 IN A 192.0.2.99", `web1.example.test. 300 IN TXT "operator"`)
 	b.srv.AddRR(t, dnstest.Reverse4, "10.2.0.192.in-addr.arpa. 300 IN PTR alias.example.test.")
-	require.NoError(t, b.st.IPMarkReleasing(ctx, b.vm.ID, b.vm.Status, b.vm.Version, []string{"192.0.2.10"}))
-	require.NoError(t, b.st.IPAllocate(ctx, b.vm.ID, b.vm.Status, b.vm.Version, []store.IPAllocation{{Address: "192.0.2.11", Family: 4, Pool: "v4"}}, dnsT0))
-	failed, tried, err = states.RetryDNS(ctx, b.env, b.vm)
+	require.NoError(t, b.st.VMSetStatus(ctx, b.vm.ID, string(states.CPUpdateIP), dnsT0))
+	vm, err := b.st.VMGet(ctx, b.vm.ID)
+	require.NoError(t, err)
+	require.NoError(t, b.st.IPMarkReleasing(ctx, vm.ID, vm.Status, vm.Version, []string{"192.0.2.10"}))
+	require.NoError(t, b.st.IPAllocate(ctx, vm.ID, vm.Status, vm.Version, []store.IPAllocation{{Address: "192.0.2.11", Family: 4, Pool: "v4"}}, dnsT0))
+	failed, tried, err = states.RetryDNS(ctx, b.env, vm)
 	require.NoError(t, err)
 	require.Equal(t, [2]int{0, 4}, [2]int{failed, tried})
 	require.Equal(t, []string{
@@ -116,8 +119,22 @@ func TestRetryDNSFollowsThePlanAndLeavesOperatorRecords(t *testing.T) {
 		"· rev-del OK 10.2.0.192.in-addr.arpa PTR web1.example.test (zone 2.0.192.in-addr.arpa)",
 		"· fwd OK web1.example.test A 192.0.2.11 (zone example.test)",
 		"· rev OK 11.2.0.192.in-addr.arpa PTR web1.example.test (zone 2.0.192.in-addr.arpa)",
-		"released 192.0.2.10", // freed only now that DNS no longer points at it
-	}, b.takeLines())
+	}, b.takeLines(), "mid-change the guest may still use 192.0.2.10: it stays reserved")
+	used, err := b.st.IPsInPool(ctx, "v4")
+	require.NoError(t, err)
+	require.True(t, used["192.0.2.10"])
+
+	// Once the change is done (ready) and DNS is clean, the retry frees it.
+	require.NoError(t, b.st.VMSetStatus(ctx, vm.ID, string(states.Ready), dnsT0))
+	vm, err = b.st.VMGet(ctx, vm.ID)
+	require.NoError(t, err)
+	failed, tried, err = states.RetryDNS(ctx, b.env, vm)
+	require.NoError(t, err)
+	require.Equal(t, [2]int{0, 0}, [2]int{failed, tried})
+	require.Equal(t, []string{"released 192.0.2.10 (back in the pool)"}, b.takeLines())
+	used, err = b.st.IPsInPool(ctx, "v4")
+	require.NoError(t, err)
+	require.False(t, used["192.0.2.10"])
 	require.Equal(t, []string{"192.0.2.11", "192.0.2.99"}, b.answers(t, "web1.example.test", mdns.TypeA))
 	require.Equal(t, []string{"alias.example.test."}, b.answers(t, "10.2.0.192.in-addr.arpa", mdns.TypePTR))
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -152,10 +153,21 @@ func (s *Store) IPMarkReleasing(ctx context.Context, vmID int64, status string, 
 	})
 }
 
-// IPReleasePending frees the VM's addresses marked releasing and returns them.
-func (s *Store) IPReleasePending(ctx context.Context, vmID int64) ([]string, error) {
+// IPReleasePending frees the VM's addresses marked releasing and returns
+// them, if the VM is (still) in one of the given states; otherwise it frees
+// nothing. Callers free only once the guest and DNS no longer use the
+// addresses: after a change-package has completed (ready, or the resync of
+// set_dns_records) or once a removed VM's records are deleted (remove).
+func (s *Store) IPReleasePending(ctx context.Context, vmID int64, states ...string) ([]string, error) {
 	var out []string
 	err := s.tx(ctx, func(tx *sql.Tx) error {
+		var cur string
+		if err := tx.QueryRowContext(ctx, `SELECT status FROM vms WHERE id = ?`, vmID).Scan(&cur); err != nil {
+			return err
+		}
+		if !slices.Contains(states, cur) {
+			return nil
+		}
 		rows, err := tx.QueryContext(ctx, `SELECT address FROM ip_allocations WHERE vm_id = ? AND releasing = 1 ORDER BY id`, vmID)
 		if err != nil {
 			return err

@@ -37,6 +37,7 @@ type VM struct {
 	DNSDirty       bool
 	MAC            string // net0's MAC, kept across reinstalls
 	StepData       string // a step's memory across ticks; cleared on every status change
+	DetachedVolume string // an additional disk's volume detached but not destroyed yet
 	CreatedAt      time.Time
 	UpdatedAt      time.Time
 }
@@ -44,7 +45,7 @@ type VM struct {
 const vmColumns = `id, service_id, hostname, product, status, version, requested_node, target_node, node,
 	COALESCE(vmid, 0), pending_upid, pending_node, pending_step, step_waits, step_started_at,
 	attempts, next_attempt_at, held, last_error, COALESCE(idempotency_key, ''), request_digest,
-	ssh_keys, password, dns_dirty, mac, step_data, created_at, updated_at`
+	ssh_keys, password, dns_dirty, mac, step_data, detached_volume, created_at, updated_at`
 
 type scanner interface{ Scan(...any) error }
 
@@ -55,7 +56,7 @@ func scanVM(r scanner) (VM, error) {
 	err := r.Scan(&v.ID, &v.ServiceID, &v.Hostname, &v.Product, &v.Status, &v.Version,
 		&v.RequestedNode, &v.TargetNode, &v.Node, &v.VMID, &v.PendingUPID, &v.PendingNode, &v.PendingStep,
 		&v.StepWaits, &stepStarted, &v.Attempts, &next, &held, &v.LastError, &v.IdempotencyKey,
-		&v.RequestDigest, &v.SSHKeys, &v.Password, &dirty, &v.MAC, &v.StepData, &created, &updated)
+		&v.RequestDigest, &v.SSHKeys, &v.Password, &dirty, &v.MAC, &v.StepData, &v.DetachedVolume, &created, &updated)
 	if err != nil {
 		return VM{}, err
 	}
@@ -326,9 +327,10 @@ func (s *Store) VMSetDNSDirty(ctx context.Context, id int64, dirty bool, now tim
 
 // VMRelease clears the held flag, the backoff and the attempt counter, so
 // the next tick runs the VM's step again, if the VM is still at
-// status/version (else ErrConflict). Status is unchanged.
+// status/version (else ErrConflict). Status is unchanged; the step's memory
+// is cleared, so it starts over (a stop begins with a graceful shutdown).
 func (s *Store) VMRelease(ctx context.Context, id int64, status string, version int64, now time.Time) error {
-	res, err := s.db.ExecContext(ctx, `UPDATE vms SET held = 0, next_attempt_at = 0, attempts = 0,
+	res, err := s.db.ExecContext(ctx, `UPDATE vms SET held = 0, next_attempt_at = 0, attempts = 0, step_data = '',
 		version = version + 1, updated_at = ? WHERE id = ? AND status = ? AND version = ?`, ms(now), id, status, version)
 	if err != nil {
 		return err
@@ -483,8 +485,32 @@ func releaseResources(ctx context.Context, tx *sql.Tx, id int64, now time.Time) 
 		pending_node = '', pending_step = '', updated_at = ? WHERE id = ?`, ms(now), id); err != nil {
 		return err
 	}
+	// An address whose DNS records are still published (a delete failed)
+	// stays reserved until the DNS retry has deleted them; then it is freed.
+	var dnsLeft bool
+	if err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM dns_records WHERE vm_id = ?)`, id).Scan(&dnsLeft); err != nil {
+		return err
+	}
+	if dnsLeft {
+		if _, err := tx.ExecContext(ctx, `UPDATE ip_allocations SET releasing = 1 WHERE vm_id = ?`, id); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `UPDATE vms SET dns_dirty = 1 WHERE id = ?`, id)
+		return err
+	}
 	_, err := tx.ExecContext(ctx, `DELETE FROM ip_allocations WHERE vm_id = ?`, id)
 	return err
+}
+
+// VMSetDetachedVolume remembers (or, with "", forgets) the volume of an
+// additional disk that was detached and must still be destroyed.
+func (s *Store) VMSetDetachedVolume(ctx context.Context, id int64, status string, version int64, volid string, now time.Time) error {
+	res, err := s.db.ExecContext(ctx, `UPDATE vms SET detached_volume = ?, updated_at = ? WHERE id = ? AND status = ? AND version = ?`,
+		volid, ms(now), id, status, version)
+	if err != nil {
+		return err
+	}
+	return oneRow(res, id)
 }
 
 // VMDelete deletes a record, its addresses, DNS records and logs, if it is

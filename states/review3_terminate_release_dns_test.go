@@ -1,0 +1,44 @@
+package states_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/pvectl/pvectl/states"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// Third review: change-package now keeps a removed address reserved until
+// DNS no longer points at it, but terminate's releaseResources (and
+// reset-status remove) still free every address of the VM — kept and
+// `releasing` alike — while its A/PTR records could not be deleted. A new VM
+// gets the address at once and publishes its PTR next to the old one.
+func TestTerminateKeepsAddressesUntilDNSDeleted(t *testing.T) {
+	r := newRig(t, true)
+	c1 := r.create("t1", "small")
+	c1 = r.until(c1.ID, states.Ready, 40)
+	ips, err := r.st.IPsForVM(r.ctx, c1.ID)
+	require.NoError(t, err)
+	addr := ips[0].Address
+
+	r.dns.failDeletes = true // the DNS server is unreachable for deletes
+	_, err = r.st.VMRequest(r.ctx, c1.ID, []string{string(states.Ready)}, string(states.Terminate), "", r.clk.Now())
+	require.NoError(t, err)
+	r.until(c1.ID, states.Remove, 40)
+
+	c2 := r.create("t2", "small")
+	r.until(c2.ID, states.Ready, 40)
+	ips2, err := r.st.IPsForVM(r.ctx, c2.ID)
+	require.NoError(t, err)
+
+	var stale []string
+	for _, rec := range r.dns.records() {
+		if strings.Contains(rec, "t1.example.test") {
+			stale = append(stale, rec)
+		}
+	}
+	if len(stale) > 0 {
+		assert.NotEqual(t, addr, ips2[0].Address, "%s was given to t2 while t1's records still point at it: %v", addr, stale)
+	}
+}
