@@ -78,10 +78,16 @@ func LockStatus(stateDir, task string) (LockHolder, bool) {
 		return LockHolder{}, false
 	}
 	if pid, held, ok := procLocksHolder(fi); ok {
+		h := readHolder(path)
 		if !held {
+			// /proc/locks is read a page at a time and can skip a line while
+			// other locks come and go (SQLite's many fcntl locks do). The
+			// process the file names is asked directly before saying "free".
+			if h.PID != 0 && fdinfoHolds(h.PID, fi) {
+				return h, true
+			}
 			return LockHolder{}, false
 		}
-		h := readHolder(path)
 		if h.PID != pid {
 			h = LockHolder{PID: pid} // the file names an earlier holder
 		}
@@ -103,7 +109,7 @@ func LockStatus(stateDir, task string) (LockHolder, bool) {
 // ("1: FLOCK ADVISORY WRITE <pid> <maj>:<min>:<inode> 0 EOF"). ok is false
 // when /proc/locks cannot be used.
 func procLocksHolder(fi os.FileInfo) (pid int, held, ok bool) {
-	st, isUnix := fi.Sys().(*syscall.Stat_t)
+	want, isUnix := lockID(fi)
 	if !isUnix {
 		return 0, false, false
 	}
@@ -111,16 +117,61 @@ func procLocksHolder(fi os.FileInfo) (pid int, held, ok bool) {
 	if err != nil {
 		return 0, false, false
 	}
-	want := fmt.Sprintf("%02x:%02x:%d", unix.Major(uint64(st.Dev)), unix.Minor(uint64(st.Dev)), st.Ino)
 	for _, line := range strings.Split(string(data), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 6 || f[1] != "FLOCK" || f[3] != "WRITE" || f[5] != want {
-			continue
+		if pid, ok := isExclusiveFlock(line, want); ok {
+			return pid, true, true
 		}
-		pid, _ = strconv.Atoi(f[4])
-		return pid, true, true
 	}
 	return 0, false, true
+}
+
+// lockID is the file's "maj:min:inode" as /proc/locks and fdinfo print it.
+func lockID(fi os.FileInfo) (string, bool) {
+	st, isUnix := fi.Sys().(*syscall.Stat_t)
+	if !isUnix {
+		return "", false
+	}
+	return fmt.Sprintf("%02x:%02x:%d", unix.Major(uint64(st.Dev)), unix.Minor(uint64(st.Dev)), st.Ino), true
+}
+
+// isExclusiveFlock says whether a /proc/locks (or fdinfo "lock:") line is an
+// exclusive flock on the file with the given id, and by which pid.
+func isExclusiveFlock(line, want string) (int, bool) {
+	f := strings.Fields(line)
+	if len(f) > 0 && f[0] == "lock:" {
+		f = f[1:]
+	}
+	if len(f) < 6 || f[1] != "FLOCK" || f[3] != "WRITE" || f[5] != want {
+		return 0, false
+	}
+	pid, _ := strconv.Atoi(f[4])
+	return pid, true
+}
+
+// fdinfoHolds says whether process pid holds an exclusive flock on the file,
+// from its /proc/PID/fdinfo (each small file is read whole in one call).
+func fdinfoHolds(pid int, fi os.FileInfo) bool {
+	want, ok := lockID(fi)
+	if !ok {
+		return false
+	}
+	dir := fmt.Sprintf("/proc/%d/fdinfo", pid)
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return false
+	}
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if _, ok := isExclusiveFlock(line, want); ok {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func readHolder(path string) LockHolder {
