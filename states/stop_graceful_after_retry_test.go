@@ -11,7 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// Third review: stopVM keeps shutdown_at/stop_at in step_data, and
+// Regression (third review): stopVM keeps shutdown_at/stop_at in step_data, and
 // `vm retry` (VMRelease) keeps step_data. A change-package held at
 // cp_update_ip because the forced stop was refused (403) and released hours
 // later therefore powers the VM off hard as its very first action after the

@@ -10,7 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// Third review: updateIPs marks the removed address `releasing` and then
+// Regression (third review): updateIPs marks the removed address `releasing` and then
 // refreshes the IP set. If that refresh fails (retryable), the VM stays at
 // change_package with the address still in ipfilter-net0 (and in the guest).
 // The background DNS retry of an already DNS-dirty VM then deletes the

@@ -11,7 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// Third review: changeAdditionalDisk remembered the detached volume only in
+// Regression (third review): changeAdditionalDisk remembered the detached volume only in
 // step_data. When destroying it fails permanently, keepRunning rewinds the VM
 // to cp_update_ip, and the status change clears step_data. After `vm retry`
 // the step finds no additional disk (unusedN does not match

@@ -10,7 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// Third review: an address a change-package took away stays `releasing`
+// Regression (third review): an address a change-package took away stays `releasing`
 // until DNS is clean, and only updateIPs and the background DNS retry free
 // it. `pvectl dns sync VM` (ready → set_dns_records, resyncDNS) deletes the
 // stale records and marks the VM DNS-clean without calling

@@ -9,7 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// Third review: change-package now keeps a removed address reserved until
+// Regression (third review): change-package now keeps a removed address reserved until
 // DNS no longer points at it, but terminate's releaseResources (and
 // reset-status remove) still free every address of the VM — kept and
 // `releasing` alike — while its A/PTR records could not be deleted. A new VM
