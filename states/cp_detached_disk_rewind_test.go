@@ -19,10 +19,8 @@ import (
 // customer's old volume stays allocated as unused0.
 func TestChangePackageRemovedDiskIsDestroyedAfterRewind(t *testing.T) {
 	r := newRig(t, false)
-	vm := r.create("a2", "big")
-	vm = r.until(vm.ID, states.Ready, 40)
-	_, err := r.st.VMRequest(r.ctx, vm.ID, []string{string(states.Ready)}, string(states.ChangePackage), "small", r.clk.Now())
-	require.NoError(t, err)
+	vm := r.deployed("a2", "big")
+	r.request(vm, states.ChangePackage, "small")
 
 	injected := false
 	for range 60 {

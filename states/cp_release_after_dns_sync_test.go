@@ -18,15 +18,13 @@ import (
 // address stays reserved forever (until another change-package or terminate).
 func TestReleasingAddressFreedAfterDNSSync(t *testing.T) {
 	r := newRig(t, true)
-	c1 := r.create("c1", "two-ips")
-	r.until(c1.ID, states.Ready, 40)
+	c1 := r.deployed("c1", "two-ips")
 	before, err := r.st.IPsForVM(r.ctx, c1.ID)
 	require.NoError(t, err)
 	gone := before[1].Address
 
 	r.dns.failDeletes = true
-	_, err = r.st.VMRequest(r.ctx, c1.ID, []string{string(states.Ready)}, string(states.ChangePackage), "small", r.clk.Now())
-	require.NoError(t, err)
+	r.request(c1, states.ChangePackage, "small")
 	r.tick(20 * time.Second) // change_package → cp_update_ip, address kept releasing, VM DNS-dirty
 	require.True(t, r.get(c1.ID).DNSDirty)
 	r.dns.failDeletes = false

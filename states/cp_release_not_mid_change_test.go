@@ -20,8 +20,7 @@ import (
 // use them").
 func TestChangePackageDNSRetryDoesNotFreeAddressStillInIPSet(t *testing.T) {
 	r := newRig(t, true)
-	c1 := r.create("c1", "two-ips")
-	c1 = r.until(c1.ID, states.Ready, 40)
+	c1 := r.deployed("c1", "two-ips")
 	before, err := r.st.IPsForVM(r.ctx, c1.ID)
 	require.NoError(t, err)
 	require.Len(t, before, 2)
@@ -29,8 +28,7 @@ func TestChangePackageDNSRetryDoesNotFreeAddressStillInIPSet(t *testing.T) {
 
 	// c1 is DNS-dirty from some earlier failure; its next retry is due in 30s.
 	require.NoError(t, r.st.DNSSetDirty(r.ctx, c1.ID, 1, r.clk.Now().Add(30*time.Second), r.clk.Now()))
-	_, err = r.st.VMRequest(r.ctx, c1.ID, []string{string(states.Ready)}, string(states.ChangePackage), "small", r.clk.Now())
-	require.NoError(t, err)
+	r.request(c1, states.ChangePackage, "small")
 	// Reading the IP sets fails once (node busy): updateIPs backs off after marking the address releasing.
 	r.sim.FailNext(pvesim.FailNext{Endpoint: "GET /nodes/{node}/qemu/{vmid}/firewall/ipset", VMID: c1.VMID, Count: 1, Status: 595})
 	r.tick(20 * time.Second)

@@ -176,3 +176,18 @@ func (r *rig) until(id int64, status states.State, n int) store.VM {
 	r.t.Fatalf("VM %s did not reach %s in %d ticks (status %s, held %v, error %q)\n%s", vm.ServiceID, status, n, vm.Status, vm.Held, vm.LastError, log.String())
 	return vm
 }
+
+// deployed creates a VM and ticks until it is ready.
+func (r *rig) deployed(svc, product string) store.VM {
+	r.t.Helper()
+	vm := r.create(svc, product)
+	return r.until(vm.ID, states.Ready, 40)
+}
+
+// request queues a change-package (product set) or a terminate for a ready
+// VM, as the CLI does.
+func (r *rig) request(vm store.VM, to states.State, product string) {
+	r.t.Helper()
+	_, err := r.st.VMRequest(r.ctx, vm.ID, []string{string(states.Ready)}, string(to), product, r.clk.Now())
+	require.NoError(r.t, err)
+}

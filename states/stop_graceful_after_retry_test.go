@@ -20,12 +20,10 @@ import (
 // ("or the VM was held and then released with `vm retry`").
 func TestChangePackageGracefulFirstAfterVMRetry(t *testing.T) {
 	r := newRig(t, false)
-	vm := r.create("g1", "small")
-	vm = r.until(vm.ID, states.Ready, 40)
+	vm := r.deployed("g1", "small")
 
 	r.sim.FailTask(pvesim.TaskFault{Type: "qmshutdown", ExitStatus: "VM quit/powerdown failed - got timeout", Count: 1})
-	_, err := r.st.VMRequest(r.ctx, vm.ID, []string{string(states.Ready)}, string(states.ChangePackage), "big", r.clk.Now())
-	require.NoError(t, err)
+	r.request(vm, states.ChangePackage, "big")
 	for range 10 {
 		r.tick(20 * time.Second)
 		if strings.Contains(r.get(vm.ID).StepData, "shutdown_at") {

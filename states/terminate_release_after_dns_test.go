@@ -16,19 +16,16 @@ import (
 // gets the address at once and publishes its PTR next to the old one.
 func TestTerminateKeepsAddressesUntilDNSDeleted(t *testing.T) {
 	r := newRig(t, true)
-	c1 := r.create("t1", "small")
-	c1 = r.until(c1.ID, states.Ready, 40)
+	c1 := r.deployed("t1", "small")
 	ips, err := r.st.IPsForVM(r.ctx, c1.ID)
 	require.NoError(t, err)
 	addr := ips[0].Address
 
 	r.dns.failDeletes = true // the DNS server is unreachable for deletes
-	_, err = r.st.VMRequest(r.ctx, c1.ID, []string{string(states.Ready)}, string(states.Terminate), "", r.clk.Now())
-	require.NoError(t, err)
+	r.request(c1, states.Terminate, "")
 	r.until(c1.ID, states.Remove, 40)
 
-	c2 := r.create("t2", "small")
-	r.until(c2.ID, states.Ready, 40)
+	c2 := r.deployed("t2", "small")
 	ips2, err := r.st.IPsForVM(r.ctx, c2.ID)
 	require.NoError(t, err)
 
