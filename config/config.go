@@ -243,8 +243,11 @@ func (e *Error) Error() string {
 func (c *Config) yamlError(err error, file *ast.File) error {
 	var de *durationError
 	if errors.As(err, &de) && file != nil {
-		line, key := scalarPos(file, de.value)
-		return &Error{File: c.path, Line: line, Key: key, Msg: de.Error()}
+		key := ""
+		if de.line > 0 {
+			key = keyAt(file, de.line, de.col)
+		}
+		return &Error{File: c.path, Line: de.line, Key: key, Msg: de.Error()}
 	}
 	var ye yaml.Error
 	if !errors.As(err, &ye) {
@@ -333,29 +336,6 @@ func findPath(n ast.Node, prefix string, line, col int, exact bool) (string, boo
 	return "", false
 }
 
-// scalarPos finds the first scalar whose text is value (for errors raised by
-// custom unmarshalers, which carry no position).
-func scalarPos(file *ast.File, value string) (int, string) {
-	var line, col int
-	for _, doc := range file.Docs {
-		ast.Walk(visitFunc(func(n ast.Node) bool {
-			if line != 0 {
-				return false
-			}
-			if s, ok := n.(ast.ScalarNode); ok && n.Type() != ast.MappingValueType {
-				if fmt.Sprint(s.GetValue()) == value && n.GetToken() != nil {
-					line, col = n.GetToken().Position.Line, n.GetToken().Position.Column
-				}
-			}
-			return true
-		}), doc)
-	}
-	if line == 0 {
-		return 0, ""
-	}
-	return line, keyAt(file, line, col)
-}
-
 type visitFunc func(ast.Node) bool
 
 func (f visitFunc) Visit(n ast.Node) ast.Visitor {
@@ -436,35 +416,35 @@ func (s Secret) Reveal() string { return string(s) }
 // Duration is a time.Duration written as "90s", "5m", "1h30m" or 0.
 type Duration time.Duration
 
-// UnmarshalYAML accepts a Go duration string or the integer 0.
-func (d *Duration) UnmarshalYAML(unmarshal func(any) error) error {
-	var v any
-	if err := unmarshal(&v); err != nil {
-		return err
+// UnmarshalYAML accepts a Go duration string or the integer 0. It reads the
+// YAML node itself, so an invalid value is reported at its own line and key.
+func (d *Duration) UnmarshalYAML(node ast.Node) error {
+	de := &durationError{value: node.String()}
+	if tk := node.GetToken(); tk != nil && tk.Position != nil {
+		de.line, de.col = tk.Position.Line, tk.Position.Column
+		de.value = tk.Value
 	}
-	switch x := v.(type) {
-	case uint64:
-		if x == 0 {
+	switch n := node.(type) {
+	case *ast.IntegerNode:
+		if fmt.Sprint(n.Value) == "0" {
 			*d = 0
 			return nil
 		}
-	case int64:
-		if x == 0 {
-			*d = 0
-			return nil
-		}
-	case string:
-		p, err := time.ParseDuration(x)
+	case *ast.StringNode:
+		p, err := time.ParseDuration(n.Value)
 		if err != nil || p < 0 {
-			return &durationError{value: x}
+			return de
 		}
 		*d = Duration(p)
 		return nil
 	}
-	return &durationError{value: fmt.Sprint(v)}
+	return de
 }
 
-type durationError struct{ value string }
+type durationError struct {
+	value     string
+	line, col int
+}
 
 func (e *durationError) Error() string {
 	return fmt.Sprintf("invalid duration %q: use a number with a unit, like 90s, 5m or 1h (0 disables)", e.value)

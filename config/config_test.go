@@ -65,6 +65,10 @@ func TestErrorsNameFileLineAndKey(t *testing.T) {
 		{"bad enum", strings.Replace(minimal, "    network: {ipv4: 0}\n", "    network: {ipv4: 0}\n    clone: deep\n", 1),
 			`pvectl.yaml:10: products.small.clone: unknown "deep"; valid: linked, full`},
 		{"bad duration", minimal + "tasks:\n  intervals:\n    process_vms: often\n", `pvectl.yaml:12: tasks.intervals.process_vms: invalid duration "often"`},
+		// The bad value also appears earlier in the file: the error still names its own line and key.
+		{"bad duration equal to an earlier value", strings.Replace(minimal, "small:", "fast:", 1) + "tasks:\n  intervals:\n    process_vms: fast\n",
+			`pvectl.yaml:12: tasks.intervals.process_vms: invalid duration "fast"`},
+		{"bare number duration", minimal + "dns:\n  timeout: 1000\n", `pvectl.yaml:11: dns.timeout: invalid duration "1000"`},
 		{"pool missing for product", strings.Replace(minimal, "{ipv4: 0}", "{ipv4: 1}", 1),
 			`products.small.network.ipv4: no IPv4 pool in ip_pools for bridge vmbr0 VLAN 0`},
 		{"bad vmid range", strings.Replace(minimal, "{min: 1000, max: 1999}", "{min: 2000, max: 1999}", 1),

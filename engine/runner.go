@@ -175,9 +175,6 @@ func (r *runPass) advance(ctx context.Context, vm store.VM, n int) {
 		if res.Goto != "" {
 			line.To = string(res.Goto)
 		}
-		if res.Rewind != "" {
-			line.To = string(res.Rewind)
-		}
 		outcome := "success"
 		switch {
 		case res.Kind == states.Waiting:
@@ -280,9 +277,6 @@ func (r *runPass) outcome(ctx context.Context, vm store.VM, step states.Step, re
 		o.LastError = errText(res.Err)
 		if res.Goto != "" {
 			o.ToStatus, o.Held, o.ClearPending = string(res.Goto), false, true
-		}
-		if res.Rewind != "" {
-			o.ToStatus, o.ClearPending = string(res.Rewind), true
 		}
 	}
 	return o, nil

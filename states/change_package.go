@@ -240,12 +240,39 @@ func stopVM(ctx context.Context, env *Env, vm *store.VM) (stopped bool, res Resu
 }
 
 // keepRunning wraps the change-package steps that run while the VM is
-// stopped: a permanent failure starts the VM again (best effort) so the
-// customer is not left offline, and rewinds the VM to cp_update_ip, held,
-// so that after the fix `pvectl vm retry` stops it once more and re-applies
-// the package (steps already applied skip with "no change").
+// stopped (cp_stop … cp_firewall). A permanent failure starts the VM again
+// (best effort) so the customer is not left offline while it is held at the
+// failed step. After the fix, `pvectl vm retry` resumes at that same step:
+// the wrapper finds the VM running, stops it again (graceful shutdown, then
+// forced, as cp_stop does) and only then runs the step. Steps already done
+// are never repeated.
 func keepRunning(fn StepFunc) StepFunc {
 	return func(ctx context.Context, env *Env, vm store.VM) Result {
+		data := stepData(vm)
+		_, stopping := stepTime(data, "shutdown_at")
+		if !pending(vm) || stopping {
+			// No task of the step itself is in flight: the VM must be stopped first.
+			stopped, res := stopVM(ctx, env, &vm)
+			if !stopped {
+				if res.Kind == Skipped { // still running after graceful and forced stop
+					_ = saveStepData(ctx, env, &vm, url.Values{})
+					return Retryable(errors.New("VM still running after graceful shutdown and forced stop; will try again"))
+				}
+				return res
+			}
+			if stopping { // our stop is done: forget it, so the step sees only its own task
+				data.Del("shutdown_at")
+				data.Del("stop_at")
+				if err := saveStepData(ctx, env, &vm, data); err != nil {
+					return Retryable(err)
+				}
+				if err := env.Store.VMSetPendingTask(ctx, vm.ID, vm.Status, vm.Version, "", "", "", env.Now()); err != nil {
+					return Retryable(err)
+				}
+				vm.PendingUPID, vm.PendingNode, vm.PendingStep = "", "", ""
+				env.Emit("VM stopped again; resuming the change at this step")
+			}
+		}
 		res := fn(ctx, env, vm)
 		if res.Kind != Fail || res.Goto != "" {
 			return res
@@ -253,9 +280,8 @@ func keepRunning(fn StepFunc) StepFunc {
 		if _, err := env.PVE.Start(ctx, ref(vm), proxmox.StartOptions{}); err != nil && !proxmox.IsAlreadyRunning(err) {
 			env.Emit("could not start the VM again after the failure: " + err.Error())
 		} else {
-			env.Emit("started the VM again so the customer is not left offline; after fixing the cause, pvectl vm retry re-applies the package")
+			env.Emit("started the VM again so the customer is not left offline; after fixing the cause, pvectl vm retry stops it and resumes at this step")
 		}
-		res.Rewind = CPUpdateIP
 		return res
 	}
 }

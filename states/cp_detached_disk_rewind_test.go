@@ -11,13 +11,14 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// Regression (third review): changeAdditionalDisk remembered the detached volume only in
-// step_data. When destroying it fails permanently, keepRunning rewinds the VM
-// to cp_update_ip, and the status change clears step_data. After `vm retry`
-// the step finds no additional disk (unusedN does not match
-// serial=pvectl-additional) and no "detached" memory, logs skip, and the
-// customer's old volume stays allocated as unused0.
-func TestChangePackageRemovedDiskIsDestroyedAfterRewind(t *testing.T) {
+// Regression (third review): changeAdditionalDisk remembered the detached
+// volume only in step_data, which a status change clears. When destroying it
+// failed for good and the VM was rewound, `vm retry` found no additional disk
+// and no memory of the detach, logged skip, and the customer's old volume
+// stayed allocated as unused0. The volume is now kept in detached_volume, and
+// the VM is held at the failed step (started again meanwhile); the retry
+// stops it and destroys the volume.
+func TestChangePackageRemovedDiskIsDestroyedAfterRetry(t *testing.T) {
 	r := newRig(t, false)
 	vm := r.deployed("a2", "big")
 	r.request(vm, states.ChangePackage, "small")
@@ -37,14 +38,18 @@ func TestChangePackageRemovedDiskIsDestroyedAfterRewind(t *testing.T) {
 	require.True(t, injected, "never saw the detach")
 	r.tick(20 * time.Second)
 	cur := r.get(vm.ID)
-	require.Equal(t, string(states.CPUpdateIP), cur.Status, "keepRunning rewinds")
+	require.Equal(t, string(states.CPSystemDiskBandwidth), cur.Status, "held at the failed step")
 	require.True(t, cur.Held)
+	r.tick(20 * time.Second) // the start task finishes; the held VM is not touched
+	require.Equal(t, cur.Version, r.get(vm.ID).Version)
+	st, _ := r.sim.VM(vm.VMID)
+	require.Equal(t, "running", st.Status, "started again while it waits for an admin")
 
 	// The admin fixes the permission and retries.
 	require.NoError(t, r.st.VMRelease(r.ctx, cur.ID, cur.Status, cur.Version, r.clk.Now()))
 	r.until(vm.ID, states.Ready, 60)
 
-	st, _ := r.sim.VM(vm.VMID)
+	st, _ = r.sim.VM(vm.VMID)
 	var leaked []string
 	for k, v := range st.Config {
 		if strings.HasPrefix(k, "unused") {

@@ -41,9 +41,6 @@ type Result struct {
 	// Goto, with Kind Fail, moves the VM to a state outside the table (the
 	// terminate table's error_terminate) instead of holding it.
 	Goto State
-	// Rewind, with Kind Fail, holds the VM at an earlier state of its table
-	// so that `vm retry` redoes the steps from there.
-	Rewind State
 }
 
 // FailTo moves the VM to state s with err as its last error.
@@ -76,9 +73,6 @@ func (r Result) Label() string {
 	case Fail:
 		if r.Goto != "" {
 			return "error → " + string(r.Goto) + ": " + errText(r.Err)
-		}
-		if r.Rewind != "" {
-			return "error (held at " + string(r.Rewind) + "): " + errText(r.Err)
 		}
 		return "error (held): " + errText(r.Err)
 	}
