@@ -40,6 +40,12 @@ type Engine struct {
 // ErrLockHeld means a task did not run because another process holds its lock.
 var ErrLockHeld = errors.New("lock held")
 
+// lockHeldError says who holds the lock; it matches ErrLockHeld.
+type lockHeldError struct{ holder LockHolder }
+
+func (e lockHeldError) Error() string        { return e.holder.Describe() }
+func (e lockHeldError) Is(target error) bool { return target == ErrLockHeld }
+
 // ValidateConfig checks the parts of the config that name engine things.
 func ValidateConfig(c *config.Config) error {
 	var errs []error
@@ -134,7 +140,7 @@ func (e *Engine) RunTask(ctx context.Context, t Task) error {
 	}
 	if !ok {
 		e.Live.Skipped(t.Name, holder)
-		return fmt.Errorf("task %s: %w (%s)", t.Name, ErrLockHeld, holder.Describe())
+		return fmt.Errorf("task %s: %w", t.Name, lockHeldError{holder})
 	}
 	defer func() { _ = lock.Unlock() }()
 

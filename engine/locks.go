@@ -29,6 +29,9 @@ func (h LockHolder) Describe() string {
 	if h.PID == 0 {
 		return "lock held by another process"
 	}
+	if h.Since.IsZero() { // a holder that did not write the file (flock(1), or just starting)
+		return fmt.Sprintf("lock held by pid %d", h.PID)
+	}
 	return fmt.Sprintf("lock held by pid %d since %s", h.PID, h.Since.UTC().Format(time.RFC3339))
 }
 

@@ -24,3 +24,18 @@ func TestFdinfoSeesHeldLock(t *testing.T) {
 	require.False(t, fdinfoHolds(os.Getpid(), fi), "released: fdinfo no longer shows it")
 	require.False(t, fdinfoHolds(os.Getpid()+1_000_000, fi), "a process that does not exist holds nothing")
 }
+
+func TestLockHolderDescribe(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		h    LockHolder
+		want string
+	}{
+		{LockHolder{}, "lock held by another process"},
+		{LockHolder{PID: 42}, "lock held by pid 42"}, // no start time known: none invented
+		{LockHolder{PID: 42, Since: time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)}, "lock held by pid 42 since 2026-11-25T12:00:00Z"},
+	}
+	for _, tc := range tests {
+		require.Equal(t, tc.want, tc.h.Describe())
+	}
+}
