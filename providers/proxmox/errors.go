@@ -335,6 +335,11 @@ var patterns = []pattern{
 	{regexp.MustCompile(`^Authentication failed!$`), ClassAuth},
 	{regexp.MustCompile(`^No ticket$`), ClassAuth},
 	{regexp.MustCompile(`invalid token value!`), ClassAuth},
+	{regexp.MustCompile(`token '[^']*' access expired`), ClassAuth},
+	{regexp.MustCompile(`no such token '[^']*' for user '[^']*'`), ClassAuth},
+	{regexp.MustCompile(`user '[^']*' is disabled`), ClassAuth},
+	{regexp.MustCompile(`user '[^']*' access expired`), ClassAuth},
+	{regexp.MustCompile(`^authentication failure$`), ClassAuth},
 
 	// Requests PVE cannot carry out as asked.
 	{regexp.MustCompile(`shrinking disks is not supported`), ClassInvalid},

@@ -89,6 +89,11 @@ var messageTable = []struct {
 	{"no ticket", 401, "No ticket", nil, proxmox.ClassAuth, false},
 	{"invalid ticket", 401, "permission denied - invalid PVE ticket", nil, proxmox.ClassAuth, false},
 	{"invalid token", 401, "invalid token value!", nil, proxmox.ClassAuth, false},
+	{"token expired", 401, "token 'pvectl' access expired", nil, proxmox.ClassAuth, false},
+	{"no such token", 401, "no such token 'pvectl' for user 'pvectl@pve'", nil, proxmox.ClassAuth, false},
+	{"user disabled", 401, "user 'pvectl@pve' is disabled", nil, proxmox.ClassAuth, false},
+	{"user expired", 401, "user 'pvectl@pve' access expired", nil, proxmox.ClassAuth, false},
+	{"ticket authentication failure", 401, "authentication failure", nil, proxmox.ClassAuth, false},
 
 	// Transient (reliability #12, #14, #18; notes §2).
 	{"no worker upid", 500, "got no worker upid - start worker failed", nil, proxmox.ClassTransient, false},
@@ -174,8 +179,14 @@ func TestClassifyMessages(t *testing.T) {
 				require.Contains(t, err.Error(), tc.msg)
 			} else {
 				got = proxmox.ClassifyHTTP(tc.status, tc.msg, tc.fields)
+				if tc.status == 401 { // recognised from the text alone too (wrapped errors)
+					require.Equal(t, proxmox.ClassAuth, proxmox.ClassifyMessage(tc.msg), "message %q", tc.msg)
+				}
 			}
 			require.Equal(t, tc.class, got, "message %q", tc.msg)
+			// A task that ran, or a response PVE sent, says whether the mutation
+			// may have happened anyway (596/504: the proxy gave up waiting).
+			require.Equal(t, tc.applied, proxmox.HTTPMaybeApplied(tc.status, tc.msg), "may have been applied: %q", tc.msg)
 		})
 	}
 }

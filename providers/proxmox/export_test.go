@@ -1,0 +1,4 @@
+package proxmox
+
+// HTTPMaybeApplied exposes httpMaybeApplied to the table test.
+var HTTPMaybeApplied = httpMaybeApplied
