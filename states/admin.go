@@ -9,18 +9,22 @@ type ResetTarget struct {
 	Help string
 	// NoProxmox marks targets that change only the record (a warning is shown).
 	NoProxmox bool
+	// NeedsVMID marks targets that carry on with the VM's reserved VMID and
+	// the PVE VM behind it; a record without one (never reserved, or
+	// released by remove) must go through creation instead.
+	NeedsVMID bool
 }
 
 // ResetTargets lists the reset-status targets, in the order help shows them.
 func ResetTargets() []ResetTarget {
 	return []ResetTarget{
-		{Ready, "mark the VM as fine after a manual fix; the cron stops touching it", false},
-		{Creation, "retry the deploy from the beginning after fixing the cause (a VM already cloned with our marker is reused)", false},
-		{SetIP, "keep the reserved VMID and addresses and continue the deploy from the clone", false},
-		{ChangePackage, "re-run the whole change-package flow for the VM's current product", false},
-		{SetDNSRecords, "queue a full DNS resync: delete the VM's records and publish them again (fast and safe)", false},
-		{Terminate, "retry termination, e.g. after error_terminate once the cause is fixed (node reachable, auth fixed)", false},
-		{Remove, "mark the VM removed and release its IPs and VMID WITHOUT contacting Proxmox; only when the VM is already gone", true},
+		{Ready, "mark the VM as fine after a manual fix; the cron stops touching it", false, true},
+		{Creation, "retry the deploy from the beginning after fixing the cause (a VM already cloned with our marker is reused)", false, false},
+		{SetIP, "keep the reserved VMID and addresses and continue the deploy from the clone", false, true},
+		{ChangePackage, "re-run the whole change-package flow for the VM's current product", false, true},
+		{SetDNSRecords, "queue a full DNS resync: delete the VM's records and publish them again (fast and safe)", false, false},
+		{Terminate, "retry termination, e.g. after error_terminate once the cause is fixed (node reachable, auth fixed)", false, false},
+		{Remove, "mark the VM removed and release its IPs and VMID WITHOUT contacting Proxmox; only when the VM is already gone", true, false},
 	}
 }
 

@@ -277,8 +277,16 @@ func newResetStatusCmd(g *globals) *cobra.Command {
 			ctx := cmd.Context()
 			return g.withVM(ctx, args[0], func(e *engine.Engine, vm store.VM) error {
 				w := cmd.OutOrStdout()
+				if t.NeedsVMID && vm.VMID == 0 {
+					return usagef("VM %s has no VMID (it is %s): %s carries on with an existing VM; to deploy it again use: pvectl reset-status %s creation; nothing changed",
+						vm.ServiceID, vm.Status, t.State, vm.ServiceID)
+				}
 				if t.NoProxmox {
-					fmt.Fprintf(w, "warning: %s does not contact Proxmox; it releases VMID %d and the VM's IPs. Use it only if the VM is already gone.\n", t.State, vm.VMID)
+					what := "the VM's IPs"
+					if vm.VMID != 0 {
+						what = fmt.Sprintf("VMID %d and the VM's IPs", vm.VMID)
+					}
+					fmt.Fprintf(w, "warning: %s does not contact Proxmox; it releases %s. Use it only if the VM is already gone.\n", t.State, what)
 				}
 				if !yes && !confirm(cmd, fmt.Sprintf("Set %s from %s to %s?", vm.ServiceID, vm.Status, t.State)) {
 					return usagef("not confirmed; nothing changed")
