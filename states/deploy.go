@@ -83,7 +83,7 @@ func reserveVMIDAndIPs(ctx context.Context, env *Env, vm store.VM) Result {
 		if vmid == 0 {
 			return Retryable(fmt.Errorf("no free VMID in %d-%d", env.Config.VMIDRange.Min, env.Config.VMIDRange.Max))
 		}
-		ips, err := pickAddresses(ctx, env, p, target, p.Network.IPv4, p.Network.IPv6)
+		ips, err := pickAddresses(ctx, env, vm.Product, p, target, p.Network.IPv4, p.Network.IPv6)
 		if err != nil {
 			return Retryable(err)
 		}
@@ -173,7 +173,7 @@ func chooseTargetNode(vm store.VM, p config.Product, all []proxmox.Resource) (st
 // pickAddresses chooses v4 IPv4 and v6 IPv6 free addresses from pools
 // matching the node and the product's bridge and VLAN (none for a family the
 // product runs with DHCP).
-func pickAddresses(ctx context.Context, env *Env, p config.Product, node string, v4, v6 int) ([]store.IPAllocation, error) {
+func pickAddresses(ctx context.Context, env *Env, name string, p config.Product, node string, v4, v6 int) ([]store.IPAllocation, error) {
 	var out []store.IPAllocation
 	for _, fam := range []struct {
 		family, count int
@@ -205,8 +205,8 @@ func pickAddresses(ctx context.Context, env *Env, p config.Product, node string,
 			}
 		}
 		if need > 0 {
-			return nil, fmt.Errorf("no free IPv%d address for product on node %s, bridge %s, VLAN %d (needed %d more); add addresses to an ip_pool",
-				fam.family, node, p.Network.Bridge, p.Network.VLAN, need)
+			return nil, fmt.Errorf("no free IPv%d address for product %s on node %s, bridge %s, VLAN %d (needed %d more); add addresses to an ip_pool",
+				fam.family, name, node, p.Network.Bridge, p.Network.VLAN, need)
 		}
 	}
 	return out, nil
@@ -566,6 +566,9 @@ func createAdditionalDisk(ctx context.Context, env *Env, vm store.VM) Result {
 		return fromError("read config", err)
 	}
 	if key, ok := findAdditionalDisk(cfg); ok {
+		if State(vm.Status) == CPSystemDiskBandwidth { // change-package: the disk is as the product wants
+			return Skip("no change (" + key + " exists)")
+		}
 		return Skip(key + " already exists")
 	}
 	key := additionalDiskKey(cfg, p)
@@ -942,18 +945,25 @@ func verifyRunning(ctx context.Context, env *Env, vm store.VM) Result {
 					return Retryable(err)
 				}
 			}
-			env.Emit(fmt.Sprintf("event: package changed — %s now runs product %s", vm.Hostname, vm.Product))
+			env.Emit(fmt.Sprintf("event: upgraded — %s now runs product %s (package changed)", vm.Hostname, vm.Product))
 		} else {
 			env.Emit(fmt.Sprintf("event: VM is ready — %s (VMID %d on %s)", vm.Hostname, vm.VMID, vm.Node))
 		}
 		return Success()
 	}
-	if st.Stopped() && vm.Attempts > 0 && vm.StepWaits == 0 {
-		// A retry after the guest did not come up: start it again.
-		if _, err := env.PVE.Start(ctx, ref(vm), proxmox.StartOptions{}); err != nil && !proxmox.IsAlreadyRunning(err) {
-			return fromError("start again", err)
+	if pending(vm) {
+		// The start this step requested again: a failed start task is an
+		// error with its exit status, not a silent wait.
+		if ok, res := awaitTask(ctx, env, vm, "start again"); !ok {
+			return res
 		}
-		return Wait("guest was stopped; start requested again")
+	} else if st.Stopped() && vm.Attempts > 0 && vm.StepWaits == 0 {
+		// A retry after the guest did not come up: start it again.
+		task, err := env.PVE.Start(ctx, ref(vm), proxmox.StartOptions{})
+		if proxmox.IsAlreadyRunning(err) || (err == nil && task.IsZero()) {
+			return Wait("guest was stopped; start requested again")
+		}
+		return submit(ctx, env, vm, "start again", task, err)
 	}
 	limit := env.Config.Tasks.ProcessVMs.StartWaitTicks
 	seen := st.Status
@@ -961,7 +971,9 @@ func verifyRunning(ctx context.Context, env *Env, vm store.VM) Result {
 		seen += "/" + st.QMPStatus
 	}
 	if vm.StepWaits+1 >= limit {
-		return Retryable(fmt.Errorf("guest not running after %d ticks (status %s)", limit, seen))
+		r := Retryable(fmt.Errorf("guest not running after %d ticks (status %s)", limit, seen))
+		r.ClearTask = true // a start requested again is done with: the next attempt may request another
+		return r
 	}
 	return Wait(fmt.Sprintf("guest status %s, tick %d of %d", seen, vm.StepWaits+1, limit))
 }
