@@ -73,6 +73,8 @@ func TestErrorsNameFileLineAndKey(t *testing.T) {
 			`products.small.network.ipv4: no IPv4 pool in ip_pools for bridge vmbr0 VLAN 0`},
 		{"bad vmid range", strings.Replace(minimal, "{min: 1000, max: 1999}", "{min: 2000, max: 1999}", 1),
 			`pvectl.yaml:5: vmid_range: invalid range 2000..1999`},
+		{"pool without network", minimal + "ip_pools:\n  - {name: v4, nodes: [pve1], family: 4, bridge: vmbr0, gateway: 192.0.2.1}\n",
+			`pvectl.yaml:11: ip_pools[0].network: required, a CIDR like 192.0.2.0/24`},
 		{"dns zone without secret", minimal + "dns:\n  zones:\n    - {name: example.com, server: 127.0.0.1:53, key_name: k}\n",
 			`pvectl.yaml:12: dns.zones[0].secret: required`},
 	}

@@ -195,6 +195,10 @@ func (c *Config) validate() error {
 		if p.VLAN < 0 || p.VLAN > 4094 {
 			bad(k+".vlan", "must be 0 (untagged) to 4094, got %d", p.VLAN)
 		}
+		if p.Network == "" {
+			bad(k+".network", "required, a CIDR like 192.0.2.0/24")
+			continue
+		}
 		pfx, err := netip.ParsePrefix(p.Network)
 		if err != nil {
 			bad(k+".network", "invalid network %q: want CIDR like 192.0.2.0/24", p.Network)

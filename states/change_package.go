@@ -70,7 +70,7 @@ func updateIPs(ctx context.Context, env *Env, vm store.VM) Result {
 	if more4, more6 := want[4]-count[4], want[6]-count[6]; more4 > 0 || more6 > 0 {
 		added := false
 		for range 5 {
-			fresh, err := pickAddresses(ctx, env, p, vm.TargetNode, more4, more6)
+			fresh, err := pickAddresses(ctx, env, vm.Product, p, vm.TargetNode, more4, more6)
 			if err != nil {
 				return Retryable(err)
 			}
@@ -128,7 +128,7 @@ func updateIPs(ctx context.Context, env *Env, vm store.VM) Result {
 		env.Emit("taking " + strings.Join(release, ", ") + " away; reserved until " + when)
 	}
 	if !changed {
-		return Skip("no change in addresses")
+		return Skip("no change")
 	}
 	return Success()
 }

@@ -135,6 +135,9 @@ func exactArgs(n int, what string) cobra.PositionalArgs {
 // loadConfig loads and validates the config file.
 func (g *globals) loadConfig() (*config.Config, error) {
 	c, err := config.Load(g.configPath)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, usageError{fmt.Errorf("%w (choose another file with --config or PVECTL_CONFIG; docs/pvectl.example.yaml is an annotated example)", err)}
+	}
 	if err != nil {
 		return nil, usageError{err}
 	}

@@ -23,7 +23,7 @@ import (
 func newVMCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "vm",
-		Short: "Create, list, show and release VM records",
+		Short: "Create, list, show, change, terminate, reinstall and retry VMs",
 	}
 	cmd.AddCommand(newVMCreateCmd(g), newVMListCmd(g), newVMShowCmd(g), newVMRetryCmd(g),
 		newVMChangePackageCmd(g), newVMTerminateCmd(g), newVMReinstallCmd(g), newVMDeleteRecordCmd(g))
