@@ -4,10 +4,13 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/rogpeppe/go-internal/testscript"
+	"github.com/stretchr/testify/require"
 )
 
 // TestMain lets the test binary act as pvectl: testscript installs it under
@@ -59,4 +62,22 @@ func TestScripts(t *testing.T) {
 			},
 		},
 	})
+}
+
+// Every scenario that talks to pvesim ends by proving that no request
+// pvectl sent was rejected by PVE's schema (a scenario that forgets the
+// check could hide an invalid request behind a retry).
+func TestScriptsCheckSchemaRejections(t *testing.T) {
+	t.Parallel()
+	files, err := filepath.Glob("../../testdata/script/*.txtar")
+	require.NoError(t, err)
+	require.NotEmpty(t, files)
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		require.NoError(t, err)
+		s := string(b)
+		if strings.Contains(s, "\npvesim start") || strings.HasPrefix(s, "pvesim start") {
+			require.Contains(t, s, "\npvesim no-rejections", "%s starts pvesim but never checks `pvesim no-rejections`", filepath.Base(f))
+		}
+	}
 }
