@@ -78,10 +78,28 @@ func TestCrashKill9(t *testing.T) {
 		return "PVECTL_NOW=" + now.Format(time.RFC3339)
 	}
 
-	// Phase 1: kill ticks at random instants.
+	// Phase 1: kill ticks at random instants — at least crashKills times, and
+	// then on every other tick until the fleet is ready, so kills land in
+	// every step of the deploy (clone, migrate, disks, start), not only in
+	// the first ones. The states the fleet was in at each kill are recorded.
 	kills, midPass, finished := 0, 0, 0
-	for run := 0; kills < crashKills; run++ {
-		require.Less(t, run, 20*crashKills, "only %d kills in %d runs", kills, run)
+	killedIn := map[string]int{}
+	allReady := func(vms []vmJSON) bool {
+		return !slices.ContainsFunc(vms, func(v vmJSON) bool { return v.Status != "ready" })
+	}
+	for run := 0; ; run++ {
+		require.Less(t, run, 40*crashKills, "only %d kills in %d runs", kills, run)
+		vms := listVMs(t, dir)
+		if kills >= crashKills && allReady(vms) {
+			break
+		}
+		if kills >= crashKills && run%2 == 1 { // an unkilled tick, so the fleet keeps moving
+			p := startTick(t, dir, nextNow())
+			<-p.done
+			require.Equal(t, 0, p.code(), "unkilled tick failed:\n%s%s", p.stdout.String(), p.stderr.String())
+			time.Sleep(50 * time.Millisecond) // let pvesim's real-time tasks move
+			continue
+		}
 		delay := time.Duration(rng.Int64N(int64(maxKillDelay) + 1))
 		p := startTick(t, dir, nextNow())
 		select {
@@ -102,10 +120,26 @@ func TestCrashKill9(t *testing.T) {
 			if strings.Contains(p.stdout.String(), "  ") {
 				midPass++ // it had printed at least one step line
 			}
+			for _, v := range vms {
+				if v.Status != "ready" {
+					killedIn[v.Status]++
+				}
+			}
 		}
 	}
-	t.Logf("%d kills (%d after the pass had logged a step), %d ticks finished before their kill, in %s",
-		kills, midPass, finished, time.Since(began).Round(time.Millisecond))
+	t.Logf("%d kills (%d after the pass had logged a step), %d ticks finished before their kill, in %s; VMs by state at the kills: %v",
+		kills, midPass, finished, time.Since(began).Round(time.Millisecond), killedIn)
+	// Kills landed while VMs were past the clone too: in the migration, the
+	// hardware and disk steps and the start.
+	var late []string
+	for _, st := range []string{"set_dns", "migrated", "set_cpu_ram", "set_system_disk_size", "set_system_disk_bandwidth",
+		"set_created_additional_disk", "set_additional_disk_size", "set_additional_disk_bandwidth",
+		"set_network", "set_firewall", "set_cloudinit", "starting"} {
+		if killedIn[st] > 0 {
+			late = append(late, st)
+		}
+	}
+	require.GreaterOrEqual(t, len(late), 6, "kills landed in too few deploy steps after the clone: %v (all: %v)", late, killedIn)
 
 	// Phase 2: ticks without kills until every VM is ready.
 	var vms []vmJSON
@@ -239,8 +273,10 @@ func crashChangeAndTerminate(t *testing.T, dir string, sim *pvesimProc, rng *ran
 	changeTo := map[string]string{"small": "xl", "big": "small", "web": "xl"}
 	want := map[string]string{} // service id → product, or "remove"
 	oldVMID := map[string]int{}
+	oldIPs := map[string][]string{}
 	for i, v := range before {
 		oldVMID[v.ServiceID] = *v.VMID
+		oldIPs[v.ServiceID] = slices.Sorted(slices.Values(v.IPs))
 		if i%2 == 0 {
 			p := pvectlProc(t, dir, []string{nextNow()}, "vm", "terminate", v.ServiceID)
 			require.Equal(t, 0, p.exitCode(), "terminate: %s%s", p.stdout.String(), p.stderr.String())
@@ -260,7 +296,8 @@ func crashChangeAndTerminate(t *testing.T, dir string, sim *pvesimProc, rng *ran
 		}
 		for _, v := range listVMs(t, dir) {
 			if want[v.ServiceID] == "remove" && inPVE[oldVMID[v.ServiceID]] {
-				require.NotEmpty(t, v.IPs, "%s: %s released its IPs while VM %d still exists (status %s)", when, v.ServiceID, oldVMID[v.ServiceID], v.Status)
+				require.Equal(t, oldIPs[v.ServiceID], slices.Sorted(slices.Values(v.IPs)),
+					"%s: %s released IPs while VM %d still exists (status %s)", when, v.ServiceID, oldVMID[v.ServiceID], v.Status)
 				require.NotNil(t, v.VMID, "%s: %s released its VMID while VM %d still exists", when, v.ServiceID, oldVMID[v.ServiceID])
 			}
 		}
