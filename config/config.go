@@ -336,15 +336,6 @@ func findPath(n ast.Node, prefix string, line, col int, exact bool) (string, boo
 	return "", false
 }
 
-type visitFunc func(ast.Node) bool
-
-func (f visitFunc) Visit(n ast.Node) ast.Visitor {
-	if f(n) {
-		return f
-	}
-	return nil
-}
-
 // lineOf returns the line of a dotted key, or of its nearest existing parent.
 func (c *Config) lineOf(key string) int {
 	if c.file == nil {
