@@ -473,6 +473,100 @@ func TestContractResizeDisk(t *testing.T) {
 	requireClass(t, proxmox.ClassPermission, err)
 }
 
+// requireAccepted fails unless the last request to endpoint passed pvesim's
+// PVE-schema validation (it reached the handler: not a 400 rejection).
+func requireAccepted(t *testing.T, sim *pvesim.Sim, endpoint string) pvesim.Request {
+	t.Helper()
+	reqs := sim.Requests()
+	for i := len(reqs) - 1; i >= 0; i-- {
+		if reqs[i].Endpoint == endpoint {
+			require.False(t, reqs[i].Rejected, "%s rejected by the PVE schema: %v", endpoint, reqs[i].Errors)
+			require.Empty(t, reqs[i].Errors)
+			return reqs[i]
+		}
+	}
+	t.Fatalf("no request to %s recorded", endpoint)
+	return pvesim.Request{}
+}
+
+// Growing a disk, or adding one, past the storage's free space: pvesim
+// charges full-clone disks to their storage (lvm-style) and fails like
+// pve-storage with `not enough free space (<free> < <size>)`. The requests
+// are valid, so PVE takes them; the class comes from the task's exit status
+// (POST config, resize) or from the 500 reason phrase (PUT config).
+func TestContractNoSpace(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	// A full clone owns its disk on local-lvm (a linked clone's delta is not
+	// charged, so it would never run out).
+	ref, err := b.c.Clone(b.ctx, proxmox.CloneRequest{Source: template, NewID: 101, Name: "web1", Mode: proxmox.CloneFull, Storage: "local-lvm"})
+	b.ok(t, ref, err)
+	vm := proxmox.VMRef{Node: "pve1", VMID: 101}
+	before, err := b.c.StorageStatus(b.ctx, "pve1", "local-lvm")
+	require.NoError(t, err)
+	require.Positive(t, before.Avail)
+	tooMuch := fmt.Sprintf("+%dG", before.Avail>>30+1)
+
+	requireNoSpace := func(t *testing.T, err error) *proxmox.Error {
+		t.Helper()
+		requireClass(t, proxmox.ClassNoSpace, err)
+		require.False(t, proxmox.IsRetryable(err), "no space is not retryable until space is freed")
+		require.False(t, proxmox.MaybeApplied(err))
+		for _, is := range []func(error) bool{proxmox.IsNotFound, proxmox.IsLocked, proxmox.IsAlreadyExists, proxmox.IsNotRunning, proxmox.IsPermission, proxmox.IsAuth} {
+			require.False(t, is(err))
+		}
+		var pe *proxmox.Error
+		require.ErrorAs(t, err, &pe)
+		require.Equal(t, proxmox.ClassNoSpace, pe.Class)
+		require.Regexp(t, `^not enough free space \(\d+ < \d+\)$`, pe.Message)
+		require.Equal(t, "pve1", pe.Node)
+		require.Equal(t, 101, pe.VMID)
+		return pe
+	}
+
+	// Resize: accepted (UPID), fails in the worker.
+	ref, err = b.c.ResizeDisk(b.ctx, vm, "scsi0", tooMuch)
+	require.NoError(t, err, "free space is checked in the worker, not at request time")
+	req := requireAccepted(t, b.sim, "PUT /nodes/{node}/qemu/{vmid}/resize")
+	require.Equal(t, 200, req.Status)
+	require.Equal(t, tooMuch, req.Params["size"])
+	ts := b.wait(t, ref)
+	require.Equal(t, "resize", ts.Type)
+	require.False(t, ts.Succeeded())
+	pe := requireNoSpace(t, ts.Err())
+	require.Equal(t, ref, pe.Task)
+	require.Zero(t, pe.HTTPStatus, "a task failure has no HTTP status")
+	cfg, err := b.c.VMConfig(b.ctx, vm)
+	require.NoError(t, err)
+	size, ok := cfg.DiskSize("scsi0")
+	require.True(t, ok)
+	require.Equal(t, int64(32<<30), size, "the disk did not grow")
+
+	// A new disk bigger than the free space: POST config (task error) and
+	// PUT config (sync 500 with the message as reason phrase).
+	newDisk := fmt.Sprintf("local-lvm:%d", before.Avail>>30+1)
+	ref, err = b.c.SetConfig(b.ctx, vm, proxmox.ConfigChange{Set: map[string]string{"scsi1": newDisk}})
+	require.NoError(t, err)
+	requireAccepted(t, b.sim, "POST /nodes/{node}/qemu/{vmid}/config")
+	pe = requireNoSpace(t, b.outcome(t, ref, err))
+	require.Equal(t, ref, pe.Task)
+
+	err = b.c.SetConfigSync(b.ctx, vm, proxmox.ConfigChange{Set: map[string]string{"scsi1": newDisk}})
+	requireAccepted(t, b.sim, "PUT /nodes/{node}/qemu/{vmid}/config")
+	pe = requireNoSpace(t, err)
+	require.Equal(t, 500, pe.HTTPStatus)
+	require.True(t, pe.Task.IsZero())
+
+	cfg, err = b.c.VMConfig(b.ctx, vm)
+	require.NoError(t, err)
+	_, ok = cfg.Get("scsi1")
+	require.False(t, ok, "no disk was added")
+	after, err := b.c.StorageStatus(b.ctx, "pve1", "local-lvm")
+	require.NoError(t, err)
+	require.Equal(t, before.Used, after.Used, "nothing was allocated")
+	b.sim.RequireNoRejections(t)
+}
+
 func TestContractResizeOnPVE7ReturnsNoTask(t *testing.T) {
 	t.Parallel()
 	cl := pvesim.DefaultCluster()

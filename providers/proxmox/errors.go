@@ -307,6 +307,7 @@ var patterns = []pattern{
 	{regexp.MustCompile(`storage '[^']*' does not exist`), ClassStorage},
 	{regexp.MustCompile(`storage '[^']*' is disabled`), ClassStorage},
 	{regexp.MustCompile(`storage '[^']*' is not available on node '[^']*'`), ClassStorage},
+	{regexp.MustCompile(`^No such storage\.$`), ClassStorage}, // storage status: 400 errors.storage
 	{regexp.MustCompile(`not enough free space \(`), ClassNoSpace},
 	{regexp.MustCompile(`No space left on device`), ClassNoSpace},
 

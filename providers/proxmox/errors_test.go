@@ -122,6 +122,7 @@ var messageTable = []struct {
 	{"storage missing", 500, "storage 'local-lvm' does not exist", nil, proxmox.ClassStorage, false},
 	{"storage disabled", 500, "storage 'nfs-backup' is disabled", nil, proxmox.ClassStorage, false},
 	{"storage not on node", 500, "storage 'local-zfs' is not available on node 'pve2'", nil, proxmox.ClassStorage, false},
+	{"storage status unknown storage", 400, "Parameter verification failed.", map[string]string{"storage": "No such storage."}, proxmox.ClassStorage, false},
 	{"storage offline", 500, "storage 'nfs-backup' is not online", nil, proxmox.ClassStorageOffline, false},
 	{"lvm free space", 0, "not enough free space (1073741824 < 34359738368)", nil, proxmox.ClassNoSpace, false},
 	{"enospc", 0, "clone failed: write error: No space left on device", nil, proxmox.ClassNoSpace, false},

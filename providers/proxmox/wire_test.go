@@ -266,6 +266,27 @@ func TestWireTaskResponses(t *testing.T) {
 	require.Equal(t, proxmox.TaskRef{Node: "pve", UPID: wireUPID}, ref)
 }
 
+// Real PVE answers GET /nodes/{node}/storage/{storage}/status for a storage
+// that does not exist with raise_param_exc({storage => "No such storage."})
+// (pve-storage PVE/API2/Storage/Status.pm read_status): a 400, not the 500
+// `storage 'x' does not exist` of the other storage calls. It is the same
+// condition, so it must be ClassStorage like the 500 (errors.go: ClassStorage
+// is "storage does not exist, ..."), not a generic ClassInvalid.
+func TestWireStorageStatusNoSuchStorage(t *testing.T) {
+	t.Parallel()
+	fields := map[string]string{"storage": "No such storage."}
+	for _, legacy := range []bool{false, true} {
+		srv := rawServer(t, 400, "Parameter verification failed.", pveBody("Parameter verification failed.", fields, legacy))
+		_, err := newWireAdapter(t, srv.URL).StorageStatus(context.Background(), "pve", "nosuch")
+		var pe *proxmox.Error
+		require.ErrorAs(t, err, &pe)
+		require.Equal(t, 400, pe.HTTPStatus)
+		require.Equal(t, fields, pe.Fields)
+		require.Equal(t, proxmox.ClassStorage.String(), pe.Class.String(), "legacy=%t: %v", legacy, err)
+		require.False(t, proxmox.IsRetryable(err))
+	}
+}
+
 // Task status with a string starttime (go-proxmox panics on it) and a token
 // user.
 func TestWireTaskStatusShapes(t *testing.T) {

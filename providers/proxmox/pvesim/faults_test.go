@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -298,4 +299,105 @@ func TestHandlerWithoutHijack(t *testing.T) {
 	sim.Handler().ServeHTTP(rec, req)
 	require.Equal(t, 500, rec.Code)
 	require.JSONEq(t, `{"data":null,"message":"Configuration file 'nodes/pve1/qemu-server/555.conf' does not exist\n"}`, rec.Body.String())
+}
+
+// A fractional error rate fails some calls and lets the others through.
+// The RNG is seedable (pvesim.WithSeed), so each run of this test sees the
+// same sequence; the bands are still loose (rate 0.5 over 200 calls has a
+// standard deviation of ~7) so the test does not depend on the exact stream
+// of math/rand/v2's PCG or on how many draws other code takes from it.
+func TestErrorRateFractionalSeeded(t *testing.T) {
+	t.Parallel()
+	const calls = 200
+	auth := "PVEAPIToken=" + pvesim.DefaultTokenID + "=" + pvesim.DefaultSecret
+	serve := func(t *testing.T, sim *pvesim.Sim, method, path, body string) *httptest.ResponseRecorder {
+		t.Helper()
+		var req *http.Request
+		if body != "" {
+			req = httptest.NewRequest(method, "/api2/json"+path, strings.NewReader(body))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		} else {
+			req = httptest.NewRequest(method, "/api2/json"+path, nil)
+		}
+		req.Header.Set("Authorization", auth)
+		rec := httptest.NewRecorder()
+		sim.Handler().ServeHTTP(rec, req) // in-process, no network
+		return rec
+	}
+	// run returns the pass (true) / fail (false) sequence of calls GETs of
+	// /version with a 0.5 error rate of 503.
+	run := func(t *testing.T, seed uint64) []bool {
+		t.Helper()
+		sim, err := pvesim.New(pvesim.DefaultCluster(), pvesim.WithManualClock(pvesim.DefaultStart), pvesim.WithSeed(seed))
+		require.NoError(t, err)
+		sim.SetErrorRate(pvesim.ErrorRate{Endpoint: "GET /version", Rate: 0.5, Status: 503})
+		var seq []bool
+		for range calls {
+			rec := serve(t, sim, "GET", "/version", "")
+			switch rec.Code {
+			case 200:
+				require.Contains(t, rec.Body.String(), `"version":"8.4.5"`)
+				seq = append(seq, true)
+			case 503:
+				require.JSONEq(t, `{"data":null,"message":"Service Unavailable\n"}`, rec.Body.String())
+				seq = append(seq, false)
+			default:
+				t.Fatalf("unexpected %d %s", rec.Code, rec.Body.String())
+			}
+			// Other endpoints are not affected by the rate.
+			require.Equal(t, 200, serve(t, sim, "GET", "/cluster/nextid", "").Code)
+		}
+		// Every call was recorded with its status, none as a schema rejection.
+		var fails int
+		for _, r := range sim.Requests() {
+			if r.Endpoint == "GET /version" && r.Status == 503 {
+				fails++
+			}
+		}
+		require.Equal(t, count(seq, false), fails)
+		sim.RequireNoRejections(t)
+		return seq
+	}
+
+	a := run(t, 42)
+	ok, failed := count(a, true), count(a, false)
+	require.Equal(t, calls, ok+failed)
+	t.Logf("seed 42: %d of %d calls failed", failed, calls)
+	require.True(t, failed >= 60 && failed <= 140, "rate 0.5 over %d calls: %d failed, %d succeeded", calls, failed, ok)
+	require.Equal(t, a, run(t, 42), "the same seed gives the same failures")
+	require.NotEqual(t, a, run(t, 7), "another seed gives other failures")
+
+	// A failed mutation is not applied; a successful one is.
+	sim, err := pvesim.New(pvesim.DefaultCluster(), pvesim.WithManualClock(pvesim.DefaultStart), pvesim.WithSeed(42))
+	require.NoError(t, err)
+	sim.SetErrorRate(pvesim.ErrorRate{Endpoint: "PUT /nodes/{node}/qemu/{vmid}/config", Rate: 0.5})
+	want, applied := "", 0
+	for i := range calls {
+		desc := "d" + strconv.Itoa(i)
+		rec := serve(t, sim, "PUT", "/nodes/pve1/qemu/9000/config", "description="+desc)
+		switch rec.Code {
+		case 200:
+			want = desc
+			applied++
+		case 500:
+			require.JSONEq(t, `{"data":null,"message":"got no worker upid - start worker failed\n"}`, rec.Body.String())
+		default:
+			t.Fatalf("unexpected %d %s", rec.Code, rec.Body.String())
+		}
+		vm, _ := sim.VM(9000)
+		require.Equal(t, want, vm.Config["description"], "call %d", i)
+	}
+	require.True(t, applied >= 60 && applied <= 140, "rate 0.5 over %d calls: %d applied", calls, applied)
+	t.Logf("seed 42: %d of %d config changes applied", applied, calls)
+	sim.RequireNoRejections(t)
+}
+
+func count(seq []bool, v bool) int {
+	n := 0
+	for _, x := range seq {
+		if x == v {
+			n++
+		}
+	}
+	return n
 }

@@ -211,7 +211,9 @@ func hStorageList(c *call) (any, *apiError) {
 func hStorageStatus(c *call) (any, *apiError) {
 	st := c.s.storageOn(c.vars["node"], c.vars["storage"])
 	if st == nil {
-		return nil, serverErr(fmt.Sprintf("storage '%s' does not exist", c.vars["storage"]))
+		// pve-storage Status.pm read_status: raise_param_exc, not the 500 of
+		// the other storage calls.
+		return nil, paramErr("storage", "No such storage.")
 	}
 	e := storageEntry(st)
 	delete(e, "storage")
@@ -447,6 +449,8 @@ func hTaskList(c *call) (any, *apiError) {
 		e := taskFields(t)
 		if t.done {
 			e["status"], e["endtime"] = t.exit, t.end.Unix()
+		} else {
+			e["status"] = "RUNNING" // Tasks.pm node_tasks, for the active list
 		}
 		out = append(out, e)
 	}

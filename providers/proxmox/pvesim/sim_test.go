@@ -3,10 +3,12 @@ package pvesim_test
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -211,6 +213,11 @@ func TestSchemaRejection(t *testing.T) {
 			map[string]string{"vmid": "type check ('integer') failed - got 'x'"}},
 		{"rrd timeframe enum", "GET", "/nodes/pve1/qemu/9000/rrddata", form("timeframe", "minute"),
 			map[string]string{"timeframe": "value 'minute' does not have a value in the enumeration 'hour', 'day', 'week', 'month', 'year'"}},
+		// Valid on 8.4.5 (deprecated there) but dropped from the 9.2.3 schema:
+		// only the 9.x schema can reject it, so this row proves both schemas
+		// are enforced.
+		{"removed in 9.x", "POST", "/nodes/pve1/vzdump", form("vmid", "9000", "storage", "local", "notification-policy", "always"),
+			map[string]string{"notification-policy": "property is not defined in schema and the schema does not allow additional properties"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -439,4 +446,263 @@ func TestTaskLifecycleAndLocks(t *testing.T) {
 	vm, _ = e.sim.VM(120)
 	require.Equal(t, "running", vm.Status)
 	e.sim.RequireNoRejections(t)
+}
+
+// JSON type helpers for the raw bodies (decoded with UseNumber, so numbers
+// are json.Number and strings stay strings).
+
+func jsonInt(t *testing.T, v any, what string) int64 {
+	t.Helper()
+	n, ok := v.(json.Number)
+	require.True(t, ok, "%s must be a JSON number, got %T %#v", what, v, v)
+	i, err := n.Int64()
+	require.NoError(t, err, "%s must be an integer, got %s", what, n)
+	return i
+}
+
+func jsonNum(t *testing.T, v any, what string) float64 {
+	t.Helper()
+	n, ok := v.(json.Number)
+	require.True(t, ok, "%s must be a JSON number, got %T %#v", what, v, v)
+	f, err := n.Float64()
+	require.NoError(t, err, what)
+	return f
+}
+
+func jsonStr(t *testing.T, v any, what string) string {
+	t.Helper()
+	s, ok := v.(string)
+	require.True(t, ok, "%s must be a JSON string, got %T %#v", what, v, v)
+	return s
+}
+
+// jsonBool01 is a PVE boolean as Perl sends it: the integer 0 or 1.
+func jsonBool01(t *testing.T, v any, what string) bool {
+	t.Helper()
+	i := jsonInt(t, v, what)
+	require.Contains(t, []int64{0, 1}, i, "%s must be 0 or 1", what)
+	return i == 1
+}
+
+func jsonObj(t *testing.T, v any, what string) map[string]any {
+	t.Helper()
+	m, ok := v.(map[string]any)
+	require.True(t, ok, "%s must be a JSON object, got %T %#v", what, v, v)
+	return m
+}
+
+func jsonArr(t *testing.T, v any, what string) []any {
+	t.Helper()
+	a, ok := v.([]any)
+	require.True(t, ok, "%s must be a JSON array, got %T %#v", what, v, v)
+	return a
+}
+
+// TestGoldenShapesNodeStorageRRDTasks pins the JSON types of node status,
+// storage status, a backup's storage content entry, rrddata and the node
+// task list as real PVE sends them (shared/pve-api/notes.md §1 and the
+// 8.4.5/9.2.3 return schemas), read from the raw HTTP body.
+func TestGoldenShapesNodeStorageRRDTasks(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+
+	// ---- GET /nodes/{node}/status ----
+	r := e.do("GET", "/nodes/pve1/status", nil)
+	require.Equal(t, 200, r.code, r.status)
+	ns := jsonObj(t, r.body["data"], "node status")
+	// loadavg: array of three *strings* (notes.md; schema items type string).
+	la := jsonArr(t, ns["loadavg"], "loadavg")
+	require.Len(t, la, 3)
+	for i, v := range la {
+		_, err := strconv.ParseFloat(jsonStr(t, v, fmt.Sprintf("loadavg[%d]", i)), 64)
+		require.NoError(t, err)
+	}
+	// cpuinfo: cpus/cores/sockets integers (schema), model string; mhz and hvm
+	// are strings (notes.md: read from /proc/cpuinfo as text).
+	ci := jsonObj(t, ns["cpuinfo"], "cpuinfo")
+	require.Equal(t, int64(16), jsonInt(t, ci["cpus"], "cpuinfo.cpus"))
+	require.Positive(t, jsonInt(t, ci["cores"], "cpuinfo.cores"))
+	require.Positive(t, jsonInt(t, ci["sockets"], "cpuinfo.sockets"))
+	jsonStr(t, ci["model"], "cpuinfo.model")
+	_, err := strconv.ParseFloat(jsonStr(t, ci["mhz"], "cpuinfo.mhz"), 64)
+	require.NoError(t, err)
+	jsonStr(t, ci["hvm"], "cpuinfo.hvm")
+	jsonInt(t, ci["user_hz"], "cpuinfo.user_hz")
+	jsonNum(t, ns["cpu"], "cpu")
+	jsonNum(t, ns["wait"], "wait")
+	jsonInt(t, ns["uptime"], "uptime")
+	mem := jsonObj(t, ns["memory"], "memory")
+	total, used, free := jsonInt(t, mem["total"], "memory.total"), jsonInt(t, mem["used"], "memory.used"), jsonInt(t, mem["free"], "memory.free")
+	require.Equal(t, int64(64<<30), total)
+	require.Equal(t, total, used+free)
+	for _, k := range []string{"total", "used", "free"} {
+		jsonInt(t, jsonObj(t, ns["swap"], "swap")[k], "swap."+k)
+	}
+	for _, k := range []string{"total", "used", "avail", "free"} {
+		jsonInt(t, jsonObj(t, ns["rootfs"], "rootfs")[k], "rootfs."+k)
+	}
+	require.True(t, strings.HasPrefix(jsonStr(t, ns["pveversion"], "pveversion"), "pve-manager/8.4.5/"))
+	jsonStr(t, ns["kversion"], "kversion")
+	ck := jsonObj(t, ns["current-kernel"], "current-kernel")
+	for _, k := range []string{"sysname", "release", "machine", "version"} {
+		jsonStr(t, ck[k], "current-kernel."+k)
+	}
+	bi := jsonObj(t, ns["boot-info"], "boot-info")
+	require.Contains(t, []string{"efi", "legacy-bios"}, jsonStr(t, bi["mode"], "boot-info.mode"))
+	if v, ok := bi["secureboot"]; ok {
+		jsonBool01(t, v, "boot-info.secureboot")
+	}
+
+	// ---- GET /nodes/{node}/storage/{storage}/status ----
+	// pve-storage read_status returns storage_info's entry: type, content
+	// (comma list), active/enabled/shared 0|1, total/used/avail integers; no
+	// "storage" key (that is added only by the storage index).
+	r = e.do("GET", "/nodes/pve1/storage/local-lvm/status", nil)
+	require.Equal(t, 200, r.code, r.status)
+	ss := jsonObj(t, r.body["data"], "storage status")
+	require.Equal(t, "lvmthin", jsonStr(t, ss["type"], "type"))
+	require.ElementsMatch(t, []string{"images", "rootdir"}, strings.Split(jsonStr(t, ss["content"], "content"), ","))
+	require.True(t, jsonBool01(t, ss["active"], "active"))
+	require.True(t, jsonBool01(t, ss["enabled"], "enabled"))
+	require.False(t, jsonBool01(t, ss["shared"], "shared"))
+	stTotal, stUsed, stAvail := jsonInt(t, ss["total"], "total"), jsonInt(t, ss["used"], "used"), jsonInt(t, ss["avail"], "avail")
+	require.Equal(t, int64(500<<30), stTotal)
+	require.Equal(t, stTotal, stUsed+stAvail)
+	require.NotContains(t, ss, "storage")
+
+	// ---- a backup entry of GET /nodes/{node}/storage/{storage}/content ----
+	e.waitTask(e.clone("101", "name", "web-1"))
+	up := e.upid(e.do("POST", "/nodes/pve1/vzdump", form("vmid", "101", "storage", "local", "compress", "zstd",
+		"notes-template", "{{guestname}}", "protected", "1")))
+	require.Contains(t, up, ":vzdump:101:")
+	require.Equal(t, "OK", e.waitTask(up)["exitstatus"])
+	r = e.do("GET", "/nodes/pve1/storage/local/content", form("content", "backup", "vmid", "101"))
+	require.Equal(t, 200, r.code, r.status)
+	vols := jsonArr(t, r.body["data"], "content")
+	require.Len(t, vols, 1)
+	bk := jsonObj(t, vols[0], "backup entry")
+	require.Regexp(t, `^local:backup/vzdump-qemu-101-\d{4}_\d{2}_\d{2}-\d{2}_\d{2}_\d{2}\.vma\.zst$`, jsonStr(t, bk["volid"], "volid"))
+	require.Equal(t, "vma.zst", jsonStr(t, bk["format"], "format"))
+	require.Equal(t, "backup", jsonStr(t, bk["content"], "content"))
+	require.Equal(t, "qemu", jsonStr(t, bk["subtype"], "subtype"))
+	require.Equal(t, int64(101), jsonInt(t, bk["vmid"], "vmid"), "vmid is a number, not a string")
+	ctime := jsonInt(t, bk["ctime"], "ctime")
+	require.GreaterOrEqual(t, ctime, pvesim.DefaultStart.Unix())
+	require.LessOrEqual(t, ctime, e.sim.Clock().Now().Unix())
+	require.Positive(t, jsonInt(t, bk["size"], "size"))
+	require.Equal(t, "web-1", jsonStr(t, bk["notes"], "notes"))
+	require.True(t, jsonBool01(t, bk["protected"], "protected"))
+
+	// ---- GET /nodes/{node}/qemu/{vmid}/rrddata ----
+	// An array of objects: "time" always, every other field a number; values
+	// RRD does not have (before the VM existed) are left out, never strings.
+	e.sim.Advance(20 * time.Minute)
+	e.waitTask(e.upid(e.do("POST", "/nodes/pve1/qemu/101/status/start", nil)))
+	e.sim.SetNetRate(101, 1000, 2000)
+	e.sim.Advance(10 * time.Minute)
+	r = e.do("GET", "/nodes/pve1/qemu/101/rrddata", form("timeframe", "hour", "cf", "AVERAGE"))
+	require.Equal(t, 200, r.code, r.status)
+	pts := jsonArr(t, r.body["data"], "rrddata")
+	require.Len(t, pts, 70)
+	known := map[string]bool{"time": true, "cpu": true, "maxcpu": true, "mem": true, "maxmem": true, "disk": true, "maxdisk": true,
+		"diskread": true, "diskwrite": true, "netin": true, "netout": true}
+	var prev int64
+	sparse, full := 0, 0
+	for i, p := range pts {
+		pt := jsonObj(t, p, fmt.Sprintf("rrddata[%d]", i))
+		ts := jsonInt(t, pt["time"], "time")
+		if i > 0 {
+			require.Equal(t, int64(60), ts-prev, "hour timeframe: one sample a minute")
+		}
+		prev = ts
+		for k, v := range pt {
+			require.True(t, known[k], "unexpected rrd field %q", k)
+			if v != nil { // absent or null: no data
+				jsonNum(t, v, fmt.Sprintf("rrddata[%d].%s", i, k))
+			}
+		}
+		if _, ok := pt["cpu"]; ok {
+			full++
+		} else {
+			sparse++
+		}
+	}
+	require.Positive(t, sparse, "samples before the VM existed carry only time")
+	require.Positive(t, full)
+	lastPt := jsonObj(t, pts[len(pts)-1], "last sample")
+	require.InDelta(t, 1000, jsonNum(t, lastPt["netin"], "netin"), 1)
+	require.InDelta(t, 2000, jsonNum(t, lastPt["netout"], "netout"), 1)
+	jsonInt(t, lastPt["maxmem"], "maxmem")
+
+	// ---- GET /nodes/{node}/tasks ----
+	// Finished tasks: upid, numeric pid/pstart/starttime/endtime, status is
+	// the exit text; token tasks have user and tokenid split.
+	failed := e.upid(e.do("POST", "/nodes/pve1/qemu/101/status/start", nil))
+	require.Equal(t, "VM 101 already running", e.waitTask(failed)["exitstatus"])
+	r = e.do("GET", "/nodes/pve1/tasks", nil)
+	require.Equal(t, 200, r.code, r.status)
+	list := jsonArr(t, r.body["data"], "tasks")
+	require.GreaterOrEqual(t, len(list), 4) // qmclone, vzdump, qmstart, qmstart
+	seen := map[string]map[string]any{}
+	for i, v := range list {
+		te := jsonObj(t, v, fmt.Sprintf("tasks[%d]", i))
+		upid := jsonStr(t, te["upid"], "upid")
+		m := upidRe.FindStringSubmatch(upid)
+		require.NotNil(t, m, "upid %q", upid)
+		start := jsonInt(t, te["starttime"], "starttime")
+		hexStart, err := strconv.ParseInt(m[5], 16, 64)
+		require.NoError(t, err)
+		require.Equal(t, hexStart, start, "starttime is the UPID's")
+		require.GreaterOrEqual(t, jsonInt(t, te["endtime"], "endtime"), start)
+		jsonInt(t, te["pid"], "pid")
+		jsonInt(t, te["pstart"], "pstart")
+		require.Equal(t, "pve1", jsonStr(t, te["node"], "node"))
+		require.Equal(t, m[6], jsonStr(t, te["type"], "type"))
+		require.Equal(t, m[7], jsonStr(t, te["id"], "id"))
+		require.Equal(t, "pvectl@pve", jsonStr(t, te["user"], "user"))
+		require.Equal(t, "ci", jsonStr(t, te["tokenid"], "tokenid"))
+		jsonStr(t, te["status"], "status")
+		seen[upid] = te
+	}
+	require.Equal(t, "OK", seen[up]["status"])
+	require.Equal(t, "VM 101 already running", seen[failed]["status"])
+	r = e.do("GET", "/nodes/pve1/tasks", form("errors", "1"))
+	errList := jsonArr(t, r.body["data"], "tasks?errors=1")
+	require.Len(t, errList, 1)
+	require.Equal(t, failed, jsonObj(t, errList[0], "error task")["upid"])
+
+	e.sim.RequireNoRejections(t)
+}
+
+// Real PVE lists a task that is still running with status "RUNNING"
+// (pve-manager PVE/API2/Tasks.pm node_tasks: `$task->{status} = 'RUNNING'
+// if !$task->{status}` for the active list; notes.md §2).
+func TestTaskListRunningTaskStatus(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	up := e.clone("101")
+	require.Equal(t, "running", e.taskStatus(up)["status"])
+	for _, source := range []string{"active", "all"} {
+		r := e.do("GET", "/nodes/pve1/tasks", form("source", source))
+		require.Equal(t, 200, r.code, r.status)
+		list := jsonArr(t, r.body["data"], "tasks")
+		require.Len(t, list, 1, "source=%s", source)
+		te := jsonObj(t, list[0], "running task")
+		require.Equal(t, up, te["upid"])
+		require.NotContains(t, te, "endtime")
+		require.Equal(t, "RUNNING", te["status"], "source=%s: a running task's status in the task list", source)
+	}
+	e.sim.RequireNoRejections(t)
+}
+
+// Real PVE (pve-storage PVE/API2/Storage/Status.pm read_status) answers an
+// unknown storage with raise_param_exc({storage => "No such storage."}):
+// 400 Parameter verification failed. with errors.storage.
+func TestStorageStatusUnknownStorage(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	r := e.do("GET", "/nodes/pve1/storage/nosuch/status", nil)
+	require.Equal(t, "400 Parameter verification failed.", r.status, r.raw)
+	require.Equal(t, map[string]any{"storage": "No such storage."}, r.body["errors"])
+	require.Equal(t, "Parameter verification failed.\n", r.body["message"])
 }
