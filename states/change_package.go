@@ -105,15 +105,22 @@ func updateIPs(ctx context.Context, env *Env, vm store.VM) Result {
 	}
 	changed = changed || setChanged
 	// The guest learns its new addresses from cloud-init at cp_start's boot.
-	if err := applyCloudInit(ctx, env, vm, p); err != nil {
+	ciChanged, err := applyCloudInit(ctx, env, vm, p)
+	if err != nil {
 		return fromError("update cloud-init addresses", err)
 	}
+	changed = changed || ciChanged
 	dnsClean := true
 	if len(env.Zones) > 0 && env.DNS != nil {
 		delFailed := DeleteDNS(ctx, env, vm)
-		pubFailed := SyncDNS(ctx, env, vm, keep)
+		pubFailed, err := SyncDNS(ctx, env, vm, keep)
+		if err != nil {
+			return Retryable(err)
+		}
 		if delFailed > 0 {
-			_ = env.Store.VMSetDNSDirty(ctx, vm.ID, true, env.Now())
+			if err := env.Store.VMSetDNSDirty(ctx, vm.ID, true, env.Now()); err != nil {
+				return Retryable(fmt.Errorf("record the DNS state: %w", err))
+			}
 		}
 		dnsClean = delFailed == 0 && pubFailed == 0
 	}

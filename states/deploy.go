@@ -304,7 +304,10 @@ func publishDNS(ctx context.Context, env *Env, vm store.VM) Result {
 	if err != nil {
 		return Retryable(err)
 	}
-	failed := SyncDNS(ctx, env, vm, ips)
+	failed, err := SyncDNS(ctx, env, vm, ips)
+	if err != nil {
+		return Retryable(err) // publishing again is idempotent
+	}
 	if failed > 0 {
 		return Skip(fmt.Sprintf("%d DNS record(s) failed; will retry in the background", failed))
 	}
@@ -312,8 +315,10 @@ func publishDNS(ctx context.Context, env *Env, vm store.VM) Result {
 }
 
 // SyncDNS publishes the VM's planned records, records each outcome and
-// marks the VM DNS-dirty when any failed. It returns the number of failures.
-func SyncDNS(ctx context.Context, env *Env, vm store.VM, ips []store.IPAllocation) int {
+// marks the VM DNS-dirty when any failed. It returns the number of failures,
+// and an error when the DNS-dirty flag could not be stored (the background
+// retry would then never see the failures).
+func SyncDNS(ctx context.Context, env *Env, vm store.VM, ips []store.IPAllocation) (int, error) {
 	var addrs []netip.Addr
 	for _, ip := range ips {
 		if a, err := netip.ParseAddr(ip.Address); err == nil {
@@ -324,17 +329,14 @@ func SyncDNS(ctx context.Context, env *Env, vm store.VM, ips []store.IPAllocatio
 	failed := 0
 	for _, rec := range dns.Plan(env.Zones, vm.Hostname, addrs) {
 		rec.TTL = ttl
-		err := env.DNS.Publish(ctx, rec)
-		env.Emit(dns.Line(dns.ActionPublish, rec, err))
-		row := store.DNSRecord{VMID: vm.ID, Zone: rec.Zone, Name: rec.Name, Type: rec.Type, Value: rec.Value, TTL: int(rec.TTL), State: "published"}
-		if err != nil {
+		if publishRecord(ctx, env, vm, rec) != nil {
 			failed++
-			row.State, row.Error = "failed", dns.ShortError(err)
 		}
-		_ = env.Store.DNSRecordSave(ctx, row, env.Now())
 	}
-	_ = env.Store.VMSetDNSDirty(ctx, vm.ID, failed > 0, env.Now())
-	return failed
+	if err := env.Store.VMSetDNSDirty(ctx, vm.ID, failed > 0, env.Now()); err != nil {
+		return failed, fmt.Errorf("record the DNS state: %w", err)
+	}
+	return failed, nil
 }
 
 // migrateToTarget moves the VM offline from the template's node to its
@@ -831,22 +833,29 @@ func configureCloudInit(ctx context.Context, env *Env, vm store.VM) Result {
 	if res := locate(ctx, env, &vm); res != nil {
 		return *res
 	}
-	if err := applyCloudInit(ctx, env, vm, p); err != nil {
+	changed, err := applyCloudInit(ctx, env, vm, p)
+	if err != nil {
 		return fromError("set cloud-init", err)
 	}
 	if vm.Password != "" {
 		_ = env.Store.VMClearPassword(ctx, vm.ID, env.Now())
+	}
+	if !changed {
+		return Skip("no change")
 	}
 	return Success()
 }
 
 // applyCloudInit writes the VM's cloud-init keys: user, password (if the
 // record still has one), SSH keys, ipconfig0 from its addresses, name
-// servers. PVE applies them at the next boot.
-func applyCloudInit(ctx context.Context, env *Env, vm store.VM, p config.Product) error {
+// servers. PVE applies them at the next boot. It reads the VM's config
+// first and writes nothing when every key already has its value (a password
+// still to be set is always written: PVE never shows it back). It reports
+// whether it wrote.
+func applyCloudInit(ctx context.Context, env *Env, vm store.VM, p config.Product) (bool, error) {
 	ips, err := env.Store.IPsForVM(ctx, vm.ID)
 	if err != nil {
-		return err
+		return false, err
 	}
 	ipc := proxmox.IPConfig{}
 	var nameservers []string
@@ -891,7 +900,35 @@ func applyCloudInit(ctx context.Context, env *Env, vm store.VM, p config.Product
 			ci.SSHKeys = append(ci.SSHKeys, k)
 		}
 	}
-	return env.PVE.SetCloudInit(ctx, ref(vm), ci)
+	cfg, err := env.PVE.VMConfig(ctx, ref(vm))
+	if err != nil {
+		return false, err
+	}
+	if cloudInitCurrent(cfg, ci) {
+		return false, nil
+	}
+	return true, env.PVE.SetCloudInit(ctx, ref(vm), ci)
+}
+
+// cloudInitCurrent reports whether cfg (pending values included, as GET
+// config returns them) already holds every cloud-init key of ci.
+func cloudInitCurrent(cfg proxmox.VMConfig, ci proxmox.CloudInit) bool {
+	if ci.Password != "" {
+		return false
+	}
+	for k, want := range ci.Values() {
+		have, _ := cfg.Get(k)
+		if k == "sshkeys" {
+			if !slices.Equal(proxmox.DecodeSSHKeys(have), ci.SSHKeys) {
+				return false
+			}
+			continue
+		}
+		if have != want {
+			return false
+		}
+	}
+	return true
 }
 
 // startVM starts the VM and follows the start task.

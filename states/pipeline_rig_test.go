@@ -105,6 +105,9 @@ type rig struct {
 func newRig(t *testing.T, withDNS bool) *rig {
 	t.Helper()
 	sim, url, tokenID, secret := pvesim.StartTest(t, pvesim.DefaultCluster())
+	// Every request a pipeline sends must pass the PVE schema: a rejected
+	// one would otherwise only show as a retried step.
+	t.Cleanup(func() { sim.RequireNoRejections(t) })
 	yaml := fmt.Sprintf("proxmox:\n  url: %s\n  token_id: %q\n  token_secret: %q\n", strings.TrimSuffix(url, "/api2/json"), tokenID, secret) + reviewProducts
 	if withDNS {
 		// The engine's DNS retry runs only when the config has zones.
