@@ -90,8 +90,10 @@ func awaitTask(ctx context.Context, env *Env, vm store.VM, what string) (finishe
 		}
 		return false, Wait(fmt.Sprintf("%s task %s running for %s%s", what, st.Type, elapsed, taskProgress(ctx, env, task)))
 	}
-	if err := st.Err(); err != nil {
-		r := fromError(what+" task failed", err)
+	if st.Err() != nil {
+		// The log says why when the exit status does not ("migration aborted").
+		log, _ := env.PVE.TaskLog(ctx, task, 0, 1000)
+		r := fromError(what+" task failed", proxmox.TaskFailure(st, log))
 		r.ClearTask = true
 		return false, r
 	}

@@ -608,7 +608,28 @@ func TestContractMigrate(t *testing.T) {
 	_, err = b.c.Migrate(b.ctx, proxmox.MigrateRequest{VM: proxmox.VMRef{Node: "pve1", VMID: 555}, Target: "pve2"})
 	requireClass(t, proxmox.ClassNotFound, err)
 
-	// Target node offline.
+	// Target node down: PVE takes the request (no online check before the
+	// worker) and the task ends with the generic "migration aborted"; the
+	// cause is only in its log, and TaskFailure reads it from there.
+	ref, err = b.c.Stop(b.ctx, vm, proxmox.StopOptions{})
+	b.ok(t, ref, err)
+	require.NoError(t, b.sim.SetNodeOffline("pve2", true))
+	ref, err = b.c.Migrate(b.ctx, proxmox.MigrateRequest{VM: vm, Target: "pve2", TargetStorage: "local-lvm"})
+	require.NoError(t, err)
+	ts = b.wait(t, ref)
+	require.Equal(t, "migration aborted", ts.ExitStatus)
+	requireClass(t, proxmox.ClassUnknown, ts.Err())
+	log, err := b.c.TaskLog(b.ctx, ref, 0, 100)
+	require.NoError(t, err)
+	failure := proxmox.TaskFailure(ts, log)
+	requireClass(t, proxmox.ClassTransient, failure)
+	require.True(t, proxmox.IsRetryable(failure))
+	require.Contains(t, failure.Error(), "migration aborted (Can't connect to destination address using public key)")
+	_, err = b.c.VMStatus(b.ctx, vm)
+	require.NoError(t, err, "the VM stays where it was")
+	require.NoError(t, b.sim.SetNodeOffline("pve2", false))
+
+	// Source node down: its API proxy answers 595.
 	require.NoError(t, b.sim.SetNodeOffline("pve1", true))
 	_, err = b.c.Migrate(b.ctx, proxmox.MigrateRequest{VM: vm, Target: "pve2"})
 	requireClass(t, proxmox.ClassTransient, err)

@@ -138,6 +138,9 @@ type Error struct {
 	Message string
 	// Fields are the per-parameter errors of a 400.
 	Fields map[string]string
+	// Detail is the cause a failed task's log gives when its exit status is
+	// generic ("migration aborted"): the last "ERROR: …" line.
+	Detail string
 	// Task is set when the error is a task's exit status.
 	Task TaskRef
 	// Err is the underlying error (transport), if any.
@@ -171,6 +174,9 @@ func (e *Error) Error() string {
 		b.WriteString(strconv.Itoa(e.HTTPStatus) + " ")
 	}
 	b.WriteString(e.Message)
+	if e.Detail != "" {
+		b.WriteString(" (" + e.Detail + ")")
+	}
 	if len(e.Fields) > 0 {
 		keys := make([]string, 0, len(e.Fields))
 		for k := range e.Fields {
@@ -323,7 +329,8 @@ var patterns = []pattern{
 	{regexp.MustCompile(`VM quit/powerdown failed - got timeout`), ClassTransient},
 	{regexp.MustCompile(`QEMU guest agent is not running`), ClassTransient},
 	{regexp.MustCompile(`Errors during connection establishment, proxy handshake`), ClassTransient},
-	{regexp.MustCompile(`target node '[^']*' is not online`), ClassTransient},
+	// Migration: the target node does not answer over SSH (down, network).
+	{regexp.MustCompile(`Can't connect to destination address using public key`), ClassTransient},
 
 	// Task ended without a final status line: the worker died.
 	{regexp.MustCompile(`^unexpected status$`), ClassInterrupted},
@@ -519,6 +526,41 @@ func taskError(s TaskStatus) *Error {
 	}
 	return e
 }
+
+// TaskFailure is the error of a finished task read together with its log
+// (nil when the task succeeded). Some workers end with a generic exit status
+// and write the cause only as an "ERROR: …" log line (AbstractMigrate: exit
+// "migration aborted", log "ERROR: migration aborted (duration 00:00:03):
+// Can't connect to destination address using public key"). The newest such
+// line becomes the error's Detail, and its class wins when the exit status
+// alone says nothing known.
+func TaskFailure(s TaskStatus, log []TaskLogLine) error {
+	if s.Running || taskExitOK(s.ExitStatus) {
+		return nil
+	}
+	e := taskError(s)
+	for i := len(log) - 1; i >= 0; i-- {
+		line, ok := strings.CutPrefix(log[i].Text, "ERROR: ")
+		if !ok {
+			continue
+		}
+		// "migration aborted (duration …): cause" → "cause"
+		if m := abortedRE.FindStringSubmatch(line); m != nil {
+			line = m[1]
+		}
+		if line == e.Message {
+			break
+		}
+		e.Detail = line
+		if e.Class == ClassUnknown {
+			e.Class = ClassifyMessage(line)
+		}
+		break
+	}
+	return e
+}
+
+var abortedRE = regexp.MustCompile(`^\w+ aborted \(duration [0-9:]+\): (.+)$`)
 
 // errorf builds an *Error with a message of our own (not PVE's).
 func errorf(class Class, op string, format string, args ...any) *Error {

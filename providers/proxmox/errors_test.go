@@ -106,7 +106,7 @@ var messageTable = []struct {
 	{"595 refused", 595, "Errors during connection establishment, proxy handshake: Connection refused", nil, proxmox.ClassTransient, false},
 	{"595 timed out", 595, "Errors during connection establishment, proxy handshake: Connection timed out", nil, proxmox.ClassTransient, false},
 	{"596 timed out", 596, "Connection timed out", nil, proxmox.ClassTransient, true},
-	{"migration target offline (pvesim)", 500, "target node 'pve2' is not online", nil, proxmox.ClassTransient, false},
+	{"migration target unreachable (task log)", 0, "Can't connect to destination address using public key", nil, proxmox.ClassTransient, false},
 	{"500 unknown", 500, "something PVE never said", nil, proxmox.ClassTransient, false},
 	{"synthetic command socket", 500, "failed to read from command socket", nil, proxmox.ClassTransient, false},
 	{"502", 502, "Bad Gateway", nil, proxmox.ClassTransient, false},
@@ -338,6 +338,55 @@ func TestParseUPID(t *testing.T) {
 			require.Equal(t, proxmox.TaskRef{Node: tc.node, UPID: tc.upid}, ref)
 			require.Equal(t, tc.typ, typ)
 			require.Equal(t, tc.id, id)
+		})
+	}
+}
+
+// TaskFailure reads a failed task's cause from its log when the exit status
+// is generic; a known exit status keeps its class.
+func TestTaskFailureReadsTheLog(t *testing.T) {
+	t.Parallel()
+	ref := proxmox.TaskRef{Node: "pve1", UPID: "UPID:pve1:00001234:00ABCDEF:65A0B1C2:qmigrate:101:pvectl@pve!ci:"}
+	lines := func(texts ...string) []proxmox.TaskLogLine {
+		var out []proxmox.TaskLogLine
+		for i, s := range texts {
+			out = append(out, proxmox.TaskLogLine{N: i + 1, Text: s})
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name   string
+		exit   string
+		log    []proxmox.TaskLogLine
+		class  proxmox.Class
+		detail string
+	}{
+		{"ok", "OK", lines("ERROR: ignored"), 0, ""},
+		{"target unreachable", "migration aborted", lines(
+			"2026-12-05 02:00:00 starting migration of VM 101 to node 'pve2' (10.0.0.2)",
+			"ERROR: migration aborted (duration 00:00:03): Can't connect to destination address using public key",
+			"TASK ERROR: migration aborted"), proxmox.ClassTransient, "Can't connect to destination address using public key"},
+		{"cause not known", "migration aborted", lines("ERROR: migration aborted (duration 00:00:01): something new"),
+			proxmox.ClassUnknown, "something new"},
+		{"storage cause", "migration aborted", lines("ERROR: storage 'fast' is not available on node 'pve2'"),
+			proxmox.ClassStorage, "storage 'fast' is not available on node 'pve2'"},
+		{"known exit status keeps its class", "can't lock file '/var/lock/qemu-server/lock-101.conf' - got timeout",
+			lines("ERROR: VM 101 qmp command 'query-status' failed - got timeout"), proxmox.ClassLocked, "VM 101 qmp command 'query-status' failed - got timeout"},
+		{"no log", "migration aborted", nil, proxmox.ClassUnknown, ""},
+		{"error line is the exit status", "VM 101 already running", lines("ERROR: VM 101 already running"), proxmox.ClassAlreadyRunning, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			err := proxmox.TaskFailure(proxmox.TaskStatus{Task: ref, Type: "qmigrate", ID: "101", ExitStatus: tc.exit}, tc.log)
+			if tc.exit == "OK" {
+				require.NoError(t, err)
+				return
+			}
+			var pe *proxmox.Error
+			require.ErrorAs(t, err, &pe)
+			require.Equal(t, tc.class.String(), pe.Class.String())
+			require.Equal(t, tc.exit, pe.Message)
+			require.Equal(t, tc.detail, pe.Detail)
 		})
 	}
 }

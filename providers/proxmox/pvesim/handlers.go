@@ -841,7 +841,7 @@ func hVzdump(c *call) (any, *apiError) {
 		if !c.has("notes-template") {
 			field = "protected"
 		}
-		return nil, paramErr(field, "missing property - '"+field+"' requires 'storage'")
+		return nil, requiresErr(field, "'"+field+"' requires 'storage'")
 	}
 	stName := c.str("storage")
 	if stName == "" {
@@ -1053,7 +1053,7 @@ func hCreate(c *call) (any, *apiError) {
 	if archive == "" {
 		for _, k := range []string{"force", "unique", "live-restore"} {
 			if c.has(k) {
-				return nil, paramErr(k, "missing property - '"+k+"' requires 'archive'")
+				return nil, requiresErr(k, "'"+k+"' requires 'archive'")
 			}
 		}
 		if existing != nil {

@@ -250,7 +250,7 @@ func hConfigSet(async bool) handlerFunc {
 			return nil, err
 		}
 		if c.has("force") && !c.has("delete") {
-			return nil, paramErr("force", "missing property - 'delete' is required when using 'force'")
+			return nil, requiresErr("force", "'delete' is required when using 'force'")
 		}
 		// $load_and_check_config->(0): early checks before forking/locking
 		if msg := c.checkConfig(m); msg != "" {
@@ -690,9 +690,6 @@ func hMigrate(c *call) (any, *apiError) {
 	if tn == nil {
 		return nil, serverErr(fmt.Sprintf("no such cluster node '%s'", target))
 	}
-	if tn.offline {
-		return nil, serverErr(fmt.Sprintf("target node '%s' is not online", target))
-	}
 	if m.running && !c.bool("online") {
 		return nil, serverErr("can't migrate running VM without --online")
 	}
@@ -702,6 +699,11 @@ func hMigrate(c *call) (any, *apiError) {
 	o := spawnOpts{typ: "qmigrate", id: strconv.Itoa(m.vmid), vmids: []int{m.vmid}, flockVM: m, lockVM: m, lock: "migrate",
 		log: []string{fmt.Sprintf("%s starting migration of VM %d to node '%s'", s.now().Format("2006-01-02 15:04:05"), m.vmid, target)}}
 	o.run = func() (string, []string) {
+		if tn.offline {
+			// AbstractMigrate tests the SSH connection first; PVE has no
+			// online check before forking the worker.
+			return "migration aborted", []string{"ERROR: migration aborted (duration 00:00:03): Can't connect to destination address using public key"}
+		}
 		type move struct {
 			key   string
 			d     disk

@@ -38,10 +38,44 @@ func loadValidator() (*validator, error) {
 				return
 			}
 			v.subsets = append(v.subsets, &sub)
+			for ep, m := range sub.Endpoints {
+				if err := v.compilePatterns(m.Params); err != nil {
+					validatorErr = fmt.Errorf("pvesim: schema %s %s: %w", sub.Version, ep, err)
+					return
+				}
+			}
 		}
 		validatorVal = v
 	})
 	return validatorVal, validatorErr
+}
+
+// compilePatterns compiles every pattern of params (property-string parts
+// included) once, so a pattern Go cannot read stops pvesim at start instead
+// of accepting any value.
+func (v *validator) compilePatterns(params map[string]*schemagen.Param) error {
+	for name, p := range params {
+		if p.Pattern != "" {
+			if _, ok := v.regex.Load(p.Pattern); !ok {
+				re, err := compilePattern(p.Pattern)
+				if err != nil {
+					return fmt.Errorf("parameter %s: %w", name, err)
+				}
+				v.regex.Store(p.Pattern, re)
+			}
+		}
+		if err := v.compilePatterns(p.Props); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// compilePattern compiles a schema pattern as PVE applies it: the whole
+// value must match. Perl's qr// stringifies as (?^:…) ("default flags"),
+// which is (?:…) in Go's syntax.
+func compilePattern(pattern string) (*regexp.Regexp, error) {
+	return regexp.Compile(`^(?:` + strings.ReplaceAll(pattern, "(?^:", "(?:") + `)$`)
 }
 
 // lookup finds the schema of a parameter name ("scsi3" → "scsi[n]").
@@ -206,15 +240,8 @@ func (v *validator) checkProp(p *schemagen.Param, val any, path string, errs map
 		}
 	}
 	if p.Pattern != "" {
-		re, ok := v.regex.Load(p.Pattern)
-		if !ok {
-			c, err := regexp.Compile(`^(?:` + p.Pattern + `)$`)
-			if err != nil {
-				c = regexp.MustCompile(`^.*$`)
-			}
-			re, _ = v.regex.LoadOrStore(p.Pattern, c)
-		}
-		if !re.(*regexp.Regexp).MatchString(s) {
+		re, ok := v.regex.Load(p.Pattern) // all compiled at load
+		if !ok || !re.(*regexp.Regexp).MatchString(s) {
 			errs[path] = "value does not match the regex pattern"
 			return
 		}

@@ -62,12 +62,24 @@ type apiError struct {
 	code   int
 	msg    string
 	errors map[string]string
+	// schema: the request itself is invalid (the schema's own checks, or
+	// its cross-parameter "requires"), not the state it met: recorded as a
+	// rejection.
+	schema bool
 }
 
 func serverErr(msg string) *apiError { return &apiError{code: 500, msg: msg} }
 
 func paramErr(field, msg string) *apiError {
 	return &apiError{code: 400, msg: "Parameter verification failed.", errors: map[string]string{field: msg}}
+}
+
+// requiresErr is the 400 of a parameter the schema says needs another
+// (JSONSchema "requires"), which PVE checks with the rest of the schema.
+func requiresErr(field, msg string) *apiError {
+	e := paramErr(field, "missing property - "+msg)
+	e.schema = true
+	return e
 }
 
 // withTotal is a response with a top-level "total" next to "data".
@@ -403,7 +415,7 @@ func (s *Sim) serveAPI(w http.ResponseWriter, r *http.Request) {
 	data, apiErr, after := s.dispatch(c, rt)
 	s.mu.Unlock()
 	if apiErr != nil {
-		if apiErr == c.validationErr {
+		if apiErr == c.validationErr || apiErr.schema {
 			req.Rejected = true
 		}
 		respondErr(apiErr)

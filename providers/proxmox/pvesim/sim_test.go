@@ -203,6 +203,10 @@ func TestSchemaRejection(t *testing.T) {
 			map[string]string{"scsi1": "invalid format - invalid key in comma-separated list property: bogus\n"}},
 		{"property string bad enum", "PUT", "/nodes/pve1/qemu/9000/config", form("net0", "virtio,bridge=vmbr0,firewall=maybe"),
 			map[string]string{"net0": "invalid format - format error\nnet0.firewall: type check ('boolean') failed - got 'maybe'\n"}},
+		// A Perl (?^:…) pattern in the schema (net[n].trunks) is enforced,
+		// not waved through.
+		{"property string perl pattern", "PUT", "/nodes/pve1/qemu/9000/config", form("net0", "virtio,bridge=vmbr0,trunks=abc"),
+			map[string]string{"net0": "invalid format - format error\nnet0.trunks: value does not match the regex pattern\n"}},
 		{"ipconfig bad ip", "PUT", "/nodes/pve1/qemu/9000/config", form("ipconfig0", "ip=10.0.0.300/24,gw=10.0.0.1"),
 			map[string]string{"ipconfig0": "invalid format - format error\nip: invalid format - invalid IPv4 network: '10.0.0.300/24'\n"}},
 		{"sshkeys plus encoded", "PUT", "/nodes/pve1/qemu/9000/config", form("sshkeys", "ssh-ed25519+AAAA"),
@@ -235,8 +239,12 @@ func TestSchemaRejection(t *testing.T) {
 		})
 	}
 	require.Len(t, e.sim.Rejected(), len(tests))
+	// The same Perl pattern lets a valid value through.
+	r := e.do("PUT", "/nodes/pve1/qemu/9000/config", form("net0", "virtio,bridge=vmbr0,trunks=10;20-30"))
+	require.Equal(t, 200, r.code, r.raw)
+	require.Len(t, e.sim.Rejected(), len(tests))
 	// JSON bodies are validated the same way; JSON booleans are accepted.
-	r := e.doJSON("POST", "/nodes/pve1/qemu/9000/clone", map[string]any{"newid": 101, "full": true, "name": "web-1"})
+	r = e.doJSON("POST", "/nodes/pve1/qemu/9000/clone", map[string]any{"newid": 101, "full": true, "name": "web-1"})
 	e.upid(r)
 	r = e.doJSON("POST", "/nodes/pve1/qemu/9000/clone", map[string]any{"newid": "x102"})
 	require.Equal(t, 400, r.code)
@@ -705,4 +713,39 @@ func TestStorageStatusUnknownStorage(t *testing.T) {
 	require.Equal(t, "400 Parameter verification failed.", r.status, r.raw)
 	require.Equal(t, map[string]any{"storage": "No such storage."}, r.body["errors"])
 	require.Equal(t, "Parameter verification failed.\n", r.body["message"])
+}
+
+// PVE's cross-parameter checks ("requires") are part of parameter
+// verification: a request that fails them is the client's bug, so pvesim
+// records it as a schema rejection and RequireNoRejections catches it.
+func TestRequiresIsRecordedAsRejection(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, method, path string
+		params             url.Values
+		errors             map[string]string
+	}{
+		{"vzdump protected without storage", "POST", "/nodes/pve1/vzdump", form("vmid", "9000", "protected", "1"),
+			map[string]string{"protected": "missing property - 'protected' requires 'storage'"}},
+		{"create force without archive", "POST", "/nodes/pve1/qemu", form("vmid", "150", "force", "1"),
+			map[string]string{"force": "missing property - 'force' requires 'archive'"}},
+		{"config force without delete", "PUT", "/nodes/pve1/qemu/9000/config", form("force", "1", "memory", "2048"),
+			map[string]string{"force": "missing property - 'delete' is required when using 'force'"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t)
+			r := e.do(tc.method, tc.path, tc.params)
+			require.Equal(t, "400 Parameter verification failed.", r.status, r.raw)
+			got := map[string]string{}
+			for k, v := range r.body["errors"].(map[string]any) {
+				got[k] = v.(string)
+			}
+			require.Equal(t, tc.errors, got)
+			rej := e.sim.Rejected()
+			require.Len(t, rej, 1)
+			require.Equal(t, tc.errors, rej[0].Errors)
+		})
+	}
 }
