@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -36,7 +37,7 @@ func newVMChangePackageCmd(g *globals) *cobra.Command {
 		Use:   "change-package VM --product NAME",
 		Short: "Switch a ready VM to another product; the ticks reconfigure it",
 		Long: `Write the new product and state change_package, and return at once. Accepted only for a
-VM in ready (or already in change_package, idempotently); a VM in a deploy or
+VM in ready (repeating it while the change runs is a no-op); a VM in a deploy or
 terminate is refused with its current state. The ticks then update IPs, IP set and
 DNS, stop the VM once, apply CPU/RAM/disks/network/firewall (skipping what did not
 change; disks never shrink) and start it once.`,
@@ -54,6 +55,15 @@ change; disks never shrink) and start it once.`,
 			if err != nil {
 				return err
 			}
+			if changing(vm) {
+				// Past its first step: the same request again is a no-op (a
+				// billing system retrying), another product waits for ready.
+				if vm.Product != productName {
+					return usagef("VM %s is already changing to product %s (status %s); wait for it to reach ready", vm.ServiceID, vm.Product, vm.Status)
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "VM %s: already changing to product %s (status %s)\n", vm.ServiceID, vm.Product, vm.Status)
+				return nil
+			}
 			vm, err = request(cmd.Context(), e, vm, []states.State{states.Ready, states.ChangePackage}, states.ChangePackage, productName)
 			if err != nil {
 				return err
@@ -64,6 +74,16 @@ change; disks never shrink) and start it once.`,
 	}
 	cmd.Flags().StringVar(&productName, "product", "", "the new product")
 	return cmd
+}
+
+// changing reports whether a VM is inside the change-package table past its
+// entry state (cp_update_ip … cp_start).
+func changing(vm store.VM) bool {
+	s := states.State(vm.Status)
+	if s == states.ChangePackage || s == states.Ready {
+		return false
+	}
+	return slices.Contains(states.ChangePackageTable().States(), s)
 }
 
 // terminatable are the states a terminate request is accepted from.
