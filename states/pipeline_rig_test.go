@@ -104,7 +104,13 @@ type rig struct {
 // zones (forward example.test, reverse 2.0.192.in-addr.arpa).
 func newRig(t *testing.T, withDNS bool) *rig {
 	t.Helper()
-	sim, url, tokenID, secret := pvesim.StartTest(t, pvesim.DefaultCluster())
+	return newRigOn(t, withDNS, pvesim.DefaultCluster())
+}
+
+// newRigOn is newRig on a cluster of the test's own.
+func newRigOn(t *testing.T, withDNS bool, cluster pvesim.Cluster) *rig {
+	t.Helper()
+	sim, url, tokenID, secret := pvesim.StartTest(t, cluster)
 	// Every request a pipeline sends must pass the PVE schema: a rejected
 	// one would otherwise only show as a retried step.
 	t.Cleanup(func() { sim.RequireNoRejections(t) })

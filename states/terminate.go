@@ -3,6 +3,8 @@ package states
 import (
 	"context"
 	"fmt"
+	"net/url"
+	"strings"
 
 	"github.com/pvectl/pvectl/providers/proxmox"
 	"github.com/pvectl/pvectl/store"
@@ -75,8 +77,15 @@ func stopForTerminate(ctx context.Context, env *Env, vm store.VM) Result {
 	return res
 }
 
+// backupWaitTicks is how many ticks the terminate follows backup deletion
+// tasks before it leaves the rest to PVE and goes on.
+const backupWaitTicks = 10
+
 // removeBackups deletes the VM's backups from every backup storage, best
-// effort: each failure is logged and the terminate goes on.
+// effort: each failure is logged and the terminate goes on. PVE deletes a
+// volume in an imgdel task (a protected archive fails there), so the step
+// submits the deletions, remembers their tasks in its step data and reports
+// each outcome when the task has ended, on a later tick.
 func removeBackups(ctx context.Context, env *Env, vm store.VM) Result {
 	if vm.VMID == 0 {
 		return Skip("no VMID")
@@ -95,8 +104,10 @@ func removeBackups(ctx context.Context, env *Env, vm store.VM) Result {
 		env.Emit("· backups ERR list storages: " + err.Error())
 		return Skip("could not list storages; backups left in place")
 	}
+	data := stepData(vm)
 	seen := map[string]bool{}
-	removed, failed := 0, 0
+	listed := map[string]bool{}
+	running, listFailed := 0, 0
 	for _, st := range all {
 		if st.Type != "storage" || st.Status != "available" || !hasContent(st.Content, "backup") {
 			continue
@@ -111,7 +122,7 @@ func removeBackups(ctx context.Context, env *Env, vm store.VM) Result {
 		seen[key] = true
 		vols, err := env.PVE.StorageContent(ctx, st.Node, st.Storage, proxmox.ContentFilter{Content: "backup", VMID: vm.VMID})
 		if err != nil {
-			failed++
+			listFailed++
 			env.Emit(fmt.Sprintf("· backup ERR %s on %s: %v", st.Storage, st.Node, err))
 			continue
 		}
@@ -119,13 +130,64 @@ func removeBackups(ctx context.Context, env *Env, vm store.VM) Result {
 			if v.VMID != vm.VMID {
 				continue
 			}
-			if _, err := env.PVE.DeleteVolume(ctx, st.Node, st.Storage, v.VolID); err != nil && !proxmox.IsNotFound(err) {
-				failed++
-				env.Emit(fmt.Sprintf("· backup-del ERR %s: %v", v.VolID, err))
+			listed[v.VolID] = true
+			if data.Get("res "+v.VolID) != "" {
+				continue // reported already (a failed deletion is not tried again)
+			}
+			if data.Get("del "+v.VolID) != "" {
+				if backupDeleteEnded(ctx, env, data, v.VolID) {
+					continue
+				}
+				running++
 				continue
 			}
-			removed++
-			env.Emit("· backup-del OK " + v.VolID)
+			task, err := env.PVE.DeleteVolume(ctx, st.Node, st.Storage, v.VolID)
+			switch {
+			case proxmox.IsNotFound(err):
+				continue
+			case err != nil:
+				env.Emit(fmt.Sprintf("· backup-del ERR %s: %v", v.VolID, err))
+				data.Set("res "+v.VolID, "failed")
+			case task.IsZero():
+				env.Emit("· backup-del OK " + v.VolID)
+				data.Set("res "+v.VolID, "ok")
+			default:
+				data.Set("del "+v.VolID, task.Node+" "+task.UPID)
+				running++
+			}
+			// The task is remembered before the next volume is touched.
+			if err := saveStepData(ctx, env, &vm, data); err != nil {
+				return Retryable(fmt.Errorf("remember backup deletion of %s: %w", v.VolID, err))
+			}
+		}
+	}
+	// Deletions that ended since the last tick and are no longer listed.
+	for key := range data {
+		volid, ok := strings.CutPrefix(key, "del ")
+		if !ok || listed[volid] || data.Get("res "+volid) != "" {
+			continue
+		}
+		if !backupDeleteEnded(ctx, env, data, volid) {
+			running++
+		}
+	}
+	if err := saveStepData(ctx, env, &vm, data); err != nil {
+		return Retryable(err)
+	}
+	if running > 0 {
+		if vm.StepWaits+1 < backupWaitTicks {
+			return Wait(fmt.Sprintf("%d backup deletion(s) running", running))
+		}
+		env.Emit(fmt.Sprintf("· backup-del %d deletion(s) still running after %d ticks; left to PVE", running, vm.StepWaits+1))
+	}
+	removed, failed := 0, listFailed
+	for key, v := range data {
+		if strings.HasPrefix(key, "res ") {
+			if v[0] == "ok" {
+				removed++
+			} else {
+				failed++
+			}
 		}
 	}
 	if failed > 0 {
@@ -135,6 +197,32 @@ func removeBackups(ctx context.Context, env *Env, vm store.VM) Result {
 		return Skip("no backups")
 	}
 	return Success()
+}
+
+// backupDeleteEnded reads the deletion task of volid remembered in data and,
+// once it has ended, prints its outcome and records it. A task PVE no longer
+// knows (node rebooted) counts as ended with an unknown outcome: the next
+// listing shows whether the backup is still there.
+func backupDeleteEnded(ctx context.Context, env *Env, data url.Values, volid string) bool {
+	node, upid, _ := strings.Cut(data.Get("del "+volid), " ")
+	task := proxmox.TaskRef{Node: node, UPID: upid}
+	st, err := env.PVE.TaskStatus(ctx, task)
+	switch {
+	case proxmox.IsNotFound(err):
+		data.Del("del " + volid)
+		return true
+	case err != nil || st.Running:
+		return false
+	}
+	if ferr := st.Err(); ferr != nil {
+		log, _ := env.PVE.TaskLog(ctx, task, 0, 100)
+		env.Emit(fmt.Sprintf("· backup-del ERR %s: %v", volid, proxmox.TaskFailure(st, log)))
+		data.Set("res "+volid, "failed")
+		return true
+	}
+	env.Emit("· backup-del OK " + volid)
+	data.Set("res "+volid, "ok")
+	return true
 }
 
 func hasContent(content []string, c string) bool {
