@@ -67,11 +67,16 @@ $pv vm create --service-id 1003 --product mini --hostname mini1.example.com
 echo "== ticking until all are ready"
 for i in $(seq 120); do
   $pv tick
-  if ! $pv vm list --json | grep -q '"status": "\(creation\|set_\|clone\|migrated\|starting\)'; then break; fi
+  if [ "$($pv vm list --status ready --json | grep -c '"service_id"')" -eq 3 ]; then break; fi
   sleep 1
 done
 
 echo "== pvectl vm list"
 $pv vm list
+if [ "$($pv vm list --status ready --json | grep -c '"service_id"')" -ne 3 ]; then
+  echo "demo: not every VM reached ready after 120 ticks" >&2
+  $pv log 1001 --runs 2 >&2 || true
+  exit 1
+fi
 echo "== pvectl log 1002 --runs 4"
 $pv log 1002 --runs 4
