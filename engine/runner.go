@@ -32,7 +32,7 @@ func init() {
 
 // Backoff for retryable errors, in ticks of one minute: 1, 2, 4, … capped
 // at MaxBackoff, with ±20% jitter so a fleet of VMs hitting one broken node
-// spreads out.
+// spreads out (never past MaxBackoff).
 const (
 	BaseBackoff = time.Minute
 	MaxBackoff  = 30 * time.Minute
@@ -45,7 +45,8 @@ func Backoff(attempts int, jitter float64) time.Duration {
 		d *= 2
 	}
 	d = min(d, MaxBackoff)
-	return time.Duration(float64(d) * (1 + 0.4*(jitter-0.5)))
+	// The cap is hard: jitter may shorten a capped delay, never lengthen it.
+	return min(time.Duration(float64(d)*(1+0.4*(jitter-0.5))), MaxBackoff)
 }
 
 // finalStates are never picked by the runner.

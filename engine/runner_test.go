@@ -37,7 +37,9 @@ func TestBackoff(t *testing.T) {
 		{3, 0, 192 * time.Second},
 		{3, 1, 288 * time.Second},
 		{1000, 0, 24 * time.Minute},
-		{1000, 1, 36 * time.Minute},
+		{1000, 1, 30 * time.Minute}, // the cap holds with jitter
+		{5, 1, 19*time.Minute + 12*time.Second},
+		{6, 0.8, 30 * time.Minute},
 	}
 	for _, tc := range tests {
 		t.Run(fmt.Sprintf("attempts=%d/jitter=%v", tc.attempts, tc.jitter), func(t *testing.T) {
