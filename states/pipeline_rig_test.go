@@ -48,6 +48,28 @@ products:
     system_disk: {size_gb: 40, storage: local-lvm}
     additional_disk: {size_gb: 10, storage: local-lvm}
     network: {bridge: vmbr0, ipv4: 1}
+  dhcp:
+    cores: 1
+    memory_mb: 1024
+    template: {vmid: 9000, node: pve1}
+    target_node: pve1
+    system_disk: {size_gb: 32, storage: local-lvm}
+    network: {bridge: vmbr0, dhcp_v4: true}
+  moved:
+    cores: 1
+    memory_mb: 1024
+    template: {vmid: 9000, node: pve1}
+    clone: full
+    target_node: pve2
+    system_disk: {size_gb: 32, storage: local-lvm}
+    network: {bridge: vmbr0, ipv4: 1}
+  no-template:
+    cores: 1
+    memory_mb: 1024
+    template: {vmid: 9999, node: pve1}
+    target_node: pve1
+    system_disk: {size_gb: 32, storage: local-lvm}
+    network: {bridge: vmbr0, ipv4: 1}
 ip_pools:
   - {name: v4, nodes: [pve1, pve2], family: 4, bridge: vmbr0, network: 192.0.2.0/24, gateway: 192.0.2.1, first: 192.0.2.10, last: 192.0.2.20}
 `
