@@ -98,6 +98,9 @@ func newBenchRig(b *testing.B) *benchRig {
 		c.Nodes[i].Storages = st
 	}
 	sim, apiURL, tokenID, secret := pvesim.StartTest(b, c)
+	// A rejected request would show up only as a retried step and flatter
+	// the numbers: the benchmark fails instead.
+	b.Cleanup(func() { sim.RequireNoRejections(b) })
 	dir := b.TempDir()
 	path := filepath.Join(dir, "pvectl.yaml")
 	data := fmt.Sprintf(benchConfig, apiURL, tokenID, secret)
