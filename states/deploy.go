@@ -66,9 +66,11 @@ func reserveVMIDAndIPs(ctx context.Context, env *Env, vm store.VM) Result {
 			inCluster[r.VMID] = true
 		}
 	}
-	// Another worker of this tick may take the same VMID or address first;
-	// the store's unique constraints catch that and we pick again.
-	for range 5 {
+	// Other workers of this tick pick from the same free lists; the store's
+	// unique constraints catch a collision and we read the lists again. Each
+	// round has a winner, so with `concurrency` workers a worker loses at
+	// most concurrency-1 rounds in a row.
+	for range max(10, 2*env.Config.Tasks.ProcessVMs.Concurrency) {
 		used, err := env.Store.UsedVMIDs(ctx)
 		if err != nil {
 			return Retryable(err)
@@ -102,7 +104,7 @@ func reserveVMIDAndIPs(ctx context.Context, env *Env, vm store.VM) Result {
 		env.Emit(fmt.Sprintf("VMID %d, target node %s, addresses: %s", vmid, target, dashIfEmpty(strings.Join(addrs, ", "))))
 		return Success()
 	}
-	return Retryable(errors.New("VMID or address taken concurrently five times in a row; will retry"))
+	return Retryable(errors.New("VMID or address taken by another worker on every try; will retry"))
 }
 
 func dashIfEmpty(s string) string {
