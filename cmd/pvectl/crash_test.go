@@ -288,33 +288,71 @@ func crashChangeAndTerminate(t *testing.T, dir string, sim *pvesimProc, rng *ran
 		want[v.ServiceID] = changeTo[v.Product]
 	}
 
-	// No address is released while its VM still exists in PVE.
+	// No address is released while its VM still exists in PVE, none is held
+	// by two records, and none that a VM's anti-spoofing IP set still lets
+	// through (an address a change-package is taking away) belongs to
+	// another VM.
 	checkIPsKept := func(when string) {
+		recs := listVMs(t, dir)
+		pve := sim.state(t).VMs
 		inPVE := map[int]bool{}
-		for _, pv := range sim.state(t).VMs {
+		for _, pv := range pve {
 			inPVE[pv.VMID] = true
 		}
-		for _, v := range listVMs(t, dir) {
+		owner := map[string]string{}
+		byVMID := map[int]string{}
+		for _, v := range recs {
 			if want[v.ServiceID] == "remove" && inPVE[oldVMID[v.ServiceID]] {
 				require.Equal(t, oldIPs[v.ServiceID], slices.Sorted(slices.Values(v.IPs)),
 					"%s: %s released IPs while VM %d still exists (status %s)", when, v.ServiceID, oldVMID[v.ServiceID], v.Status)
 				require.NotNil(t, v.VMID, "%s: %s released its VMID while VM %d still exists", when, v.ServiceID, oldVMID[v.ServiceID])
 			}
+			for _, ip := range v.IPs {
+				require.Empty(t, owner[ip], "%s: address %s held by %s and %s", when, ip, owner[ip], v.ServiceID)
+				owner[ip] = v.ServiceID
+			}
+			if v.VMID != nil {
+				byVMID[*v.VMID] = v.ServiceID
+			}
+		}
+		for _, pv := range pve {
+			svc := byVMID[pv.VMID]
+			if svc == "" {
+				continue
+			}
+			for _, cidr := range pv.IPSets["ipfilter-net0"] {
+				ip := strings.TrimSuffix(strings.TrimSuffix(cidr, "/32"), "/128")
+				if o := owner[ip]; o != "" && o != svc {
+					t.Fatalf("%s: %s was given to %s while VM %d (%s) still lets it through its IP set", when, ip, o, pv.VMID, svc)
+				}
+			}
 		}
 	}
 
-	// Kill until crashKills kills or until the work is done (an idle tick
-	// ends too fast to be killed reliably); at least a few kills must have
-	// landed while VMs were changing or terminating.
-	converged := func() bool {
-		return !slices.ContainsFunc(listVMs(t, dir), func(v vmJSON) bool { return v.Status != "ready" && v.Status != "remove" })
-	}
+	// Kill ticks at random instants until crashKills kills, then on every
+	// other tick until the work is done, so kills land in the change-package
+	// and terminate steps, not only in the first ones. The states the VMs
+	// were in at each kill are recorded.
 	kills := 0
-	for run := 0; kills < crashKills; run++ {
-		if run%10 == 9 && converged() {
+	killedIn := map[string]int{}
+	for run := 0; ; run++ {
+		require.Less(t, run, 40*crashKills, "only %d kills in %d runs", kills, run)
+		vms := listVMs(t, dir)
+		if !slices.ContainsFunc(vms, func(v vmJSON) bool { return v.Status != "ready" && v.Status != "remove" }) {
 			break
 		}
-		require.Less(t, run, 20*crashKills, "only %d kills in %d runs", kills, run)
+		if slices.ContainsFunc(vms, func(v vmJSON) bool { return v.Held || v.Status == "error_terminate" }) {
+			b, _ := json.MarshalIndent(vms, "", "  ")
+			t.Fatalf("held or error_terminate during the kills (run %d):\n%s", run, b)
+		}
+		if kills >= crashKills && run%2 == 1 { // an unkilled tick, so the work keeps moving
+			p := startTick(t, dir, nextNow())
+			<-p.done
+			require.Equal(t, 0, p.code(), "unkilled tick failed:\n%s%s", p.stdout.String(), p.stderr.String())
+			checkIPsKept(fmt.Sprintf("after run %d", run))
+			time.Sleep(50 * time.Millisecond) // let pvesim's real-time tasks move
+			continue
+		}
 		p := startTick(t, dir, nextNow())
 		select {
 		case <-p.done:
@@ -324,13 +362,30 @@ func crashChangeAndTerminate(t *testing.T, dir string, sim *pvesimProc, rng *ran
 			<-p.done
 			if p.code() == -1 {
 				kills++
+				for _, v := range vms {
+					if v.Status != "ready" && v.Status != "remove" {
+						killedIn[v.Status]++
+					}
+				}
 			} else {
 				require.Equal(t, 0, p.code(), "tick failed:\n%s%s", p.stdout.String(), p.stderr.String())
 			}
 		}
 		checkIPsKept(fmt.Sprintf("after run %d", run))
 	}
-	require.GreaterOrEqual(t, kills, 10, "kills that landed during change-package/terminate")
+	t.Logf("change-package/terminate: %d kills; VMs by state at the kills: %v", kills, killedIn)
+	require.GreaterOrEqual(t, kills, crashKills)
+	var cpSteps, termSteps []string
+	for st := range killedIn {
+		switch {
+		case st == "change_package" || strings.HasPrefix(st, "cp_"):
+			cpSteps = append(cpSteps, st)
+		case strings.HasPrefix(st, "terminate"):
+			termSteps = append(termSteps, st)
+		}
+	}
+	require.GreaterOrEqual(t, len(cpSteps), 5, "kills landed in too few change-package steps: %v", killedIn)
+	require.GreaterOrEqual(t, len(termSteps), 3, "kills landed in too few terminate steps: %v", killedIn)
 
 	var vms []vmJSON
 	for ticks := 0; ; ticks++ {
