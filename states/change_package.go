@@ -169,7 +169,11 @@ func stopForChange(ctx context.Context, env *Env, vm store.VM) Result {
 	if res := locate(ctx, env, &vm); res != nil {
 		return *res
 	}
+	_, sent := stepTime(stepData(vm), "shutdown_at")
 	stopped, res := stopVM(ctx, env, &vm)
+	if stopped && !sent {
+		return Skip("VM already stopped")
+	}
 	if stopped {
 		return Success()
 	}
