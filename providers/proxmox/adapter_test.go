@@ -697,6 +697,11 @@ func TestContractPower(t *testing.T) {
 	require.Contains(t, err.Error(), "VM.PowerMgmt")
 	_, err = b.badAuth.Stop(b.ctx, vm, proxmox.StopOptions{})
 	requireClass(t, proxmox.ClassAuth, err)
+	_, err = b.limited.Shutdown(b.ctx, vm, proxmox.ShutdownOptions{})
+	requireClass(t, proxmox.ClassPermission, err)
+	require.Contains(t, err.Error(), "VM.PowerMgmt")
+	_, err = b.badAuth.Shutdown(b.ctx, vm, proxmox.ShutdownOptions{})
+	requireClass(t, proxmox.ClassAuth, err)
 
 	b.sim.FailNext(pvesim.FailNext{Endpoint: "POST /nodes/{node}/qemu/{vmid}/status/start", Status: 500,
 		Message: "got no worker upid - start worker failed"})
@@ -892,6 +897,10 @@ func TestContractIPSets(t *testing.T) {
 
 	requireClass(t, proxmox.ClassPermission, b.limited.CreateIPSet(b.ctx, vm, "x", ""))
 	requireClass(t, proxmox.ClassAuth, b.badAuth.CreateIPSet(b.ctx, vm, "x", ""))
+	_, err = b.badAuth.IPSets(b.ctx, vm)
+	requireClass(t, proxmox.ClassAuth, err)
+	_, err = b.badAuth.IPSetEntries(b.ctx, vm, set)
+	requireClass(t, proxmox.ClassAuth, err)
 }
 
 func TestContractCloudInit(t *testing.T) {
