@@ -92,7 +92,7 @@ func awaitTask(ctx context.Context, env *Env, vm store.VM, what string) (finishe
 	}
 	if st.Err() != nil {
 		// The log says why when the exit status does not ("migration aborted").
-		log, _ := env.PVE.TaskLog(ctx, task, 0, 1000)
+		log, _ := taskLogTail(ctx, env, task)
 		r := fromError(what+" task failed", proxmox.TaskFailure(st, log))
 		r.ClearTask = true
 		return false, r
@@ -113,6 +113,29 @@ func taskProgress(ctx context.Context, env *Env, task proxmox.TaskRef) string {
 		}
 	}
 	return ""
+}
+
+// taskLogPage is how many task-log lines one request reads.
+const taskLogPage = 1000
+
+// taskLogTail returns the end of a finished task's log (the last two pages
+// read; the cause of a failure is next to its end), reading at most 20 pages
+// of a very long log (a copy that logged its progress every second).
+func taskLogTail(ctx context.Context, env *Env, task proxmox.TaskRef) ([]proxmox.TaskLogLine, error) {
+	var prev, last []proxmox.TaskLogLine
+	for page := range 20 {
+		lines, err := env.PVE.TaskLog(ctx, task, page*taskLogPage, taskLogPage)
+		if err != nil {
+			return append(prev, last...), err
+		}
+		if len(lines) > 0 {
+			prev, last = last, lines
+		}
+		if len(lines) < taskLogPage {
+			break
+		}
+	}
+	return append(prev, last...), nil
 }
 
 // submit records a task a step just started, so the next tick follows it

@@ -134,16 +134,21 @@ func removeBackups(ctx context.Context, env *Env, vm store.VM) Result {
 			if data.Get("res "+v.VolID) != "" {
 				continue // reported already (a failed deletion is not tried again)
 			}
-			if data.Get("del "+v.VolID) != "" {
-				if backupDeleteEnded(ctx, env, data, v.VolID) {
-					continue
+			if rec := data.Get("del " + v.VolID); rec != "" && rec != lostTask {
+				if !backupDeleteEnded(ctx, env, data, v.VolID) {
+					running++
 				}
-				running++
 				continue
 			}
+			// Not submitted yet, or PVE lost its task and the backup is
+			// still there: (again) ask PVE to delete it.
 			task, err := env.PVE.DeleteVolume(ctx, st.Node, st.Storage, v.VolID)
 			switch {
 			case proxmox.IsNotFound(err):
+				continue
+			case err != nil && proxmox.IsRetryable(err):
+				env.Emit(fmt.Sprintf("· backup-del ERR %s: %v (will try again)", v.VolID, err))
+				running++
 				continue
 			case err != nil:
 				env.Emit(fmt.Sprintf("· backup-del ERR %s: %v", v.VolID, err))
@@ -165,6 +170,11 @@ func removeBackups(ctx context.Context, env *Env, vm store.VM) Result {
 	for key := range data {
 		volid, ok := strings.CutPrefix(key, "del ")
 		if !ok || listed[volid] || data.Get("res "+volid) != "" {
+			continue
+		}
+		if data.Get(key) == lostTask { // PVE lost the task, but the backup is gone
+			env.Emit("· backup-del OK " + volid)
+			data.Set("res "+volid, "ok")
 			continue
 		}
 		if !backupDeleteEnded(ctx, env, data, volid) {
@@ -199,23 +209,26 @@ func removeBackups(ctx context.Context, env *Env, vm store.VM) Result {
 	return Success()
 }
 
+// lostTask marks a deletion whose task PVE no longer knows (node rebooted):
+// the next listing decides (still there: delete again; gone: deleted).
+const lostTask = "lost"
+
 // backupDeleteEnded reads the deletion task of volid remembered in data and,
 // once it has ended, prints its outcome and records it. A task PVE no longer
-// knows (node rebooted) counts as ended with an unknown outcome: the next
-// listing shows whether the backup is still there.
+// knows is marked lostTask and is not ended: the step lists again next tick.
 func backupDeleteEnded(ctx context.Context, env *Env, data url.Values, volid string) bool {
 	node, upid, _ := strings.Cut(data.Get("del "+volid), " ")
 	task := proxmox.TaskRef{Node: node, UPID: upid}
 	st, err := env.PVE.TaskStatus(ctx, task)
 	switch {
 	case proxmox.IsNotFound(err):
-		data.Del("del " + volid)
-		return true
+		data.Set("del "+volid, lostTask)
+		return false
 	case err != nil || st.Running:
 		return false
 	}
 	if ferr := st.Err(); ferr != nil {
-		log, _ := env.PVE.TaskLog(ctx, task, 0, 100)
+		log, _ := taskLogTail(ctx, env, task)
 		env.Emit(fmt.Sprintf("· backup-del ERR %s: %v", volid, proxmox.TaskFailure(st, log)))
 		data.Set("res "+volid, "failed")
 		return true

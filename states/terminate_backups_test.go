@@ -1,7 +1,9 @@
 package states_test
 
 import (
+	"context"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -87,4 +89,63 @@ func TestTerminateRemovesBackupsFromEveryStorage(t *testing.T) {
 		}
 	}
 	require.Equal(t, 3, dels)
+}
+
+// lostTaskClient answers "no such task" for the first status read of each
+// imgdel task, as after a node reboot that lost the task list.
+type lostTaskClient struct {
+	proxmox.Client
+	mu   sync.Mutex
+	seen map[string]bool
+	lost int
+}
+
+func (c *lostTaskClient) TaskStatus(ctx context.Context, task proxmox.TaskRef) (proxmox.TaskStatus, error) {
+	c.mu.Lock()
+	first := strings.Contains(task.UPID, ":imgdel:") && !c.seen[task.UPID]
+	if first {
+		c.seen[task.UPID] = true
+		c.lost++
+	}
+	c.mu.Unlock()
+	if first {
+		return proxmox.TaskStatus{}, &proxmox.Error{Class: proxmox.ClassNotFound, Op: "task status", Message: "no such task"}
+	}
+	return c.Client.TaskStatus(ctx, task)
+}
+
+// A deletion request that fails with a transient error is sent again on the
+// next tick, and a deletion task PVE lost is settled by listing the storage
+// again: the backup is gone, so it was deleted. Neither is a failure.
+func TestTerminateBackupDeletionRetriesAndLostTask(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, false)
+	vm := r.deployed("b1", "small")
+	ref, err := r.pve.Backup(r.ctx, proxmox.BackupRequest{VM: proxmox.VMRef{Node: "pve1", VMID: vm.VMID}, Storage: "local"})
+	require.NoError(t, err)
+	r.sim.Advance(5 * time.Minute)
+	st, err := r.pve.TaskStatus(r.ctx, ref)
+	require.NoError(t, err)
+	require.NoError(t, st.Err())
+	require.Len(t, r.sim.StorageContent("pve1", "local"), 1)
+
+	lost := &lostTaskClient{Client: r.pve, seen: map[string]bool{}}
+	r.env.PVE = lost
+	r.sim.FailNext(pvesim.FailNext{Endpoint: "DELETE /nodes/{node}/storage/{storage}/content/{volume}", Count: 1, Status: 503})
+	r.request(r.get(vm.ID), states.Terminate, "")
+	var log strings.Builder
+	for range 20 {
+		log.WriteString(r.tick(20 * time.Second))
+		if r.get(vm.ID).Status == string(states.Remove) {
+			break
+		}
+	}
+	out := log.String()
+	require.Equal(t, string(states.Remove), r.get(vm.ID).Status, out)
+	require.Empty(t, r.sim.StorageContent("pve1", "local"))
+	require.Equal(t, 1, lost.lost, out)
+	require.Contains(t, out, "· backup-del ERR local:backup/vzdump-qemu-1000-")
+	require.Contains(t, out, "(will try again)")
+	require.Equal(t, 1, strings.Count(out, "· backup-del OK local:backup/vzdump-qemu-1000-"), out)
+	require.Contains(t, out, "terminate_stopped → terminate_backups_removed  success", out)
 }

@@ -58,10 +58,14 @@ change; disks never shrink) and start it once.`,
 			if changing(vm) {
 				// Past its first step: the same request again is a no-op (a
 				// billing system retrying), another product waits for ready.
-				if vm.Product != productName {
-					return usagef("VM %s is already changing to product %s (status %s); wait for it to reach ready", vm.ServiceID, vm.Product, vm.Status)
+				held := ""
+				if vm.Held {
+					held = fmt.Sprintf("; HELD: %s (fix it, then pvectl vm retry %s)", vm.LastError, vm.ServiceID)
 				}
-				fmt.Fprintf(cmd.OutOrStdout(), "VM %s: already changing to product %s (status %s)\n", vm.ServiceID, vm.Product, vm.Status)
+				if vm.Product != productName {
+					return usagef("VM %s is already changing to product %s (status %s%s); wait for it to reach ready", vm.ServiceID, vm.Product, vm.Status, held)
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "VM %s: already changing to product %s (status %s%s)\n", vm.ServiceID, vm.Product, vm.Status, held)
 				return nil
 			}
 			vm, err = request(cmd.Context(), e, vm, []states.State{states.Ready, states.ChangePackage}, states.ChangePackage, productName)

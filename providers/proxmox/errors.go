@@ -530,8 +530,9 @@ func taskError(s TaskStatus) *Error {
 // TaskFailure is the error of a finished task read together with its log
 // (nil when the task succeeded). Some workers end with a generic exit status
 // and write the cause only as an "ERROR: …" log line (AbstractMigrate: exit
-// "migration aborted", log "ERROR: migration aborted (duration 00:00:03):
-// Can't connect to destination address using public key"). The newest such
+// "migration aborted", log "2026-11-25 12:00:03 ERROR: migration aborted
+// (duration 00:00:03): Can't connect to destination address using public
+// key"). The newest such
 // line becomes the error's Detail, and its class wins when the exit status
 // alone says nothing known.
 func TaskFailure(s TaskStatus, log []TaskLogLine) error {
@@ -540,7 +541,8 @@ func TaskFailure(s TaskStatus, log []TaskLogLine) error {
 	}
 	e := taskError(s)
 	for i := len(log) - 1; i >= 0; i-- {
-		line, ok := strings.CutPrefix(log[i].Text, "ERROR: ")
+		// Workers stamp their lines: "2026-11-25 12:00:03 ERROR: …".
+		line, ok := strings.CutPrefix(logStampRE.ReplaceAllString(log[i].Text, ""), "ERROR: ")
 		if !ok {
 			continue
 		}
@@ -559,6 +561,8 @@ func TaskFailure(s TaskStatus, log []TaskLogLine) error {
 	}
 	return e
 }
+
+var logStampRE = regexp.MustCompile(`^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d `)
 
 var abortedRE = regexp.MustCompile(`^\w+ aborted \(duration [0-9:]+\): (.+)$`)
 

@@ -364,8 +364,11 @@ func TestTaskFailureReadsTheLog(t *testing.T) {
 		{"ok", "OK", lines("ERROR: ignored"), 0, ""},
 		{"target unreachable", "migration aborted", lines(
 			"2026-12-05 02:00:00 starting migration of VM 101 to node 'pve2' (10.0.0.2)",
-			"ERROR: migration aborted (duration 00:00:03): Can't connect to destination address using public key",
+			"2026-12-05 02:00:03 ERROR: migration aborted (duration 00:00:03): Can't connect to destination address using public key",
 			"TASK ERROR: migration aborted"), proxmox.ClassTransient, "Can't connect to destination address using public key"},
+		{"line without a time stamp", "migration aborted", lines(
+			"ERROR: migration aborted (duration 00:00:03): Can't connect to destination address using public key"),
+			proxmox.ClassTransient, "Can't connect to destination address using public key"},
 		{"cause not known", "migration aborted", lines("ERROR: migration aborted (duration 00:00:01): something new"),
 			proxmox.ClassUnknown, "something new"},
 		{"storage cause", "migration aborted", lines("ERROR: storage 'fast' is not available on node 'pve2'"),

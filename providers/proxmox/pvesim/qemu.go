@@ -702,7 +702,7 @@ func hMigrate(c *call) (any, *apiError) {
 		if tn.offline {
 			// AbstractMigrate tests the SSH connection first; PVE has no
 			// online check before forking the worker.
-			return "migration aborted", []string{"ERROR: migration aborted (duration 00:00:03): Can't connect to destination address using public key"}
+			return "migration aborted", []string{s.now().Format("2006-01-02 15:04:05") + " ERROR: migration aborted (duration 00:00:03): Can't connect to destination address using public key"}
 		}
 		type move struct {
 			key   string
@@ -727,7 +727,7 @@ func hMigrate(c *call) (any, *apiError) {
 			}
 			st, msg := s.checkStorage(target, stName, "images")
 			if msg != "" {
-				return "migration aborted", []string{"ERROR: " + msg}
+				return "migration aborted", []string{s.now().Format("2006-01-02 15:04:05") + " ERROR: migration aborted (duration 00:00:01): " + msg}
 			}
 			moves = append(moves, move{k, d, st})
 		}
