@@ -1,7 +1,6 @@
 package states_test
 
 import (
-	"strings"
 	"testing"
 	"time"
 
@@ -27,14 +26,7 @@ func TestChangePackageOfStoppedVM(t *testing.T) {
 
 	before := len(r.sim.Requests())
 	r.request(vm, states.ChangePackage, "big")
-	var log strings.Builder
-	for range 30 {
-		log.WriteString(r.tick(20 * time.Second))
-		if r.get(vm.ID).Status == string(states.Ready) {
-			break
-		}
-	}
-	out := log.String()
+	out := r.run(vm.ID, states.Ready, 30, 20 * time.Second)
 	require.Equal(t, string(states.Ready), r.get(vm.ID).Status, out)
 	require.Contains(t, out, "cp_update_ip → cp_stop  skip (VM already stopped)")
 	for _, q := range r.sim.Requests()[before:] {

@@ -208,6 +208,20 @@ func (r *rig) until(id int64, status states.State, n int) store.VM {
 	return vm
 }
 
+// run ticks (d each) until the VM reaches status, at most n ticks, and
+// returns what the ticks printed; the caller asserts where it ended.
+func (r *rig) run(id int64, status states.State, n int, d time.Duration) string {
+	r.t.Helper()
+	var log strings.Builder
+	for range n {
+		log.WriteString(r.tick(d))
+		if r.get(id).Status == string(status) {
+			break
+		}
+	}
+	return log.String()
+}
+
 // deployed creates a VM and ticks until it is ready.
 func (r *rig) deployed(svc, product string) store.VM {
 	r.t.Helper()
