@@ -208,3 +208,53 @@ func TestResyncStep(t *testing.T) {
 	require.Contains(t, b.takeLines(), "· fwd-del ERR web1.example.test A 192.0.2.10 (zone example.test): config: no DNS zones configured")
 	require.Len(t, b.recorded(t), 4)
 }
+
+// One zone failing does not stop the others: with a wrong TSIG secret for the
+// IPv4 reverse zone only, the set_dns step publishes the forward records and
+// the IPv6 PTR, reports the IPv4 PTR as BADSIG, completes (the pipeline goes
+// on), and leaves the VM DNS-dirty with just that record to retry.
+func TestSetDNSOneZoneFailsOthersPublished(t *testing.T) {
+	t.Parallel()
+	b := setupDNS(t)
+	ctx := context.Background()
+	zones := b.srv.DNSZones()
+	bad := -1
+	for i, z := range zones {
+		if strings.HasSuffix(strings.TrimSuffix(z.Name, "."), "in-addr.arpa") {
+			bad = i
+			zones[i].Secret = "d3Jvbmctc2VjcmV0LXdyb25nLXNlY3JldC13cm9uZyE="
+		}
+	}
+	require.GreaterOrEqual(t, bad, 0, "the test server has an IPv4 reverse zone")
+	u := dns.NewUpdater(zones)
+	u.Timeout = 2 * time.Second
+	b.env.DNS, b.env.Zones = u, zones
+
+	step, ok := states.Deploy().StepFrom(states.Clone)
+	require.True(t, ok)
+	require.Equal(t, states.SetDNS, step.To)
+	res := step.Run(ctx, b.env, b.vm)
+	require.Equal(t, states.Skipped, res.Kind, "the step completes: %s", res.Label())
+	require.Contains(t, res.Reason, "1 DNS record(s) failed; will retry in the background")
+
+	lines := b.takeLines()
+	require.Contains(t, lines, "· fwd OK web1.example.test A 192.0.2.10 (zone example.test)")
+	require.Contains(t, lines, "· fwd OK web1.example.test AAAA 2001:db8::100 (zone example.test)")
+	var rev4 string
+	for _, l := range lines {
+		if strings.HasPrefix(l, "· rev ERR 10.2.0.192.in-addr.arpa PTR web1.example.test") {
+			rev4 = l
+		}
+	}
+	require.Contains(t, rev4, "BADSIG", lines)
+	require.Equal(t, []string{"192.0.2.10"}, b.answers(t, "web1.example.test", mdns.TypeA))
+	require.Equal(t, []string{"2001:db8::100"}, b.answers(t, "web1.example.test", mdns.TypeAAAA))
+	require.Empty(t, b.answers(t, "10.2.0.192.in-addr.arpa", mdns.TypePTR))
+
+	rec := b.recorded(t)
+	require.Contains(t, rec, "failed 10.2.0.192.in-addr.arpa PTR web1.example.test")
+	require.Contains(t, rec, "published web1.example.test A 192.0.2.10")
+	vm, err := b.st.VMGet(ctx, b.vm.ID)
+	require.NoError(t, err)
+	require.True(t, vm.DNSDirty)
+}
