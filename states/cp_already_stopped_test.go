@@ -26,7 +26,7 @@ func TestChangePackageOfStoppedVM(t *testing.T) {
 
 	before := len(r.sim.Requests())
 	r.request(vm, states.ChangePackage, "big")
-	out := r.run(vm.ID, states.Ready, 30, 20 * time.Second)
+	out := r.run(vm.ID, states.Ready, 30, 20*time.Second)
 	require.Equal(t, string(states.Ready), r.get(vm.ID).Status, out)
 	require.Contains(t, out, "cp_update_ip → cp_stop  skip (VM already stopped)")
 	for _, q := range r.sim.Requests()[before:] {

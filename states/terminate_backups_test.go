@@ -61,7 +61,7 @@ func TestTerminateRemovesBackupsFromEveryStorage(t *testing.T) {
 	require.Equal(t, 2, count("nfs-backup", vm.VMID))
 
 	r.request(r.get(vm.ID), states.Terminate, "")
-	out := r.run(vm.ID, states.Remove, 20, 20 * time.Second)
+	out := r.run(vm.ID, states.Remove, 20, 20*time.Second)
 	require.Equal(t, string(states.Remove), r.get(vm.ID).Status, out)
 
 	require.Equal(t, 0, count("local", vm.VMID), "node-local backup removed")
@@ -126,7 +126,7 @@ func TestTerminateBackupDeletionRetriesAndLostTask(t *testing.T) {
 	r.env.PVE = lost
 	r.sim.FailNext(pvesim.FailNext{Endpoint: "DELETE /nodes/{node}/storage/{storage}/content/{volume}", Count: 1, Status: 503})
 	r.request(r.get(vm.ID), states.Terminate, "")
-	out := r.run(vm.ID, states.Remove, 20, 20 * time.Second)
+	out := r.run(vm.ID, states.Remove, 20, 20*time.Second)
 	require.Equal(t, string(states.Remove), r.get(vm.ID).Status, out)
 	require.Empty(t, r.sim.StorageContent("pve1", "local"))
 	require.Equal(t, 1, lost.lost, out)
