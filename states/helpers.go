@@ -91,9 +91,7 @@ func awaitTask(ctx context.Context, env *Env, vm store.VM, what string) (finishe
 		return false, Wait(fmt.Sprintf("%s task %s running for %s%s", what, st.Type, elapsed, taskProgress(ctx, env, task)))
 	}
 	if st.Err() != nil {
-		// The log says why when the exit status does not ("migration aborted").
-		log, _ := taskLogTail(ctx, env, task)
-		r := fromError(what+" task failed", proxmox.TaskFailure(st, log))
+		r := fromError(what+" task failed", taskFailure(ctx, env, st))
 		r.ClearTask = true
 		return false, r
 	}
@@ -117,6 +115,13 @@ func taskProgress(ctx context.Context, env *Env, task proxmox.TaskRef) string {
 
 // taskLogPage is how many task-log lines one request reads.
 const taskLogPage = 1000
+
+// taskFailure is the error of a failed task with the cause its log gives
+// when the exit status does not ("migration aborted").
+func taskFailure(ctx context.Context, env *Env, st proxmox.TaskStatus) error {
+	log, _ := taskLogTail(ctx, env, st.Task)
+	return proxmox.TaskFailure(st, log)
+}
 
 // taskLogTail returns the end of a finished task's log (the last two pages
 // read; the cause of a failure is next to its end), reading at most 20 pages

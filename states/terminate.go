@@ -227,9 +227,8 @@ func backupDeleteEnded(ctx context.Context, env *Env, data url.Values, volid str
 	case err != nil || st.Running:
 		return false
 	}
-	if ferr := st.Err(); ferr != nil {
-		log, _ := taskLogTail(ctx, env, task)
-		env.Emit(fmt.Sprintf("· backup-del ERR %s: %v", volid, proxmox.TaskFailure(st, log)))
+	if st.Err() != nil {
+		env.Emit(fmt.Sprintf("· backup-del ERR %s: %v", volid, taskFailure(ctx, env, st)))
 		data.Set("res "+volid, "failed")
 		return true
 	}

@@ -532,9 +532,8 @@ func taskError(s TaskStatus) *Error {
 // and write the cause only as an "ERROR: …" log line (AbstractMigrate: exit
 // "migration aborted", log "2026-11-25 12:00:03 ERROR: migration aborted
 // (duration 00:00:03): Can't connect to destination address using public
-// key"). The newest such
-// line becomes the error's Detail, and its class wins when the exit status
-// alone says nothing known.
+// key"). The newest such line becomes the error's Detail, and its class wins
+// when the exit status alone says nothing known.
 func TaskFailure(s TaskStatus, log []TaskLogLine) error {
 	if s.Running || taskExitOK(s.ExitStatus) {
 		return nil
