@@ -23,7 +23,9 @@ import (
 // DefaultPath is where pvectl looks for its config without --config / PVECTL_CONFIG.
 const DefaultPath = "/etc/pvectl/pvectl.yaml"
 
-// Config is the whole configuration file.
+// Config is the whole configuration file. The `valid` tag of an integer
+// field describes its valid values; an error for a value that is not a plain
+// whole number, or does not fit, quotes it.
 type Config struct {
 	Proxmox   Proxmox            `yaml:"proxmox"`
 	VMIDRange VMIDRange          `yaml:"vmid_range"`
@@ -51,15 +53,15 @@ type Proxmox struct {
 
 // VMIDRange bounds the VMIDs pvectl may use.
 type VMIDRange struct {
-	Min int `yaml:"min"`
-	Max int `yaml:"max"`
+	Min int `yaml:"min" valid:"100..999999999"`
+	Max int `yaml:"max" valid:"100..999999999"`
 }
 
 // Product is a plan: everything the deploy table applies.
 type Product struct {
-	Cores          int       `yaml:"cores"`
-	Sockets        int       `yaml:"sockets"`
-	MemoryMB       int       `yaml:"memory_mb"`
+	Cores          int       `yaml:"cores" valid:"1..512"`
+	Sockets        int       `yaml:"sockets" valid:"1..4"`
+	MemoryMB       int       `yaml:"memory_mb" valid:"16 or more (MB)"`
 	Template       Template  `yaml:"template"`
 	Clone          string    `yaml:"clone"`       // linked | full
 	TargetNode     string    `yaml:"target_node"` // node name or "auto"
@@ -69,40 +71,40 @@ type Product struct {
 	Firewall       Firewall  `yaml:"firewall"`
 	CloudInit      CloudInit `yaml:"cloudinit"`
 	// SnapshotLifetimeDays: snapshots older than this are removed; 0 keeps them.
-	SnapshotLifetimeDays int `yaml:"snapshot_lifetime_days"`
+	SnapshotLifetimeDays int `yaml:"snapshot_lifetime_days" valid:"0 (keep) or more"`
 	// BackupQuota: how many backups a VM may keep; 0 disables backups.
-	BackupQuota int `yaml:"backup_quota"`
+	BackupQuota int `yaml:"backup_quota" valid:"0 (no backups) or more"`
 }
 
 // Template is the VM a product is cloned from.
 type Template struct {
-	VMID int    `yaml:"vmid"`
+	VMID int    `yaml:"vmid" valid:"100..999999999"`
 	Node string `yaml:"node"`
 }
 
 // Disk is a system or additional disk. SizeGB 0 on the system disk keeps the
 // template's size; on the additional disk it means no additional disk.
 type Disk struct {
-	SizeGB  int    `yaml:"size_gb"`
+	SizeGB  int    `yaml:"size_gb" valid:"0 or more (GB)"`
 	Storage string `yaml:"storage"` // "" = the template's storage (system) / same as system (additional)
 	// Bus of a disk pvectl creates (the additional disk; the system disk's
 	// value is its default). The system disk itself is found in the
 	// template's boot order. scsi | virtio | sata; default scsi.
 	Bus    string `yaml:"bus"`
-	IopsRd int    `yaml:"iops_rd"` // 0 = unlimited
-	IopsWr int    `yaml:"iops_wr"`
-	MbpsRd int    `yaml:"mbps_rd"`
-	MbpsWr int    `yaml:"mbps_wr"`
+	IopsRd int    `yaml:"iops_rd" valid:"0 (unlimited) or more"` // 0 = unlimited
+	IopsWr int    `yaml:"iops_wr" valid:"0 (unlimited) or more"`
+	MbpsRd int    `yaml:"mbps_rd" valid:"0 (unlimited) or more"`
+	MbpsWr int    `yaml:"mbps_wr" valid:"0 (unlimited) or more"`
 }
 
 // Network is the VM's first NIC and its addressing.
 type Network struct {
 	Bridge   string `yaml:"bridge"`
-	VLAN     int    `yaml:"vlan"`      // 0 = untagged
-	RateMBps int    `yaml:"rate_mbps"` // 0 = unlimited
-	Model    string `yaml:"model"`     // virtio | e1000 | e1000e | rtl8139 | vmxnet3; "" = as in template
-	IPv4     int    `yaml:"ipv4"`      // addresses to allocate
-	IPv6     int    `yaml:"ipv6"`
+	VLAN     int    `yaml:"vlan" valid:"0 (untagged) to 4094"`       // 0 = untagged
+	RateMBps int    `yaml:"rate_mbps" valid:"0 (unlimited) or more"` // 0 = unlimited
+	Model    string `yaml:"model"`                                   // virtio | e1000 | e1000e | rtl8139 | vmxnet3; "" = as in template
+	IPv4     int    `yaml:"ipv4" valid:"0 or more"`                  // addresses to allocate
+	IPv6     int    `yaml:"ipv6" valid:"0 or more"`
 	DHCPv4   bool   `yaml:"dhcp_v4"`
 	DHCPv6   bool   `yaml:"dhcp_v6"`
 }
@@ -134,9 +136,9 @@ type CloudInit struct {
 type IPPool struct {
 	Name       string   `yaml:"name"`
 	Nodes      []string `yaml:"nodes"`
-	Family     int      `yaml:"family"` // 4 | 6
+	Family     int      `yaml:"family" valid:"4 or 6"` // 4 | 6
 	Bridge     string   `yaml:"bridge"`
-	VLAN       int      `yaml:"vlan"`
+	VLAN       int      `yaml:"vlan" valid:"0 (untagged) to 4094"`
 	Network    string   `yaml:"network"` // CIDR
 	Gateway    string   `yaml:"gateway"`
 	DNSServers []string `yaml:"dns_servers"`
@@ -151,7 +153,7 @@ func (p IPPool) Prefix() netip.Prefix { return netip.MustParsePrefix(p.Network) 
 type DNS struct {
 	Zones   []Zone   `yaml:"zones"`
 	Timeout Duration `yaml:"timeout"`
-	TTL     int      `yaml:"ttl"`
+	TTL     int      `yaml:"ttl" valid:"1..2147483647 (seconds)"`
 }
 
 // Zone is one dynamically updated DNS zone.
@@ -173,16 +175,16 @@ type Tasks struct {
 
 // ProcessVMs tunes the step runner.
 type ProcessVMs struct {
-	StepsPerTick int `yaml:"steps_per_tick"` // default 1
-	Concurrency  int `yaml:"concurrency"`    // default 8
+	StepsPerTick int `yaml:"steps_per_tick" valid:"1 or more"` // default 1
+	Concurrency  int `yaml:"concurrency" valid:"1 or more"`    // default 8
 	// HeavyPerNode caps in-flight heavy tasks (clone, migrate, backup) per node; default 2.
-	HeavyPerNode int `yaml:"heavy_per_node"`
+	HeavyPerNode int `yaml:"heavy_per_node" valid:"1 or more"`
 	// StopTimeout is how long a graceful shutdown may take before a forced stop.
 	StopTimeout Duration `yaml:"stop_timeout"`
 	// StartWaitTicks is how many ticks to wait for a started guest to run.
-	StartWaitTicks int `yaml:"start_wait_ticks"`
+	StartWaitTicks int `yaml:"start_wait_ticks" valid:"1 or more"`
 	// TerminateDeleteAttempts: transient DELETE failures before error_terminate.
-	TerminateDeleteAttempts int `yaml:"terminate_delete_attempts"`
+	TerminateDeleteAttempts int `yaml:"terminate_delete_attempts" valid:"1 or more"`
 	// StaleLockAfter: how long a VM's config lock (clone, migrate) may block
 	// its step with no pvectl task behind it before the VM is held.
 	StaleLockAfter Duration `yaml:"stale_lock_after"`
@@ -208,6 +210,9 @@ func Parse(path string, data []byte) (*Config, error) {
 		return nil, c.yamlError(err, nil)
 	}
 	c.file = file
+	if err := c.checkFile(file); err != nil {
+		return nil, err
+	}
 	dec := yaml.NewDecoder(bytes.NewReader(data), yaml.DisallowUnknownField())
 	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
 		return nil, c.yamlError(err, file)

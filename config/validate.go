@@ -138,13 +138,10 @@ func (c *Config) validate() error {
 	case px.TokenSecret != "" && px.TokenSecretFile != "" && os.Getenv("PVECTL_PROXMOX_TOKEN_SECRET") == "":
 		bad("proxmox.token_secret_file", "set token_secret or token_secret_file, not both")
 	case px.TokenSecret == "" && px.TokenSecretFile != "":
-		b, err := os.ReadFile(px.TokenSecretFile)
-		if err != nil {
-			bad("proxmox.token_secret_file", "cannot read: %v", errors.Unwrap(err))
-		} else if s := strings.TrimSpace(string(b)); s == "" {
-			bad("proxmox.token_secret_file", "file %s is empty", px.TokenSecretFile)
+		if s, err := readSecretFile(px.TokenSecretFile); err != nil {
+			bad("proxmox.token_secret_file", "%v", err)
 		} else {
-			c.Proxmox.TokenSecret = Secret(s)
+			c.Proxmox.TokenSecret = s
 		}
 	case px.TokenSecret == "":
 		bad("proxmox.token_secret", "required: set token_secret, token_secret_file, or PVECTL_PROXMOX_TOKEN_SECRET")
@@ -184,6 +181,11 @@ func (c *Config) validate() error {
 		names[p.Name] = true
 		if len(p.Nodes) == 0 {
 			bad(k+".nodes", "required: the nodes whose VMs take addresses from this pool")
+		}
+		for j, node := range p.Nodes {
+			if err := ValidNodeName(node); err != nil {
+				bad(fmt.Sprintf("%s.nodes[%d]", k, j), "%v", err)
+			}
 		}
 		if p.Family != 4 && p.Family != 6 {
 			bad(k+".family", "must be 4 or 6, got %d", p.Family)
@@ -260,13 +262,10 @@ func (c *Config) validate() error {
 		case z.Secret != "" && z.SecretFile != "":
 			bad(k+".secret_file", "set secret or secret_file, not both")
 		case z.SecretFile != "":
-			b, err := os.ReadFile(z.SecretFile)
-			if err != nil {
-				bad(k+".secret_file", "cannot read: %v", errors.Unwrap(err))
-			} else if sec := strings.TrimSpace(string(b)); sec == "" {
-				bad(k+".secret_file", "file %s is empty", z.SecretFile)
+			if sec, err := readZoneSecretFile(z.SecretFile); err != nil {
+				bad(k+".secret_file", "%v", err)
 			} else {
-				c.DNS.Zones[i].Secret = Secret(sec)
+				c.DNS.Zones[i].Secret = sec
 			}
 		case z.Secret == "":
 			bad(k+".secret", "required: the TSIG secret (base64), or secret_file")
@@ -321,6 +320,13 @@ func (c *Config) validateProduct(name string, p Product) []error {
 	}
 	if p.Template.Node == "" {
 		bad("template.node", "required: the node the template lives on")
+	} else if err := ValidNodeName(p.Template.Node); err != nil {
+		bad("template.node", "%v", err)
+	}
+	if p.TargetNode != "auto" {
+		if err := ValidNodeName(p.TargetNode); err != nil {
+			bad("target_node", "%v; or auto (pvectl picks a node)", err)
+		}
 	}
 	if p.Clone != "linked" && p.Clone != "full" {
 		bad("clone", "unknown %q; valid: linked, full", p.Clone)
