@@ -15,9 +15,9 @@ import (
 )
 
 // checkFile reports what the YAML decoder would not report, or would report
-// only one at a time: an empty file, every unknown key, and integer keys
-// whose value is not written as a plain whole number (1024.5, 1e3, 0x10) or
-// does not fit. It walks the parsed file against the Config type, so every
+// only one at a time: an empty file, every unknown key, integer keys whose
+// value is not written as a plain whole number (1024.5, 1e3, 0x10, "2",
+// many) or does not fit, and invalid durations. It walks the parsed file against the Config type, so every
 // error has its own line and dotted key. Errors come in file order.
 func (c *Config) checkFile(file *ast.File) error {
 	if isEmpty(file) {
@@ -107,6 +107,13 @@ func (w *fileWalker) walk(n ast.Node, t reflect.Type, path, valid string, depth 
 	}
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
+	}
+	if u, ok := reflect.New(t).Interface().(interface{ UnmarshalYAML(ast.Node) error }); ok {
+		// Duration: its own unmarshaler says what is wrong.
+		if err := u.UnmarshalYAML(n); err != nil {
+			w.add(n.GetToken(), path, err.Error())
+		}
+		return
 	}
 	if decodesItself(t) {
 		return
@@ -213,18 +220,19 @@ func (w *fileWalker) integer(n ast.Node, path, valid string, bits int) {
 		return
 	}
 	text := tk.Value
-	switch n.(type) {
-	case *ast.IntegerNode, *ast.FloatNode, *ast.InfinityNode, *ast.NanNode:
-	case *ast.StringNode:
-		if !looksNumeric.MatchString(text) {
-			return // not a number: the decoder reports the wrong type
-		}
-	default:
-		return
-	}
 	suffix := ""
 	if valid != "" {
 		suffix = "; valid: " + valid
+	}
+	switch n.(type) {
+	case *ast.IntegerNode, *ast.FloatNode, *ast.InfinityNode, *ast.NanNode:
+	case *ast.StringNode, *ast.BoolNode:
+		if _, ok := n.(*ast.BoolNode); ok || !looksNumeric.MatchString(text) {
+			w.add(tk, path, fmt.Sprintf("wrong type: want a whole number, got %q%s", shorten(text), suffix))
+			return
+		}
+	default:
+		return // a mapping or list: the decoder reports the wrong type
 	}
 	if tk.Type == token.DoubleQuoteType || tk.Type == token.SingleQuoteType {
 		// The decoder would convert "2" and truncate '1024.5'.

@@ -289,3 +289,22 @@ func TestConfigNodeNames(t *testing.T) {
 		})
 	}
 }
+
+// Unknown keys, bad integers and bad durations are all reported together,
+// in file order, not one per run.
+func TestShapeErrorsAllReportedTogether(t *testing.T) {
+	t.Parallel()
+	y := strings.Replace(minimal, "{min: 1000, max: 1999}", "{min: many, max: 1999}", 1) +
+		"dns:\n  timeout: soon\n  ttl: 1.5\ntasks:\n  intervals:\n    process_vms: often\n  process_vms:\n    stop_timeout: 60\n    concurency: 2\n"
+	want := strings.Join([]string{
+		`pvectl.yaml:5: vmid_range.min: wrong type: want a whole number, got "many"; valid: 100..999999999`,
+		`pvectl.yaml:11: dns.timeout: invalid duration "soon": use a number with a unit, like 90s, 5m or 1h (0 disables)`,
+		`pvectl.yaml:12: dns.ttl: want a whole number in plain decimal digits, got 1.5; valid: 1..2147483647 (seconds)`,
+		`pvectl.yaml:15: tasks.intervals.process_vms: invalid duration "often": use a number with a unit, like 90s, 5m or 1h (0 disables)`,
+		`pvectl.yaml:17: tasks.process_vms.stop_timeout: invalid duration "60": use a number with a unit, like 90s, 5m or 1h (0 disables)`,
+		`pvectl.yaml:18: tasks.process_vms.concurency: unknown field "concurency" (see docs/pvectl.example.yaml for valid keys)`,
+	}, "\n")
+	_, err := config.Parse("pvectl.yaml", []byte(y))
+	require.Error(t, err)
+	require.Equal(t, want, err.Error())
+}
