@@ -191,24 +191,40 @@ type callInfo struct {
 	vmid   int
 }
 
+// call sends one request. GET and DELETE parameters go in a query string
+// built here (queryString), never through go-proxmox's GetWithParams or
+// DeleteWithParams: those round-trip the parameters through JSON into
+// float64 and print them with %v, so an integer of 1,000,000 or more goes
+// out as "1e+06" and PVE refuses it ("type check ('integer') failed").
+// POST and PUT bodies are JSON-encoded by go-proxmox straight from params
+// (json.Marshal prints Go integers in decimal), after bodyParams has
+// checked their types.
 func (a *Adapter) call(ctx context.Context, ci callInfo, params map[string]any, out any) error {
 	var err error
 	switch ci.method {
-	case http.MethodGet:
+	case http.MethodGet, http.MethodDelete:
+		path := ci.path
 		if len(params) > 0 {
-			err = a.c.GetWithParams(ctx, ci.path, params, out)
-		} else {
-			err = a.c.Get(ctx, ci.path, out)
+			q, qerr := queryString(params)
+			if qerr != nil {
+				return &Error{Class: ClassInvalid, Op: ci.method + " " + ci.path, Node: ci.node, VMID: ci.vmid, Message: qerr.Error()}
+			}
+			path += "?" + q
 		}
-	case http.MethodPost:
-		err = a.c.Post(ctx, ci.path, bodyOrNil(params), out)
-	case http.MethodPut:
-		err = a.c.Put(ctx, ci.path, bodyOrNil(params), out)
-	case http.MethodDelete:
-		if len(params) > 0 {
-			err = a.c.DeleteWithParams(ctx, ci.path, params, out)
+		if ci.method == http.MethodGet {
+			err = a.c.Get(ctx, path, out)
 		} else {
-			err = a.c.Delete(ctx, ci.path, out)
+			err = a.c.Delete(ctx, path, out)
+		}
+	case http.MethodPost, http.MethodPut:
+		body, berr := bodyParams(params)
+		if berr != nil {
+			return &Error{Class: ClassInvalid, Op: ci.method + " " + ci.path, Node: ci.node, VMID: ci.vmid, Message: berr.Error()}
+		}
+		if ci.method == http.MethodPost {
+			err = a.c.Post(ctx, ci.path, body, out)
+		} else {
+			err = a.c.Put(ctx, ci.path, body, out)
 		}
 	default:
 		err = fmt.Errorf("unsupported method %s", ci.method)
@@ -219,11 +235,62 @@ func (a *Adapter) call(ctx context.Context, ci callInfo, params map[string]any, 
 	return nil
 }
 
-func bodyOrNil(params map[string]any) any {
-	if len(params) == 0 {
-		return nil
+// paramText is a parameter's text as PVE parses it: integers in decimal
+// (never an exponent), booleans as 1/0, numbers without exponent.
+func paramText(k string, v any) (string, error) {
+	switch x := v.(type) {
+	case string:
+		return x, nil
+	case int:
+		return strconv.Itoa(x), nil
+	case int64:
+		return strconv.FormatInt(x, 10), nil
+	case bool:
+		return strconv.Itoa(boolInt(x)), nil
+	case json.Number:
+		return x.String(), nil
+	case float64:
+		return strconv.FormatFloat(x, 'f', -1, 64), nil
+	default:
+		return "", fmt.Errorf("parameter %s: unsupported type %T", k, v)
 	}
-	return params
+}
+
+// queryString encodes GET/DELETE parameters (sorted by key).
+func queryString(params map[string]any) (string, error) {
+	q := make(url.Values, len(params))
+	for k, v := range params {
+		s, err := paramText(k, v)
+		if err != nil {
+			return "", err
+		}
+		q.Set(k, s)
+	}
+	return q.Encode(), nil
+}
+
+// bodyParams is the JSON body of a POST/PUT, nil when there are no
+// parameters. Integers stay Go integers (encoded in decimal) and json.Number
+// is kept as written; booleans become 1/0 and float64 a decimal
+// json.Number, so nothing can reach the wire in exponent form.
+func bodyParams(params map[string]any) (any, error) {
+	if len(params) == 0 {
+		return nil, nil
+	}
+	body := make(map[string]any, len(params))
+	for k, v := range params {
+		switch x := v.(type) {
+		case string, int, int64, json.Number:
+			body[k] = x
+		case bool:
+			body[k] = boolInt(x)
+		case float64:
+			body[k] = json.Number(strconv.FormatFloat(x, 'f', -1, 64))
+		default:
+			return nil, fmt.Errorf("parameter %s: unsupported type %T", k, v)
+		}
+	}
+	return body, nil
 }
 
 // wrap turns any failure into a classified *Error without the secret.

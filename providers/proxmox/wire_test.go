@@ -113,6 +113,7 @@ func TestWireErrorsClassified(t *testing.T) {
 type captured struct {
 	Method, Path, RawPath, Query, ContentType, Auth string
 	Body                                            map[string]any
+	RawBody                                         string
 }
 
 // captureServer records requests and answers {"data": data}.
@@ -126,6 +127,7 @@ func captureServer(t *testing.T, data any) (*httptest.Server, func() []captured)
 		c := captured{Method: r.Method, Path: r.URL.Path, RawPath: r.URL.EscapedPath(), Query: r.URL.RawQuery,
 			ContentType: r.Header.Get("Content-Type"), Auth: r.Header.Get("Authorization")}
 		b, _ := io.ReadAll(r.Body)
+		c.RawBody = string(b)
 		if len(b) > 0 {
 			d := json.NewDecoder(strings.NewReader(string(b)))
 			d.UseNumber()
