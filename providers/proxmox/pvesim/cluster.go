@@ -100,7 +100,15 @@ type NodeSpec struct {
 	CPUs     int           `yaml:"cpus" json:"cpus"`     // default 16
 	Offline  bool          `yaml:"offline" json:"offline"`
 	Storages []StorageSpec `yaml:"storages" json:"storages"`
+	// Bridges are the node's network bridges (/sys/class/net/<name>). A
+	// guest whose netN names another bridge fails to start as on PVE
+	// ("bridge 'x' does not exist", "start failed: QEMU exited with code
+	// 1"). Empty means DefaultBridges.
+	Bridges []string `yaml:"bridges" json:"bridges"`
 }
+
+// DefaultBridges are the bridges of a node whose NodeSpec declares none.
+func DefaultBridges() []string { return []string{"vmbr0", "vmbr1"} }
 
 // StorageSpec is one storage as seen on a node.
 type StorageSpec struct {
@@ -156,8 +164,9 @@ const (
 
 // DefaultCluster is the cluster of testdata/pvesim/cluster.yaml: nodes pve1
 // and pve2, storages local (dir: iso, vztmpl, backup, snippets) and
-// local-lvm (lvmthin: images, rootdir) on both, template 9000 on pve1 with
-// scsi0 on local-lvm, token DefaultTokenID/DefaultSecret.
+// local-lvm (lvmthin: images, rootdir) and bridges vmbr0 and vmbr1 on both,
+// template 9000 on pve1 with scsi0 on local-lvm, token
+// DefaultTokenID/DefaultSecret.
 func DefaultCluster() Cluster {
 	storages := func() []StorageSpec {
 		return []StorageSpec{
@@ -169,8 +178,8 @@ func DefaultCluster() Cluster {
 		Name:    "pvesim",
 		Version: "8.4.5",
 		Nodes: []NodeSpec{
-			{Name: "pve1", Memory: 64 << 30, CPUs: 16, Storages: storages()},
-			{Name: "pve2", Memory: 64 << 30, CPUs: 16, Storages: storages()},
+			{Name: "pve1", Memory: 64 << 30, CPUs: 16, Storages: storages(), Bridges: DefaultBridges()},
+			{Name: "pve2", Memory: 64 << 30, CPUs: 16, Storages: storages(), Bridges: DefaultBridges()},
 		},
 		Tokens: []TokenSpec{{ID: DefaultTokenID, Secret: DefaultSecret}},
 		VMs: []VMSpec{{

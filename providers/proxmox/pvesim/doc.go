@@ -23,8 +23,9 @@
 //
 // # Exported API (stable)
 //
-//	type Cluster struct { … }            // nodes, storages, VMs/templates, tokens, durations
+//	type Cluster struct { … }            // nodes, storages, bridges, VMs/templates, tokens, durations
 //	func DefaultCluster() Cluster        // same as testdata/pvesim/cluster.yaml
+//	func DefaultBridges() []string       // a node's bridges when it declares none: vmbr0, vmbr1
 //	func ParseCluster(yaml []byte) (Cluster, error)
 //	func LoadCluster(path string) (Cluster, error)
 //
@@ -48,6 +49,7 @@
 //	func (s *Sim) Requests() []Request
 //	func (s *Sim) Rejected() []Request   // requests rejected by schema validation (400)
 //	func (s *Sim) RequireNoRejections(t testing.TB)
+//	func (s *Sim) CheckCIPassword(vmid int, password string) bool // cipassword is never shown
 //
 //	// state setup
 //	func (s *Sim) AddVM(v VMSpec) error

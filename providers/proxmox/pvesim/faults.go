@@ -3,6 +3,7 @@ package pvesim
 import (
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 )
 
@@ -13,6 +14,8 @@ type ErrorRate struct {
 	Rate     float64 `json:"rate"`    // 0..1
 	Status   int     `json:"status"`  // default 500
 	Message  string  `json:"message"` // default per status, see DefaultFaultMessage
+	// Errors are the per-parameter errors of a 400 (see FailNext.Errors).
+	Errors map[string]string `json:"errors,omitempty"`
 }
 
 // FailNext makes the next Count calls of an endpoint fail.
@@ -21,6 +24,13 @@ type FailNext struct {
 	Count    int    `json:"count"` // default 1
 	Status   int    `json:"status"`
 	Message  string `json:"message"`
+	// Errors are the per-parameter errors of a 400, which PVE answers as
+	// "400 Parameter verification failed." with body
+	// {"errors":{…},"data":null}. Without Errors a 400 names one parameter
+	// with Message (default "value does not match the regex pattern"): the
+	// first (sorted) one the call sent, else the endpoint's last path
+	// variable.
+	Errors map[string]string `json:"errors,omitempty"`
 	// VMID / Node restrict the fault to calls on that VM / node.
 	VMID int    `json:"vmid,omitempty"`
 	Node string `json:"node,omitempty"`
@@ -63,9 +73,12 @@ type faults struct {
 	tasks           []TaskFault
 }
 
-// DefaultFaultMessage is the message used when a fault gives none.
+// DefaultFaultMessage is the message used when a fault gives none (for a
+// 400: the text of the parameter's error).
 func DefaultFaultMessage(status int) string {
 	switch status {
+	case 400:
+		return "value does not match the regex pattern"
 	case 595:
 		return "Errors during connection establishment, proxy handshake: Connection refused"
 	case 596:
@@ -285,8 +298,45 @@ func (s *Sim) matchCallFault(ep, nodeName string, vmid int) *FailNext {
 			continue
 		}
 		if s.rng.Float64() < r.Rate {
-			return &FailNext{Endpoint: ep, Status: r.Status, Message: r.Message}
+			return &FailNext{Endpoint: ep, Status: r.Status, Message: r.Message, Errors: r.Errors}
 		}
 	}
 	return nil
+}
+
+// faultErr is the answer of an injected fault. A 400 has PVE's parameter
+// error shape: status line "Parameter verification failed.", the errors
+// per parameter in the body.
+func (c *call) faultErr(f *FailNext) *apiError {
+	msg := f.Message
+	if msg == "" {
+		msg = DefaultFaultMessage(f.Status)
+	}
+	if f.Status != 400 {
+		return &apiError{code: f.Status, msg: msg}
+	}
+	errs := map[string]string{}
+	for k, v := range f.Errors {
+		errs[k] = v
+	}
+	if len(errs) == 0 {
+		errs[c.faultParam()] = msg
+	}
+	return &apiError{code: 400, msg: "Parameter verification failed.", errors: errs}
+}
+
+// faultParam picks the parameter a 400 fault without Errors blames.
+func (c *call) faultParam() string {
+	for _, k := range sortedKeys(c.params) {
+		if _, isVar := c.vars[k]; !isVar {
+			return k
+		}
+	}
+	segs := strings.Split(c.ep, "/")
+	for i := len(segs) - 1; i >= 0; i-- {
+		if strings.HasPrefix(segs[i], "{") {
+			return strings.Trim(segs[i], "{}")
+		}
+	}
+	return "param"
 }

@@ -214,7 +214,7 @@ func TestGoProxmoxClient(t *testing.T) {
 	require.NoError(t, err)
 	require.False(t, bool(vm.Template))
 	require.Equal(t, "web-1", vm.Name)
-	cfgTask, err := vm.Config(ctx, proxmox.VirtualMachineOption{Name: "cores", Value: 4}, proxmox.VirtualMachineOption{Name: "sshkeys", Value: proxmox.EncodeSSHKeys("ssh-ed25519 AAAAC3Nza user@host")})
+	cfgTask, err := vm.Config(ctx, proxmox.VirtualMachineOption{Name: "cores", Value: 4}, proxmox.VirtualMachineOption{Name: "sshkeys", Value: proxmox.EncodeSSHKeys(testKeyEd25519)})
 	require.NoError(t, err)
 	require.NotNil(t, cfgTask)
 	require.NoError(t, vm.ConfigSync(ctx, proxmox.VirtualMachineOption{Name: "ipconfig0", Value: "ip=192.0.2.10/24,gw=192.0.2.1"}))

@@ -762,7 +762,7 @@ func hSnapRollback(c *call) (any, *apiError) {
 					conf["parent"] = name
 					conf["lock"] = "rollback"
 					m.conf = conf
-					if c.bool("start") && !m.neverRunning {
+					if c.bool("start") && s.boots(m) {
 						m.running, m.startedAt = true, s.now()
 					}
 					return "OK", nil
@@ -1056,6 +1056,14 @@ func hCreate(c *call) (any, *apiError) {
 				return nil, requiresErr(k, "'"+k+"' requires 'archive'")
 			}
 		}
+	}
+	// create_vm checks the keys and crypts cipassword in the API process,
+	// before anything else
+	if e := c.checkSSHKeys(); e != nil {
+		return nil, e
+	}
+	c.cryptPassword()
+	if archive == "" {
 		if existing != nil {
 			return nil, serverErr(fmt.Sprintf("unable to create VM %d - VM %d already exists on node '%s'", vmid, vmid, existing.node))
 		}
@@ -1086,7 +1094,7 @@ func hCreate(c *call) (any, *apiError) {
 			m.conf["vmgenid"] = fakeUUID(uint64(vmid) + uint64(s.now().UnixNano()))
 			m.conf["smbios1"] = "uuid=" + fakeUUID(uint64(vmid)<<8)
 			m.conf["lock"] = "create"
-			if c.bool("start") && !m.neverRunning {
+			if c.bool("start") && s.boots(m) {
 				m.running, m.startedAt = true, s.now()
 			}
 			return "OK", nil
@@ -1180,7 +1188,7 @@ func hCreate(c *call) (any, *apiError) {
 			conf["lock"] = "create"
 			m.conf = conf
 			m.snapshots = nil
-			if c.bool("start") && !m.neverRunning {
+			if c.bool("start") && s.boots(m) {
 				m.running, m.startedAt = true, s.now()
 			}
 			return "OK", append(lines, "rescan volumes...")

@@ -265,3 +265,73 @@ func (s *Sim) newMACs(conf map[string]string, vmid int) {
 		conf[k] = strings.Join(parts, ",")
 	}
 }
+
+// startFailed is the exit status of a start whose QEMU did not come up
+// (qemu-server vm_start: "start failed: QEMU exited with code 1").
+const startFailed = "start failed: QEMU exited with code 1"
+
+var netKeyRe = regexp.MustCompile(`^net(\d+)$`)
+
+// missingBridge returns the first netN (by index) whose bridge the VM's node
+// does not have, with its NIC model and that bridge; bridge is "" when every
+// bridge exists (a netN without bridge= is user-mode networking: no tap).
+func (s *Sim) missingBridge(m *vm) (key, model, bridge string) {
+	n := s.nodes[m.node]
+	type nic struct {
+		idx                int
+		key, model, bridge string
+	}
+	var nics []nic
+	for k, v := range m.conf {
+		sm := netKeyRe.FindStringSubmatch(k)
+		if sm == nil {
+			continue
+		}
+		idx, _ := strconv.Atoi(sm[1])
+		x := nic{idx: idx, key: k}
+		for i, part := range strings.Split(v, ",") {
+			pk, pv, _ := strings.Cut(part, "=")
+			switch {
+			case pk == "bridge":
+				x.bridge = pv
+			case pk == "model":
+				x.model = pv
+			case i == 0:
+				x.model = pk
+			}
+		}
+		if x.bridge != "" {
+			nics = append(nics, x)
+		}
+	}
+	sort.Slice(nics, func(i, j int) bool { return nics[i].idx < nics[j].idx })
+	for _, x := range nics {
+		if n == nil || !contains(n.bridges, x.bridge) {
+			return x.key, x.model, x.bridge
+		}
+	}
+	return "", "", ""
+}
+
+// bridgeMissingLog is what a start task logs when a NIC's bridge is missing:
+// pve-bridge (QEMU's tap network script) dies in pve-common's tap_plug, and
+// QEMU reports the script's failure.
+func bridgeMissingLog(vmid int, key, model, bridge string) []string {
+	vhost := ""
+	if model == "virtio" {
+		vhost = ",vhost=on"
+	}
+	return []string{
+		fmt.Sprintf("bridge '%s' does not exist", bridge),
+		fmt.Sprintf("kvm: -netdev type=tap,id=%s,ifname=tap%di%s,script=/usr/libexec/qemu-server/pve-bridge,downscript=/usr/libexec/qemu-server/pve-bridgedown%s: network script /usr/libexec/qemu-server/pve-bridge failed with status 512",
+			key, vmid, strings.TrimPrefix(key, "net"), vhost),
+	}
+}
+
+// boots says whether a start (the one create, restore and rollback with
+// start=1 hand to vm_start) brings the guest up: not when it never reaches
+// running, nor when a bridge of its NICs is missing.
+func (s *Sim) boots(m *vm) bool {
+	_, _, bridge := s.missingBridge(m)
+	return !m.neverRunning && bridge == ""
+}

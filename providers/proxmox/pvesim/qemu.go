@@ -193,6 +193,9 @@ func hPower(typ string) handlerFunc {
 			}
 			switch typ {
 			case "qmstart":
+				if key, model, bridge := s.missingBridge(m); bridge != "" {
+					return startFailed, append([]string{"generating cloud-init ISO"}, bridgeMissingLog(m.vmid, key, model, bridge)...)
+				}
 				if !m.neverRunning {
 					m.running, m.startedAt = true, s.now()
 				}
@@ -217,12 +220,12 @@ func hConfigGet(c *call) (any, *apiError) {
 	if name := c.str("snapshot"); name != "" {
 		for _, sn := range m.snapshots {
 			if sn.name == name {
-				return c.s.renderConfig(sn.conf), nil
+				return maskPassword(c.s.renderConfig(sn.conf), false), nil
 			}
 		}
 		return nil, serverErr(fmt.Sprintf("snapshot '%s' does not exist", name))
 	}
-	return c.s.renderConfig(m.conf), nil
+	return maskPassword(c.s.renderConfig(m.conf), false), nil
 }
 
 func hPending(c *call) (any, *apiError) {
@@ -230,7 +233,7 @@ func hPending(c *call) (any, *apiError) {
 	if err != nil {
 		return nil, err
 	}
-	r := c.s.renderConfig(m.conf)
+	r := maskPassword(c.s.renderConfig(m.conf), true)
 	delete(r, "digest")
 	out := []any{}
 	for _, k := range sortedKeys(r) {
@@ -245,12 +248,18 @@ var configControlParams = map[string]bool{"node": true, "vmid": true, "digest": 
 func hConfigSet(async bool) handlerFunc {
 	return func(c *call) (any, *apiError) {
 		s := c.s
+		if c.has("force") && !c.has("delete") {
+			return nil, requiresErr("force", "'delete' is required when using 'force'")
+		}
+		// $update_vm_api: cipassword is crypted and the SSH keys are
+		// checked before the config is even read
+		c.cryptPassword()
+		if e := c.checkSSHKeys(); e != nil {
+			return nil, e
+		}
 		m, err := s.vmOn(c)
 		if err != nil {
 			return nil, err
-		}
-		if c.has("force") && !c.has("delete") {
-			return nil, requiresErr("force", "'delete' is required when using 'force'")
 		}
 		// $load_and_check_config->(0): early checks before forking/locking
 		if msg := c.checkConfig(m); msg != "" {

@@ -392,6 +392,9 @@ func (s *Sim) serveAPI(w http.ResponseWriter, r *http.Request) {
 			b, _ := json.Marshal(v)
 			sv = string(b)
 		}
+		if k == "cipassword" {
+			sv = "<hidden>" // as in PVE's task log and syslog
+		}
 		req.Params[k] = sv
 	}
 	rt, vars := matchRoute(s.routes(), r.Method, segs)
@@ -413,6 +416,10 @@ func (s *Sim) serveAPI(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	s.runTasks()
 	data, apiErr, after := s.dispatch(c, rt)
+	var afterErr *apiError
+	if after != nil {
+		afterErr = c.faultErr(after)
+	}
 	s.mu.Unlock()
 	if apiErr != nil {
 		if apiErr == c.validationErr || apiErr.schema {
@@ -421,8 +428,8 @@ func (s *Sim) serveAPI(w http.ResponseWriter, r *http.Request) {
 		respondErr(apiErr)
 		return
 	}
-	if after != nil {
-		respondErr(&apiError{code: after.Status, msg: after.Message})
+	if afterErr != nil {
+		respondErr(afterErr)
 		return
 	}
 	req.Status = 200
@@ -456,11 +463,8 @@ func (s *Sim) dispatch(c *call, rt *route) (any, *apiError, *FailNext) {
 	vmid, _ := strconv.Atoi(c.vars["vmid"])
 	var after *FailNext
 	if f := s.matchCallFault(c.ep, nodeName, vmid); f != nil {
-		if f.Message == "" {
-			f.Message = DefaultFaultMessage(f.Status)
-		}
 		if !f.AfterApply {
-			return nil, &apiError{code: f.Status, msg: f.Message}, nil
+			return nil, c.faultErr(f), nil
 		}
 		after = f
 	}

@@ -40,6 +40,7 @@ type node struct {
 	offline  bool
 	storages map[string]*storage
 	order    []string
+	bridges  []string
 }
 
 type storage struct {
@@ -173,6 +174,15 @@ func New(c Cluster, opts ...Option) (*Sim, error) {
 		}
 		if n.cpus == 0 {
 			n.cpus = 16
+		}
+		n.bridges = append([]string(nil), ns.Bridges...)
+		if len(n.bridges) == 0 {
+			n.bridges = DefaultBridges()
+		}
+		for _, b := range n.bridges {
+			if !bridgeRe.MatchString(b) {
+				return nil, fmt.Errorf("pvesim: node %s: invalid bridge name %q", ns.Name, b)
+			}
 		}
 		for _, ss := range ns.Storages {
 			st := &storage{name: ss.Name, typ: ss.Type, content: append([]string(nil), ss.Content...), total: int64(ss.Total), used: int64(ss.Used),
@@ -347,6 +357,7 @@ type NodeState struct {
 	Offline  bool           `json:"offline"`
 	Memory   int64          `json:"memory"`
 	MemUsed  int64          `json:"mem_used"`
+	Bridges  []string       `json:"bridges"`
 	Storages []StorageState `json:"storages"`
 }
 
@@ -373,7 +384,7 @@ type State struct {
 
 func (s *Sim) vmState(m *vm) VMState {
 	st := VMState{VMID: m.vmid, Node: m.node, Name: m.conf["name"], Status: "stopped", Lock: m.conf["lock"],
-		Template: m.conf["template"] == "1", Config: copyMap(m.conf), Firewall: copyMap(m.firewall), NeverRunning: m.neverRunning}
+		Template: m.conf["template"] == "1", Config: maskConfig(copyMap(m.conf)), Firewall: copyMap(m.firewall), NeverRunning: m.neverRunning}
 	if m.running {
 		st.Status = "running"
 	}
@@ -508,7 +519,7 @@ func (s *Sim) Dump() State {
 	}
 	for _, name := range s.order {
 		n := s.nodes[name]
-		ns := NodeState{Name: name, Offline: n.offline, Memory: n.memTotal, MemUsed: s.nodeMemUsed(n)}
+		ns := NodeState{Name: name, Offline: n.offline, Memory: n.memTotal, MemUsed: s.nodeMemUsed(n), Bridges: append([]string(nil), n.bridges...)}
 		for _, sn := range n.order {
 			sto := n.storages[sn]
 			ss := StorageState{Name: sn, Type: sto.typ, Total: sto.total, Used: sto.used, Volumes: []Volume{}}
