@@ -23,7 +23,7 @@ type DNSRecord struct {
 
 // DNSRecordSave records the outcome of publishing one record.
 func (s *Store) DNSRecordSave(ctx context.Context, r DNSRecord, now time.Time) error {
-	_, err := s.db.ExecContext(ctx, `INSERT INTO dns_records (vm_id, zone, name, type, value, ttl, state, error, updated_at)
+	_, err := s.exec(ctx, `INSERT INTO dns_records (vm_id, zone, name, type, value, ttl, state, error, updated_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (vm_id, zone, name, type, value) DO UPDATE SET ttl = excluded.ttl, state = excluded.state,
 		error = excluded.error, updated_at = excluded.updated_at`,
@@ -33,7 +33,7 @@ func (s *Store) DNSRecordSave(ctx context.Context, r DNSRecord, now time.Time) e
 
 // DNSRecordDelete forgets a record after it was deleted from DNS.
 func (s *Store) DNSRecordDelete(ctx context.Context, r DNSRecord) error {
-	_, err := s.db.ExecContext(ctx, `DELETE FROM dns_records WHERE vm_id = ? AND zone = ? AND name = ? AND type = ? AND value = ?`,
+	_, err := s.exec(ctx, `DELETE FROM dns_records WHERE vm_id = ? AND zone = ? AND name = ? AND type = ? AND value = ?`,
 		r.VMID, r.Zone, r.Name, r.Type, r.Value)
 	return err
 }
@@ -88,8 +88,8 @@ func scanDNSRetry(r scanner) (DNSRetry, error) {
 // out VMs whose status is in skip (e.g. a pipeline that rewrites or removes the records itself).
 // Held VMs are included: DNS retries do not depend on the pipeline.
 func (s *Store) DNSDirtyDue(ctx context.Context, now time.Time, skip []string) ([]DNSRetry, error) {
-	q := `SELECT ` + vmColumns + `, dns_attempts, dns_next_at FROM vms WHERE dns_dirty = 1 AND dns_next_at <= ?`
-	args := []any{ms(now)}
+	q := `SELECT ` + vmColumns + `, dns_attempts, dns_next_at FROM vms WHERE dns_dirty = 1 AND (dns_next_at <= ? OR dns_next_at > ?)`
+	args := []any{ms(now), ms(now.Add(MaxRetryDelay))}
 	if len(skip) > 0 {
 		q += ` AND status NOT IN (?` + strings.Repeat(`, ?`, len(skip)-1) + `)`
 		for _, st := range skip {
@@ -124,8 +124,8 @@ func (s *Store) DNSRetryGet(ctx context.Context, id int64) (DNSRetry, error) {
 // DNSSetDirty marks the VM DNS-dirty with its retry state: attempts failed retries so far, the
 // next one not before next (zero: at the next pass).
 func (s *Store) DNSSetDirty(ctx context.Context, id int64, attempts int, next, now time.Time) error {
-	res, err := s.db.ExecContext(ctx, `UPDATE vms SET dns_dirty = 1, dns_attempts = ?, dns_next_at = ?, updated_at = ?
-		WHERE id = ?`, attempts, ms(next), ms(now), id)
+	res, err := s.exec(ctx, `UPDATE vms SET dns_dirty = 1, dns_attempts = ?, dns_next_at = ?, updated_at = ?
+		WHERE id = ?`, attempts, ms(clampRetry(next, now)), ms(now), id)
 	if err != nil {
 		return err
 	}
@@ -138,7 +138,7 @@ func (s *Store) DNSSetDirty(ctx context.Context, id int64, attempts int, next, n
 // marks records for deletion) is never undone; then nothing changes and
 // the next pass looks again.
 func (s *Store) DNSSetClean(ctx context.Context, id, version int64, now time.Time) error {
-	_, err := s.db.ExecContext(ctx, `UPDATE vms SET dns_dirty = 0, dns_attempts = 0, dns_next_at = 0, updated_at = ?
+	_, err := s.exec(ctx, `UPDATE vms SET dns_dirty = 0, dns_attempts = 0, dns_next_at = 0, updated_at = ?
 		WHERE id = ? AND version = ?`, ms(now), id, version)
 	return err
 }

@@ -54,14 +54,14 @@ func (s *Store) RunStart(ctx context.Context, vmID int64, task string, now time.
 
 // RunAppendLine appends a line to a run. Lines are written as they happen.
 func (s *Store) RunAppendLine(ctx context.Context, l RunLine) error {
-	_, err := s.db.ExecContext(ctx, `INSERT INTO run_lines (run_id, at, step, from_state, to_state, result, detail, duration_ms)
+	_, err := s.exec(ctx, `INSERT INTO run_lines (run_id, at, step, from_state, to_state, result, detail, duration_ms)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, l.RunID, ms(l.At), l.Step, l.From, l.To, l.Result, l.Detail, l.Duration.Milliseconds())
 	return err
 }
 
 // RunFinish closes a run with its overall result.
 func (s *Store) RunFinish(ctx context.Context, runID int64, result string, now time.Time) error {
-	_, err := s.db.ExecContext(ctx, `UPDATE runs SET finished_at = ?, result = ? WHERE id = ?`, ms(now), result, runID)
+	_, err := s.exec(ctx, `UPDATE runs SET finished_at = ?, result = ? WHERE id = ?`, ms(now), result, runID)
 	return err
 }
 
@@ -135,7 +135,7 @@ type TaskRun struct {
 
 // TaskRunStart records that a task started.
 func (s *Store) TaskRunStart(ctx context.Context, task string, pid int, now time.Time) (int64, error) {
-	res, err := s.db.ExecContext(ctx, `INSERT INTO task_runs (task, pid, started_at) VALUES (?, ?, ?)`, task, pid, ms(now))
+	res, err := s.exec(ctx, `INSERT INTO task_runs (task, pid, started_at) VALUES (?, ?, ?)`, task, pid, ms(now))
 	if err != nil {
 		return 0, err
 	}
@@ -144,7 +144,7 @@ func (s *Store) TaskRunStart(ctx context.Context, task string, pid int, now time
 
 // TaskRunFinish records a task's end, result and counts.
 func (s *Store) TaskRunFinish(ctx context.Context, r TaskRun) error {
-	_, err := s.db.ExecContext(ctx, `UPDATE task_runs SET finished_at = ?, duration_ms = ?, result = ?,
+	_, err := s.exec(ctx, `UPDATE task_runs SET finished_at = ?, duration_ms = ?, result = ?,
 		processed = ?, errors = ?, message = ? WHERE id = ?`,
 		ms(r.FinishedAt), r.Duration.Milliseconds(), r.Result, r.Processed, r.Errors, r.Message, r.ID)
 	return err

@@ -18,7 +18,7 @@ var t0 = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 
 func open(t *testing.T) *store.Store {
 	t.Helper()
-	s, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "pvectl.db"))
+	s, err := store.Create(context.Background(), filepath.Join(t.TempDir(), "pvectl.db"))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = s.Close() })
 	return s
@@ -53,6 +53,9 @@ func TestOpenSetsDurabilityPragmas(t *testing.T) {
 func TestOpenTwiceIsIdempotentAndConcurrentOpensMigrateOnce(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "pvectl.db")
+	s, err := store.Create(context.Background(), path)
+	require.NoError(t, err)
+	require.NoError(t, s.Close())
 	var wg sync.WaitGroup
 	errs := make(chan error, 4)
 	for range 4 {
@@ -311,10 +314,52 @@ func TestHostnameBelongsToOneLiveVM(t *testing.T) {
 func TestDatabaseFileIsOwnerOnly(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "pvectl.db")
-	s, err := store.Open(context.Background(), path)
+	s, err := store.Create(context.Background(), path)
 	require.NoError(t, err)
 	defer s.Close()
 	fi, err := os.Stat(path)
 	require.NoError(t, err)
 	require.Equal(t, os.FileMode(0o600), fi.Mode().Perm())
+}
+
+// One run with the clock far ahead must not pin a VM (or its DNS retry) for
+// years: retry times are clamped to MaxRetryDelay ahead of now on write, and
+// a stored time further ahead than that counts as due on read.
+func TestRetryTimesAreClampedToTheMaximumBackoff(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := open(t)
+	final := []string{"ready", "remove", "error_terminate"}
+	future := t0.AddDate(10, 0, 0)
+
+	// Write clamp: a backoff of a year is stored as 30 minutes.
+	a := newVM(t, s, "a")
+	require.NoError(t, s.VMApplyOutcome(ctx, store.Outcome{ID: a.ID, FromStatus: "creation", FromVersion: a.Version,
+		ToStatus: "creation", Attempts: 1, NextAttempt: t0.AddDate(1, 0, 0), Now: t0}))
+	got, err := s.VMGet(ctx, a.ID)
+	require.NoError(t, err)
+	require.Equal(t, t0.Add(store.MaxRetryDelay), got.NextAttemptAt)
+
+	// Read clamp: written by a run whose clock said 2036; at t0 it is due.
+	b := newVM(t, s, "b")
+	require.NoError(t, s.VMApplyOutcome(ctx, store.Outcome{ID: b.ID, FromStatus: "creation", FromVersion: b.Version,
+		ToStatus: "creation", Attempts: 1, NextAttempt: future.Add(2 * time.Minute), Now: future}))
+	due, err := s.VMsDue(ctx, t0, final)
+	require.NoError(t, err)
+	require.Len(t, due, 1)
+	require.Equal(t, b.ID, due[0].ID)
+	due, err = s.VMsDue(ctx, t0.Add(store.MaxRetryDelay), final)
+	require.NoError(t, err)
+	require.Len(t, due, 2, "the clamped backoff expires after MaxRetryDelay")
+
+	// DNS retries: the same on write and on read.
+	require.NoError(t, s.DNSSetDirty(ctx, a.ID, 3, t0.AddDate(1, 0, 0), t0))
+	d, err := s.DNSRetryGet(ctx, a.ID)
+	require.NoError(t, err)
+	require.Equal(t, t0.Add(store.MaxRetryDelay), d.NextAt)
+	require.NoError(t, s.DNSSetDirty(ctx, b.ID, 3, future.Add(time.Hour), future))
+	dd, err := s.DNSDirtyDue(ctx, t0, nil)
+	require.NoError(t, err)
+	require.Len(t, dd, 1)
+	require.Equal(t, b.ID, dd[0].VM.ID)
 }

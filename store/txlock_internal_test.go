@@ -16,7 +16,7 @@ func TestWriteTransactionsBeginImmediate(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "pvectl.db")
-	s, err := Open(ctx, path)
+	s, err := Create(ctx, path)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = s.Close() })
 

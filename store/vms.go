@@ -177,11 +177,29 @@ func (s *Store) VMList(ctx context.Context, f VMFilter) ([]VM, error) {
 	return s.queryVMs(ctx, q+` ORDER BY id`, args...)
 }
 
+// MaxRetryDelay is the longest a VM or a DNS retry is ever put off. Retry
+// times are clamped to it on write and on read, so one run with a clock far
+// ahead cannot pin a VM for years.
+const MaxRetryDelay = 30 * time.Minute
+
+// clampRetry keeps next within MaxRetryDelay of now.
+func clampRetry(next, now time.Time) time.Time {
+	if now.IsZero() || next.IsZero() {
+		return next
+	}
+	if limit := now.Add(MaxRetryDelay); next.After(limit) {
+		return limit
+	}
+	return next
+}
+
 // VMsDue returns the VMs the step runner should advance now: not in a final
 // state, not held and not backing off.
 func (s *Store) VMsDue(ctx context.Context, now time.Time, final []string) ([]VM, error) {
-	q := `SELECT ` + vmColumns + ` FROM vms WHERE held = 0 AND next_attempt_at <= ?`
-	args := []any{ms(now)}
+	// A retry time further ahead than the longest backoff was written by a
+	// clock that ran ahead: it counts as due rather than pinning the VM.
+	q := `SELECT ` + vmColumns + ` FROM vms WHERE held = 0 AND (next_attempt_at <= ? OR next_attempt_at > ?)`
+	args := []any{ms(now), ms(now.Add(MaxRetryDelay))}
 	if len(final) > 0 {
 		q += ` AND status NOT IN (?` + strings.Repeat(`, ?`, len(final)-1) + `)`
 		for _, f := range final {
@@ -244,7 +262,7 @@ func (s *Store) VMApplyStep(ctx context.Context, o Outcome) (VM, error) {
 	var vm VM
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		stepStarted := `step_started_at`
-		args := []any{o.ToStatus, o.Attempts, ms(o.NextAttempt), b2i(o.Held), o.LastError, o.StepWaits}
+		args := []any{o.ToStatus, o.Attempts, ms(clampRetry(o.NextAttempt, o.Now)), b2i(o.Held), o.LastError, o.StepWaits}
 		if o.ToStatus != o.FromStatus {
 			stepStarted = `?`
 			args = append(args, ms(o.Now))
@@ -297,7 +315,7 @@ func oneRow(res sql.Result, id int64) error {
 // VMSetPendingTask records the PVE task a step submitted, guarded by the
 // VM still being at status/version. Call it right after the API call returns.
 func (s *Store) VMSetPendingTask(ctx context.Context, id int64, status string, version int64, step, node, upid string, now time.Time) error {
-	res, err := s.db.ExecContext(ctx, `UPDATE vms SET pending_upid = ?, pending_node = ?, pending_step = ?,
+	res, err := s.exec(ctx, `UPDATE vms SET pending_upid = ?, pending_node = ?, pending_step = ?,
 		updated_at = ? WHERE id = ? AND status = ? AND version = ?`, upid, node, step, ms(now), id, status, version)
 	if err != nil {
 		return err
@@ -307,7 +325,7 @@ func (s *Store) VMSetPendingTask(ctx context.Context, id int64, status string, v
 
 // VMSetNode records the node the VM lives on (or will be cloned/migrated to).
 func (s *Store) VMSetNode(ctx context.Context, id int64, status string, version int64, node string, now time.Time) error {
-	res, err := s.db.ExecContext(ctx, `UPDATE vms SET node = ?, updated_at = ?
+	res, err := s.exec(ctx, `UPDATE vms SET node = ?, updated_at = ?
 		WHERE id = ? AND status = ? AND version = ?`, node, ms(now), id, status, version)
 	if err != nil {
 		return err
@@ -319,7 +337,7 @@ func (s *Store) VMSetNode(ctx context.Context, id int64, status string, version 
 // way out (past the terminate's DNS phase, remove, error_terminate) is never
 // cleared here: only the DNS retry, having deleted its records, clears it.
 func (s *Store) VMSetDNSDirty(ctx context.Context, id int64, dirty bool, now time.Time) error {
-	_, err := s.db.ExecContext(ctx, `UPDATE vms SET dns_dirty = ?, updated_at = ? WHERE id = ?
+	_, err := s.exec(ctx, `UPDATE vms SET dns_dirty = ?, updated_at = ? WHERE id = ?
 		AND (? = 1 OR status NOT IN ('terminate_dns_removed', 'terminate_deleted', 'remove', 'error_terminate'))`,
 		b2i(dirty), ms(now), id, b2i(dirty))
 	return err
@@ -330,7 +348,7 @@ func (s *Store) VMSetDNSDirty(ctx context.Context, id int64, dirty bool, now tim
 // status/version (else ErrConflict). Status is unchanged; the step's memory
 // is cleared, so it starts over (a stop begins with a graceful shutdown).
 func (s *Store) VMRelease(ctx context.Context, id int64, status string, version int64, now time.Time) error {
-	res, err := s.db.ExecContext(ctx, `UPDATE vms SET held = 0, next_attempt_at = 0, attempts = 0, step_data = '',
+	res, err := s.exec(ctx, `UPDATE vms SET held = 0, next_attempt_at = 0, attempts = 0, step_data = '',
 		version = version + 1, updated_at = ? WHERE id = ? AND status = ? AND version = ?`, ms(now), id, status, version)
 	if err != nil {
 		return err
@@ -389,7 +407,7 @@ func (s *Store) VMSetRemoved(ctx context.Context, id int64, fromStatus string, f
 // VMSetStepData stores what the current step must remember across ticks,
 // guarded by the VM still being at status/version.
 func (s *Store) VMSetStepData(ctx context.Context, id int64, status string, version int64, data string, now time.Time) error {
-	res, err := s.db.ExecContext(ctx, `UPDATE vms SET step_data = ?, updated_at = ? WHERE id = ? AND status = ? AND version = ?`,
+	res, err := s.exec(ctx, `UPDATE vms SET step_data = ?, updated_at = ? WHERE id = ? AND status = ? AND version = ?`,
 		data, ms(now), id, status, version)
 	if err != nil {
 		return err
@@ -400,7 +418,7 @@ func (s *Store) VMSetStepData(ctx context.Context, id int64, status string, vers
 // VMSetVMID reserves a VMID for the VM. A VMID already used by another
 // record fails with ErrDuplicate.
 func (s *Store) VMSetVMID(ctx context.Context, id int64, vmid int, now time.Time) error {
-	res, err := s.db.ExecContext(ctx, `UPDATE vms SET vmid = ?, updated_at = ? WHERE id = ?`, vmid, ms(now), id)
+	res, err := s.exec(ctx, `UPDATE vms SET vmid = ?, updated_at = ? WHERE id = ?`, vmid, ms(now), id)
 	if err != nil {
 		if strings.Contains(err.Error(), "UNIQUE constraint failed: vms.vmid") {
 			return fmt.Errorf("vmid %d: %w", vmid, ErrDuplicate)
@@ -412,13 +430,13 @@ func (s *Store) VMSetVMID(ctx context.Context, id int64, vmid int, now time.Time
 
 // VMClearPassword forgets the cloud-init password once it is in PVE.
 func (s *Store) VMClearPassword(ctx context.Context, id int64, now time.Time) error {
-	_, err := s.db.ExecContext(ctx, `UPDATE vms SET password = '', updated_at = ? WHERE id = ?`, ms(now), id)
+	_, err := s.exec(ctx, `UPDATE vms SET password = '', updated_at = ? WHERE id = ?`, ms(now), id)
 	return err
 }
 
 // VMSetMAC records net0's MAC address so a reinstall can keep it.
 func (s *Store) VMSetMAC(ctx context.Context, id int64, mac string, now time.Time) error {
-	_, err := s.db.ExecContext(ctx, `UPDATE vms SET mac = ?, updated_at = ? WHERE id = ?`, mac, ms(now), id)
+	_, err := s.exec(ctx, `UPDATE vms SET mac = ?, updated_at = ? WHERE id = ?`, mac, ms(now), id)
 	return err
 }
 
@@ -505,7 +523,7 @@ func releaseResources(ctx context.Context, tx *sql.Tx, id int64, now time.Time) 
 // VMSetDetachedVolume remembers (or, with "", forgets) the volume of an
 // additional disk that was detached and must still be destroyed.
 func (s *Store) VMSetDetachedVolume(ctx context.Context, id int64, status string, version int64, volid string, now time.Time) error {
-	res, err := s.db.ExecContext(ctx, `UPDATE vms SET detached_volume = ?, updated_at = ? WHERE id = ? AND status = ? AND version = ?`,
+	res, err := s.exec(ctx, `UPDATE vms SET detached_volume = ?, updated_at = ? WHERE id = ? AND status = ? AND version = ?`,
 		volid, ms(now), id, status, version)
 	if err != nil {
 		return err
@@ -534,7 +552,7 @@ func (s *Store) VMDelete(ctx context.Context, id int64, status string, version i
 // VMSetPassword stores a new cloud-init password for the next cloud-init
 // step (reinstall); it is cleared once PVE has it.
 func (s *Store) VMSetPassword(ctx context.Context, id int64, password string, now time.Time) error {
-	_, err := s.db.ExecContext(ctx, `UPDATE vms SET password = ?, updated_at = ? WHERE id = ?`, password, ms(now), id)
+	_, err := s.exec(ctx, `UPDATE vms SET password = ?, updated_at = ? WHERE id = ?`, password, ms(now), id)
 	return err
 }
 
