@@ -71,7 +71,7 @@ func TestDNSRetryDoesNotClearDirtySetByRemove_regression(t *testing.T) {
 `))
 	require.NoError(t, err)
 	dir := t.TempDir()
-	st, err := store.Open(ctx, filepath.Join(dir, "pvectl.db"))
+	st, err := store.Create(ctx, filepath.Join(dir, "pvectl.db"))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = st.Close() })
 	clk := &engine.FixedClock{T: t0}

@@ -98,11 +98,14 @@ func (e *Engine) Interval(t Task) time.Duration {
 	return t.DefaultInterval
 }
 
-// due reports whether a task that last started at last is due at now. A
+// due reports whether a task that last started at last is due at now (a
+// last start later than now counts as due). A
 // little slack absorbs cron's start-time jitter, so a 1-minute task started by
 // a 1-minute cron runs every tick.
 func due(last time.Time, interval time.Duration, now time.Time) bool {
-	if last.IsZero() {
+	if last.IsZero() || last.After(now) {
+		// A last start in the future was recorded by a clock that ran
+		// ahead; waiting for it would stall the task until then.
 		return true
 	}
 	slack := min(interval/10, 10*time.Second)
@@ -158,6 +161,12 @@ func (e *Engine) RunTask(ctx context.Context, t Task) error {
 	}
 	// Record the end even if the task's context was cancelled.
 	if err := e.Store.TaskRunFinish(context.WithoutCancel(ctx), rec); err != nil {
+		return errors.Join(runErr, err)
+	}
+	// Every write checks the file first; this catches a database removed or
+	// replaced during a run that wrote nothing afterwards, so cron still
+	// reports it (exit 1) instead of a quiet success.
+	if err := e.Store.Verify(); err != nil {
 		return errors.Join(runErr, err)
 	}
 	if runErr != nil {

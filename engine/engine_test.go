@@ -34,6 +34,25 @@ func taskStatus(t *testing.T, h *harness, name string) engine.TaskStatus {
 	return engine.TaskStatus{}
 }
 
+// A last start in the future (one tick ran with the clock far ahead)
+// counts as due: otherwise the task would not run again for years.
+func TestTickRunsTaskWhoseLastStartIsInTheFuture(t *testing.T) {
+	t.Parallel()
+	c := newCalls()
+	h := newHarness(t, "", chain(c.wrap(done), c.wrap(done)))
+	h.vm("svc-1", "creation")
+	h.at(10 * 365 * 24 * time.Hour)
+	require.NoError(t, h.e.Tick(h.ctx))
+	require.Equal(t, 1, c.of(""))
+
+	h.at(0) // the clock is set right again
+	require.NoError(t, h.e.Tick(h.ctx))
+	require.Equal(t, 2, c.of(""), "process_vms did not run after a last start in the future")
+	last, err := h.st.TaskRunLast(h.ctx)
+	require.NoError(t, err)
+	require.Equal(t, h.clk.T, last["process_vms"].StartedAt)
+}
+
 // TestTickRunsDueTasks: a task runs when its interval has passed since its
 // last start (with a little slack for cron's jitter); interval 0 disables it.
 func TestTickRunsDueTasks(t *testing.T) {

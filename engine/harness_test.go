@@ -52,7 +52,7 @@ func newHarness(t testing.TB, tasks string, pipes ...*states.Pipeline) *harness 
 	cfg, err := config.Parse("pvectl.yaml", []byte(yaml))
 	require.NoError(t, err)
 	dir := t.TempDir()
-	st, err := store.Open(context.Background(), filepath.Join(dir, "pvectl.db"))
+	st, err := store.Create(context.Background(), filepath.Join(dir, "pvectl.db"))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = st.Close() })
 	clk := &engine.FixedClock{T: t0}

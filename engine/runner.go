@@ -35,7 +35,7 @@ func init() {
 // spreads out (never past MaxBackoff).
 const (
 	BaseBackoff = time.Minute
-	MaxBackoff  = 30 * time.Minute
+	MaxBackoff  = store.MaxRetryDelay
 )
 
 // Backoff returns the delay before attempt number attempts+1.

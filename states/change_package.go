@@ -204,7 +204,7 @@ func stopVM(ctx context.Context, env *Env, vm *store.VM) (stopped bool, res Resu
 	timeout := env.Config.Tasks.ProcessVMs.StopTimeout.D()
 	now := env.Now()
 	data := stepData(*vm)
-	shutdownAt, sent := stepTime(data, "shutdown_at")
+	sinceShutdown, sent := stepSince(ctx, env, vm, data, "shutdown_at")
 	if !sent {
 		task, err := env.PVE.Shutdown(ctx, ref(*vm), proxmox.ShutdownOptions{Timeout: timeout})
 		if proxmox.IsNotRunning(err) {
@@ -219,10 +219,10 @@ func stopVM(ctx context.Context, env *Env, vm *store.VM) (stopped bool, res Resu
 		}
 		return false, submit(ctx, env, *vm, "graceful shutdown", task, nil)
 	}
-	if waited := now.Sub(shutdownAt); waited < timeout {
+	if waited := sinceShutdown; waited < timeout {
 		return false, Wait(fmt.Sprintf("waiting for graceful shutdown (%s of %s)", waited.Round(time.Second), timeout))
 	}
-	stopAt, forced := stepTime(data, "stop_at")
+	sinceStop, forced := stepSince(ctx, env, vm, data, "stop_at")
 	if !forced {
 		env.Emit(fmt.Sprintf("graceful shutdown did not finish in %s; forcing stop", timeout))
 		task, err := env.PVE.Stop(ctx, ref(*vm), proxmox.StopOptions{OverruleShutdown: true})
@@ -238,7 +238,7 @@ func stopVM(ctx context.Context, env *Env, vm *store.VM) (stopped bool, res Resu
 		}
 		return false, submit(ctx, env, *vm, "forced stop", task, nil)
 	}
-	if waited := now.Sub(stopAt); waited < timeout {
+	if waited := sinceStop; waited < timeout {
 		return false, Wait(fmt.Sprintf("waiting for forced stop (%s)", waited.Round(time.Second)))
 	}
 	why := ""

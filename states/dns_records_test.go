@@ -34,7 +34,7 @@ func setupDNS(t *testing.T) *dnsBundle {
 	t.Helper()
 	ctx := context.Background()
 	b := &dnsBundle{srv: dnstest.Start(t)}
-	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "pvectl.db"))
+	st, err := store.Create(ctx, filepath.Join(t.TempDir(), "pvectl.db"))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = st.Close() })
 	b.st = st

@@ -230,17 +230,17 @@ func locate(ctx context.Context, env *Env, vm *store.VM) *Result {
 func staleLock(ctx context.Context, env *Env, vm *store.VM, lock string) *Result {
 	limit := env.Config.Tasks.ProcessVMs.StaleLockAfter.D()
 	data := stepData(*vm)
-	since, seen := stepTime(data, "lock_since")
+	locked, seen := stepSince(ctx, env, vm, data, "lock_since")
 	if !seen {
 		setStepTime(data, "lock_since", env.Now())
 		_ = saveStepData(ctx, env, vm, data)
 		return nil
 	}
-	if env.Now().Sub(since) < limit {
+	if locked < limit {
 		return nil
 	}
 	r := Permanent(fmt.Errorf("VM %d has been locked (%s) for %s with no pvectl task running: a PVE worker probably died; check the node's task log, then `qm unlock %d` and pvectl vm retry",
-		vm.VMID, lock, env.Now().Sub(since).Round(time.Minute), vm.VMID))
+		vm.VMID, lock, locked.Round(time.Minute), vm.VMID))
 	return &r
 }
 
@@ -267,6 +267,24 @@ func stepTime(v url.Values, key string) (time.Time, bool) {
 		return time.Time{}, false
 	}
 	return time.UnixMilli(n).UTC(), true
+}
+
+// stepSince is how long ago the step remembered key, or ok=false when it
+// did not. A remembered time later than now was written while the clock ran
+// ahead: it is reset to now (and saved), so the wait starts over instead of
+// lasting until the clock catches up.
+func stepSince(ctx context.Context, env *Env, vm *store.VM, data url.Values, key string) (time.Duration, bool) {
+	t, ok := stepTime(data, key)
+	if !ok {
+		return 0, false
+	}
+	now := env.Now()
+	if t.After(now) {
+		setStepTime(data, key, now)
+		_ = saveStepData(ctx, env, vm, data)
+		return 0, true
+	}
+	return now.Sub(t), true
 }
 
 func setStepTime(v url.Values, key string, t time.Time) {

@@ -148,7 +148,7 @@ func newRigOn(t *testing.T, withDNS bool, cluster pvesim.Cluster) *rig {
 	pve, err := proxmox.New(proxmox.Options{URL: url, TokenID: tokenID, TokenSecret: secret})
 	require.NoError(t, err)
 	dir := t.TempDir()
-	st, err := store.Open(context.Background(), filepath.Join(dir, "pvectl.db"))
+	st, err := store.Create(context.Background(), filepath.Join(dir, "pvectl.db"))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = st.Close() })
 	clk := &engine.FixedClock{T: pvesim.DefaultStart}

@@ -43,7 +43,7 @@ DNS, stop the VM once, apply CPU/RAM/disks/network/firewall (skipping what did n
 change; disks never shrink) and start it once.`,
 		Args: exactArgs(1, "a VM (service id or hostname)"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			e, closeFn, err := g.openExisting(cmd.Context())
+			e, closeFn, err := g.openWritable(cmd.Context())
 			if err != nil {
 				return err
 			}

@@ -112,7 +112,7 @@ func newBenchRig(b *testing.B) *benchRig {
 		b.Fatal(err)
 	}
 	// A durable store on disk: WAL, synchronous=FULL, as in production.
-	st, err := store.Open(context.Background(), filepath.Join(dir, "state", "pvectl.db"))
+	st, err := store.Create(context.Background(), filepath.Join(dir, "state", "pvectl.db"))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -54,6 +54,8 @@ func TestCrashKill9(t *testing.T) {
 	cfg := fmt.Sprintf(crashConfig, sim.apiURL, sim.tokenID, sim.secret)
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "pvectl.yaml"), []byte(cfg), 0o600))
 
+	ini := pvectlProc(t, dir, nil, "init")
+	require.Equal(t, 0, ini.exitCode(), ini.stderr.String())
 	products := []string{"small", "big", "web"}
 	for i := range crashVMs {
 		p := pvectlProc(t, dir, nil, "vm", "create", "--service-id", fmt.Sprintf("svc-%02d", i),

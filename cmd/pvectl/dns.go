@@ -204,7 +204,7 @@ hostname), the records its current plan has that are not recorded yet, and for e
 the zone's server answers now (a direct, non-recursive query). Read-only.`,
 		Args: exactArgs(1, "a VM (service id or hostname)"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			e, closeFn, err := g.openExisting(cmd.Context())
+			e, closeFn, err := g.openEngine(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -379,7 +379,7 @@ its records from that pipeline, and DNS-dirty records are retried in the backgro
 Nothing is sent to the DNS servers here.`,
 		Args: exactArgs(1, "a VM (service id or hostname)"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			e, closeFn, err := g.openExisting(cmd.Context())
+			e, closeFn, err := g.openEngine(cmd.Context())
 			if err != nil {
 				return err
 			}

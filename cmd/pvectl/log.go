@@ -28,7 +28,7 @@ top. With --follow, new lines are printed as ticks write them (Ctrl-C to stop); 
 			if runs < 1 {
 				return usagef("--runs must be at least 1")
 			}
-			e, closeFn, err := g.openExisting(cmd.Context())
+			e, closeFn, err := g.openEngine(cmd.Context())
 			if err != nil {
 				return err
 			}

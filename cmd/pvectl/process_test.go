@@ -63,6 +63,8 @@ func (p *proc) exitCode() int {
 func processDir(t *testing.T) string {
 	dir := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "pvectl.yaml"), []byte(processConfig), 0o600))
+	p := pvectlProc(t, dir, nil, "init")
+	require.Equal(t, 0, p.exitCode(), p.stderr.String())
 	return dir
 }
 
@@ -208,4 +210,40 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// A database deleted, or replaced by another file, while a tick runs is not
+// written to as if nothing happened: the tick exits 1 and says what
+// happened, and no new database appears at the path.
+func TestTickNoticesDatabaseRemovedOrReplaced(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		change func(t *testing.T, db string)
+		want   string
+	}{
+		{"deleted", func(t *testing.T, db string) { require.NoError(t, os.Remove(db)) }, "was deleted while pvectl ran"},
+		{"replaced", func(t *testing.T, db string) {
+			other := db + ".restored"
+			require.NoError(t, os.WriteFile(other, []byte("SQLite format 3\x00 not really"), 0o600))
+			require.NoError(t, os.Rename(other, db))
+		}, "was replaced by another file while pvectl ran"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			dir := processDir(t)
+			db := filepath.Join(dir, "state", "pvectl.db")
+			started := filepath.Join(dir, "started")
+			a := pvectlProc(t, dir, []string{"PVECTL_TEST_SLEEP=2s", "PVECTL_TEST_STARTED=" + started,
+				"PVECTL_NOW=2026-11-25T12:00:00Z"}, "tick")
+			require.Eventually(t, func() bool { _, err := os.Stat(started); return err == nil }, time.Minute, 20*time.Millisecond,
+				"the tick never started test_sleep: %s", a.stderr.String())
+			tc.change(t, db)
+			require.Equal(t, 1, a.exitCode(), "stdout: %s\nstderr: %s", a.stdout.String(), a.stderr.String())
+			require.Contains(t, a.stderr.String(), tc.want)
+			if tc.name == "deleted" {
+				require.NoFileExists(t, db, "a new database was created in place of the deleted one")
+			}
+		})
+	}
 }

@@ -102,6 +102,7 @@ Exit codes: 0 ok, 1 failure, 2 bad usage or input (nothing was changed).`,
 	pf.BoolVarP(&g.verbose, "verbose", "v", false, "also print debug lines")
 
 	root.AddCommand(
+		newInitCmd(g),
 		newTickCmd(g),
 		newRunTaskCmd(g),
 		newTasksCmd(g),
@@ -147,23 +148,25 @@ func (g *globals) loadConfig() (*config.Config, error) {
 	return c, nil
 }
 
-// errNoDatabase: a command about existing VMs found no database, so it
-// creates none (a mistyped --state-dir must not leave an empty one behind).
-var errNoDatabase = errors.New("no pvectl database")
-
 func (g *globals) dbPath() string { return filepath.Join(g.stateDir, "pvectl.db") }
 
-// openExisting is openEngine for commands about existing records: without
-// a database it fails with errNoDatabase (exit 2) and creates nothing.
-func (g *globals) openExisting(ctx context.Context) (*engine.Engine, func(), error) {
-	if _, err := os.Stat(g.dbPath()); errors.Is(err, os.ErrNotExist) {
-		return nil, nil, usageError{fmt.Errorf("%w at %s: no VM has been created with this --state-dir (wrong --state-dir or PVECTL_STATE_DIR?)", errNoDatabase, g.dbPath())}
+// checkStateDir refuses an empty --state-dir (it would put the database in
+// the current directory, wherever cron happens to run).
+func (g *globals) checkStateDir() error {
+	if strings.TrimSpace(g.stateDir) == "" {
+		return usagef("--state-dir (or PVECTL_STATE_DIR) is empty; give the state directory, default /var/lib/pvectl")
 	}
-	return g.openEngine(ctx)
+	return nil
 }
 
-// openEngine loads the config, opens the store and builds an engine.
+// openEngine loads the config, opens the existing store and builds an
+// engine. It never creates a database (that is `pvectl init`): a missing,
+// empty or foreign one is an error (exit 1) that says what to do. A store on
+// a read-only state directory opens read-only; its writes fail naming that.
 func (g *globals) openEngine(ctx context.Context) (*engine.Engine, func(), error) {
+	if err := g.checkStateDir(); err != nil {
+		return nil, nil, err
+	}
 	c, err := g.loadConfig()
 	if err != nil {
 		return nil, nil, err
@@ -185,10 +188,25 @@ func (g *globals) openEngine(ctx context.Context) (*engine.Engine, func(), error
 	return e, func() { _ = st.Close() }, nil
 }
 
+// openWritable is openEngine for commands whose whole point is to write
+// (tick, run-task, requests): on a read-only state directory they fail
+// before doing anything.
+func (g *globals) openWritable(ctx context.Context) (*engine.Engine, func(), error) {
+	e, closeFn, err := g.openEngine(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	if e.Store.ReadOnly() {
+		closeFn()
+		return nil, nil, fmt.Errorf("%w: %s cannot be written, so this command cannot run here (only vm list, vm show, log and tasks work on a read-only copy)", store.ErrReadOnly, g.stateDir)
+	}
+	return e, closeFn, nil
+}
+
 // withVM opens the engine, finds the VM named by ref (service id or
 // hostname; unknown = exit 2) and runs fn with both.
 func (g *globals) withVM(ctx context.Context, ref string, fn func(e *engine.Engine, vm store.VM) error) error {
-	e, closeFn, err := g.openExisting(ctx)
+	e, closeFn, err := g.openEngine(ctx)
 	if err != nil {
 		return err
 	}

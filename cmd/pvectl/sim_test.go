@@ -126,6 +126,14 @@ func pvesimCmd(ts *testscript.TestScript, neg bool, args []string) {
 			}
 		}
 		ts.Fatalf("pvesim has no VM marked for service %s", args[1])
+	case "cipassword":
+		// [!] pvesim cipassword VMID PW: the VM's cloud-init password is PW
+		// (PVE stores it hashed and never shows it; this checks the hash).
+		id, err := strconv.Atoi(args[1])
+		ts.Check(err)
+		if simFor(ts).CheckCIPassword(id, args[2]) == neg {
+			ts.Fatalf("pvesim VM %d cloud-init password is %q: %v", id, args[2], !neg)
+		}
 	case "mac":
 		// pvesim mac VMID: print net0's MAC address.
 		id, err := strconv.Atoi(args[1])

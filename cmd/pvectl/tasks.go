@@ -24,7 +24,7 @@ prints nothing at all when nothing was due, so cron mails only what matters.
 Crontab:  * * * * * pvectl tick`,
 		Args: exactArgs(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			e, closeFn, err := g.openEngine(cmd.Context())
+			e, closeFn, err := g.openWritable(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -47,7 +47,7 @@ another process holds it, run-task says who and exits 1 without running.
 			if !ok {
 				return usagef("unknown task %q; valid: %s", args[0], strings.Join(engine.TaskNames(), ", "))
 			}
-			e, closeFn, err := g.openEngine(cmd.Context())
+			e, closeFn, err := g.openWritable(cmd.Context())
 			if err != nil {
 				return err
 			}

@@ -107,7 +107,7 @@ func runVMCreate(cmd *cobra.Command, g *globals, o createOpts) error {
 	if len(problems) > 0 {
 		return usagef("invalid request, nothing created:\n  %s", strings.Join(problems, "\n  "))
 	}
-	e, closeFn, err := g.openEngine(cmd.Context())
+	e, closeFn, err := g.openWritable(cmd.Context())
 	if err != nil {
 		return err
 	}
@@ -240,13 +240,7 @@ func newVMListCmd(g *globals) *cobra.Command {
 					return err
 				}
 			}
-			e, closeFn, err := g.openExisting(cmd.Context())
-			if errors.Is(err, errNoDatabase) {
-				if asJSON {
-					return writeJSON(cmd.OutOrStdout(), []vmJSON{}) // no VMs yet; nothing created
-				}
-				return nil
-			}
+			e, closeFn, err := g.openEngine(cmd.Context())
 			if err != nil {
 				return err
 			}

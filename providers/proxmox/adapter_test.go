@@ -907,7 +907,9 @@ func TestContractCloudInit(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	vm := b.clone(t, 101, "web1")
-	keys := []string{"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHx+/abc= admin@example.com", "ssh-rsa AAAAB3NzaC1yc2EAAAADAQAB user@host"}
+	// Real public keys (PVE parses each one), with '+' and '/' to encode.
+	keys := []string{"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIL6j+kE1W98w6oNjS4+E3DHwbcBtPaDeVZ388oOL31ke admin@example.com",
+		"ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAAAgQCkItwh9VN9jnzhdUcYSE0TfxJh2mcnm2v8XPjvxvO+tPsHgZu+7QDlI1NoEARTqN/UB3jew+ynnPDMXTrfFSoPBPtaSNs6qhmc/Opu1FZU/iKdGPhqZi07+eA/rGmYCO0gk9H4YOK2jFVWDaurCSNP1EKQZo0PjirWXBwNC8e44w== user@host"}
 	ci := proxmox.CloudInit{User: "admin", Password: "s3cret pass", SSHKeys: keys,
 		IPConfigs:   map[int]proxmox.IPConfig{0: {IPv4: "192.0.2.10/24", GW4: "192.0.2.1", IPv6: "2001:db8::10/64", GW6: "2001:db8::1"}},
 		Nameservers: []string{"192.0.2.53", "2001:db8::53"}, SearchDomain: "example.com"}
@@ -1097,7 +1099,7 @@ func TestContractNoSchemaRejections(t *testing.T) {
 	require.NoError(t, b.c.CreateIPSet(b.ctx, vm, "ipfilter-net0", "pvectl"))
 	require.NoError(t, b.c.AddIPSetEntry(b.ctx, vm, "ipfilter-net0", proxmox.IPSetEntry{CIDR: "192.0.2.10", Comment: "v4"}))
 	require.NoError(t, b.c.AddIPSetEntry(b.ctx, vm, "ipfilter-net0", proxmox.IPSetEntry{CIDR: "2001:db8::/64", NoMatch: true}))
-	require.NoError(t, b.c.SetCloudInit(b.ctx, vm, proxmox.CloudInit{User: "admin", Password: "pw", SSHKeys: []string{"ssh-ed25519 AAAA+/= a@b"},
+	require.NoError(t, b.c.SetCloudInit(b.ctx, vm, proxmox.CloudInit{User: "admin", Password: "pw", SSHKeys: []string{"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIL6j+kE1W98w6oNjS4+E3DHwbcBtPaDeVZ388oOL31ke a@b"},
 		IPConfigs: map[int]proxmox.IPConfig{0: {IPv4: "192.0.2.10/24", GW4: "192.0.2.1"}}, Nameservers: []string{"192.0.2.53"}, SearchDomain: "example.com"}))
 	b.must(t)(b.c.Start(b.ctx, vm, proxmox.StartOptions{Timeout: time.Minute}))
 	b.must(t)(b.c.CreateSnapshot(b.ctx, vm, proxmox.SnapshotRequest{Name: "s1", Description: "d", VMState: false}))

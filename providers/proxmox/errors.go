@@ -367,6 +367,7 @@ var patterns = []pattern{
 	{regexp.MustCompile(`^Parameter verification failed\.$`), ClassInvalid},
 	{regexp.MustCompile(`^Method '[A-Z]+ [^']*' not implemented$`), ClassInvalid},
 	{regexp.MustCompile(`^Unexpected content for method '[A-Z]+'$`), ClassInvalid},
+	{regexp.MustCompile(`^SSH public key validation error$`), ClassInvalid},
 }
 
 // ClassifyMessage classifies a PVE message (reason phrase, body message,

@@ -60,6 +60,7 @@ var messageTable = []struct {
 	{"create vmid exists", 0, "unable to create VM 108 - VM 108 already exists on node 'pve1'", nil, proxmox.ClassAlreadyExists, false},
 	{"clone config exists", 0, "unable to create VM 101: config file already exists", nil, proxmox.ClassAlreadyExists, false},
 	{"nextid taken", 400, "Parameter verification failed.", map[string]string{"vmid": "VM 218 already exists"}, proxmox.ClassAlreadyExists, false},
+	{"ssh key rejected", 500, "SSH public key validation error", nil, proxmox.ClassInvalid, false},
 	{"ipset exists", 400, "Parameter verification failed.", map[string]string{"name": "IPSet 'ipfilter-net0' does already exist"}, proxmox.ClassAlreadyExists, false},
 	{"ipset address exists", 400, "Parameter verification failed.", map[string]string{"cidr": "address '10.0.0.1' already exists"}, proxmox.ClassAlreadyExists, false},
 	{"snapshot name used", 500, "snapshot name 'before_upgrade' already used", nil, proxmox.ClassAlreadyExists, false},
