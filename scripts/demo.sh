@@ -59,6 +59,9 @@ YAML
 export PVECTL_CONFIG="$work/pvectl.yaml" PVECTL_STATE_DIR="$work/state"
 pv="$work/pvectl"
 
+echo "== pvectl init (creates the state directory and its database, once)"
+$pv init
+
 echo "== creating three VMs (returns at once)"
 $pv vm create --service-id 1001 --product web --hostname web1.example.com
 $pv vm create --service-id 1002 --product db --hostname db1.example.com

@@ -114,7 +114,34 @@ Exit codes: 0 ok, 1 failure, 2 bad usage or input (nothing was changed).`,
 		newResetStatusCmd(g),
 		newDNSCmd(g),
 	)
+	strictGroups(root)
 	return root
+}
+
+// strictGroups makes every command that only groups subcommands (vm, dns,
+// config, pipeline) refuse to run bare or with an unknown subcommand: exit
+// 2 with the valid names, never help with exit 0, so billing glue with a
+// typo ("vm destroy") does not read success.
+func strictGroups(c *cobra.Command) {
+	for _, sub := range c.Commands() {
+		strictGroups(sub)
+	}
+	if !c.HasSubCommands() || c.Run != nil || c.RunE != nil || !c.HasParent() {
+		return
+	}
+	c.Args = func(cmd *cobra.Command, args []string) error { return nil }
+	c.RunE = func(cmd *cobra.Command, args []string) error {
+		var names []string
+		for _, sub := range cmd.Commands() {
+			if sub.IsAvailableCommand() {
+				names = append(names, sub.Name())
+			}
+		}
+		if len(args) == 0 {
+			return usagef("%s needs a subcommand; valid: %s (see %s --help)", cmd.CommandPath(), strings.Join(names, ", "), cmd.CommandPath())
+		}
+		return usagef("unknown command %q for %s; valid: %s", args[0], cmd.CommandPath(), strings.Join(names, ", "))
+	}
 }
 
 func envOr(key, def string) string {
