@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/pvectl/pvectl/config"
 	"github.com/pvectl/pvectl/providers/dns"
@@ -185,6 +186,7 @@ func pickAddresses(ctx context.Context, env *Env, name string, p config.Product,
 			continue
 		}
 		need := fam.count
+		var waiting []time.Time
 		for _, pool := range env.Config.IPPools {
 			if need == 0 {
 				break
@@ -196,10 +198,20 @@ func pickAddresses(ctx context.Context, env *Env, name string, p config.Product,
 			if err != nil {
 				return nil, err
 			}
+			// Freed addresses wait out their quarantine: resolvers may
+			// still cache the old VM's records for them.
+			quarantined, err := env.Store.IPsReleasedAfter(ctx, pool.Name, env.Now().Add(-env.Config.AddressQuarantine()))
+			if err != nil {
+				return nil, err
+			}
 			gw, _ := netip.ParseAddr(pool.Gateway)
 			last := netip.MustParseAddr(pool.Last)
 			for a := netip.MustParseAddr(pool.First); a.IsValid() && !last.Less(a) && need > 0; a = a.Next() {
 				if a == gw || used[a.String()] {
+					continue
+				}
+				if at, ok := quarantined[a.String()]; ok && env.Config.AddressQuarantine() > 0 {
+					waiting = append(waiting, at)
 					continue
 				}
 				out = append(out, store.IPAllocation{Address: a.String(), Family: fam.family, Pool: pool.Name})
@@ -207,8 +219,14 @@ func pickAddresses(ctx context.Context, env *Env, name string, p config.Product,
 			}
 		}
 		if need > 0 {
-			return nil, fmt.Errorf("no free IPv%d address for product %s on node %s, bridge %s, VLAN %d (needed %d more); add addresses to an ip_pool",
-				fam.family, name, node, p.Network.Bridge, p.Network.VLAN, need)
+			q := ""
+			if len(waiting) > 0 {
+				first := slices.MinFunc(waiting, func(a, b time.Time) int { return a.Compare(b) })
+				q = fmt.Sprintf("; %d freed address(es) are in quarantine (ip_quarantine %s), the first free again at %s",
+					len(waiting), env.Config.AddressQuarantine(), first.Add(env.Config.AddressQuarantine()).UTC().Format(time.RFC3339))
+			}
+			return nil, fmt.Errorf("no free IPv%d address for product %s on node %s, bridge %s, VLAN %d (needed %d more%s); add addresses to an ip_pool",
+				fam.family, name, node, p.Network.Bridge, p.Network.VLAN, need, q)
 		}
 	}
 	return out, nil
@@ -964,6 +982,16 @@ func startVM(ctx context.Context, env *Env, vm store.VM) Result {
 	return submit(ctx, env, vm, "start", task, err)
 }
 
+// retrying reports whether this is the first tick of a new attempt of the
+// VM's step after an error: no wait counted yet, and an error recorded. It
+// covers both ways a retry comes: the backoff ended (attempts > 0) and
+// `pvectl vm retry` (attempts and step data reset to zero, the last error
+// kept). A VM that just entered its step has neither: the step's outcome
+// clears the last error.
+func retrying(vm store.VM) bool {
+	return vm.StepWaits == 0 && (vm.Attempts > 0 || vm.LastError != "")
+}
+
 // verifyRunning waits up to start_wait_ticks ticks for the guest to run,
 // then emits the "VM is ready" notification event.
 func verifyRunning(ctx context.Context, env *Env, vm store.VM) Result {
@@ -996,8 +1024,9 @@ func verifyRunning(ctx context.Context, env *Env, vm store.VM) Result {
 		if ok, res := awaitTask(ctx, env, vm, "start again"); !ok {
 			return res
 		}
-	} else if st.Stopped() && vm.Attempts > 0 && vm.StepWaits == 0 {
-		// A retry after the guest did not come up: start it again.
+	} else if st.Stopped() && retrying(vm) {
+		// A retry after the guest did not come up (the backoff ended, or
+		// `pvectl vm retry` released it): start it again.
 		task, err := env.PVE.Start(ctx, ref(vm), proxmox.StartOptions{})
 		if proxmox.IsAlreadyRunning(err) || (err == nil && task.IsZero()) {
 			return Wait("guest was stopped; start requested again")
