@@ -195,7 +195,8 @@ func TestContractClusterResources(t *testing.T) {
 	_, err = b.badAuth.ClusterResources(b.ctx, proxmox.ResourceVM)
 	requireClass(t, proxmox.ClassAuth, err)
 
-	b.sim.FailNext(pvesim.FailNext{Endpoint: "GET /cluster/resources", Status: 503})
+	// Reads are retried (retry_test.go): fail every attempt.
+	b.sim.FailNext(pvesim.FailNext{Endpoint: "GET /cluster/resources", Count: proxmox.ReadAttempts, Status: 503})
 	_, err = b.c.ClusterResources(b.ctx, proxmox.ResourceVM)
 	requireClass(t, proxmox.ClassTransient, err)
 }

@@ -15,6 +15,11 @@
 //   - No go-proxmox type crosses this interface; values are plain structs.
 //   - Reads are side-effect free. Methods documented as idempotent may be
 //     repeated with the same arguments without changing the outcome.
+//   - A read (GET) that fails with a ClassTransient error is sent again
+//     inside the call, at most ReadAttempts times in all, with a short
+//     backoff that never waits past ctx's deadline. Nothing else is ever
+//     retried inside a call: mutations and every other class come back at
+//     once.
 //   - "Not found" (IsNotFound) always means the addressed object (VM, task,
 //     IP set, IP set entry, snapshot) does not exist. An unknown node,
 //     storage or template is never reported as not found: those are
