@@ -56,7 +56,62 @@ func foreign(ctx context.Context, env *Env, vm store.VM) (bool, *Result) {
 	return !ours(cfg, vm), nil
 }
 
+// cloneBusy returns a wait result while the VM's clone task is still running:
+// the task the deploy recorded on the VM (when the terminate kept it), or PVE
+// reports the VMID locked by a clone. The clone's temporary config carries no
+// marker yet, so without this wait the terminate took pvectl's own VM for
+// someone else's (no stop, no backup removal, a refused DELETE), or did not
+// see it at all in a lagging /cluster/resources and released its VMID under
+// a VM about to exist. It asks the VM's node directly. A clone lock that
+// outlives stale_lock_after holds the VM for an admin (see staleLock).
+func cloneBusy(ctx context.Context, env *Env, vm *store.VM) *Result {
+	if vm.VMID == 0 {
+		return nil
+	}
+	if vm.PendingUPID != "" && !pending(*vm) {
+		// A task submitted by the step the VM was at before the terminate.
+		st, err := env.PVE.TaskStatus(ctx, proxmox.TaskRef{Node: vm.PendingNode, UPID: vm.PendingUPID})
+		switch {
+		case err != nil && !proxmox.IsNotFound(err):
+			res := fromError("read the VM's pending task", err)
+			return &res
+		case err == nil && st.Running:
+			what := st.Type
+			switch st.Type {
+			case "qmclone":
+				what = "clone"
+			case "qmigrate":
+				what = "migrate"
+			}
+			res := Wait(fmt.Sprintf("waiting for the %s task to finish before terminating", what))
+			return &res
+		}
+	}
+	if vm.Node == "" {
+		return nil
+	}
+	cfg, err := env.PVE.VMConfig(ctx, ref(*vm))
+	if proxmox.IsNotFound(err) {
+		return nil // not on its node: gone() looks cluster-wide
+	}
+	if err != nil {
+		res := fromError("read config", err)
+		return &res
+	}
+	if cfg.Lock() != "clone" {
+		return nil
+	}
+	if res := staleLock(ctx, env, vm, "clone"); res != nil {
+		return res
+	}
+	res := Wait("waiting for the clone task to finish before terminating (VM locked: clone)")
+	return &res
+}
+
 func stopForTerminate(ctx context.Context, env *Env, vm store.VM) Result {
+	if res := cloneBusy(ctx, env, &vm); res != nil {
+		return *res
+	}
 	if g, res := gone(ctx, env, &vm); res != nil {
 		return *res
 	} else if g {
@@ -89,6 +144,9 @@ const backupWaitTicks = 10
 func removeBackups(ctx context.Context, env *Env, vm store.VM) Result {
 	if vm.VMID == 0 {
 		return Skip("no VMID")
+	}
+	if res := cloneBusy(ctx, env, &vm); res != nil {
+		return *res
 	}
 	if g, res := gone(ctx, env, &vm); res != nil {
 		return *res
@@ -289,6 +347,8 @@ func deleteVM(ctx context.Context, env *Env, vm store.VM) Result {
 			r.ClearTask = true
 			return r
 		}
+	} else if res := cloneBusy(ctx, env, &vm); res != nil {
+		return *res
 	}
 	g, res := gone(ctx, env, &vm)
 	if res != nil {
