@@ -8,12 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"regexp"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/pvectl/pvectl/config"
 	"github.com/pvectl/pvectl/engine"
 	"github.com/pvectl/pvectl/states"
 	"github.com/pvectl/pvectl/store"
@@ -69,34 +69,32 @@ content goes to cloud-init and is never printed or logged.`,
 func runVMCreate(cmd *cobra.Command, g *globals, o createOpts) error {
 	var problems []string
 	if !serviceIDRE.MatchString(o.serviceID) {
-		problems = append(problems, fmt.Sprintf("--service-id %q: want 1-64 letters, digits, '.', '_' or '-'", o.serviceID))
+		problems = append(problems, fmt.Sprintf("--service-id %s: want 1-64 letters, digits, '.', '_' or '-'", quoteInput(o.serviceID)))
 	}
 	o.hostname = strings.TrimSuffix(strings.ToLower(o.hostname), ".")
 	if len(o.hostname) > 253 || !hostnameRE.MatchString(o.hostname) {
-		problems = append(problems, fmt.Sprintf("--hostname %q: want a fully qualified domain name like vm1.example.com", o.hostname))
+		problems = append(problems, fmt.Sprintf("--hostname %s: want a fully qualified domain name like vm1.example.com", quoteInput(o.hostname)))
 	}
 	c, err := g.loadConfig()
 	if err != nil {
 		return err
 	}
 	if _, ok := c.Products[o.product]; !ok {
-		problems = append(problems, fmt.Sprintf("--product %q: valid: %s", o.product, strings.Join(c.ProductNames(), ", ")))
+		problems = append(problems, fmt.Sprintf("--product %s: valid: %s", quoteInput(o.product), strings.Join(c.ProductNames(), ", ")))
+	}
+	if o.node != "" {
+		if err := config.ValidNodeName(o.node); err != nil {
+			problems = append(problems, "--node: "+err.Error())
+		}
+	}
+	if p := checkIdempotencyKey(o.idemKey); p != "" {
+		problems = append(problems, p)
 	}
 	var sshKeys, password string
 	if o.sshKeyFile != "" {
-		b, err := os.ReadFile(o.sshKeyFile)
-		if err != nil {
-			problems = append(problems, fmt.Sprintf("--ssh-key-file: %v", err))
-		}
-		for _, l := range strings.Split(string(b), "\n") {
-			if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "#") {
-				if !strings.HasPrefix(l, "ssh-") && !strings.HasPrefix(l, "ecdsa-") && !strings.HasPrefix(l, "sk-") {
-					problems = append(problems, fmt.Sprintf("--ssh-key-file: line %.20q… is not an SSH public key", l))
-					break
-				}
-				sshKeys += l + "\n"
-			}
-		}
+		var p []string
+		sshKeys, p = parseSSHKeyFile(o.sshKeyFile)
+		problems = append(problems, p...)
 	}
 	if o.passwordFile != "" {
 		var err error
@@ -137,19 +135,6 @@ func runVMCreate(cmd *cobra.Command, g *globals, o createOpts) error {
 	}
 	fmt.Fprintf(cmd.OutOrStdout(), "VM %s (%s) %s: product %s, status %s\n", vm.ServiceID, vm.Hostname, verb, vm.Product, vm.Status)
 	return nil
-}
-
-// readPasswordFile returns the first line of a password file.
-func readPasswordFile(path string) (string, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", err
-	}
-	pw := strings.TrimRight(strings.SplitN(string(b), "\n", 2)[0], "\r")
-	if pw == "" {
-		return "", errors.New("the first line is empty")
-	}
-	return pw, nil
 }
 
 // vmJSON is the stable JSON shape of a VM (docs/cli.md).
