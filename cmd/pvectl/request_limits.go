@@ -60,7 +60,7 @@ func badChar(s string) (off int, r rune, ok bool) {
 }
 
 // describeBadChar names the character badChar found.
-func describeBadChar(s string, off int, r rune) string {
+func describeBadChar(off int, r rune) string {
 	if r == utf8.RuneError {
 		return fmt.Sprintf("invalid UTF-8 at byte %d", off+1)
 	}
@@ -117,9 +117,9 @@ func parseSSHKeyFile(path string) (string, []string) {
 		}
 		if off, r, bad := badChar(l); bad {
 			return "", []string{fmt.Sprintf("%s: %s; a key line is TYPE BASE64 [COMMENT] without control characters (only a CRLF line ending is allowed)",
-				at, describeBadChar(l, off, r))}
+				at, describeBadChar(off, r))}
 		}
-		_, comment, options, rest, err := ssh.ParseAuthorizedKey([]byte(l))
+		_, comment, options, _, err := ssh.ParseAuthorizedKey([]byte(l))
 		switch {
 		case err != nil:
 			// x/crypto appends "; last parsing error for ignored line: …",
@@ -129,8 +129,6 @@ func parseSSHKeyFile(path string) (string, []string) {
 		case len(options) > 0:
 			return "", []string{fmt.Sprintf("%s: authorized_keys options (%s) are not allowed; give only TYPE BASE64 [COMMENT]",
 				at, truncate(strings.Join(options, ","), maxQuotedInputLen))}
-		case len(rest) > 0:
-			return "", []string{fmt.Sprintf("%s: more than one key on the line; one key per line", at)}
 		case strings.Contains(comment, ": ") || strings.HasSuffix(comment, ":"):
 			// PVE writes each key unquoted as a YAML list item: "a: b" would
 			// turn it into a mapping and cloud-init would not install it.
@@ -162,7 +160,7 @@ func readPasswordFile(path string) (string, error) {
 	}
 	if off, r, bad := badChar(pw); bad {
 		return "", fmt.Errorf("the first line has %s; a password must not contain control characters (the line ends at the first \\n)",
-			describeBadChar(pw, off, r))
+			describeBadChar(off, r))
 	}
 	return pw, nil
 }
