@@ -33,9 +33,26 @@ type Config struct {
 	IPPools   []IPPool           `yaml:"ip_pools"`
 	DNS       DNS                `yaml:"dns"`
 	Tasks     Tasks              `yaml:"tasks"`
+	// IPQuarantine keeps a freed address out of the pools this long, so no
+	// new VM gets it while resolvers still cache its old records. Unset:
+	// dns.ttl when DNS zones are configured, else 0. 0 turns it off.
+	IPQuarantine *Duration `yaml:"ip_quarantine"`
 
 	path string
 	file *ast.File
+}
+
+// AddressQuarantine is how long a freed address stays out of the pools:
+// ip_quarantine if set, else the records' TTL (dns.ttl, the largest TTL any
+// of its records was published with) when DNS zones are configured.
+func (c *Config) AddressQuarantine() time.Duration {
+	if c.IPQuarantine != nil {
+		return c.IPQuarantine.D()
+	}
+	if len(c.DNS.Zones) > 0 {
+		return time.Duration(c.DNS.TTL) * time.Second
+	}
+	return 0
 }
 
 // Proxmox is the PVE API endpoint and its credentials.

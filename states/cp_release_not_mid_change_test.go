@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pvectl/pvectl/providers/proxmox"
 	"github.com/pvectl/pvectl/providers/proxmox/pvesim"
 	"github.com/pvectl/pvectl/states"
 	"github.com/stretchr/testify/assert"
@@ -30,7 +31,7 @@ func TestChangePackageDNSRetryDoesNotFreeAddressStillInIPSet(t *testing.T) {
 	require.NoError(t, r.st.DNSSetDirty(r.ctx, c1.ID, 1, r.clk.Now().Add(30*time.Second), r.clk.Now()))
 	r.request(c1, states.ChangePackage, "small")
 	// Reading the IP sets fails once (node busy): updateIPs backs off after marking the address releasing.
-	r.sim.FailNext(pvesim.FailNext{Endpoint: "GET /nodes/{node}/qemu/{vmid}/firewall/ipset", VMID: c1.VMID, Count: 1, Status: 595})
+	r.sim.FailNext(pvesim.FailNext{Endpoint: "GET /nodes/{node}/qemu/{vmid}/firewall/ipset", VMID: c1.VMID, Count: proxmox.ReadAttempts, Status: 595})
 	r.tick(20 * time.Second)
 	require.Equal(t, string(states.ChangePackage), r.get(c1.ID).Status)
 	r.tick(20 * time.Second) // the DNS retry is due; the step is still backing off

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/pvectl/pvectl/config"
 	"github.com/pvectl/pvectl/providers/dns"
@@ -185,6 +186,7 @@ func pickAddresses(ctx context.Context, env *Env, name string, p config.Product,
 			continue
 		}
 		need := fam.count
+		var waiting []time.Time
 		for _, pool := range env.Config.IPPools {
 			if need == 0 {
 				break
@@ -196,10 +198,20 @@ func pickAddresses(ctx context.Context, env *Env, name string, p config.Product,
 			if err != nil {
 				return nil, err
 			}
+			// Freed addresses wait out their quarantine: resolvers may
+			// still cache the old VM's records for them.
+			quarantined, err := env.Store.IPsReleasedAfter(ctx, pool.Name, env.Now().Add(-env.Config.AddressQuarantine()))
+			if err != nil {
+				return nil, err
+			}
 			gw, _ := netip.ParseAddr(pool.Gateway)
 			last := netip.MustParseAddr(pool.Last)
 			for a := netip.MustParseAddr(pool.First); a.IsValid() && !last.Less(a) && need > 0; a = a.Next() {
 				if a == gw || used[a.String()] {
+					continue
+				}
+				if at, ok := quarantined[a.String()]; ok && env.Config.AddressQuarantine() > 0 {
+					waiting = append(waiting, at)
 					continue
 				}
 				out = append(out, store.IPAllocation{Address: a.String(), Family: fam.family, Pool: pool.Name})
@@ -207,8 +219,14 @@ func pickAddresses(ctx context.Context, env *Env, name string, p config.Product,
 			}
 		}
 		if need > 0 {
-			return nil, fmt.Errorf("no free IPv%d address for product %s on node %s, bridge %s, VLAN %d (needed %d more); add addresses to an ip_pool",
-				fam.family, name, node, p.Network.Bridge, p.Network.VLAN, need)
+			q := ""
+			if len(waiting) > 0 {
+				first := slices.MinFunc(waiting, func(a, b time.Time) int { return a.Compare(b) })
+				q = fmt.Sprintf("; %d freed address(es) are in quarantine (ip_quarantine %s), the first free again at %s",
+					len(waiting), env.Config.AddressQuarantine(), first.Add(env.Config.AddressQuarantine()).UTC().Format(time.RFC3339))
+			}
+			return nil, fmt.Errorf("no free IPv%d address for product %s on node %s, bridge %s, VLAN %d (needed %d more%s); add addresses to an ip_pool",
+				fam.family, name, node, p.Network.Bridge, p.Network.VLAN, need, q)
 		}
 	}
 	return out, nil

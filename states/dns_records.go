@@ -149,7 +149,7 @@ func freeTakenAddresses(ctx context.Context, env *Env, vm store.VM, in ...State)
 	for i, s := range in {
 		names[i] = string(s)
 	}
-	freed, err := env.Store.IPReleasePending(ctx, vm.ID, names...)
+	freed, err := env.Store.IPReleasePending(ctx, vm.ID, env.Now(), names...)
 	if err != nil {
 		return err
 	}

@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pvectl/pvectl/providers/proxmox"
 	"github.com/pvectl/pvectl/providers/proxmox/pvesim"
 	"github.com/pvectl/pvectl/states"
 	"github.com/stretchr/testify/assert"
@@ -29,7 +30,7 @@ func TestChangePackageTriesGracefulShutdownFirst(t *testing.T) {
 	cpStarted := r.clk.Now()
 
 	// The node is unreachable for three calls (595), which backs off ~7 minutes.
-	r.sim.FailNext(pvesim.FailNext{Endpoint: "GET /nodes/{node}/qemu/{vmid}/status/current", Count: 3, Status: 595})
+	r.sim.FailNext(pvesim.FailNext{Endpoint: "GET /nodes/{node}/qemu/{vmid}/status/current", Count: 3 * proxmox.ReadAttempts, Status: 595})
 	for range 30 {
 		r.tick(time.Minute)
 		if r.get(vm.ID).Status != string(states.CPUpdateIP) {

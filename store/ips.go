@@ -55,6 +55,38 @@ func (s *Store) IPsInPool(ctx context.Context, pool string) (map[string]bool, er
 	return out, rows.Err()
 }
 
+// IPsReleasedAfter returns the pool's addresses freed after since, with
+// the time each was freed: the allocator keeps them in quarantine.
+func (s *Store) IPsReleasedAfter(ctx context.Context, pool string, since time.Time) (map[string]time.Time, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT address, released_at FROM ip_released WHERE pool = ? AND released_at > ?`, pool, ms(since))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]time.Time{}
+	for rows.Next() {
+		var a string
+		var at int64
+		if err := rows.Scan(&a, &at); err != nil {
+			return nil, err
+		}
+		out[a] = fromMS(at)
+	}
+	return out, rows.Err()
+}
+
+// freeIPs deletes the VM's addresses matching cond (an SQL condition on
+// ip_allocations, after vm_id) and records when each was freed.
+func freeIPs(ctx context.Context, tx *sql.Tx, vmID int64, cond string, now time.Time) error {
+	if _, err := tx.ExecContext(ctx, `INSERT INTO ip_released (address, pool, released_at)
+		SELECT address, pool, ? FROM ip_allocations WHERE vm_id = ?`+cond+`
+		ON CONFLICT (address) DO UPDATE SET pool = excluded.pool, released_at = excluded.released_at`, ms(now), vmID); err != nil {
+		return err
+	}
+	_, err := tx.ExecContext(ctx, `DELETE FROM ip_allocations WHERE vm_id = ?`+cond, vmID)
+	return err
+}
+
 // Reservation is the VMID and addresses a VM's first deploy step reserves.
 type Reservation struct {
 	ID         int64 // vms.id
@@ -158,7 +190,8 @@ func (s *Store) IPMarkReleasing(ctx context.Context, vmID int64, status string, 
 // nothing. Callers free only once the guest and DNS no longer use the
 // addresses: after a change-package has completed (ready, or the resync of
 // set_dns_records) or once a removed VM's records are deleted (remove).
-func (s *Store) IPReleasePending(ctx context.Context, vmID int64, states ...string) ([]string, error) {
+// Freed addresses go into quarantine from now (see IPsReleasedAfter).
+func (s *Store) IPReleasePending(ctx context.Context, vmID int64, now time.Time, states ...string) ([]string, error) {
 	var out []string
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		var cur string
@@ -184,8 +217,7 @@ func (s *Store) IPReleasePending(ctx context.Context, vmID int64, states ...stri
 		if err := rows.Err(); err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, `DELETE FROM ip_allocations WHERE vm_id = ? AND releasing = 1`, vmID)
-		return err
+		return freeIPs(ctx, tx, vmID, ` AND releasing = 1`, now)
 	})
 	return out, err
 }

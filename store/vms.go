@@ -516,8 +516,7 @@ func releaseResources(ctx context.Context, tx *sql.Tx, id int64, now time.Time) 
 		_, err := tx.ExecContext(ctx, `UPDATE vms SET dns_dirty = 1 WHERE id = ?`, id)
 		return err
 	}
-	_, err := tx.ExecContext(ctx, `DELETE FROM ip_allocations WHERE vm_id = ?`, id)
-	return err
+	return freeIPs(ctx, tx, id, "", now)
 }
 
 // VMSetDetachedVolume remembers (or, with "", forgets) the volume of an
@@ -532,13 +531,14 @@ func (s *Store) VMSetDetachedVolume(ctx context.Context, id int64, status string
 }
 
 // VMDelete deletes a record, its addresses, DNS records and logs, if it is
-// still at status/version. It never touches Proxmox.
-func (s *Store) VMDelete(ctx context.Context, id int64, status string, version int64) error {
+// still at status/version. It never touches Proxmox. Its addresses go into
+// quarantine from now.
+func (s *Store) VMDelete(ctx context.Context, id int64, status string, version int64, now time.Time) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		if err := guard(ctx, tx, id, status, version); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `DELETE FROM ip_allocations WHERE vm_id = ?`, id); err != nil {
+		if err := freeIPs(ctx, tx, id, "", now); err != nil {
 			return err
 		}
 		res, err := tx.ExecContext(ctx, `DELETE FROM vms WHERE id = ?`, id)

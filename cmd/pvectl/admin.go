@@ -247,7 +247,7 @@ so make sure the VM really is gone first. Asks for confirmation unless --yes.`,
 				if !yes && !confirm(cmd, fmt.Sprintf("Delete the record of %s?", vm.ServiceID)) {
 					return usagef("not confirmed; nothing changed")
 				}
-				if err := e.Store.VMDelete(ctx, vm.ID, vm.Status, vm.Version); err != nil {
+				if err := e.Store.VMDelete(ctx, vm.ID, vm.Status, vm.Version, e.Clock.Now()); err != nil {
 					return changed(err, vm)
 				}
 				fmt.Fprintf(w, "record of %s deleted\n", vm.ServiceID)
