@@ -79,6 +79,7 @@ func (e *Engine) ProcessVMs(ctx context.Context) (Summary, error) {
 	if err != nil {
 		return Summary{}, err
 	}
+	env = e.safetyNet(ctx, env)
 	opts := e.Config.Tasks.ProcessVMs
 	r := &runPass{e: e, env: env, heavy: newNodeLimiter(opts.HeavyPerNode, pending, e.Pipelines)}
 
@@ -106,6 +107,24 @@ func (e *Engine) ProcessVMs(ctx context.Context) (Summary, error) {
 	s.Duration = time.Since(start)
 	e.Live.TaskSummary("process_vms", s)
 	return s, ctx.Err()
+}
+
+// safetyNet looks, before the pass's first step, for PVE VMs that carry
+// pvectl's marker but that no record knows (the database was lost, replaced
+// or restored from an old copy) and returns a copy of env whose allocator
+// keeps their addresses out. Found ones, or a failure to look, are said in
+// one warning line per pass.
+func (e *Engine) safetyNet(ctx context.Context, env *states.Env) *states.Env {
+	if env.PVE == nil {
+		return env
+	}
+	found, err := states.FindStrays(ctx, env)
+	pass := *env
+	pass.Strays = states.NewStrays(found, err)
+	if w := pass.Strays.Warning(); w != "" {
+		e.Live.Logger().Warn().Str("task", "process_vms").Int("strays", len(found)).Msg("process_vms: " + w)
+	}
+	return &pass
 }
 
 type runPass struct {

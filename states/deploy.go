@@ -136,6 +136,11 @@ func chooseTargetNode(vm store.VM, p config.Product, all []proxmox.Resource) (st
 			}
 		}
 	}
+	if !slices.Contains(known, p.Template.Node) {
+		sort.Strings(known)
+		return "", fmt.Errorf("%w: %s is product %s's template node (cluster nodes: %s); fix template.node in the config, then pvectl vm retry",
+			errUnknownNode, p.Template.Node, vm.Product, strings.Join(known, ", "))
+	}
 	if want != "auto" {
 		if !slices.Contains(known, want) {
 			sort.Strings(known)
@@ -177,6 +182,9 @@ func chooseTargetNode(vm store.VM, p config.Product, all []proxmox.Resource) (st
 // matching the node and the product's bridge and VLAN (none for a family the
 // product runs with DHCP).
 func pickAddresses(ctx context.Context, env *Env, name string, p config.Product, node string, v4, v6 int) ([]store.IPAllocation, error) {
+	if env.Strays != nil && env.Strays.Err != nil {
+		return nil, fmt.Errorf("not handing out addresses: %w", env.Strays.Err)
+	}
 	var out []store.IPAllocation
 	for _, fam := range []struct {
 		family, count int
@@ -187,6 +195,7 @@ func pickAddresses(ctx context.Context, env *Env, name string, p config.Product,
 		}
 		need := fam.count
 		var waiting []time.Time
+		stray := 0
 		for _, pool := range env.Config.IPPools {
 			if need == 0 {
 				break
@@ -210,6 +219,10 @@ func pickAddresses(ctx context.Context, env *Env, name string, p config.Product,
 				if a == gw || used[a.String()] {
 					continue
 				}
+				if env.Strays.Holds(a) {
+					stray++ // a VM no record knows may still use it
+					continue
+				}
 				if at, ok := quarantined[a.String()]; ok && env.Config.AddressQuarantine() > 0 {
 					waiting = append(waiting, at)
 					continue
@@ -224,6 +237,9 @@ func pickAddresses(ctx context.Context, env *Env, name string, p config.Product,
 				first := slices.MinFunc(waiting, func(a, b time.Time) int { return a.Compare(b) })
 				q = fmt.Sprintf("; %d freed address(es) are in quarantine (ip_quarantine %s), the first free again at %s",
 					len(waiting), env.Config.AddressQuarantine(), first.Add(env.Config.AddressQuarantine()).UTC().Format(time.RFC3339))
+			}
+			if stray > 0 {
+				q += fmt.Sprintf("; %d address(es) are used by PVE VMs that carry pvectl's marker but no record knows", stray)
 			}
 			return nil, fmt.Errorf("no free IPv%d address for product %s on node %s, bridge %s, VLAN %d (needed %d more%s); add addresses to an ip_pool",
 				fam.family, name, node, p.Network.Bridge, p.Network.VLAN, need, q)

@@ -1,0 +1,78 @@
+package states_test
+
+import (
+	"net/netip"
+	"testing"
+
+	"github.com/pvectl/pvectl/providers/proxmox"
+	"github.com/pvectl/pvectl/providers/proxmox/pvesim"
+	"github.com/pvectl/pvectl/states"
+	"github.com/stretchr/testify/require"
+)
+
+// The startup safety net finds exactly the VMs in the VMID range that carry
+// pvectl's marker (or tag) and that no record knows, with the addresses in
+// their cloud-init config and IP sets; everything else is left alone.
+func TestFindStraysFindsMarkedVMsNoRecordKnows(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, false)
+	ctx := r.ctx
+	known := r.create("known", "small")
+	require.NoError(t, r.st.VMSetVMID(ctx, known.ID, 1001, r.clk.Now()))
+
+	vms := []struct {
+		vmid int
+		conf map[string]string
+		set  []string // ipfilter-net0 entries
+	}{
+		// Lost from the store: static v4 + v6 in cloud-init, one more in the IP set.
+		{1000, map[string]string{"description": "pvectl service=lost\nhostname=lost.example.test",
+			"ipconfig0": "ip=192.0.2.10/24,gw=192.0.2.1,ip6=2001:db8::10/64,gw6=2001:db8::1"}, []string{"192.0.2.20"}},
+		// Its record holds the VMID: not a stray.
+		{1001, map[string]string{"description": "pvectl service=known", "ipconfig0": "ip=192.0.2.11/24"}, nil},
+		// Only the tag: the marker line was edited away.
+		{1002, map[string]string{"tags": "pvectl;web", "ipconfig0": "ip=192.0.2.12/24,gw=192.0.2.1", "ipconfig1": "ip=dhcp"}, nil},
+		// Somebody else's VM in the range: no marker, no tag.
+		{1003, map[string]string{"description": "customer import", "ipconfig0": "ip=192.0.2.13/24"}, nil},
+		// Marked, but outside the VMID range.
+		{2000, map[string]string{"description": "pvectl service=old-range", "ipconfig0": "ip=192.0.2.14/24"}, nil},
+		// A template made from a pvectl VM runs nothing.
+		{1004, map[string]string{"description": "pvectl service=tpl", "template": "1", "ipconfig0": "ip=192.0.2.15/24"}, nil},
+	}
+	for _, v := range vms {
+		require.NoError(t, r.sim.AddVM(pvesim.VMSpec{VMID: v.vmid, Node: "pve1", Config: v.conf}))
+		ref := proxmox.VMRef{Node: "pve1", VMID: v.vmid}
+		if v.set != nil {
+			require.NoError(t, r.pve.CreateIPSet(ctx, ref, states.IPSetName, ""))
+			for _, a := range v.set {
+				require.NoError(t, r.pve.AddIPSetEntry(ctx, ref, states.IPSetName, proxmox.IPSetEntry{CIDR: a}))
+			}
+		}
+	}
+
+	found, err := states.FindStrays(ctx, r.env)
+	require.NoError(t, err)
+	addrs := func(ss ...string) []netip.Addr {
+		var out []netip.Addr
+		for _, s := range ss {
+			out = append(out, netip.MustParseAddr(s))
+		}
+		return out
+	}
+	require.Equal(t, []states.Stray{
+		{VMID: 1000, Node: "pve1", ServiceID: "lost", Addresses: addrs("192.0.2.10", "192.0.2.20", "2001:db8::10")},
+		{VMID: 1002, Node: "pve1", Addresses: addrs("192.0.2.12")},
+	}, found)
+
+	s := states.NewStrays(found, nil)
+	for _, tc := range []struct {
+		addr string
+		held bool
+	}{{"192.0.2.10", true}, {"192.0.2.20", true}, {"2001:db8::10", true}, {"192.0.2.12", true},
+		{"192.0.2.11", false}, {"192.0.2.13", false}, {"192.0.2.14", false}, {"192.0.2.15", false}} {
+		require.Equal(t, tc.held, s.Holds(netip.MustParseAddr(tc.addr)), tc.addr)
+	}
+	require.Contains(t, s.Warning(), "2 PVE VM(s) carry pvectl's marker but no record knows them: "+
+		"VMID 1000 on pve1 (service=lost, addresses: 192.0.2.10, 192.0.2.20, 2001:db8::10); VMID 1002 on pve1 (service=?, addresses: 192.0.2.12)")
+	require.Empty(t, states.NewStrays(nil, nil).Warning(), "nothing found, nothing said")
+}
