@@ -24,7 +24,7 @@ func NewLive(w io.Writer, format string, verbose bool, clock Clock) (*Live, erro
 		w = zerolog.ConsoleWriter{
 			Out: w, NoColor: true, TimeFormat: "2006-01-02 15:04:05",
 			FieldsExclude: []string{"vm", "step", "from", "to", "result", "duration_ms", "detail", "task",
-				"processed", "advanced", "waiting", "errors", "pid", "since", "hostname", "strays"},
+				"processed", "advanced", "waiting", "errors", "pid", "since", "hostname"},
 		}
 	case "json":
 	default:

@@ -79,7 +79,7 @@ func (e *Engine) ProcessVMs(ctx context.Context) (Summary, error) {
 	if err != nil {
 		return Summary{}, err
 	}
-	env = e.safetyNet(ctx, env)
+	env = e.safetyNet(env)
 	opts := e.Config.Tasks.ProcessVMs
 	r := &runPass{e: e, env: env, heavy: newNodeLimiter(opts.HeavyPerNode, pending, e.Pipelines)}
 
@@ -109,21 +109,19 @@ func (e *Engine) ProcessVMs(ctx context.Context) (Summary, error) {
 	return s, ctx.Err()
 }
 
-// safetyNet looks, before the pass's first step, for PVE VMs that carry
-// pvectl's marker but that no record knows (the database was lost, replaced
-// or restored from an old copy) and returns a copy of env whose allocator
-// keeps their addresses out. Found ones, or a failure to look, are said in
-// one warning line per pass.
-func (e *Engine) safetyNet(ctx context.Context, env *states.Env) *states.Env {
+// safetyNet returns a copy of env with a fresh safety net for this pass:
+// the first step that hands out addresses looks for PVE VMs that carry
+// pvectl's marker but that no record knows (the database was lost,
+// replaced or restored from an old copy) and keeps their addresses out.
+// What it finds, or a failure to look, is said in one warning line.
+func (e *Engine) safetyNet(env *states.Env) *states.Env {
 	if env.PVE == nil {
 		return env
 	}
-	found, err := states.FindStrays(ctx, env)
 	pass := *env
-	pass.Strays = states.NewStrays(found, err)
-	if w := pass.Strays.Warning(); w != "" {
-		e.Live.Logger().Warn().Str("task", "process_vms").Int("strays", len(found)).Msg("process_vms: " + w)
-	}
+	pass.Strays = states.NewStrays(func(w string) {
+		e.Live.Logger().Warn().Str("task", "process_vms").Msg("process_vms: " + w)
+	})
 	return &pass
 }
 

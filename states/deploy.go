@@ -182,8 +182,10 @@ func chooseTargetNode(vm store.VM, p config.Product, all []proxmox.Resource) (st
 // matching the node and the product's bridge and VLAN (none for a family the
 // product runs with DHCP).
 func pickAddresses(ctx context.Context, env *Env, name string, p config.Product, node string, v4, v6 int) ([]store.IPAllocation, error) {
-	if env.Strays != nil && env.Strays.Err != nil {
-		return nil, fmt.Errorf("not handing out addresses: %w", env.Strays.Err)
+	// The safety net: addresses of VMs pvectl created that no record knows
+	// (a lost or replaced database) are never handed out.
+	if err := env.Strays.Look(ctx, env); err != nil {
+		return nil, fmt.Errorf("not handing out addresses: %w", err)
 	}
 	var out []store.IPAllocation
 	for _, fam := range []struct {

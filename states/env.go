@@ -30,9 +30,10 @@ type Env struct {
 	// has HeavyLimit in flight and the step should wait. nil = no limit.
 	HeavySlot  func(node string) bool
 	HeavyLimit int
-	// Strays are the PVE VMs carrying pvectl's marker that no record knows,
-	// found once per process_vms pass; their addresses are never handed
-	// out. nil = not looked for (tests that build an Env by hand).
+	// Strays is the pass's safety net: the PVE VMs carrying pvectl's marker
+	// that no record knows, looked for once per process_vms pass by the
+	// first allocation; their addresses are never handed out. nil = not
+	// looked for (tests that build an Env by hand).
 	Strays *Strays
 	// Emit writes a sub-line (a DNS record, a heartbeat, an event) for the
 	// current step, live and into the VM's run log.

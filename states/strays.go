@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/pvectl/pvectl/providers/proxmox"
 )
@@ -34,28 +35,45 @@ func (s Stray) String() string {
 	return fmt.Sprintf("VMID %d on %s (service=%s, addresses: %s)", s.VMID, s.Node, svc, dashIfEmpty(strings.Join(addrs, ", ")))
 }
 
-// Strays is the startup safety net of a process_vms pass: the stray VMs
-// found before the first step and the addresses they use. The allocator
-// skips those addresses. When PVE could not be asked, Err is set and no
-// address is handed out in that pass.
+// Strays is the startup safety net of a process_vms pass. The first step
+// of the pass that hands out addresses looks for the stray VMs (once; steps
+// running at the same time wait for that look) and the allocator skips
+// every address they use. When PVE could not be asked, Err is set and no
+// address is handed out in that pass. The warning is said once per pass.
 type Strays struct {
-	VMs []Stray
-	Err error
-	by  map[netip.Addr]Stray
+	once sync.Once
+	warn func(string)
+	VMs  []Stray
+	Err  error
+	by   map[netip.Addr]Stray
 }
 
-// NewStrays indexes the strays' addresses.
-func NewStrays(vms []Stray, err error) *Strays {
-	s := &Strays{VMs: vms, Err: err, by: map[netip.Addr]Stray{}}
-	for _, v := range vms {
-		for _, a := range v.Addresses {
-			s.by[a] = v
-		}
+// NewStrays returns a safety net that has not looked yet; warn receives
+// its one warning line.
+func NewStrays(warn func(string)) *Strays { return &Strays{warn: warn} }
+
+// Look finds the stray VMs the first time it is called and returns the
+// error of that look (the same error to every later caller).
+func (s *Strays) Look(ctx context.Context, env *Env) error {
+	if s == nil {
+		return nil
 	}
-	return s
+	s.once.Do(func() {
+		s.VMs, s.Err = FindStrays(ctx, env)
+		s.by = map[netip.Addr]Stray{}
+		for _, v := range s.VMs {
+			for _, a := range v.Addresses {
+				s.by[a] = v
+			}
+		}
+		if w := s.Warning(); w != "" && s.warn != nil {
+			s.warn(w)
+		}
+	})
+	return s.Err
 }
 
-// Holds reports whether a stray VM uses address a.
+// Holds reports whether a stray VM uses address a (false before Look).
 func (s *Strays) Holds(a netip.Addr) bool {
 	if s == nil {
 		return false

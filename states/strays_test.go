@@ -50,8 +50,12 @@ func TestFindStraysFindsMarkedVMsNoRecordKnows(t *testing.T) {
 		}
 	}
 
-	found, err := states.FindStrays(ctx, r.env)
-	require.NoError(t, err)
+	var warned []string
+	s := states.NewStrays(func(w string) { warned = append(warned, w) })
+	require.False(t, s.Holds(netip.MustParseAddr("192.0.2.10")), "nothing held before the look")
+	require.NoError(t, s.Look(ctx, r.env))
+	require.NoError(t, s.Look(ctx, r.env), "a second look is free")
+	found := s.VMs
 	addrs := func(ss ...string) []netip.Addr {
 		var out []netip.Addr
 		for _, s := range ss {
@@ -64,7 +68,6 @@ func TestFindStraysFindsMarkedVMsNoRecordKnows(t *testing.T) {
 		{VMID: 1002, Node: "pve1", Addresses: addrs("192.0.2.12")},
 	}, found)
 
-	s := states.NewStrays(found, nil)
 	for _, tc := range []struct {
 		addr string
 		held bool
@@ -72,7 +75,9 @@ func TestFindStraysFindsMarkedVMsNoRecordKnows(t *testing.T) {
 		{"192.0.2.11", false}, {"192.0.2.13", false}, {"192.0.2.14", false}, {"192.0.2.15", false}} {
 		require.Equal(t, tc.held, s.Holds(netip.MustParseAddr(tc.addr)), tc.addr)
 	}
+	require.Len(t, warned, 1, "one warning line")
+	require.Equal(t, s.Warning(), warned[0])
 	require.Contains(t, s.Warning(), "2 PVE VM(s) carry pvectl's marker but no record knows them: "+
 		"VMID 1000 on pve1 (service=lost, addresses: 192.0.2.10, 192.0.2.20, 2001:db8::10); VMID 1002 on pve1 (service=?, addresses: 192.0.2.12)")
-	require.Empty(t, states.NewStrays(nil, nil).Warning(), "nothing found, nothing said")
+	require.Empty(t, states.NewStrays(nil).Warning(), "nothing found, nothing said")
 }

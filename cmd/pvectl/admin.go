@@ -158,6 +158,11 @@ func sendStop(ctx context.Context, e *engine.Engine, vm store.VM, w io.Writer) {
 		}
 		return
 	}
+	if cfg.Lock() == "clone" {
+		// The clone's temporary config has no marker yet: not foreign.
+		fmt.Fprintf(w, "VMID %d is still being cloned; the next ticks wait for the clone to finish, then stop the VM\n", vm.VMID)
+		return
+	}
 	if !states.Ours(cfg, vm) {
 		fmt.Fprintf(w, "warning: VMID %d holds a VM pvectl did not create; not stopping it\n", vm.VMID)
 		return
@@ -237,7 +242,8 @@ so make sure the VM really is gone first. Asks for confirmation unless --yes.`,
 				}
 				w := cmd.OutOrStdout()
 				if vm.Status == string(states.ErrorTerminate) {
-					fmt.Fprintf(w, "warning: %s is in error_terminate; its IPs are released with the record. Proxmox is not contacted.\n", vm.ServiceID)
+					fmt.Fprintf(w, "warning: %s is in error_terminate; its IPs are released with the record. Proxmox is not contacted; "+
+						"while its VM is still there, new VMs do not get the addresses it uses.\n", vm.ServiceID)
 				}
 				if vm.DNSDirty && !force {
 					if recs, err := e.Store.DNSRecords(ctx, vm.ID); err == nil && len(recs) > 0 {
