@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"net/url"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -34,9 +36,14 @@ func ChangePackageTable() *Pipeline {
 	})
 }
 
-// updateIPs makes the VM's addresses match the product's counts, refreshes
-// the anti-spoofing IP set and resyncs DNS. Removed addresses go back to the
-// pool only after the IP set and DNS no longer use them.
+// updateIPs makes the VM's addresses match the product: its counts, and its
+// network. An address whose pool no longer serves the product's bridge and
+// VLAN on the VM's node (a change to a product on another bridge or VLAN,
+// or a VM moved to a node the pool does not list) is re-pooled: the same
+// number of addresses is taken from a pool that does, in the same store
+// transaction that takes the old ones away. It then refreshes the
+// anti-spoofing IP set, the cloud-init addresses and DNS. Removed addresses
+// go back to the pool only after the IP set and DNS no longer use them.
 func updateIPs(ctx context.Context, env *Env, vm store.VM) Result {
 	p, bad := product(env, vm)
 	if bad != nil {
@@ -45,14 +52,21 @@ func updateIPs(ctx context.Context, env *Env, vm store.VM) Result {
 	if res := locate(ctx, env, &vm); res != nil {
 		return *res
 	}
+	// The node the VM runs on now: its bridges are the ones its NIC uses.
+	node := vm.Node
+	if node == "" {
+		node = vm.TargetNode
+	}
 	ips, err := env.Store.IPsForVM(ctx, vm.ID)
 	if err != nil {
 		return Retryable(err)
 	}
 	var keep []store.IPAllocation
-	var release []string
+	var release, repool []string
 	count := map[int]int{}
 	want := map[int]int{4: p.Network.IPv4, 6: p.Network.IPv6}
+	// A family the product runs with DHCP needs no static address: those the
+	// VM holds are released like a lowered count.
 	if p.Network.DHCPv4 {
 		want[4] = 0
 	}
@@ -60,45 +74,57 @@ func updateIPs(ctx context.Context, env *Env, vm store.VM) Result {
 		want[6] = 0
 	}
 	for _, ip := range ips {
-		if count[ip.Family] < want[ip.Family] {
+		switch {
+		case count[ip.Family] >= want[ip.Family]:
+			release = append(release, ip.Address)
+		case !addressFits(env, ip, p, node):
+			release = append(release, ip.Address)
+			repool = append(repool, ip.Address)
+		default:
 			keep = append(keep, ip)
 			count[ip.Family]++
-		} else {
-			release = append(release, ip.Address)
 		}
 	}
-	if more4, more6 := want[4]-count[4], want[6]-count[6]; more4 > 0 || more6 > 0 {
-		added := false
+	var fresh []store.IPAllocation
+	if more4, more6 := want[4]-count[4], want[6]-count[6]; more4 > 0 || more6 > 0 || len(release) > 0 {
+		// New addresses and the release of the old ones are one store
+		// transaction: a crash leaves both or neither, and a resumed step
+		// finds the new ones fitting and the old ones gone from the VM.
+		done := false
 		for range 5 {
-			fresh, err := pickAddresses(ctx, env, vm.Product, p, vm.TargetNode, more4, more6)
-			if err != nil {
-				return Retryable(err)
+			fresh = nil
+			if more4 > 0 || more6 > 0 {
+				fresh, err = pickAddresses(ctx, env, vm.Product, p, node, more4, more6)
+				if err != nil {
+					if len(repool) > 0 {
+						err = fmt.Errorf("re-pool %s (no configured pool for bridge %s VLAN %d on node %s holds it): %w; the VM keeps its addresses and nothing was changed",
+							strings.Join(repool, ", "), p.Network.Bridge, p.Network.VLAN, node, err)
+					}
+					return Retryable(err)
+				}
 			}
-			err = env.Store.IPAllocate(ctx, vm.ID, vm.Status, vm.Version, fresh, env.Now())
+			err = env.Store.IPReplace(ctx, vm.ID, vm.Status, vm.Version, fresh, release, env.Now())
 			if errors.Is(err, store.ErrDuplicate) {
 				continue
 			}
 			if err != nil {
 				return Retryable(err)
 			}
-			for _, ip := range fresh {
-				env.Emit("allocated " + ip.Address)
-			}
-			keep = append(keep, fresh...)
-			added = true
+			done = true
 			break
 		}
-		if !added {
+		if !done {
 			return Retryable(errors.New("addresses taken concurrently five times in a row; will retry"))
 		}
-	}
-	if len(release) > 0 {
-		// Taken from the VM now, freed only once DNS no longer points at them.
-		if err := env.Store.IPMarkReleasing(ctx, vm.ID, vm.Status, vm.Version, release); err != nil {
-			return Retryable(err)
+		for _, ip := range fresh {
+			env.Emit("allocated " + ip.Address)
 		}
+		if len(repool) > 0 {
+			env.Emit(fmt.Sprintf("re-pooled: %s not in a pool for bridge %s VLAN %d on node %s", strings.Join(repool, ", "), p.Network.Bridge, p.Network.VLAN, node))
+		}
+		keep = append(keep, fresh...)
 	}
-	changed := len(release) > 0 || len(keep) > len(ips)
+	changed := len(release) > 0 || len(fresh) > 0
 	setChanged, err := refreshIPSet(ctx, env, vm, p, keep)
 	if err != nil {
 		return fromError("anti-spoofing IP set", err)
@@ -138,6 +164,26 @@ func updateIPs(ctx context.Context, env *Env, vm store.VM) Result {
 		return Skip("no change")
 	}
 	return Success()
+}
+
+// addressFits reports whether an address may stay with a VM on node running
+// product p: a configured pool of its family for the product's bridge and
+// VLAN that lists node holds it in its first–last range. That is normally
+// the pool recorded with it; a pool renamed in the config (same range)
+// counts as well.
+func addressFits(env *Env, ip store.IPAllocation, p config.Product, node string) bool {
+	a, err := netip.ParseAddr(ip.Address)
+	if err != nil {
+		return false
+	}
+	return slices.ContainsFunc(env.Config.IPPools, func(pool config.IPPool) bool {
+		if pool.Family != ip.Family || pool.Bridge != p.Network.Bridge || pool.VLAN != p.Network.VLAN || !slices.Contains(pool.Nodes, node) {
+			return false
+		}
+		first, err1 := netip.ParseAddr(pool.First)
+		last, err2 := netip.ParseAddr(pool.Last)
+		return err1 == nil && err2 == nil && !a.Less(first) && !last.Less(a)
+	})
 }
 
 // refreshIPSet makes ipfilter-net0 hold the VM's addresses when the product
