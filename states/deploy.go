@@ -187,6 +187,19 @@ func pickAddresses(ctx context.Context, env *Env, name string, p config.Product,
 	if err := env.Strays.Look(ctx, env); err != nil {
 		return nil, fmt.Errorf("not handing out addresses: %w", err)
 	}
+	// Taken and quarantined addresses are looked up by address, not by
+	// the pool they were recorded under: a pool renamed (or split) in the
+	// config still holds them.
+	used, err := env.Store.IPsAllocated(ctx)
+	if err != nil {
+		return nil, err
+	}
+	// Freed addresses wait out their quarantine: resolvers may still cache
+	// the old VM's records for them.
+	quarantined, err := env.Store.IPsReleasedSince(ctx, env.Now().Add(-env.Config.AddressQuarantine()))
+	if err != nil {
+		return nil, err
+	}
 	var out []store.IPAllocation
 	for _, fam := range []struct {
 		family, count int
@@ -204,16 +217,6 @@ func pickAddresses(ctx context.Context, env *Env, name string, p config.Product,
 			}
 			if pool.Family != fam.family || pool.Bridge != p.Network.Bridge || pool.VLAN != p.Network.VLAN || !slices.Contains(pool.Nodes, node) {
 				continue
-			}
-			used, err := env.Store.IPsInPool(ctx, pool.Name)
-			if err != nil {
-				return nil, err
-			}
-			// Freed addresses wait out their quarantine: resolvers may
-			// still cache the old VM's records for them.
-			quarantined, err := env.Store.IPsReleasedAfter(ctx, pool.Name, env.Now().Add(-env.Config.AddressQuarantine()))
-			if err != nil {
-				return nil, err
 			}
 			gw, _ := netip.ParseAddr(pool.Gateway)
 			last := netip.MustParseAddr(pool.Last)
@@ -248,6 +251,31 @@ func pickAddresses(ctx context.Context, env *Env, name string, p config.Product,
 		}
 	}
 	return out, nil
+}
+
+// poolOf is the configured pool an allocated address belongs to: the one it
+// was recorded under or, when that name is no longer configured (a pool
+// renamed or split), the pool of its family whose range holds it.
+func poolOf(env *Env, ip store.IPAllocation) (config.IPPool, bool) {
+	a, err := netip.ParseAddr(ip.Address)
+	if err != nil {
+		return config.IPPool{}, false
+	}
+	var byRange *config.IPPool
+	for i, pool := range env.Config.IPPools {
+		if pool.Name == ip.Pool {
+			return pool, true
+		}
+		first, ferr := netip.ParseAddr(pool.First)
+		last, lerr := netip.ParseAddr(pool.Last)
+		if byRange == nil && pool.Family == ip.Family && ferr == nil && lerr == nil && !a.Less(first) && !last.Less(a) {
+			byRange = &env.Config.IPPools[i]
+		}
+	}
+	if byRange != nil {
+		return *byRange, true
+	}
+	return config.IPPool{}, false
 }
 
 // cloneTemplate clones the product's template to the reserved VMID, marked
@@ -897,12 +925,8 @@ func applyCloudInit(ctx context.Context, env *Env, vm store.VM, p config.Product
 	}
 	ipc := proxmox.IPConfig{}
 	var nameservers []string
-	pools := map[string]config.IPPool{}
-	for _, pool := range env.Config.IPPools {
-		pools[pool.Name] = pool
-	}
 	for _, ip := range ips {
-		pool := pools[ip.Pool]
+		pool, _ := poolOf(env, ip)
 		bits := 32
 		if pfx, err := netip.ParsePrefix(pool.Network); err == nil {
 			bits = pfx.Bits()
