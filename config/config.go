@@ -181,6 +181,10 @@ type Zone struct {
 	Algorithm  string `yaml:"algorithm"` // hmac-sha256 (default) | hmac-sha512 | hmac-sha1
 	Secret     Secret `yaml:"secret"`
 	SecretFile string `yaml:"secret_file"`
+	// AllowApex lets a VM's hostname be the zone's own name (its apex, where
+	// the zone's SOA and NS live). Default false: vm create refuses it and the
+	// DNS step holds such a VM. Forward zones only.
+	AllowApex bool `yaml:"allow_apex"`
 }
 
 // Tasks configures the scheduled tasks.

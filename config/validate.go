@@ -270,6 +270,9 @@ func (c *Config) validate() error {
 		case z.Secret == "":
 			bad(k+".secret", "required: the TSIG secret (base64), or secret_file")
 		}
+		if z.AllowApex && isReverseZone(z.Name) {
+			bad(k+".allow_apex", "only for forward zones: %s is a reverse zone, whose names are never a VM's hostname", z.Name)
+		}
 	}
 
 	if c.DNS.TTL < 1 || c.DNS.TTL > 2147483647 {

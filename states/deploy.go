@@ -361,7 +361,12 @@ func cloneTemplate(ctx context.Context, env *Env, vm store.VM) Result {
 }
 
 // publishDNS writes A/AAAA and PTR records to every matching zone. DNS
-// errors never block the pipeline: the VM is marked DNS-dirty instead.
+// errors never block the pipeline: the VM is marked DNS-dirty instead. The
+// one exception is a hostname the VM must not take (a zone apex without
+// allow_apex, or a name holding records that are not the VM's: see
+// dns_guard.go): the VM is held and nothing is published. A name that could
+// not be checked gets nothing either: the VM goes on DNS-dirty and the
+// background retry checks and publishes.
 func publishDNS(ctx context.Context, env *Env, vm store.VM) Result {
 	if len(env.Zones) == 0 || env.DNS == nil {
 		return Skip("no DNS zones configured")
@@ -369,6 +374,15 @@ func publishDNS(ctx context.Context, env *Env, vm store.VM) Result {
 	ips, err := env.Store.IPsForVM(ctx, vm.ID)
 	if err != nil {
 		return Retryable(err)
+	}
+	if res, unchecked := guardDNS(ctx, env, vm, ips); res != nil {
+		return *res
+	} else if unchecked != nil {
+		failed := notPublished(ctx, env, vm, DNSPlan(env, vm, ips), unchecked)
+		if err := env.Store.VMSetDNSDirty(ctx, vm.ID, true, env.Now()); err != nil {
+			return Retryable(fmt.Errorf("record the DNS state: %w", err))
+		}
+		return Skip(fmt.Sprintf("%d DNS record(s) failed; will retry in the background", failed))
 	}
 	failed, err := SyncDNS(ctx, env, vm, ips)
 	if err != nil {
@@ -383,7 +397,9 @@ func publishDNS(ctx context.Context, env *Env, vm store.VM) Result {
 // SyncDNS publishes the VM's planned records, records each outcome and
 // marks the VM DNS-dirty when any failed. It returns the number of failures,
 // and an error when the DNS-dirty flag could not be stored (the background
-// retry would then never see the failures).
+// retry would then never see the failures). It does not check the hostname
+// (guardDNS): its callers do, or (change_package) run for a VM whose name
+// the deploy's DNS step checked.
 func SyncDNS(ctx context.Context, env *Env, vm store.VM, ips []store.IPAllocation) (int, error) {
 	var addrs []netip.Addr
 	for _, ip := range ips {

@@ -2,6 +2,7 @@ package states
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -33,16 +34,29 @@ func resyncDNS(ctx context.Context, env *Env, vm store.VM) Result {
 	if err != nil {
 		return Retryable(err)
 	}
-	DeleteDNS(ctx, env, vm)
 	plan := DNSPlan(env, vm, ips)
 	switch State(vm.Status) {
 	case TerminateDNSRemoved, TerminateDeleted, Remove, ErrorTerminate:
 		plan = nil // a VM on its way out only gets its records deleted
 	}
+	var unchecked error
+	if len(plan) > 0 {
+		// Checked while the VM's own records are still recorded: a name it
+		// holds stays its own, whatever an operator added next to them.
+		var res *Result
+		if res, unchecked = guardDNS(ctx, env, vm, ips); res != nil {
+			return *res
+		}
+	}
+	DeleteDNS(ctx, env, vm)
 	failed := 0
-	for _, rec := range plan {
-		if publishRecord(ctx, env, vm, rec) != nil {
-			failed++
+	if unchecked != nil {
+		failed = notPublished(ctx, env, vm, plan, unchecked) // nothing goes to an unchecked name
+	} else {
+		for _, rec := range plan {
+			if publishRecord(ctx, env, vm, rec) != nil {
+				failed++
+			}
 		}
 	}
 	// Records whose delete failed and that the plan does not re-publish are
@@ -122,10 +136,29 @@ func RetryDNS(ctx context.Context, env *Env, vm store.VM) (failed, tried int, er
 			failed++
 		}
 	}
+	var pending []dns.Record
 	for _, rec := range plan {
-		if published[rec.Key()] {
-			continue
+		if !published[rec.Key()] {
+			pending = append(pending, rec)
 		}
+	}
+	if len(pending) > 0 {
+		// Never publish into a name the VM must not take or that could not
+		// be checked: the VM stays DNS-dirty and the next retry checks again.
+		// The retry never holds a VM; the line says why nothing was sent.
+		var he *HostnameError
+		switch err := checkVMHostname(ctx, env, vm, rows, ips); {
+		case errors.As(err, &he):
+			env.Emit("· fwd ERR " + he.Error() + "; nothing published")
+			n := notPublished(ctx, env, vm, pending, errForeignName(he))
+			tried, failed, pending = tried+n, failed+n, nil
+		case err != nil:
+			env.Emit(uncheckedLine(vm, err))
+			n := notPublished(ctx, env, vm, pending, err)
+			tried, failed, pending = tried+n, failed+n, nil
+		}
+	}
+	for _, rec := range pending {
 		tried++
 		if publishRecord(ctx, env, vm, rec) != nil {
 			failed++

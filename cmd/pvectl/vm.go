@@ -72,12 +72,16 @@ func runVMCreate(cmd *cobra.Command, g *globals, o createOpts) error {
 		problems = append(problems, fmt.Sprintf("--service-id %s: want 1-64 letters, digits, '.', '_' or '-'", quoteInput(o.serviceID)))
 	}
 	o.hostname = strings.TrimSuffix(strings.ToLower(o.hostname), ".")
-	if len(o.hostname) > 253 || !hostnameRE.MatchString(o.hostname) {
+	hostnameOK := len(o.hostname) <= 253 && hostnameRE.MatchString(o.hostname)
+	if !hostnameOK {
 		problems = append(problems, fmt.Sprintf("--hostname %s: want a fully qualified domain name like vm1.example.com", quoteInput(o.hostname)))
 	}
 	c, err := g.loadConfig()
 	if err != nil {
 		return err
+	}
+	if p := apexProblem(c, o.hostname); hostnameOK && p != "" {
+		problems = append(problems, p)
 	}
 	if _, ok := c.Products[o.product]; !ok {
 		problems = append(problems, fmt.Sprintf("--product %s: valid: %s", quoteInput(o.product), strings.Join(c.ProductNames(), ", ")))
@@ -111,6 +115,12 @@ func runVMCreate(cmd *cobra.Command, g *globals, o createOpts) error {
 	}
 	defer closeFn()
 	ctx := cmd.Context()
+	// A name that already holds records that are not this VM's would be hijacked.
+	if p, err := foreignRecordsProblem(ctx, cmd.ErrOrStderr(), c, e.Store, o.serviceID, o.hostname); err != nil {
+		return err
+	} else if p != "" {
+		return usagef("invalid request, nothing created:\n  %s", p)
+	}
 	// The digest never covers the password: it stays in the store after the
 	// password itself is forgotten, and a hash of a password can be guessed.
 	h := sha256.New()

@@ -202,6 +202,8 @@ func rdataString(rr mdns.RR) string {
 		return Normalize(v.Ptr)
 	case *mdns.CNAME:
 		return Normalize(v.Target)
+	case *mdns.NS:
+		return Normalize(v.Ns)
 	}
 	return strings.TrimPrefix(rr.String(), rr.Header().String())
 }
