@@ -152,7 +152,7 @@ func (r *runPass) advance(ctx context.Context, vm store.VM, n int) {
 		}
 	}()
 	for i := 0; i < n; i++ {
-		step, _, ok := e.Pipelines.StepFor(states.State(vm.Status))
+		step, table, ok := e.Pipelines.StepFor(states.State(vm.Status))
 		if !ok {
 			e.Live.Logger().Error().Str("vm", vm.ServiceID).Msgf("%s  no pipeline step from state %q; use pvectl reset-status", vm.ServiceID, vm.Status)
 			r.count(func(s *Summary) { s.Errors++ })
@@ -200,7 +200,13 @@ func (r *runPass) advance(ctx context.Context, vm store.VM, n int) {
 		case res.Kind >= states.Retry:
 			outcome = "error"
 		}
-		o, err := r.outcome(ctx, vm, step, res)
+		// The table's FSM, built at the VM's stored state, takes the
+		// outcome as an event; an outcome it refuses is never written.
+		to, err := table.Transition(ctx, states.State(vm.Status), step, res)
+		var o store.Outcome
+		if err == nil {
+			o, err = r.outcome(ctx, vm, to, res)
+		}
 		var next store.VM
 		if err == nil {
 			if res.Kind == states.Retry {
@@ -263,7 +269,7 @@ func runStep(ctx context.Context, step states.Step, env *states.Env, vm store.VM
 
 // outcome builds the compare-and-set a step's result asks for, after
 // checking that nobody moved the VM during the step.
-func (r *runPass) outcome(ctx context.Context, vm store.VM, step states.Step, res states.Result) (store.Outcome, error) {
+func (r *runPass) outcome(ctx context.Context, vm store.VM, to states.State, res states.Result) (store.Outcome, error) {
 	e := r.e
 	now := e.Clock.Now()
 	// Re-read: the step may have written intent (VMID, task) without
@@ -279,7 +285,7 @@ func (r *runPass) outcome(ctx context.Context, vm store.VM, step states.Step, re
 		Attempts: cur.Attempts, StepWaits: cur.StepWaits, ClearPending: res.ClearTask, Now: now}
 	switch res.Kind {
 	case states.Done, states.Skipped:
-		o.ToStatus, o.Attempts, o.StepWaits, o.ClearPending = string(step.To), 0, 0, true
+		o.ToStatus, o.Attempts, o.StepWaits, o.ClearPending = string(to), 0, 0, true
 	case states.Waiting:
 		o.StepWaits++
 		o.LastError = cur.LastError
@@ -294,7 +300,7 @@ func (r *runPass) outcome(ctx context.Context, vm store.VM, step states.Step, re
 		o.Held = true
 		o.LastError = errText(res.Err)
 		if res.Goto != "" {
-			o.ToStatus, o.Held, o.ClearPending = string(res.Goto), false, true
+			o.ToStatus, o.Held, o.ClearPending = string(to), false, true
 		}
 	}
 	return o, nil

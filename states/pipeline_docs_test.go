@@ -90,3 +90,29 @@ func TestCanTransitionFollowsTable(t *testing.T) {
 	require.False(t, d.CanTransition(states.SetIP, states.SetDNS))
 	require.False(t, d.CanTransition(states.Ready, states.Creation))
 }
+
+// The diagram walks the FSM from the entry: every step (and its failure
+// exit) is an edge, edges come in the table's flow order, and final states
+// lead to [*].
+func TestMermaidDrawsEveryEdgeInFlowOrder(t *testing.T) {
+	t.Parallel()
+	for _, p := range states.Pipelines() {
+		m := p.Mermaid()
+		require.True(t, strings.HasPrefix(m, "stateDiagram-v2\n    [*] --> "+string(p.Entry)+"\n"), p.Name)
+		last := 0
+		for _, s := range p.Steps() {
+			edge := fmt.Sprintf("    %s --> %s: %s\n", s.From, s.To, s.Label)
+			at := strings.Index(m, edge)
+			require.GreaterOrEqual(t, at, last, "%s: %q missing or out of flow order in\n%s", p.Name, edge, m)
+			last = at
+			if s.Exit != "" {
+				require.Contains(t, m, fmt.Sprintf("    %s --> %s: %s failed\n", s.From, s.Exit, s.Label))
+			}
+			for _, st := range []states.State{s.To, s.Exit} {
+				if st != "" && st.Final() {
+					require.Contains(t, m, "    "+string(st)+" --> [*]\n", p.Name)
+				}
+			}
+		}
+	}
+}
