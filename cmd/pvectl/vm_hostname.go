@@ -28,35 +28,27 @@ func apexProblem(c *config.Config, hostname string) string {
 }
 
 // foreignRecordsProblem is vm create's refusal of a hostname at which a forward zone's server
-// already holds records that are not this VM's, or "". A repeat of the create of an existing
-// VM (same service id and hostname) owns what that VM published and the addresses it holds.
-// When the servers cannot be asked it warns on stderr and lets the create go on: the DNS step
-// checks again before it publishes anything.
+// already holds records that are not this VM's, or "". A create for a service id that exists
+// is not checked: the store returns that VM for a repeat of the same request (its records are
+// its own, and a VM held for its name shows why) and refuses any other. When the servers
+// cannot be asked it warns on stderr and lets the create go on: the DNS step checks again
+// before it publishes anything.
 func foreignRecordsProblem(ctx context.Context, stderr io.Writer, c *config.Config, st *store.Store, serviceID, hostname string) (string, error) {
 	zones := dnsZones(c)
 	if len(dns.MatchForward(zones, hostname)) == 0 {
 		return "", nil
 	}
-	var rows []store.DNSRecord
-	var ips []store.IPAllocation
-	vm, err := st.VMFind(ctx, serviceID)
-	switch {
-	case err == nil && vm.ServiceID == serviceID && vm.Hostname == hostname:
-		if rows, err = st.DNSRecords(ctx, vm.ID); err != nil {
+	for _, ref := range []string{serviceID, hostname} {
+		vm, err := st.VMFind(ctx, ref)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+		case err != nil:
 			return "", err
+		case vm.ServiceID == serviceID:
+			return "", nil // a repeat, or a duplicate service id the store refuses
+		case vm.Hostname == hostname && vm.Status != string(states.Remove):
+			return "", nil // the store refuses the name with its own message
 		}
-		if ips, err = st.IPsForVM(ctx, vm.ID); err != nil {
-			return "", err
-		}
-		if states.HoldsName(hostname, rows) {
-			return "", nil
-		}
-	case err != nil && !errors.Is(err, store.ErrNotFound):
-		return "", err
-	}
-	if other, err := st.VMFind(ctx, hostname); err == nil && other.Hostname == hostname && other.ServiceID != serviceID &&
-		other.Status != string(states.Remove) {
-		return "", nil // the store refuses the name with its own message
 	}
 	u := dns.NewUpdater(zones)
 	u.Timeout = min(c.DNS.Timeout.D(), 2*time.Second)
@@ -65,7 +57,7 @@ func foreignRecordsProblem(ctx context.Context, stderr io.Writer, c *config.Conf
 	}
 	qctx, cancel := context.WithTimeout(ctx, createDNSCheckTimeout)
 	defer cancel()
-	err = states.CheckHostname(qctx, u, zones, c.DNS.ApexAllowed, hostname, states.Owns(hostname, rows, ips))
+	err := states.CheckHostname(qctx, u, zones, c.DNS.ApexAllowed, hostname, nil)
 	var he *states.HostnameError
 	switch {
 	case err == nil:
