@@ -41,7 +41,7 @@ func TestZoneSecretFileInBINDFormat_regression(t *testing.T) {
       key_name: pvectl-key
       secret_file: `+key+"\n"))
 	require.NoError(t, err)
-	require.NoError(t, engine.ValidateConfig(c))
+	require.NoError(t, engine.ValidateConfig(c, engine.StandardTasks()))
 	z := c.DNS.Zones[0]
 	dz := dns.Zone{Name: z.Name, Server: z.Server, KeyName: z.KeyName, Algorithm: z.Algorithm, Secret: z.Secret.Reveal()}
 	require.NoError(t, dz.Validate(), "config check accepted a secret_file the DNS updater cannot use")
@@ -67,7 +67,7 @@ func TestZoneSecretProblemsFailConfigCheck_regression(t *testing.T) {
 			}
 			c, err := config.Parse("pvectl.yaml", []byte(zoneBase+"dns:\n  zones:\n    - name: example.com\n      server: 192.0.2.53:53\n      key_name: pvectl-key\n      "+zone+"\n"))
 			require.NoError(t, err)
-			err = engine.ValidateConfig(c)
+			err = engine.ValidateConfig(c, engine.StandardTasks())
 			require.Error(t, err)
 			require.Contains(t, err.Error(), tc.want)
 			require.NotContains(t, err.Error(), "c2VjcmV0", "the secret never appears in an error")

@@ -28,6 +28,8 @@ type Engine struct {
 	Clock     Clock
 	Live      *Live
 	Pipelines states.Registry
+	// TaskList is the scheduled tasks; nil = StandardTasks.
+	TaskList []Task
 	// NewEnv builds the step environment (API clients) on first use, so an
 	// idle tick connects to nothing.
 	NewEnv func(ctx context.Context, e *Engine) (*states.Env, error)
@@ -46,17 +48,18 @@ type lockHeldError struct{ holder LockHolder }
 func (e lockHeldError) Error() string        { return e.holder.Describe() }
 func (e lockHeldError) Is(target error) bool { return target == ErrLockHeld }
 
-// ValidateConfig checks the parts of the config that name engine things.
-func ValidateConfig(c *config.Config) error {
+// ValidateConfig checks the parts of the config that name engine things
+// (tasks: the scheduled tasks the binary runs).
+func ValidateConfig(c *config.Config, tasks []Task) error {
 	var errs []error
-	names := TaskNames()
+	names := taskNames(tasks)
 	keys := make([]string, 0, len(c.Tasks.Intervals))
 	for k := range c.Tasks.Intervals {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
-		if _, ok := LookupTask(k); !ok {
+		if _, ok := lookupTask(tasks, k); !ok {
 			errs = append(errs, c.Errorf("tasks.intervals."+k, "unknown task %q; valid: %s", k, strings.Join(names, ", ")))
 		}
 	}
@@ -121,7 +124,7 @@ func (e *Engine) Tick(ctx context.Context) error {
 	}
 	now := e.Clock.Now()
 	var errs []error
-	for _, t := range Tasks() {
+	for _, t := range e.Tasks() {
 		iv := e.Interval(t)
 		if iv == 0 || !due(last[t.Name].StartedAt, iv, now) {
 			e.Live.Logger().Debug().Str("task", t.Name).Msgf("task %s not due (interval %s, last start %s)",
@@ -211,7 +214,7 @@ func (e *Engine) TaskStatuses(ctx context.Context) ([]TaskStatus, error) {
 		return nil, err
 	}
 	var out []TaskStatus
-	for _, t := range Tasks() {
+	for _, t := range e.Tasks() {
 		iv := e.Interval(t)
 		s := TaskStatus{Name: t.Name, Description: t.Description, Interval: iv.String(), Enabled: iv > 0}
 		if r, ok := last[t.Name]; ok {

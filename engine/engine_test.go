@@ -16,7 +16,7 @@ import (
 
 func processVMsTask(t *testing.T) engine.Task {
 	t.Helper()
-	task, ok := engine.LookupTask("process_vms")
+	task, ok := (&engine.Engine{}).LookupTask("process_vms")
 	require.True(t, ok)
 	return task
 }

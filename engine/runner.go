@@ -12,8 +12,9 @@ import (
 	"github.com/pvectl/pvectl/store"
 )
 
-func init() {
-	register(Task{
+// ProcessVMsTask advances the VMs through their pipelines.
+func ProcessVMsTask() Task {
+	return Task{
 		Name:            "process_vms",
 		Description:     "advance every VM not in a final state by one step of its pipeline",
 		DefaultInterval: time.Minute,
@@ -27,7 +28,7 @@ func init() {
 			}
 			return TaskCounts{Processed: s.Processed, Errors: s.Errors, Message: msg}, err
 		},
-	})
+	}
 }
 
 // Backoff for retryable errors, in ticks of one minute: 1, 2, 4, … capped

@@ -2,12 +2,11 @@ package engine
 
 import (
 	"context"
-	"sort"
 	"time"
 )
 
-// Task is a scheduled task. Adding one is one file: define it and register
-// it from that file's init.
+// Task is a scheduled task. StandardTasks lists them; a new task is a
+// constructor in its own file plus one line there.
 type Task struct {
 	Name            string
 	Description     string
@@ -15,8 +14,6 @@ type Task struct {
 	// Run does the work. It returns how many items it processed and how many
 	// of them failed; an error means the task itself failed.
 	Run func(ctx context.Context, e *Engine) (TaskCounts, error)
-	// testOnly tasks exist only inside test binaries with PVECTL_TEST_TASKS=1.
-	testOnly bool
 }
 
 // TaskCounts is what a task reports for task_runs.
@@ -26,40 +23,40 @@ type TaskCounts struct {
 	Message   string
 }
 
-var registry = map[string]Task{}
-
-func register(t Task) {
-	if _, dup := registry[t.Name]; dup {
-		panic("engine: task registered twice: " + t.Name)
-	}
-	registry[t.Name] = t
+// StandardTasks are the scheduled tasks pvectl runs, in the order a tick
+// runs them.
+func StandardTasks() []Task {
+	return []Task{ProcessVMsTask()}
 }
 
-// Tasks returns the registered tasks, sorted by name.
-func Tasks() []Task {
-	var out []Task
-	for _, t := range registry {
-		if t.testOnly && !testTasksEnabled() {
-			continue
-		}
-		out = append(out, t)
+// Tasks is the engine's task list: TaskList when set, else StandardTasks.
+func (e *Engine) Tasks() []Task {
+	if e.TaskList != nil {
+		return e.TaskList
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out
+	return StandardTasks()
 }
 
-// TaskNames returns the registered task names, sorted.
-func TaskNames() []string {
-	var out []string
-	for _, t := range Tasks() {
+// TaskNames returns the names of the engine's tasks, in tick order.
+func (e *Engine) TaskNames() []string {
+	return taskNames(e.Tasks())
+}
+
+// LookupTask finds one of the engine's tasks by name.
+func (e *Engine) LookupTask(name string) (Task, bool) {
+	return lookupTask(e.Tasks(), name)
+}
+
+func taskNames(tasks []Task) []string {
+	out := make([]string, 0, len(tasks))
+	for _, t := range tasks {
 		out = append(out, t.Name)
 	}
 	return out
 }
 
-// LookupTask finds a task by name.
-func LookupTask(name string) (Task, bool) {
-	for _, t := range Tasks() {
+func lookupTask(tasks []Task, name string) (Task, bool) {
+	for _, t := range tasks {
 		if t.Name == name {
 			return t, true
 		}

@@ -46,8 +46,8 @@ products, IP pools, DNS zones and task intervals. Contacts nothing.`,
 				fmt.Fprintf(tw, "  %s\t%s\tkey %s (%s)\n", z.Name, z.Server, z.KeyName, z.Algorithm)
 			}
 			fmt.Fprintf(tw, "tasks:\n")
-			e := &engine.Engine{Config: c}
-			for _, t := range engine.Tasks() {
+			e := &engine.Engine{Config: c, TaskList: scheduledTasks()}
+			for _, t := range e.Tasks() {
 				iv := e.Interval(t)
 				s := iv.String()
 				if iv == 0 {

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/pvectl/pvectl/engine"
 	"github.com/rogpeppe/go-internal/testscript"
 	"github.com/stretchr/testify/require"
 )
@@ -17,6 +18,9 @@ import (
 // that name, and process tests exec it with PVECTL_AS_MAIN=1.
 func TestMain(m *testing.M) {
 	if os.Getenv("PVECTL_AS_MAIN") == "1" {
+		if os.Getenv("PVECTL_TEST_TASKS") == "1" {
+			testTasks = []engine.Task{testSleepTask()}
+		}
 		os.Exit(run())
 	}
 	testscript.Main(m, map[string]func(){

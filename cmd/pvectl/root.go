@@ -169,7 +169,7 @@ func (g *globals) loadConfig() (*config.Config, error) {
 	if err != nil {
 		return nil, usageError{err}
 	}
-	if err := engine.ValidateConfig(c); err != nil {
+	if err := engine.ValidateConfig(c, scheduledTasks()); err != nil {
 		return nil, usageError{err}
 	}
 	return c, nil
@@ -211,7 +211,7 @@ func (g *globals) openEngine(ctx context.Context) (*engine.Engine, func(), error
 		return nil, nil, err
 	}
 	e := &engine.Engine{Config: c, Store: st, StateDir: g.stateDir, Clock: clock, Live: live,
-		Pipelines: pipelines(), NewEnv: newEnv}
+		Pipelines: pipelines(), TaskList: scheduledTasks(), NewEnv: newEnv}
 	return e, func() { _ = st.Close() }, nil
 }
 

@@ -43,9 +43,10 @@ another process holds it, run-task says who and exits 1 without running.
 "pvectl tasks" lists the task names.`,
 		Args: exactArgs(1, "a task name"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			t, ok := engine.LookupTask(args[0])
+			tasks := &engine.Engine{TaskList: scheduledTasks()}
+			t, ok := tasks.LookupTask(args[0])
 			if !ok {
-				return usagef("unknown task %q; valid: %s", args[0], strings.Join(engine.TaskNames(), ", "))
+				return usagef("unknown task %q; valid: %s", args[0], strings.Join(tasks.TaskNames(), ", "))
 			}
 			e, closeFn, err := g.openWritable(cmd.Context())
 			if err != nil {

@@ -13,6 +13,13 @@ import (
 // pipelines returns the pipeline tables the step runner uses.
 func pipelines() states.Registry { return states.Pipelines() }
 
+// testTasks are added to the scheduled tasks by the test binary only
+// (test_sleep, which races real processes for a task lock); nil in pvectl.
+var testTasks []engine.Task
+
+// scheduledTasks is the task list the binary runs, in tick order.
+func scheduledTasks() []engine.Task { return append(engine.StandardTasks(), testTasks...) }
+
 // newEnv builds the step environment on first use: the PVE client and the
 // DNS updater from the config.
 func newEnv(_ context.Context, e *engine.Engine) (*states.Env, error) {
