@@ -1,0 +1,180 @@
+package pvesim
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// ---- storage ----
+
+func storageEntry(st *storage) map[string]any {
+	e := map[string]any{"storage": st.name, "type": st.typ, "content": strings.Join(sortedCopy(st.content), ","),
+		"active": b01(!st.offline && !st.disabled), "enabled": b01(!st.disabled), "shared": b01(st.shared)}
+	if !st.offline && !st.disabled {
+		e["total"], e["used"], e["avail"] = st.total, st.used, st.free()
+		e["used_fraction"] = float64(st.used) / float64(st.total)
+	}
+	return e
+}
+
+func hStorageList(c *call) (any, *apiError) {
+	n := c.s.nodes[c.vars["node"]]
+	out := []any{}
+	for _, sn := range n.order {
+		st := n.storages[sn]
+		if ct := c.str("content"); ct != "" && !contains(st.content, ct) {
+			continue
+		}
+		if name := c.str("storage"); name != "" && name != sn {
+			continue
+		}
+		if c.has("enabled") && c.bool("enabled") && st.disabled {
+			continue
+		}
+		out = append(out, storageEntry(st))
+	}
+	return out, nil
+}
+
+func hStorageStatus(c *call) (any, *apiError) {
+	st := c.s.storageOn(c.vars["node"], c.vars["storage"])
+	if st == nil {
+		// pve-storage Status.pm read_status: raise_param_exc, not the 500 of
+		// the other storage calls.
+		return nil, paramErr("storage", "No such storage.")
+	}
+	e := storageEntry(st)
+	delete(e, "storage")
+	delete(e, "used_fraction")
+	if _, ok := e["total"]; !ok {
+		e["total"], e["used"], e["avail"] = 0, 0, 0
+	}
+	return e, nil
+}
+
+func (c *call) contentStorage() (*storage, *apiError) {
+	st, msg := c.s.checkStorage(c.vars["node"], c.vars["storage"], "")
+	if msg != "" {
+		return nil, serverErr(msg)
+	}
+	return st, nil
+}
+
+func volumeEntry(v *volume) map[string]any {
+	e := map[string]any{"volid": v.volid, "format": v.format, "size": v.size, "content": v.content}
+	if v.ctime > 0 {
+		e["ctime"] = v.ctime
+	}
+	if v.vmid > 0 {
+		e["vmid"] = v.vmid
+	}
+	if v.content == "backup" {
+		e["subtype"] = "qemu"
+		if v.notes != "" {
+			e["notes"] = v.notes
+		}
+		if v.protected {
+			e["protected"] = 1
+		}
+	} else {
+		e["used"] = v.size / 10
+	}
+	if v.parent != "" {
+		e["parent"] = v.parent
+	}
+	return e
+}
+
+func hContentList(c *call) (any, *apiError) {
+	st, err := c.contentStorage()
+	if err != nil {
+		return nil, err
+	}
+	out := []any{}
+	for _, v := range st.sortedVolumes() {
+		if ct := c.str("content"); ct != "" && ct != v.content {
+			continue
+		}
+		if c.has("vmid") && c.int("vmid") != v.vmid {
+			continue
+		}
+		out = append(out, volumeEntry(v))
+	}
+	return out, nil
+}
+
+func (c *call) findVolume(st *storage) (*volume, *apiError) {
+	volid := c.vars["volume"]
+	if !strings.Contains(volid, ":") {
+		volid = st.name + ":" + volid
+	}
+	v := st.volumes[volid]
+	if v == nil {
+		return nil, serverErr(fmt.Sprintf("volume '%s' does not exist", volid))
+	}
+	return v, nil
+}
+
+func volumePath(st *storage, v *volume) string {
+	_, name, _ := strings.Cut(v.volid, ":")
+	if v.content == "backup" {
+		return "/var/lib/vz/dump/" + strings.TrimPrefix(name, "backup/")
+	}
+	return "/dev/pve/" + name
+}
+
+func hContentGet(c *call) (any, *apiError) {
+	st, err := c.contentStorage()
+	if err != nil {
+		return nil, err
+	}
+	v, err := c.findVolume(st)
+	if err != nil {
+		return nil, err
+	}
+	e := map[string]any{"path": volumePath(st, v), "size": v.size, "used": v.size, "format": v.format}
+	if v.notes != "" {
+		e["notes"] = v.notes
+	}
+	if v.protected {
+		e["protected"] = 1
+	}
+	return e, nil
+}
+
+func hContentDelete(c *call) (any, *apiError) {
+	s := c.s
+	st, err := c.contentStorage()
+	if err != nil {
+		return nil, err
+	}
+	v, err := c.findVolume(st)
+	if err != nil {
+		return nil, err
+	}
+	id := st.name
+	if v.vmid > 0 {
+		id = fmt.Sprintf("%d@%s", v.vmid, st.name)
+	}
+	o := spawnOpts{typ: "imgdel", id: id}
+	if v.vmid > 0 {
+		o.vmids = []int{v.vmid}
+	}
+	o.run = func() (string, []string) {
+		if v.protected {
+			return fmt.Sprintf("cannot remove protected archive '%s'", volumePath(st, v)), nil
+		}
+		st.release(v.volid)
+		return "OK", []string{"Removed volume '" + v.volid + "'"}
+	}
+	t := c.spawn(o)
+	if d := c.int("delay"); d > 0 && s.duration("imgdel") <= time.Duration(d)*time.Second {
+		t.end = s.now()
+		s.finish(t)
+		if t.exit == "OK" {
+			return nil, nil
+		}
+	}
+	return t.upid, nil
+}
