@@ -82,11 +82,7 @@ func (e *Engine) retryDNS(ctx context.Context, base *states.Env, d store.DNSRetr
 		return
 	}
 	env := *base
-	env.Emit = func(detail string) {
-		e.Live.Sub(vm.ServiceID, DNSRetryLabel, detail)
-		_ = e.Store.RunAppendLine(bg, store.RunLine{RunID: runID, At: e.Clock.Now(),
-			Step: DNSRetryLabel, From: vm.Status, Result: "event", Detail: detail})
-	}
+	env.Emit = e.emitter(ctx, vm, runID, DNSRetryLabel)
 
 	began := time.Now()
 	failed, tried, err := states.RetryDNS(ctx, &env, vm)

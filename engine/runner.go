@@ -50,9 +50,6 @@ func Backoff(attempts int, jitter float64) time.Duration {
 	return min(time.Duration(float64(d)*(1+0.4*(jitter-0.5))), MaxBackoff)
 }
 
-// finalStates are never picked by the runner.
-var finalStates = []string{string(states.Ready), string(states.Remove), string(states.ErrorTerminate)}
-
 // endOfTime is later than any backoff.
 var endOfTime = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
 
@@ -62,7 +59,7 @@ func (e *Engine) ProcessVMs(ctx context.Context) (Summary, error) {
 	start := time.Now()
 	e.RetryDNS(ctx) // DNS-dirty VMs in any state, with backoff; never fails the pass
 	now := e.Clock.Now()
-	vms, err := e.Store.VMsDue(ctx, now, finalStates)
+	vms, err := e.Store.VMsDue(ctx, now, finalStates())
 	if err != nil {
 		return Summary{}, err
 	}
@@ -76,7 +73,7 @@ func (e *Engine) ProcessVMs(ctx context.Context) (Summary, error) {
 	}
 	// A VM backing off (say, reading its task's status failed) may still
 	// have a heavy task running on its node: count every VM not held.
-	pending, err := e.Store.VMsDue(ctx, endOfTime, finalStates)
+	pending, err := e.Store.VMsDue(ctx, endOfTime, finalStates())
 	if err != nil {
 		return Summary{}, err
 	}
@@ -174,11 +171,7 @@ func (r *runPass) advance(ctx context.Context, vm store.VM, n int) {
 		// task, so a step that only looks (and skips) never waits for one.
 		env.HeavySlot = func(node string) bool { return r.heavy.acquire(node) }
 		env.HeavyLimit = r.heavy.limit
-		env.Emit = func(detail string) {
-			e.Live.Sub(vm.ServiceID, step.Label, detail)
-			_ = e.Store.RunAppendLine(context.WithoutCancel(ctx), store.RunLine{RunID: runID, At: e.Clock.Now(),
-				Step: step.Label, From: vm.Status, Result: "event", Detail: detail})
-		}
+		env.Emit = e.emitter(ctx, vm, runID, step.Label)
 
 		began := time.Now()
 		e.Live.Logger().Debug().Str("vm", vm.ServiceID).Str("step", step.Label).
@@ -294,24 +287,17 @@ func (r *runPass) outcome(ctx context.Context, vm store.VM, to states.State, res
 		o.Attempts++
 		o.StepWaits = 0
 		o.NextAttempt = now.Add(Backoff(o.Attempts, rand.Float64()))
-		o.LastError = errText(res.Err)
+		o.LastError = states.ErrText(res.Err)
 	case states.Fail:
 		o.Attempts++
 		o.StepWaits = 0
 		o.Held = true
-		o.LastError = errText(res.Err)
+		o.LastError = states.ErrText(res.Err)
 		if res.Goto != "" {
 			o.ToStatus, o.Held, o.ClearPending = string(to), false, true
 		}
 	}
 	return o, nil
-}
-
-func errText(err error) string {
-	if err == nil {
-		return "unknown error"
-	}
-	return err.Error()
 }
 
 func (r *runPass) storeError(vm store.VM, err error) {

@@ -70,17 +70,18 @@ func (r Result) Label() string {
 	case Waiting:
 		return "waiting (" + r.Reason + ")"
 	case Retry:
-		return "error: " + errText(r.Err)
+		return "error: " + ErrText(r.Err)
 	case Fail:
 		if r.Goto != "" {
-			return "error → " + string(r.Goto) + ": " + errText(r.Err)
+			return "error → " + string(r.Goto) + ": " + ErrText(r.Err)
 		}
-		return "error (held): " + errText(r.Err)
+		return "error (held): " + ErrText(r.Err)
 	}
 	return "success"
 }
 
-func errText(err error) string {
+// ErrText is an error's text for the log and last_error ("unknown error" for nil).
+func ErrText(err error) string {
 	if err == nil {
 		return "unknown error"
 	}
