@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -18,17 +19,14 @@ import (
 
 var t0 = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 
-// baseConfig is the smallest valid config; tests append a tasks section.
-const baseConfig = `proxmox:
-  url: https://pve.example.com:8006
-  token_id: pvectl@pve!t
-  token_secret: s3cr3t-value
-vmid_range: {min: 1000, max: 1999}
-products:
-  small:
-    template: {vmid: 9000, node: pve1}
-    network: {ipv4: 0}
-`
+// minimalConfig is testdata/config/minimal.yaml, the smallest valid config
+// (one product, no addresses); tests append a tasks or dns section.
+func minimalConfig(t testing.TB) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "testdata", "config", "minimal.yaml"))
+	require.NoError(t, err)
+	return string(b)
+}
 
 // harness is an engine on a real SQLite store in a temp dir, a fixed clock
 // the test moves, and live output captured in a buffer.
@@ -45,7 +43,7 @@ type harness struct {
 // section (indented two spaces), or "".
 func newHarness(t testing.TB, tasks string, pipes ...*states.Pipeline) *harness {
 	t.Helper()
-	yaml := baseConfig
+	yaml := minimalConfig(t)
 	if tasks != "" {
 		yaml += "tasks:\n" + tasks
 	}

@@ -1,13 +1,15 @@
 package states_test
 
-// Review rig: the real engine (step runner with its compare-and-set) on a real
+// The rig: the real engine (step runner with its compare-and-set) on a real
 // SQLite store, driving the real pipelines against an in-process pvesim, with
-// a controllable fake DNS updater. Used by the pipeline regression tests in this package.
+// a controllable fake DNS updater. The scenario tests of this package
+// (deploy, change-package, terminate, DNS, admin actions) run on it.
 
 import (
 	"bytes"
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -24,55 +26,14 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-const reviewProducts = `vmid_range: {min: 1000, max: 1099}
-products:
-  small:
-    cores: 1
-    memory_mb: 1024
-    template: {vmid: 9000, node: pve1}
-    target_node: pve1
-    system_disk: {size_gb: 32, storage: local-lvm}
-    network: {bridge: vmbr0, ipv4: 1}
-  two-ips:
-    cores: 1
-    memory_mb: 1024
-    template: {vmid: 9000, node: pve1}
-    target_node: pve1
-    system_disk: {size_gb: 32, storage: local-lvm}
-    network: {bridge: vmbr0, ipv4: 2}
-  big:
-    cores: 4
-    memory_mb: 4096
-    template: {vmid: 9000, node: pve1}
-    target_node: pve1
-    system_disk: {size_gb: 40, storage: local-lvm}
-    additional_disk: {size_gb: 10, storage: local-lvm}
-    network: {bridge: vmbr0, ipv4: 1}
-  dhcp:
-    cores: 1
-    memory_mb: 1024
-    template: {vmid: 9000, node: pve1}
-    target_node: pve1
-    system_disk: {size_gb: 32, storage: local-lvm}
-    network: {bridge: vmbr0, dhcp_v4: true}
-  moved:
-    cores: 1
-    memory_mb: 1024
-    template: {vmid: 9000, node: pve1}
-    clone: full
-    target_node: pve2
-    system_disk: {size_gb: 32, storage: local-lvm}
-    network: {bridge: vmbr0, ipv4: 1}
-  no-template:
-    cores: 1
-    memory_mb: 1024
-    template: {vmid: 9999, node: pve1}
-    target_node: pve1
-    system_disk: {size_gb: 32, storage: local-lvm}
-    network: {bridge: vmbr0, ipv4: 1}
-ip_pools:
-  - {name: v4, nodes: [pve1, pve2], family: 4, bridge: vmbr0, network: 192.0.2.0/24, gateway: 192.0.2.1, first: 192.0.2.10, last: 192.0.2.20}
-`
+// sharedProducts is testdata/config/products.yaml: the products and IP pools
+// every pipeline test runs with.
+func sharedProducts(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "testdata", "config", "products.yaml"))
+	require.NoError(t, err)
+	return string(b)
+}
 
 // fakeDNS records what is published; Delete fails while failDeletes is set.
 type fakeDNS struct {
@@ -136,7 +97,7 @@ func newRigOn(t *testing.T, withDNS bool, cluster pvesim.Cluster) *rig {
 	// Every request a pipeline sends must pass the PVE schema: a rejected
 	// one would otherwise only show as a retried step.
 	t.Cleanup(func() { sim.RequireNoRejections(t) })
-	yaml := fmt.Sprintf("proxmox:\n  url: %s\n  token_id: %q\n  token_secret: %q\n", strings.TrimSuffix(url, "/api2/json"), tokenID, secret) + reviewProducts
+	yaml := fmt.Sprintf("proxmox:\n  url: %s\n  token_id: %q\n  token_secret: %q\n", strings.TrimSuffix(url, "/api2/json"), tokenID, secret) + sharedProducts(t)
 	if withDNS {
 		// The engine's DNS retry runs only when the config has zones.
 		yaml += "dns:\n  zones:\n" +
@@ -178,12 +139,12 @@ func (r *rig) tick(d time.Duration) string {
 	return r.out.String()
 }
 
+// create asks for a VM through the request API, as the CLI does.
 func (r *rig) create(svc, product string) store.VM {
 	r.t.Helper()
-	vm, _, err := r.st.VMCreate(r.ctx, store.NewVM{ServiceID: svc, Hostname: svc + ".example.test", Product: product,
-		Status: string(states.Creation), Now: r.clk.Now()})
+	res, err := r.e.CreateVM(r.ctx, engine.CreateVM{ServiceID: svc, Hostname: svc + ".example.test", Product: product})
 	require.NoError(r.t, err)
-	return vm
+	return res.VM
 }
 
 func (r *rig) get(id int64) store.VM {
@@ -229,10 +190,18 @@ func (r *rig) deployed(svc, product string) store.VM {
 	return r.until(vm.ID, states.Ready, 40)
 }
 
-// request queues a change-package (product set) or a terminate for a ready
-// VM, as the CLI does.
+// request queues a change-package (to change_package, product set) or a
+// terminate through the request API, as the CLI does.
 func (r *rig) request(vm store.VM, to states.State, product string) {
 	r.t.Helper()
-	_, err := r.st.VMRequest(r.ctx, vm.ID, []string{string(states.Ready)}, string(to), product, r.clk.Now())
+	var err error
+	switch to {
+	case states.ChangePackage:
+		_, err = r.e.ChangePackage(r.ctx, vm.ServiceID, product)
+	case states.Terminate:
+		_, err = r.e.Terminate(r.ctx, vm.ServiceID)
+	default:
+		r.t.Fatalf("rig.request: no request leads to %s", to)
+	}
 	require.NoError(r.t, err)
 }

@@ -6,10 +6,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/pvectl/pvectl/states"
 	"github.com/pvectl/pvectl/store"
 	"github.com/stretchr/testify/require"
 )
@@ -100,6 +104,38 @@ func TestStatusCheckConstraintRejectsUnknownState(t *testing.T) {
 		ServiceID: "svc-1", Hostname: "a.example.test", Product: "small", Status: "redy", Now: t0,
 	})
 	require.ErrorContains(t, err, "CHECK constraint failed")
+}
+
+// The CHECK constraint on vms.status, as the migrated schema holds it, lists
+// exactly the states the pipelines know (states.All()): a state added to the
+// tables needs a migration, and the schema allows no state nothing uses.
+func TestStatusCheckListsEveryState(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "pvectl.db")
+	s, err := store.Create(context.Background(), path)
+	require.NoError(t, err)
+	require.NoError(t, s.Close())
+	db, err := sql.Open("sqlite", "file:"+path+"?mode=ro")
+	require.NoError(t, err)
+	defer db.Close()
+	var schema string
+	require.NoError(t, db.QueryRow(`SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'vms'`).Scan(&schema))
+
+	m := regexp.MustCompile(`(?s)\bstatus\b[^,]*?CHECK\s*\(\s*status\s+IN\s*\(([^)]*)\)\s*\)`).FindStringSubmatch(schema)
+	require.NotNil(t, m, "no CHECK (status IN (...)) on vms.status in:\n%s", schema)
+	var inSchema []string
+	for _, v := range strings.Split(m[1], ",") {
+		v = strings.TrimSpace(v)
+		require.True(t, len(v) >= 2 && v[0] == '\'' && v[len(v)-1] == '\'', "not a quoted state: %q", v)
+		inSchema = append(inSchema, v[1:len(v)-1])
+	}
+	var known []string
+	for _, st := range states.All() {
+		known = append(known, string(st))
+	}
+	slices.Sort(inSchema)
+	slices.Sort(known)
+	require.Equal(t, known, inSchema, "vms.status CHECK list vs states.All()")
 }
 
 func TestVMCreateIdempotencyKey(t *testing.T) {
@@ -322,7 +358,7 @@ func TestDatabaseFileIsOwnerOnly(t *testing.T) {
 	require.Equal(t, os.FileMode(0o600), fi.Mode().Perm())
 }
 
-// One run with the clock far ahead must not pin a VM (or its DNS retry) for
+// One run with the clock far ahead does not pin a VM (or its DNS retry) for
 // years: retry times are clamped to MaxRetryDelay ahead of now on write, and
 // a stored time further ahead than that counts as due on read.
 func TestRetryTimesAreClampedToTheMaximumBackoff(t *testing.T) {
@@ -362,4 +398,34 @@ func TestRetryTimesAreClampedToTheMaximumBackoff(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, dd, 1)
 	require.Equal(t, b.ID, dd[0].VM.ID)
+}
+
+// IPAllocate is a compare-and-set on the VM's status and version like every
+// step write: a change-package step that read the VM before an admin's
+// `reset-status VM remove` (which releases the VMID and addresses) cannot add
+// an address to the removed record, where nothing would ever release it.
+func TestIPAllocateIsRefusedAfterRemove(t *testing.T) {
+	t.Parallel()
+	s := open(t)
+	ctx := context.Background()
+	vm := newVM(t, s, "svc-cp")
+	require.NoError(t, s.VMReserve(ctx, store.Reservation{ID: vm.ID, Status: vm.Status, Version: vm.Version, VMID: 1000,
+		Node: "pve1", TargetNode: "pve1", IPs: []store.IPAllocation{{Address: "192.0.2.10", Family: 4, Pool: "v4"}}, Now: t0}))
+	require.NoError(t, s.VMSetStatus(ctx, vm.ID, "change_package", t0))
+	// The tick's change_package step has read the VM ...
+	read, err := s.VMGet(ctx, vm.ID)
+	require.NoError(t, err)
+	// ... the admin removes it ...
+	require.NoError(t, s.VMSetRemoved(ctx, vm.ID, read.Status, read.Version, t0))
+	// ... and the step allocates the product's extra address.
+	err = s.IPAllocate(ctx, vm.ID, read.Status, read.Version, []store.IPAllocation{{Address: "192.0.2.11", Family: 4, Pool: "v4"}}, t0)
+	require.ErrorIs(t, err, store.ErrConflict)
+
+	got, gerr := s.VMGet(ctx, vm.ID)
+	require.NoError(t, gerr)
+	require.Equal(t, "remove", got.Status)
+	used, uerr := s.IPsInPool(ctx, "v4")
+	require.NoError(t, uerr)
+	require.Error(t, err, "a step that read an older status/version adds no addresses to a removed VM")
+	require.Empty(t, used, "a removed VM holds no addresses")
 }

@@ -11,22 +11,11 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-const zoneBase = `proxmox:
-  url: https://pve.example.test:8006
-  token_id: pvectl@pve!t
-  token_secret: not-a-real-secret
-vmid_range: {min: 1000, max: 1099}
-products:
-  small:
-    template: {vmid: 9000, node: pve1}
-    network: {ipv4: 0}
-`
-
-// docs/dns.md promises that a secret_file may hold the BIND `key "…" { … };`
-// statement tsig-keygen writes (or a Knot key, or a bare secret). Loading
-// (config + engine.ValidateConfig, what every command does) must turn it into
-// a secret the DNS updater can use, or fail config check naming the key.
-func TestZoneSecretFileInBINDFormat_regression(t *testing.T) {
+// A zone's secret_file may hold the BIND `key "…" { … };` statement
+// tsig-keygen writes (or a Knot key, or a bare secret), as docs/dns.md says.
+// Loading (config + engine.ValidateConfig, what every command does) turns it
+// into a secret the DNS updater can use.
+func TestZoneSecretFileMayHoldABINDKeyStatement(t *testing.T) {
 	t.Parallel()
 	key := filepath.Join(t.TempDir(), "pvectl-key.conf")
 	require.NoError(t, os.WriteFile(key, []byte(`key "pvectl-key" {
@@ -34,7 +23,7 @@ func TestZoneSecretFileInBINDFormat_regression(t *testing.T) {
 	secret "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LTEyMzQ=";
 };
 `), 0o600))
-	c, err := config.Parse("pvectl.yaml", []byte(zoneBase+`dns:
+	c, err := config.Parse("pvectl.yaml", []byte(minimalConfig(t)+`dns:
   zones:
     - name: example.com
       server: 192.0.2.53:53
@@ -48,7 +37,9 @@ func TestZoneSecretFileInBINDFormat_regression(t *testing.T) {
 	require.Equal(t, "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LTEyMzQ=", z.Secret.Reveal())
 }
 
-func TestZoneSecretProblemsFailConfigCheck_regression(t *testing.T) {
+// A secret that is not base64, or a key file naming another key, fails the
+// config check with the file, line and key, never with the secret itself.
+func TestZoneSecretProblemsFailConfigCheck(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name, zone, want string
@@ -65,7 +56,7 @@ func TestZoneSecretProblemsFailConfigCheck_regression(t *testing.T) {
 			if zone == `secret_file: KEYFILE` {
 				zone = "secret_file: " + key
 			}
-			c, err := config.Parse("pvectl.yaml", []byte(zoneBase+"dns:\n  zones:\n    - name: example.com\n      server: 192.0.2.53:53\n      key_name: pvectl-key\n      "+zone+"\n"))
+			c, err := config.Parse("pvectl.yaml", []byte(minimalConfig(t)+"dns:\n  zones:\n    - name: example.com\n      server: 192.0.2.53:53\n      key_name: pvectl-key\n      "+zone+"\n"))
 			require.NoError(t, err)
 			err = engine.ValidateConfig(c, engine.StandardTasks())
 			require.Error(t, err)

@@ -1,5 +1,9 @@
 package states_test
 
+// DNS scenarios: the background retry and the resync step against a real
+// named, and on the rig the rule that an address goes back to the pool only
+// once no DNS record points at it (change-package, dns sync, terminate).
+
 import (
 	"context"
 	"path/filepath"
@@ -81,6 +85,8 @@ func (b *dnsBundle) recorded(t *testing.T) []string {
 	return out
 }
 
+// The background retry publishes what the plan says is missing, deletes what
+// the plan no longer holds, and leaves records an operator added alone.
 func TestRetryDNSFollowsThePlanAndLeavesOperatorRecords(t *testing.T) {
 	t.Parallel()
 	b := setupDNS(t)
@@ -148,6 +154,8 @@ func TestRetryDNSFollowsThePlanAndLeavesOperatorRecords(t *testing.T) {
 	require.Empty(t, b.answers(t, "web1.example.test", mdns.TypeAAAA))
 }
 
+// With the DNS server down every record is recorded as failed; once it is
+// back the next retry publishes them.
 func TestRetryDNSServerDownAndBack(t *testing.T) {
 	t.Parallel()
 	b := setupDNS(t)
@@ -167,6 +175,7 @@ func TestRetryDNSServerDownAndBack(t *testing.T) {
 	require.Equal(t, []string{"192.0.2.10"}, b.answers(t, "web1.example.test", mdns.TypeA))
 }
 
+// The resync step (`pvectl dns sync`) makes DNS match the plan.
 func TestResyncStep(t *testing.T) {
 	t.Parallel()
 	b := setupDNS(t)
@@ -257,4 +266,124 @@ func TestSetDNSOneZoneFailsOthersPublished(t *testing.T) {
 	vm, err := b.st.VMGet(ctx, b.vm.ID)
 	require.NoError(t, err)
 	require.True(t, vm.DNSDirty)
+}
+
+// A change-package that takes an address away deletes its records first: with
+// the DNS server refusing deletes, the address stays `releasing` and the VM
+// DNS-dirty; the background retry deletes the A and PTR records once DNS is
+// back and only then gives the address back. The next VM that gets it
+// finds no stale PTR beside its own.
+func TestChangePackageReleasesIPOnlyAfterDNSDelete(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, true)
+	c1 := r.deployed("c1", "two-ips")
+
+	r.dns.failDeletes = true
+	r.request(c1, states.ChangePackage, "small")
+	r.tick(20 * time.Second) // change_package → cp_update_ip
+	r.dns.failDeletes = false
+	r.until(c1.ID, states.Ready, 40)
+	for range 60 {
+		r.tick(time.Minute)
+	}
+
+	// A new VM gets the released address.
+	c2 := r.deployed("c2", "small")
+	ips, err := r.st.IPsForVM(r.ctx, c2.ID)
+	require.NoError(t, err)
+
+	var stale []string
+	for _, rec := range r.dns.records() {
+		if strings.Contains(rec, "192.0.2.11") && !strings.Contains(rec, "c2.") || strings.HasPrefix(rec, "11.2.0.192.in-addr.arpa PTR c1.") {
+			stale = append(stale, rec)
+		}
+	}
+	require.Empty(t, stale, "records for the address c1 gave up are gone (c2 got %v; all DNS records: %v)", ips, r.dns.records())
+}
+
+// `pvectl dns sync` of a VM that still holds a `releasing` address (its
+// records could not be deleted during a change-package) deletes the stale
+// records and gives the address back to the pool, as the background retry
+// would.
+func TestReleasingAddressFreedAfterDNSSync(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, true)
+	c1 := r.deployed("c1", "two-ips")
+	before, err := r.st.IPsForVM(r.ctx, c1.ID)
+	require.NoError(t, err)
+	gone := before[1].Address
+
+	r.dns.failDeletes = true
+	r.request(c1, states.ChangePackage, "small")
+	r.tick(20 * time.Second) // change_package → cp_update_ip, address kept releasing, VM DNS-dirty
+	require.True(t, r.get(c1.ID).DNSDirty)
+	r.dns.failDeletes = false
+	// Make the background retry back off far enough that the VM reaches ready first.
+	require.NoError(t, r.st.DNSSetDirty(r.ctx, c1.ID, 5, r.clk.Now().Add(time.Hour), r.clk.Now()))
+	vm := r.until(c1.ID, states.Ready, 40)
+
+	// The admin sees the dirty VM and queues a resync, as `pvectl dns sync` does.
+	require.NoError(t, r.st.VMApplyOutcome(r.ctx, store.Outcome{ID: vm.ID, FromStatus: vm.Status, FromVersion: vm.Version,
+		ToStatus: string(states.SetDNSRecords), ClearPending: true, Now: r.clk.Now()}))
+	r.until(c1.ID, states.Ready, 5)
+	require.False(t, r.get(c1.ID).DNSDirty, "the resync cleaned DNS")
+	for range 90 {
+		r.tick(time.Minute)
+	}
+	used, err := r.st.IPsInPool(r.ctx, "v4")
+	require.NoError(t, err)
+	require.False(t, used[gone], "%s is no longer c1's and no DNS record uses it; it is back in the pool", gone)
+}
+
+// DNS deletes that fail during a terminate are retried: the VM is left
+// DNS-dirty with its records kept, and once the DNS server is reachable
+// again the background retry deletes them, also after the VM reached remove.
+func TestTerminateDNSFailureIsEventuallyCleaned(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, true)
+	vm := r.deployed("d1", "small")
+	require.NotEmpty(t, r.dns.records(), "deploy published records")
+
+	// The DNS primary is unreachable while the VM is terminated.
+	r.dns.failDeletes = true
+	r.request(vm, states.Terminate, "")
+	r.until(vm.ID, states.Remove, 20)
+
+	// The DNS primary comes back; give the background retry plenty of time.
+	r.dns.failDeletes = false
+	for range 120 {
+		r.tick(time.Minute)
+	}
+	rows, err := r.st.DNSRecords(r.ctx, vm.ID)
+	require.NoError(t, err)
+	require.Empty(t, r.dns.records(), "records of a terminated VM are deleted once DNS is reachable again (%d store rows left)", len(rows))
+}
+
+// A terminate whose DNS deletes fail keeps the VM's addresses reserved while
+// its A and PTR records still point at them: the next VM gets another
+// address instead of publishing its PTR next to the old one.
+func TestTerminateKeepsAddressesUntilDNSDeleted(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, true)
+	c1 := r.deployed("t1", "small")
+	ips, err := r.st.IPsForVM(r.ctx, c1.ID)
+	require.NoError(t, err)
+	addr := ips[0].Address
+
+	r.dns.failDeletes = true // the DNS server is unreachable for deletes
+	r.request(c1, states.Terminate, "")
+	r.until(c1.ID, states.Remove, 40)
+
+	c2 := r.deployed("t2", "small")
+	ips2, err := r.st.IPsForVM(r.ctx, c2.ID)
+	require.NoError(t, err)
+
+	var stale []string
+	for _, rec := range r.dns.records() {
+		if strings.Contains(rec, "t1.example.test") {
+			stale = append(stale, rec)
+		}
+	}
+	require.NotEmpty(t, stale, "t1's records are still in DNS")
+	require.NotEqual(t, addr, ips2[0].Address, "%s is not given to t2 while t1's records still point at it: %v", addr, stale)
 }

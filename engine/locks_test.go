@@ -9,12 +9,11 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// `pvectl tasks` (engine.LockStatus) used to probe a task lock by taking a
-// shared flock for a moment; a tick calling TryLockTask inside that moment
-// got EWOULDBLOCK, skipped process_vms and named the previous, long-gone
-// holder. LockStatus now only looks (/proc/locks): a tick taking the lock
-// while `tasks` polls as fast as it can must never be refused.
-func TestLockStatusProbeDoesNotBlockTick_regression(t *testing.T) {
+// `pvectl tasks` (engine.LockStatus) only looks at a task lock (/proc/locks,
+// then the holder's fdinfo) and never takes it, not even for a moment: a tick
+// taking the lock while `tasks` polls as fast as it can is never refused, and
+// LockStatus sees the lock while it is held.
+func TestLockStatusNeverBlocksATick(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	old := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)

@@ -13,8 +13,9 @@ import (
 )
 
 // A database created by a release that only had 00001 (with VMs, IPs and DNS
-// rows in it) must open with the current binary: 00002/00003 ALTER it.
-func TestMigrateFromV1WithData_regression(t *testing.T) {
+// rows in it) opens with the current binary: the later migrations ALTER it
+// and keep its rows.
+func TestDatabaseFromV1WithDataOpensAndMigrates(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "pvectl.db")

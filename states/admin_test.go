@@ -1,14 +1,100 @@
 package states_test
 
+// Admin actions on the rig: `vm retry` of a VM that backs off, and the
+// startup safety net that reports PVE VMs carrying pvectl's marker that no
+// record knows.
+
 import (
 	"net/netip"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/pvectl/pvectl/providers/proxmox"
 	"github.com/pvectl/pvectl/providers/proxmox/pvesim"
 	"github.com/pvectl/pvectl/states"
 	"github.com/stretchr/testify/require"
 )
+
+// qmstartsSince counts the start tasks PVE received for vmid at or after t.
+func (r *rig) qmstartsSince(vmid string, t time.Time) int {
+	n := 0
+	for _, task := range r.sim.Tasks() {
+		if task.Type == "qmstart" && task.ID == vmid && !task.Start.Before(t) {
+			n++
+		}
+	}
+	return n
+}
+
+// A VM at starting whose guest does not come up backs off with "guest not
+// running after N ticks". `vm retry` ends the backoff, and the tick after it
+// sends the start again (once): the VM does not wait start_wait_ticks for a
+// guest nobody started.
+func TestVMRetryAtStartingSendsStartAtNextTick(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, false)
+	vm := r.create("rs1", "small")
+	vm = r.until(vm.ID, states.Clone, 20)
+	r.sim.SetNeverRunning(vm.VMID, true)
+	for range 30 {
+		r.tick(20 * time.Second)
+		if strings.Contains(r.get(vm.ID).LastError, "guest not running") {
+			break
+		}
+	}
+	cur := r.get(vm.ID)
+	require.Equal(t, string(states.Starting), cur.Status)
+	require.Contains(t, cur.LastError, "guest not running")
+	require.Positive(t, cur.Attempts)
+	require.True(t, cur.NextAttemptAt.After(r.clk.Now()), "the VM backs off")
+
+	// The admin fixes the guest and ends the backoff early.
+	r.sim.SetNeverRunning(vm.VMID, false)
+	r.tick(time.Second)
+	cur = r.get(vm.ID)
+	require.Equal(t, string(states.Starting), cur.Status)
+	released := r.clk.Now()
+	require.NoError(t, r.st.VMRelease(r.ctx, cur.ID, cur.Status, cur.Version, released))
+
+	out := r.tick(20 * time.Second)
+	require.Equal(t, 1, r.qmstartsSince("1000", released), "the tick after vm retry sends the start again\n%s", out)
+	out += r.tick(20 * time.Second)
+	cur = r.get(vm.ID)
+	require.Equal(t, string(states.Ready), cur.Status, "status %s, error %q\n%s", cur.Status, cur.LastError, out)
+	require.Equal(t, 1, r.qmstartsSince("1000", released), "exactly one start after the retry")
+}
+
+// The look before the start: a guest that is already running after a retry
+// is done, with no start sent.
+func TestVMRetryAtStartingRunningGuestIsDone(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, false)
+	vm := r.create("rs2", "small")
+	vm = r.until(vm.ID, states.Clone, 20)
+	r.sim.SetNeverRunning(vm.VMID, true)
+	for range 30 {
+		r.tick(20 * time.Second)
+		if strings.Contains(r.get(vm.ID).LastError, "guest not running") {
+			break
+		}
+	}
+	cur := r.get(vm.ID)
+	require.Contains(t, cur.LastError, "guest not running")
+
+	// Someone starts the guest by hand, then the admin retries.
+	r.sim.SetNeverRunning(vm.VMID, false)
+	_, err := r.pve.Start(r.ctx, proxmox.VMRef{Node: cur.Node, VMID: cur.VMID}, proxmox.StartOptions{})
+	require.NoError(t, err)
+	r.tick(10 * time.Second)
+	cur = r.get(vm.ID)
+	released := r.clk.Now()
+	require.NoError(t, r.st.VMRelease(r.ctx, cur.ID, cur.Status, cur.Version, released))
+	r.tick(20 * time.Second)
+	cur = r.get(vm.ID)
+	require.Equal(t, string(states.Ready), cur.Status, "error %q", cur.LastError)
+	require.Zero(t, r.qmstartsSince("1000", released), "a running guest is not started again")
+}
 
 // The startup safety net finds exactly the VMs in the VMID range that carry
 // pvectl's marker (or tag) and that no record knows, with the addresses in

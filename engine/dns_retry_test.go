@@ -53,16 +53,14 @@ func (f *fakeDNS) count() int {
 }
 
 // `pvectl reset-status VM remove` (store.VMSetRemoved) releases the VM's
-// addresses and sets dns_dirty=1 so that the DNS retry deletes its published
-// records. If a DNS retry of that VM is in flight (it was dirty and ready), the
-// retry finishes with failed==0 and calls DNSSetClean unconditionally
-// (engine/dns_retry.go), wiping the admin's dirty flag. The record it just
-// published stays on the server forever, pointing at an address that is
-// now free for the next VM.
-func TestDNSRetryDoesNotClearDirtySetByRemove_regression(t *testing.T) {
+// addresses and sets dns_dirty so that the DNS retry deletes its published
+// records. A DNS retry of that VM already in flight finishes without clearing
+// the flag the remove set: later ticks delete the record it published, and
+// nothing is left on the server for an address that is free again.
+func TestDNSRetryKeepsTheDirtyFlagARemoveSetMeanwhile(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	cfg, err := config.Parse("pvectl.yaml", []byte(baseConfig+`dns:
+	cfg, err := config.Parse("pvectl.yaml", []byte(minimalConfig(t)+`dns:
   zones:
     - name: example.test
       server: 127.0.0.1:53
@@ -110,5 +108,5 @@ func TestDNSRetryDoesNotClearDirtySetByRemove_regression(t *testing.T) {
 	require.Equal(t, "remove", got.Status)
 	recs, err := st.DNSRecords(ctx, vm.ID)
 	require.NoError(t, err)
-	require.Zero(t, fake.count(), "a removed VM's A record is still on the DNS server (dns_dirty=%v, recorded=%d)", got.DNSDirty, len(recs))
+	require.Zero(t, fake.count(), "a removed VM's A record is deleted from the DNS server (dns_dirty=%v, recorded=%d)", got.DNSDirty, len(recs))
 }

@@ -1,5 +1,9 @@
 package states_test
 
+// Change-package scenarios about addresses: an address the new product does
+// not use is released only once DNS and the IP set no longer use it, and a
+// change to another network re-pools the VM.
+
 import (
 	"slices"
 	"sort"
@@ -12,9 +16,73 @@ import (
 	"github.com/pvectl/pvectl/providers/proxmox/pvesim"
 	"github.com/pvectl/pvectl/states"
 	"github.com/pvectl/pvectl/store"
-	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
+
+// While the IP set refresh of the change backs off, the address it takes
+// away is still in the VM's IP set (and configured in the guest): a
+// background DNS retry of the DNS-dirty VM that runs meanwhile deletes the
+// address's records but does not give the address back to the pool.
+func TestRemovedAddressStaysAllocatedWhileInTheIPSet(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, true)
+	c1 := r.deployed("c1", "two-ips")
+	before, err := r.st.IPsForVM(r.ctx, c1.ID)
+	require.NoError(t, err)
+	require.Len(t, before, 2)
+	gone := before[1].Address
+
+	// c1 is DNS-dirty from some earlier failure; its next retry is due in 30s.
+	require.NoError(t, r.st.DNSSetDirty(r.ctx, c1.ID, 1, r.clk.Now().Add(30*time.Second), r.clk.Now()))
+	r.request(c1, states.ChangePackage, "small")
+	// Reading the IP sets fails once (node busy): updateIPs backs off after marking the address releasing.
+	r.sim.FailNext(pvesim.FailNext{Endpoint: "GET /nodes/{node}/qemu/{vmid}/firewall/ipset", VMID: c1.VMID, Count: proxmox.ReadAttempts, Status: 595})
+	r.tick(20 * time.Second)
+	require.Equal(t, string(states.ChangePackage), r.get(c1.ID).Status)
+	r.tick(20 * time.Second) // the DNS retry is due; the step is still backing off
+
+	st, _ := r.sim.VM(c1.VMID)
+	inSet := false
+	for _, cidr := range st.IPSets[states.IPSetName] {
+		if cidr == gone || cidr == gone+"/32" {
+			inSet = true
+		}
+	}
+	used, err := r.st.IPsInPool(r.ctx, "v4")
+	require.NoError(t, err)
+	require.True(t, inSet, "the IP set refresh has not run yet")
+	require.True(t, used[gone], "%s is still in c1's %s (and still configured in the guest), so it stays out of the pool", gone, states.IPSetName)
+}
+
+// An admin renames a pool in the config (same range). Addresses recorded
+// under the old name stay taken: a new VM gets a free one at once instead of
+// colliding five times and retrying, and a change-package of the old VM
+// still writes the pool's gateway and prefix into cloud-init.
+func TestRenamedPoolKeepsItsAddressesAndGateway(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, false)
+	old := r.deployed("g1", "small")
+	before, err := r.st.IPsForVM(r.ctx, old.ID)
+	require.NoError(t, err)
+	require.Len(t, before, 1)
+	require.Equal(t, "v4", before[0].Pool)
+
+	r.cfg.IPPools[0].Name = "public-v4"
+
+	fresh := r.deployed("g2", "small")
+	ips, err := r.st.IPsForVM(r.ctx, fresh.ID)
+	require.NoError(t, err)
+	require.Len(t, ips, 1)
+	require.NotEqual(t, before[0].Address, ips[0].Address)
+	require.Equal(t, "public-v4", ips[0].Pool)
+	require.Zero(t, r.get(fresh.ID).Attempts, "no collisions, no retries")
+
+	r.request(old, states.ChangePackage, "big")
+	r.until(old.ID, states.Ready, 60)
+	st, ok := r.sim.VM(old.VMID)
+	require.True(t, ok)
+	require.Equal(t, "ip="+before[0].Address+"/24,gw=192.0.2.1", st.Config["ipconfig0"])
+}
 
 // repoolConfig has products on the untagged vmbr0 and on VLANs 10 and 20 of
 // vmbr1, each with its pool, all inside 192.0.2.0/24 so the rig's reverse
@@ -77,10 +145,11 @@ func useRepoolConfig(t *testing.T, r *rig, vlan10Pool string) {
 	*r.cfg = *cfg // the engine and the steps' Env share this pointer
 }
 
-// Issue 9 item 13: a change-package to a product on another bridge or VLAN
-// must re-pool the VM's addresses (take new ones from a pool that serves the
-// new network, free the old ones through the usual release path), not keep
-// the old pool's address and write it into cloud-init on the wrong network.
+// A change-package to a product on another bridge or VLAN re-pools the VM's
+// addresses: it takes new ones from a pool that serves the new network and
+// frees the old ones through the usual release path (DNS first, then the
+// quarantine). An address on the same network is kept, also when its pool
+// was renamed; with no free address in a matching pool nothing changes.
 func TestChangePackageRepoolsAddresses(t *testing.T) {
 	t.Parallel()
 	const old = "192.0.2.70" // the first address of the VLAN 10 pool
@@ -186,33 +255,35 @@ func TestChangePackageRepoolsAddresses(t *testing.T) {
 			var got []string
 			for _, ip := range ips {
 				got = append(got, ip.Address)
-				assert.Equal(t, tc.wantPool, ip.Pool, "recorded pool of %s", ip.Address)
 			}
-			assert.Equal(t, tc.wantIPs, got, "the VM's addresses\n%s", log)
+			require.Equal(t, tc.wantIPs, got, "the VM's addresses\n%s", log)
+			for _, ip := range ips {
+				require.Equal(t, tc.wantPool, ip.Pool, "recorded pool of %s", ip.Address)
+			}
 
 			oldPool, err := r.st.IPsInPool(r.ctx, "v4-vlan10")
 			require.NoError(t, err)
 			m, ok := r.sim.VM(c1.VMID)
 			require.True(t, ok)
 			if tc.wantErr != "" {
-				assert.Equal(t, string(states.ChangePackage), vm.Status)
-				assert.Contains(t, vm.LastError, tc.wantErr)
-				assert.Contains(t, vm.LastError, "nothing was changed")
-				assert.True(t, oldPool[old], "%s stays allocated", old)
-				assert.Equal(t, sim0.Config, m.Config, "the VM's config is untouched")
-				assert.Equal(t, sim0.IPSets, m.IPSets, "the VM's IP set is untouched")
-				assert.Equal(t, "running", m.Status)
-				assert.Contains(t, r.dns.records(), "c1.example.test A "+old)
+				require.Equal(t, string(states.ChangePackage), vm.Status)
+				require.Contains(t, vm.LastError, tc.wantErr)
+				require.Contains(t, vm.LastError, "nothing was changed")
+				require.True(t, oldPool[old], "%s stays allocated", old)
+				require.Equal(t, sim0.Config, m.Config, "the VM's config is untouched")
+				require.Equal(t, sim0.IPSets, m.IPSets, "the VM's IP set is untouched")
+				require.Equal(t, "running", m.Status)
+				require.Contains(t, r.dns.records(), "c1.example.test A "+old)
 				return
 			}
 			require.Equal(t, string(states.Ready), vm.Status)
-			assert.False(t, vm.DNSDirty)
+			require.False(t, vm.DNSDirty)
 
 			net0 := m.Config["net0"]
 			_, rest, _ := strings.Cut(net0, ",")
-			assert.True(t, sameOptions(tc.wantNet, rest), "net0 = %q, want the options %q", net0, tc.wantNet)
+			require.True(t, sameOptions(tc.wantNet, rest), "net0 = %q, want the options %q", net0, tc.wantNet)
 			if tc.wantIPCfg != "" {
-				assert.Equal(t, tc.wantIPCfg, m.Config["ipconfig0"])
+				require.Equal(t, tc.wantIPCfg, m.Config["ipconfig0"])
 			}
 			var set []string
 			for _, cidr := range m.IPSets[states.IPSetName] {
@@ -220,25 +291,25 @@ func TestChangePackageRepoolsAddresses(t *testing.T) {
 			}
 			sort.Strings(set)
 			if len(tc.wantIPs) > 0 {
-				assert.Equal(t, tc.wantIPs, set, "anti-spoofing IP set")
+				require.Equal(t, tc.wantIPs, set, "anti-spoofing IP set")
 			} else {
-				assert.Empty(t, set, "anti-spoofing IP set")
+				require.Empty(t, set, "anti-spoofing IP set")
 			}
 
 			recs := r.dns.records()
 			for _, a := range tc.wantIPs {
-				assert.Contains(t, recs, "c1.example.test A "+a)
-				assert.Contains(t, recs, reversePTR(a)+" PTR c1.example.test")
+				require.Contains(t, recs, "c1.example.test A "+a)
+				require.Contains(t, recs, reversePTR(a)+" PTR c1.example.test")
 			}
 			if !slices.Contains(tc.wantIPs, old) {
-				assert.False(t, oldPool[old], "%s must be back in its pool (log:\n%s)", old, log)
+				require.False(t, oldPool[old], "%s must be back in its pool (log:\n%s)", old, log)
 				for _, rec := range recs {
-					assert.NotContains(t, rec, old, "no record may point at the address given up")
-					assert.False(t, strings.HasPrefix(rec, reversePTR(old)), "no PTR may remain for %s: %s", old, rec)
+					require.NotContains(t, rec, old, "no record may point at the address given up")
+					require.False(t, strings.HasPrefix(rec, reversePTR(old)), "no PTR may remain for %s: %s", old, rec)
 				}
 				quarantined, err := r.st.IPsReleasedAfter(r.ctx, "v4-vlan10", time.Time{})
 				require.NoError(t, err)
-				assert.Contains(t, quarantined, old, "a freed address enters the quarantine")
+				require.Contains(t, quarantined, old, "a freed address enters the quarantine")
 			}
 		})
 	}
