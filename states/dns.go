@@ -1,3 +1,7 @@
+// DNS steps: publishing a VM's records (deploy), resyncing them
+// (set_dns_records), deleting them (terminate), and the background retry of
+// a DNS-dirty VM's records.
+
 package states
 
 import (
@@ -5,21 +9,71 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"strings"
 	"time"
 
 	"github.com/pvectl/pvectl/providers/dns"
 	"github.com/pvectl/pvectl/store"
 )
 
-// DNSRecords is the set_dns_records table: one step that deletes every
-// record pvectl published for the VM and publishes its current plan, then
-// back to ready. `pvectl dns sync VM` and `pvectl reset-status VM
-// set_dns_records` queue it.
-func DNSRecords() *Pipeline {
-	return MustPipeline("set_dns_records", SetDNSRecords, []Step{
-		{From: SetDNSRecords, To: Ready, Label: "Resync DNS records", Run: resyncDNS},
-	})
+// publishDNS writes A/AAAA and PTR records to every matching zone. DNS
+// errors never block the pipeline: the VM is marked DNS-dirty instead. The
+// one exception is a hostname the VM must not take (a zone apex without
+// allow_apex, or a name holding records that are not the VM's: see
+// dns_guard.go): the VM is held and nothing is published. A name that could
+// not be checked gets nothing either: the VM goes on DNS-dirty and the
+// background retry checks and publishes.
+func publishDNS(ctx context.Context, env *Env, vm store.VM) Result {
+	if len(env.Zones) == 0 || env.DNS == nil {
+		return Skip("no DNS zones configured")
+	}
+	ips, err := env.Store.IPsForVM(ctx, vm.ID)
+	if err != nil {
+		return Retryable(err)
+	}
+	if res, unchecked := guardDNS(ctx, env, vm, ips); res != nil {
+		return *res
+	} else if unchecked != nil {
+		failed := notPublished(ctx, env, vm, DNSPlan(env, vm, ips), unchecked)
+		if err := env.Store.VMSetDNSDirty(ctx, vm.ID, true, env.Now()); err != nil {
+			return Retryable(fmt.Errorf("record the DNS state: %w", err))
+		}
+		return Skip(fmt.Sprintf("%d DNS record(s) failed; will retry in the background", failed))
+	}
+	failed, err := SyncDNS(ctx, env, vm, ips)
+	if err != nil {
+		return Retryable(err) // publishing again is idempotent
+	}
+	if failed > 0 {
+		return Skip(fmt.Sprintf("%d DNS record(s) failed; will retry in the background", failed))
+	}
+	return Success()
+}
+
+// SyncDNS publishes the VM's planned records, records each outcome and
+// marks the VM DNS-dirty when any failed. It returns the number of failures,
+// and an error when the DNS-dirty flag could not be stored (the background
+// retry would then never see the failures). It does not check the hostname
+// (guardDNS): its callers do, or (change_package) run for a VM whose name
+// the deploy's DNS step checked.
+func SyncDNS(ctx context.Context, env *Env, vm store.VM, ips []store.IPAllocation) (int, error) {
+	var addrs []netip.Addr
+	for _, ip := range ips {
+		if a, err := netip.ParseAddr(ip.Address); err == nil {
+			addrs = append(addrs, a)
+		}
+	}
+	ttl := uint32(env.Config.DNS.TTL)
+	failed := 0
+	for _, rec := range dns.Plan(env.Zones, vm.Hostname, addrs) {
+		rec.TTL = ttl
+		if publishRecord(ctx, env, vm, rec) != nil {
+			failed++
+		}
+	}
+	if err := env.Store.VMSetDNSDirty(ctx, vm.ID, failed > 0, env.Now()); err != nil {
+		return failed, fmt.Errorf("record the DNS state: %w", err)
+	}
+	return failed, nil
 }
 
 // resyncDNS deletes the VM's published records (exactly those in the store,
@@ -34,11 +88,7 @@ func resyncDNS(ctx context.Context, env *Env, vm store.VM) Result {
 	if err != nil {
 		return Retryable(err)
 	}
-	plan := DNSPlan(env, vm, ips)
-	switch State(vm.Status) {
-	case TerminateDNSRemoved, TerminateDeleted, Remove, ErrorTerminate:
-		plan = nil // a VM on its way out only gets its records deleted
-	}
+	plan := plannedRecords(env, vm, ips)
 	var unchecked error
 	if len(plan) > 0 {
 		// Checked while the VM's own records are still recorded: a name it
@@ -81,6 +131,18 @@ func resyncDNS(ctx context.Context, env *Env, vm store.VM) Result {
 	return Success()
 }
 
+func deleteDNSForTerminate(ctx context.Context, env *Env, vm store.VM) Result {
+	if len(env.Zones) == 0 || env.DNS == nil {
+		return Skip("no DNS zones configured")
+	}
+	if failed := DeleteDNS(ctx, env, vm); failed > 0 {
+		// The DNS retry keeps deleting them after the VM is removed.
+		_ = env.Store.VMSetDNSDirty(ctx, vm.ID, true, env.Now())
+		return Skip(fmt.Sprintf("%d DNS record(s) could not be deleted; the DNS retry deletes them later", failed))
+	}
+	return Success()
+}
+
 // DeleteDNS deletes every record pvectl published for the VM — exactly the
 // RRs recorded in the store, so records an operator added at the same names
 // stay — best effort: each record is tried on its own and printed as a
@@ -119,11 +181,7 @@ func RetryDNS(ctx context.Context, env *Env, vm store.VM) (failed, tried int, er
 	if err != nil {
 		return 0, 0, err
 	}
-	plan := DNSPlan(env, vm, ips)
-	switch State(vm.Status) {
-	case TerminateDNSRemoved, TerminateDeleted, Remove, ErrorTerminate:
-		plan = nil // a VM on its way out only gets its records deleted
-	}
+	plan := plannedRecords(env, vm, ips)
 	published := map[string]bool{}
 	for _, row := range rows {
 		if row.State == "published" {
@@ -172,26 +230,6 @@ func RetryDNS(ctx context.Context, env *Env, vm store.VM) (failed, tried int, er
 	return failed, tried, nil
 }
 
-// freeTakenAddresses gives the addresses taken from the VM (a change-package
-// that lowered its counts, or a terminate whose DNS deletes failed) back to
-// the pool, if the VM is in one of the given states. Call it only once DNS no
-// longer points at them. A VM mid-change keeps them: its IP set and its guest
-// may still use them until cp_start reboots it with the new cloud-init.
-func freeTakenAddresses(ctx context.Context, env *Env, vm store.VM, in ...State) error {
-	names := make([]string, len(in))
-	for i, s := range in {
-		names[i] = string(s)
-	}
-	freed, err := env.Store.IPReleasePending(ctx, vm.ID, env.Now(), names...)
-	if err != nil {
-		return err
-	}
-	if len(freed) > 0 {
-		env.Emit("released " + strings.Join(freed, ", ") + " (back in the pool)")
-	}
-	return nil
-}
-
 // DNSPlan returns the records the VM should have now: A/AAAA and PTR of its
 // addresses in the configured zones, with the configured TTL.
 func DNSPlan(env *Env, vm store.VM, ips []store.IPAllocation) []dns.Record {
@@ -208,6 +246,17 @@ func DNSPlan(env *Env, vm store.VM, ips []store.IPAllocation) []dns.Record {
 		}
 	}
 	return recs
+}
+
+// plannedRecords is DNSPlan for a VM that keeps its records: a VM on its
+// way out (DNS deleted by its terminate, or gone) plans none and only gets
+// its records deleted.
+func plannedRecords(env *Env, vm store.VM, ips []store.IPAllocation) []dns.Record {
+	switch State(vm.Status) {
+	case TerminateDNSRemoved, TerminateDeleted, Remove, ErrorTerminate:
+		return nil
+	}
+	return DNSPlan(env, vm, ips)
 }
 
 // staleRecords are recorded records the plan does not have, in zones that

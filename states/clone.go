@@ -1,0 +1,141 @@
+// Clone steps: the clone of the product's template and the migration to
+// the target node (the two heavy steps).
+
+package states
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/pvectl/pvectl/providers/proxmox"
+	"github.com/pvectl/pvectl/store"
+)
+
+// cloneTemplate clones the product's template to the reserved VMID, marked
+// as ours, and follows the clone task.
+func cloneTemplate(ctx context.Context, env *Env, vm store.VM) Result {
+	p, bad := product(env, vm)
+	if bad != nil {
+		return *bad
+	}
+	if pending(vm) {
+		// A clone task that failed because the VMID already exists means an
+		// earlier attempt (before a crash) made it: look below.
+		if ok, res := awaitTask(ctx, env, vm, "clone"); !ok && !proxmox.IsAlreadyExists(res.Err) {
+			return res
+		}
+	}
+	// Look before acting: does the VMID already hold a VM? /cluster/resources
+	// lags a few seconds behind, so also ask the template's node directly.
+	r, exists, err := findVM(ctx, env, vm.VMID)
+	if err != nil {
+		return fromError("find VM in cluster", err)
+	}
+	if !exists {
+		r = proxmox.Resource{Type: "qemu", VMID: vm.VMID, Node: p.Template.Node}
+		_, err := env.PVE.VMStatus(ctx, proxmox.VMRef{Node: p.Template.Node, VMID: vm.VMID})
+		if err != nil && !proxmox.IsNotFound(err) {
+			return fromError("look for VM "+strconv.Itoa(vm.VMID), err)
+		}
+		exists = err == nil
+	}
+	var cfg proxmox.VMConfig
+	if exists {
+		cfg, err = env.PVE.VMConfig(ctx, proxmox.VMRef{Node: r.Node, VMID: vm.VMID})
+		if proxmox.IsNotFound(err) {
+			exists = false // listed, but gone (the list lags a destroy)
+		} else if err != nil {
+			return fromError("read config of VM "+strconv.Itoa(vm.VMID), err)
+		}
+		if exists && cfg.Lock() == "clone" {
+			if res := staleLock(ctx, env, &vm, "clone"); res != nil {
+				return *res
+			}
+			return Wait("clone in progress (VM locked: clone)")
+		}
+	}
+	if exists {
+		if !ours(cfg, vm) {
+			return Permanent(fmt.Errorf("VMID %d on node %s holds a VM pvectl did not create (no %q in its notes); not touching it — free the VMID or reset-status creation", vm.VMID, r.Node, marker(vm)))
+		}
+		if r.Node != vm.Node {
+			if err := env.Store.VMSetNode(ctx, vm.ID, vm.Status, vm.Version, r.Node, env.Now()); err != nil {
+				return Retryable(err)
+			}
+		}
+		if !cfg.HasTag(MarkerTag) {
+			err := env.PVE.SetConfigSync(ctx, proxmox.VMRef{Node: r.Node, VMID: vm.VMID},
+				proxmox.ConfigChange{Set: map[string]string{"tags": strings.Join(append(cfg.Tags(), MarkerTag), ";")}})
+			if err != nil {
+				return fromError("tag VM", err)
+			}
+		}
+		return Success()
+	}
+	if res := noHeavySlot(env, p.Template.Node); res != nil {
+		return *res
+	}
+	mode := proxmox.CloneLinked
+	storage := ""
+	if p.Clone == "full" {
+		mode, storage = proxmox.CloneFull, p.SystemDisk.Storage
+		if vm.TargetNode != p.Template.Node {
+			storage = "" // the migration maps storage on the target node
+		}
+	}
+	task, err := env.PVE.Clone(ctx, proxmox.CloneRequest{
+		Source: proxmox.VMRef{Node: p.Template.Node, VMID: p.Template.VMID}, NewID: vm.VMID,
+		Name: vm.Hostname, Description: marker(vm) + "\nhostname=" + vm.Hostname, Mode: mode, Storage: storage,
+	})
+	if proxmox.IsAlreadyExists(err) {
+		return Wait(fmt.Sprintf("VMID %d appeared while cloning; looking at it next tick", vm.VMID))
+	}
+	return submit(ctx, env, vm, "clone", task, err)
+}
+
+// migrateToTarget moves the VM offline from the template's node to its
+// target node, mapping disks to the product's storage.
+func migrateToTarget(ctx context.Context, env *Env, vm store.VM) Result {
+	p, bad := product(env, vm)
+	if bad != nil {
+		return *bad
+	}
+	if pending(vm) {
+		if ok, res := awaitTask(ctx, env, vm, "migrate"); !ok {
+			return res
+		}
+	}
+	r, exists, err := findVMNear(ctx, env, vm)
+	if err != nil {
+		return fromError("find VM in cluster", err)
+	}
+	if !exists {
+		return Permanent(fmt.Errorf("VM %d is not in the cluster", vm.VMID))
+	}
+	if r.Node == vm.TargetNode || vm.TargetNode == "" {
+		if r.Node != vm.Node {
+			if err := env.Store.VMSetNode(ctx, vm.ID, vm.Status, vm.Version, r.Node, env.Now()); err != nil {
+				return Retryable(err)
+			}
+			return Success()
+		}
+		return Skip("already on target node " + r.Node)
+	}
+	if r.Lock == "migrate" {
+		if res := staleLock(ctx, env, &vm, "migrate"); res != nil {
+			return *res
+		}
+		return Wait("migration in progress (VM locked: migrate)")
+	}
+	if res := noHeavySlot(env, r.Node); res != nil {
+		return *res
+	}
+	task, err := env.PVE.Migrate(ctx, proxmox.MigrateRequest{VM: proxmox.VMRef{Node: r.Node, VMID: vm.VMID},
+		Target: vm.TargetNode, TargetStorage: p.SystemDisk.Storage})
+	if proxmox.IsNotFound(err) {
+		return Wait(fmt.Sprintf("VM %d is not on %s any more (the cluster list lags); looking again next tick", vm.VMID, r.Node))
+	}
+	return submit(ctx, env, vm, "migrate to "+vm.TargetNode, task, err)
+}

@@ -1,0 +1,80 @@
+// The five pipeline tables side by side, as docs/pipelines.md shows them:
+// each row is the action that moves a VM from the state it completed to the
+// next. The step functions live by concern: allocate.go, clone.go, dns.go,
+// disks.go, network.go, cloudinit.go, power.go, backups.go and destroy.go.
+
+package states
+
+// Deploy is the deploy table: from a new record to a running VM. Each row
+// is the action that moves a VM from the state it completed to the next.
+func Deploy() *Pipeline {
+	return MustPipeline("deploy", Creation, []Step{
+		{From: Creation, To: SetIP, Label: "Allocate VMID and IPs", Run: reserveVMIDAndIPs},
+		{From: SetIP, To: Clone, Label: "Clone VM", Heavy: true, Run: cloneTemplate},
+		{From: Clone, To: SetDNS, Label: "Configure DNS records", Run: publishDNS},
+		{From: SetDNS, To: Migrated, Label: "Migrate to target node", Heavy: true, Run: migrateToTarget},
+		{From: Migrated, To: SetCPURAM, Label: "Set CPU & RAM", Run: setCPURAM},
+		{From: SetCPURAM, To: SetSystemDiskSize, Label: "Resize system disk", Run: resizeSystemDisk},
+		{From: SetSystemDiskSize, To: SetSystemDiskBandwidth, Label: "Set system disk I/O", Run: setSystemDiskIO},
+		{From: SetSystemDiskBandwidth, To: SetCreatedAdditionalDisk, Label: "Create additional disk", Run: createAdditionalDisk},
+		{From: SetCreatedAdditionalDisk, To: SetAdditionalDiskSize, Label: "Resize additional disk", Run: resizeAdditionalDisk},
+		{From: SetAdditionalDiskSize, To: SetAdditionalDiskBandwidth, Label: "Set additional disk I/O", Run: setAdditionalDiskIO},
+		{From: SetAdditionalDiskBandwidth, To: SetNetwork, Label: "Configure network", Run: configureNetwork},
+		{From: SetNetwork, To: SetFirewall, Label: "Configure firewall", Run: configureFirewall},
+		{From: SetFirewall, To: SetCloudinit, Label: "Configure cloud-init", Run: configureCloudInit},
+		{From: SetCloudinit, To: Starting, Label: "Start VM", Run: startVM},
+		{From: Starting, To: Ready, Label: "Verify running", Run: verifyRunning},
+	})
+}
+
+// ChangePackageTable reconfigures a ready VM to its new product. Every cp_*
+// step compares the VM with the product and logs `skip (no change)` when they
+// match; disks never shrink; the VM is stopped once and started once.
+func ChangePackageTable() *Pipeline {
+	return MustPipeline("change_package", ChangePackage, []Step{
+		{From: ChangePackage, To: CPUpdateIP, Label: "Update IPs, IP set and DNS", Run: updateIPs},
+		{From: CPUpdateIP, To: CPStop, Label: "Stop VM", Run: stopForChange},
+		{From: CPStop, To: CPCPURAM, Label: "Set CPU & RAM", Run: keepRunning(setCPURAM)},
+		{From: CPCPURAM, To: CPSystemDiskSize, Label: "Resize system disk", Run: keepRunning(resizeSystemDisk)},
+		{From: CPSystemDiskSize, To: CPSystemDiskBandwidth, Label: "Set system disk I/O", Run: keepRunning(setSystemDiskIO)},
+		{From: CPSystemDiskBandwidth, To: CPAdditionalDisk, Label: "Additional disk", Run: keepRunning(changeAdditionalDisk)},
+		{From: CPAdditionalDisk, To: CPAdditionalDiskSize, Label: "Resize additional disk", Run: keepRunning(resizeAdditionalDisk)},
+		{From: CPAdditionalDiskSize, To: CPAdditionalDiskBandwidth, Label: "Set additional disk I/O", Run: keepRunning(setAdditionalDiskIO)},
+		{From: CPAdditionalDiskBandwidth, To: CPNetwork, Label: "Configure network", Run: keepRunning(configureNetwork)},
+		{From: CPNetwork, To: CPFirewall, Label: "Configure firewall", Run: keepRunning(configureFirewall)},
+		{From: CPFirewall, To: CPStart, Label: "Start VM", Run: startVM},
+		{From: CPStart, To: Ready, Label: "Verify running", Run: verifyRunningAfterChange},
+	})
+}
+
+// TerminateTable destroys a VM in resumable phases. Only the DELETE can fail
+// the terminate: then the VM goes to error_terminate, its record and IPs stay
+// allocated, and the cron leaves it alone until an admin resets it.
+func TerminateTable() *Pipeline {
+	return MustPipeline("terminate", Terminate, []Step{
+		{From: Terminate, To: TerminateStopped, Label: "Stop VM", Run: stopForTerminate},
+		{From: TerminateStopped, To: TerminateBackupsRemoved, Label: "Remove backups", Run: removeBackups},
+		{From: TerminateBackupsRemoved, To: TerminateDNSRemoved, Label: "Delete DNS records", Run: deleteDNSForTerminate},
+		{From: TerminateDNSRemoved, To: TerminateDeleted, Label: "Delete VM", Exit: ErrorTerminate, Run: deleteVM},
+		{From: TerminateDeleted, To: Remove, Label: "Release IPs and VMID", Run: releaseResources},
+	})
+}
+
+// ReinstallTable destroys the VM in PVE, keeping its VMID, addresses and
+// MAC address, and hands it back to the deploy table at set_ip: the next
+// step clones it afresh. Backups are kept.
+func ReinstallTable() *Pipeline {
+	return MustPipeline("reinstall", Reinstall, []Step{
+		{From: Reinstall, To: SetIP, Label: "Destroy VM for reinstall", Run: destroyForReinstall},
+	})
+}
+
+// DNSRecords is the set_dns_records table: one step that deletes every
+// record pvectl published for the VM and publishes its current plan, then
+// back to ready. `pvectl dns sync VM` and `pvectl reset-status VM
+// set_dns_records` queue it.
+func DNSRecords() *Pipeline {
+	return MustPipeline("set_dns_records", SetDNSRecords, []Step{
+		{From: SetDNSRecords, To: Ready, Label: "Resync DNS records", Run: resyncDNS},
+	})
+}
