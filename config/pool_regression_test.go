@@ -8,7 +8,7 @@ import (
 )
 
 // An IPv4 pool whose range includes the network or broadcast address passes
-// validation; the allocator (states/deploy.go pickAddresses) only skips the
+// validation; the allocator (states/allocate.go pickAddresses) only skips the
 // gateway, so a VM is given 192.0.2.0 or 192.0.2.255.
 func TestPoolRangeIncludesNetworkAndBroadcast_regression(t *testing.T) {
 	t.Parallel()
