@@ -7,6 +7,34 @@ import (
 	"github.com/pvectl/pvectl/store"
 )
 
+// RunResult is how a run of a VM ended (runs.result), and how the runner
+// sorts a step's outcome: advanced, waiting, or an error.
+type RunResult string
+
+const (
+	// RunSuccess: every step of the run advanced (done, skip or partial).
+	RunSuccess RunResult = "success"
+	// RunWaiting: the run stopped at a step that waits (a PVE task, the guest).
+	RunWaiting RunResult = "waiting"
+	// RunError: the run stopped at an error, a held VM or an outcome not applied.
+	RunError RunResult = "error"
+)
+
+// resultOf sorts a step's result.
+func resultOf(res states.Result) RunResult {
+	switch {
+	case res.Kind == states.Waiting:
+		return RunWaiting
+	case res.Kind.Failed():
+		return RunError
+	}
+	return RunSuccess
+}
+
+// LineEvent is the result of a run line that is a sub-line of a step (a DNS
+// record, a heartbeat, an event) rather than the step's own line.
+const LineEvent = "event"
+
 // finalStates are the states the runner never picks: those State.Final says
 // the cron leaves alone.
 func finalStates() []string {
@@ -27,6 +55,6 @@ func (e *Engine) emitter(ctx context.Context, vm store.VM, runID int64, step str
 	return func(detail string) {
 		e.Live.Sub(vm.ServiceID, step, detail)
 		_ = e.Store.RunAppendLine(bg, store.RunLine{RunID: runID, At: e.Clock.Now(),
-			Step: step, From: vm.Status, Result: "event", Detail: detail})
+			Step: step, From: vm.Status, Result: LineEvent, Detail: detail})
 	}
 }

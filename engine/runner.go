@@ -143,10 +143,10 @@ func (r *runPass) advance(ctx context.Context, vm store.VM, n int) {
 	r.count(func(s *Summary) { s.Processed++ })
 	e := r.e
 	var runID int64
-	result, finished := "success", false
+	result, finished := RunSuccess, false
 	defer func() {
 		if runID != 0 && !finished {
-			_ = e.Store.RunFinish(context.WithoutCancel(ctx), runID, result, e.Clock.Now())
+			_ = e.Store.RunFinish(context.WithoutCancel(ctx), runID, string(result), e.Clock.Now())
 		}
 	}()
 	for i := 0; i < n; i++ {
@@ -154,14 +154,14 @@ func (r *runPass) advance(ctx context.Context, vm store.VM, n int) {
 		if !ok {
 			e.Live.Logger().Error().Str("vm", vm.ServiceID).Msgf("%s  no pipeline step from state %q; use pvectl reset-status", vm.ServiceID, vm.Status)
 			r.count(func(s *Summary) { s.Errors++ })
-			result = "error"
+			result = RunError
 			return
 		}
 		if runID == 0 {
 			id, err := e.Store.RunStart(ctx, vm.ID, "process_vms", e.Clock.Now())
 			if err != nil {
 				r.storeError(vm, err)
-				result = "error"
+				result = RunError
 				return
 			}
 			runID = id
@@ -179,20 +179,14 @@ func (r *runPass) advance(ctx context.Context, vm store.VM, n int) {
 		res := runStep(ctx, step, &env, vm)
 		took := time.Since(began)
 
+		outcome := resultOf(res)
 		line := StepLine{VM: vm.ServiceID, Hostname: vm.Hostname, Step: step.Label, From: vm.Status,
-			To: string(step.To), Result: res.Label(), Failed: res.Kind >= states.Retry, Duration: took}
-		if res.Kind == states.Waiting || res.Kind >= states.Retry {
+			To: string(step.To), Result: res.Label(), Failed: outcome == RunError, Duration: took}
+		if outcome != RunSuccess {
 			line.To = vm.Status
 		}
 		if res.Goto != "" {
 			line.To = string(res.Goto)
-		}
-		outcome := "success"
-		switch {
-		case res.Kind == states.Waiting:
-			outcome = "waiting"
-		case res.Kind >= states.Retry:
-			outcome = "error"
 		}
 		// The table's FSM, built at the VM's stored state, takes the
 		// outcome as an event; an outcome it refuses is never written.
@@ -208,11 +202,11 @@ func (r *runPass) advance(ctx context.Context, vm store.VM, n int) {
 			}
 			// The outcome, its log line and (on the pass's last step) the
 			// run's end are one transaction.
-			last := outcome != "success" || i == n-1 || states.State(o.ToStatus).Final()
+			last := outcome != RunSuccess || i == n-1 || states.State(o.ToStatus).Final()
 			o.Line = &store.RunLine{RunID: runID, At: o.Now, Step: step.Label, From: line.From, To: line.To,
 				Result: line.Result, Duration: took}
 			if last {
-				o.FinishRun = outcome
+				o.FinishRun = string(outcome)
 			}
 			next, err = e.Store.VMApplyStep(ctx, o)
 			if errors.Is(err, store.ErrConflict) {
@@ -230,21 +224,21 @@ func (r *runPass) advance(ctx context.Context, vm store.VM, n int) {
 		switch {
 		case err != nil:
 			r.count(func(s *Summary) { s.Errors++ })
-			result = "error"
+			result = RunError
 			return
-		case outcome == "success":
+		case outcome == RunSuccess:
 			r.count(func(s *Summary) { s.Advanced++ })
 			vm = next
 			if states.State(vm.Status).Final() {
 				return
 			}
-		case outcome == "waiting":
+		case outcome == RunWaiting:
 			r.count(func(s *Summary) { s.Waiting++ })
-			result = "waiting"
+			result = RunWaiting
 			return
 		default:
 			r.count(func(s *Summary) { s.Errors++ })
-			result = "error"
+			result = RunError
 			return
 		}
 	}
@@ -278,7 +272,7 @@ func (r *runPass) outcome(ctx context.Context, vm store.VM, to states.State, res
 	o := store.Outcome{ID: vm.ID, FromStatus: vm.Status, FromVersion: vm.Version, ToStatus: vm.Status,
 		Attempts: cur.Attempts, StepWaits: cur.StepWaits, ClearPending: res.ClearTask, Now: now}
 	switch res.Kind {
-	case states.Done, states.Skipped:
+	case states.Done, states.Skipped, states.PartlyDone:
 		o.ToStatus, o.Attempts, o.StepWaits, o.ClearPending = string(to), 0, 0, true
 	case states.Waiting:
 		o.StepWaits++

@@ -40,7 +40,7 @@ func removeBackups(ctx context.Context, env *Env, vm store.VM) Result {
 	all, err := env.PVE.ClusterResources(ctx, proxmox.ResourceStorage)
 	if err != nil {
 		env.Emit("· backups ERR list storages: " + err.Error())
-		return Skip("could not list storages; backups left in place")
+		return Partial("could not list storages; backups left in place")
 	}
 	data := stepData(vm)
 	seen := map[string]bool{}
@@ -139,7 +139,7 @@ func removeBackups(ctx context.Context, env *Env, vm store.VM) Result {
 		}
 	}
 	if failed > 0 {
-		return Skip(fmt.Sprintf("%d backup(s) removed, %d failed (best effort)", removed, failed))
+		return Partial(fmt.Sprintf("%d backup(s) removed, %d failed (best effort)", removed, failed))
 	}
 	if removed == 0 {
 		return Skip("no backups")

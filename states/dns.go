@@ -37,14 +37,14 @@ func publishDNS(ctx context.Context, env *Env, vm store.VM) Result {
 		if err := env.Store.VMSetDNSDirty(ctx, vm.ID, true, env.Now()); err != nil {
 			return Retryable(fmt.Errorf("record the DNS state: %w", err))
 		}
-		return Skip(fmt.Sprintf("%d DNS record(s) failed; will retry in the background", failed))
+		return Partial(fmt.Sprintf("%d DNS record(s) failed; will retry in the background", failed))
 	}
 	failed, err := SyncDNS(ctx, env, vm, ips)
 	if err != nil {
 		return Retryable(err) // publishing again is idempotent
 	}
 	if failed > 0 {
-		return Skip(fmt.Sprintf("%d DNS record(s) failed; will retry in the background", failed))
+		return Partial(fmt.Sprintf("%d DNS record(s) failed; will retry in the background", failed))
 	}
 	return Success()
 }
@@ -120,7 +120,7 @@ func resyncDNS(ctx context.Context, env *Env, vm store.VM) Result {
 		if err := env.Store.DNSSetDirty(ctx, vm.ID, 0, time.Time{}, env.Now()); err != nil {
 			return Retryable(err)
 		}
-		return Skip(fmt.Sprintf("%d DNS record(s) not in place; process_vms retries them in the background", failed))
+		return Partial(fmt.Sprintf("%d DNS record(s) not in place; process_vms retries them in the background", failed))
 	}
 	if err := env.Store.DNSSetClean(ctx, vm.ID, vm.Version, env.Now()); err != nil {
 		return Retryable(err)
@@ -138,7 +138,7 @@ func deleteDNSForTerminate(ctx context.Context, env *Env, vm store.VM) Result {
 	if failed := DeleteDNS(ctx, env, vm); failed > 0 {
 		// The DNS retry keeps deleting them after the VM is removed.
 		_ = env.Store.VMSetDNSDirty(ctx, vm.ID, true, env.Now())
-		return Skip(fmt.Sprintf("%d DNS record(s) could not be deleted; the DNS retry deletes them later", failed))
+		return Partial(fmt.Sprintf("%d DNS record(s) could not be deleted; the DNS retry deletes them later", failed))
 	}
 	return Success()
 }

@@ -25,16 +25,27 @@ const (
 	Retry
 	// Fail: needs a person; the VM stays and is held until an admin acts.
 	Fail
+	// PartlyDone: the step did what it could and some of it failed (best
+	// effort: DNS records, backups, a VM still running after a forced stop);
+	// the failures are logged and the VM advances.
+	PartlyDone
 )
 
 func (k Kind) String() string {
-	return [...]string{"success", "skip", "waiting", "error", "error"}[k]
+	return [...]string{"success", "skip", "waiting", "error", "error", "partial"}[k]
 }
+
+// Advances reports whether the VM moves on to the step's target: done,
+// skipped or partly done.
+func (k Kind) Advances() bool { return k == Done || k == Skipped || k == PartlyDone }
+
+// Failed reports whether the step ended in an error (retryable or held).
+func (k Kind) Failed() bool { return k == Retry || k == Fail }
 
 // Result is what a step function returns.
 type Result struct {
 	Kind   Kind
-	Reason string // skip or wait reason
+	Reason string // skip, partial or wait reason
 	Err    error  // Retry and Fail
 	// ClearTask drops the stored PVE task reference (e.g. the task failed and
 	// the next attempt must look again and resubmit).
@@ -53,6 +64,10 @@ func Success() Result { return Result{Kind: Done} }
 // Skip advances with a reason, logged as `skip (reason)`.
 func Skip(reason string) Result { return Result{Kind: Skipped, Reason: reason} }
 
+// Partial advances although part of the step failed (best effort), logged
+// as `skip (reason)` like Skip; the reason says what failed.
+func Partial(reason string) Result { return Result{Kind: PartlyDone, Reason: reason} }
+
 // Wait keeps the VM at its step, logged as `waiting (reason)`.
 func Wait(reason string) Result { return Result{Kind: Waiting, Reason: reason} }
 
@@ -65,7 +80,7 @@ func Permanent(err error) Result { return Result{Kind: Fail, Err: err} }
 // Label renders the result as the log shows it.
 func (r Result) Label() string {
 	switch r.Kind {
-	case Skipped:
+	case Skipped, PartlyDone:
 		return "skip (" + r.Reason + ")"
 	case Waiting:
 		return "waiting (" + r.Reason + ")"
@@ -155,15 +170,15 @@ func (p *Pipeline) StepFrom(s State) (Step, bool) {
 var ErrIllegalTransition = errors.New("illegal transition")
 
 // Transition applies a step's outcome to the VM's FSM, built at the VM's
-// stored state from: Done and Skipped fire the step's event (its label), a
-// FailTo fires the step's "failed" event, which must lead to the state the
+// stored state from: Done, Skipped and PartlyDone fire the step's event
+// (its label), a FailTo fires the step's "failed" event, which must lead to the state the
 // step asked for. Waiting, Retry and a held Fail stay at from. The state to
 // write is the FSM's state after the event; an outcome the table does not
 // allow is ErrIllegalTransition and nothing may be written.
 func (p *Pipeline) Transition(ctx context.Context, from State, step Step, res Result) (State, error) {
 	var event string
 	switch {
-	case res.Kind == Done || res.Kind == Skipped:
+	case res.Kind.Advances():
 		event = step.Label
 	case res.Kind == Fail && res.Goto != "":
 		event = step.Label + " failed"

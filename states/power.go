@@ -29,7 +29,7 @@ func stopForChange(ctx context.Context, env *Env, vm store.VM) Result {
 	if stopped {
 		return Success()
 	}
-	if res.Kind == Skipped { // gave up: still running after the forced stop
+	if res.Kind == PartlyDone { // gave up: still running after the forced stop
 		// The next attempt starts over with a graceful shutdown.
 		_ = saveStepData(ctx, env, &vm, url.Values{})
 		return Retryable(errors.New("VM still running after graceful shutdown and forced stop; will try again"))
@@ -99,7 +99,7 @@ func stopVM(ctx context.Context, env *Env, vm *store.VM) (stopped bool, res Resu
 			why = "; the stop task ended: " + ts.ExitStatus
 		}
 	}
-	return false, Skip(fmt.Sprintf("still %s after graceful shutdown and forced stop%s", st.Status, why))
+	return false, Partial(fmt.Sprintf("still %s after graceful shutdown and forced stop%s", st.Status, why))
 }
 
 // keepRunning wraps the change-package steps that run while the VM is
@@ -117,7 +117,7 @@ func keepRunning(fn StepFunc) StepFunc {
 			// No task of the step itself is in flight: the VM must be stopped first.
 			stopped, res := stopVM(ctx, env, &vm)
 			if !stopped {
-				if res.Kind == Skipped { // still running after graceful and forced stop
+				if res.Kind == PartlyDone { // still running after graceful and forced stop
 					_ = saveStepData(ctx, env, &vm, url.Values{})
 					return Retryable(errors.New("VM still running after graceful shutdown and forced stop; will try again"))
 				}
@@ -167,7 +167,7 @@ func stopForTerminate(ctx context.Context, env *Env, vm store.VM) Result {
 	if stopped {
 		return Success()
 	}
-	if res.Kind == Skipped {
+	if res.Kind == PartlyDone {
 		res.Reason += "; going on: PVE refuses to delete a running VM, so if it is still running then, the VM goes to error_terminate with its IPs kept"
 	}
 	return res
