@@ -33,6 +33,9 @@ type Engine struct {
 	// NewEnv builds the step environment (API clients) on first use, so an
 	// idle tick connects to nothing.
 	NewEnv func(ctx context.Context, e *Engine) (*states.Env, error)
+	// Actor names who makes requests in their audit lines; "" = the OS
+	// user (CurrentUser).
+	Actor string
 
 	envOnce sync.Once
 	env     *states.Env

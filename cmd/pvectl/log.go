@@ -7,8 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pvectl/pvectl/engine"
 	"github.com/pvectl/pvectl/states"
-	"github.com/pvectl/pvectl/store"
 	"github.com/spf13/cobra"
 )
 
@@ -34,11 +34,11 @@ top. With --follow, new lines are printed as ticks write them (Ctrl-C to stop); 
 			}
 			defer closeFn()
 			ctx := cmd.Context()
-			vm, err := findVM(ctx, e, args[0])
+			vm, err := e.FindVM(ctx, args[0])
 			if err != nil {
 				return err
 			}
-			list, err := e.Store.RunsForVM(ctx, vm.ID, runs)
+			list, err := e.Log(ctx, vm, runs)
 			if err != nil {
 				return err
 			}
@@ -64,12 +64,21 @@ top. With --follow, new lines are printed as ticks write them (Ctrl-C to stop); 
 			}
 			// --follow: print the existing lines oldest first, then poll. With
 			// --json every line is one JSON object (JSON Lines).
-			emitRun := func(r store.Run) {
-				if !asJSON {
+			emitRun := func(r engine.Run) {
+				switch {
+				case asJSON:
+				case engine.IsRequest(r):
+					for _, l := range r.Lines {
+						printRequest(w, r, l)
+					}
+				default:
 					fmt.Fprintf(w, "run #%d  %s  %s\n", r.ID, r.StartedAt.Format(time.RFC3339), r.Task)
 				}
 			}
-			emitLine := func(r store.Run, l store.RunLine) {
+			emitLine := func(r engine.Run, l engine.RunLine) {
+				if !asJSON && engine.IsRequest(r) {
+					return // printed with its run
+				}
 				if !asJSON {
 					printLine(w, l)
 					return
@@ -77,11 +86,11 @@ top. With --follow, new lines are printed as ticks write them (Ctrl-C to stop); 
 				b, _ := json.Marshal(struct {
 					Run int64 `json:"run"`
 					lineJSON
-				}{r.ID, toLineJSON(l)})
+				}{r.ID, toLineJSON(r, l)})
 				fmt.Fprintf(w, "%s\n", b)
 			}
 			var lastRun, lastLine int64
-			show := func(list []store.Run) {
+			show := func(list []engine.Run) {
 				for i := len(list) - 1; i >= 0; i-- {
 					r := list[i]
 					if r.ID < lastRun {
@@ -106,7 +115,7 @@ top. With --follow, new lines are printed as ticks write them (Ctrl-C to stop); 
 					return nil
 				case <-time.After(time.Second):
 				}
-				fresh, err := e.Store.RunsForVM(ctx, vm.ID, 5)
+				fresh, err := e.Log(ctx, vm, 5)
 				if err != nil {
 					return err
 				}
@@ -120,14 +129,36 @@ top. With --follow, new lines are printed as ticks write them (Ctrl-C to stop); 
 	return cmd
 }
 
-func printRun(w io.Writer, r store.Run) {
+func printRun(w io.Writer, r engine.Run) {
+	if engine.IsRequest(r) {
+		for _, l := range r.Lines {
+			printRequest(w, r, l)
+		}
+		return
+	}
 	fmt.Fprintf(w, "run #%d  %s  %s  %s\n", r.ID, r.StartedAt.Format(time.RFC3339), r.Task, r.Result)
 	for _, l := range r.Lines {
 		printLine(w, l)
 	}
 }
 
-func printLine(w io.Writer, l store.RunLine) {
+// printRequest prints a request (an audit event) of the log on one line:
+// what, from → to, who and options.
+func printRequest(w io.Writer, r engine.Run, l engine.RunLine) {
+	fmt.Fprintf(w, "request #%d  %s  %s  %s  %s\n", r.ID, l.At.Format(time.RFC3339), l.Step, requestArrow(l), l.Detail)
+}
+
+func requestArrow(l engine.RunLine) string {
+	switch {
+	case l.From == "":
+		return "→ " + l.To
+	case l.To == "" || l.To == l.From:
+		return l.From
+	}
+	return l.From + " → " + l.To
+}
+
+func printLine(w io.Writer, l engine.RunLine) {
 	if l.Result == "event" {
 		fmt.Fprintf(w, "  %s      %s\n", l.At.Format("15:04:05"), l.Detail)
 		return
@@ -145,6 +176,7 @@ func printLine(w io.Writer, l store.RunLine) {
 
 type lineJSON struct {
 	At         time.Time `json:"at"`
+	Kind       string    `json:"kind"` // request, step or event
 	Step       string    `json:"step"`
 	From       string    `json:"from"`
 	To         string    `json:"to"`
@@ -153,25 +185,37 @@ type lineJSON struct {
 	DurationMS int64     `json:"duration_ms"`
 }
 
-func toLineJSON(l store.RunLine) lineJSON {
-	return lineJSON{At: l.At, Step: l.Step, From: l.From, To: l.To, Result: l.Result,
+func toLineJSON(r engine.Run, l engine.RunLine) lineJSON {
+	kind := "step"
+	switch {
+	case engine.IsRequest(r):
+		kind = "request"
+	case l.Result == "event":
+		kind = "event"
+	}
+	return lineJSON{Kind: kind, At: l.At, Step: l.Step, From: l.From, To: l.To, Result: l.Result,
 		Detail: l.Detail, DurationMS: l.Duration.Milliseconds()}
 }
 
 type runJSON struct {
 	ID        int64      `json:"id"`
+	Kind      string     `json:"kind"` // request or step
 	Task      string     `json:"task"`
 	StartedAt time.Time  `json:"started_at"`
 	Result    string     `json:"result"`
 	Lines     []lineJSON `json:"lines"`
 }
 
-func logJSON(vm store.VM, runs []store.Run) map[string]any {
+func logJSON(vm engine.VM, runs []engine.Run) map[string]any {
 	out := []runJSON{}
 	for _, r := range runs {
-		rj := runJSON{ID: r.ID, Task: r.Task, StartedAt: r.StartedAt, Result: r.Result, Lines: []lineJSON{}}
+		kind := "step"
+		if engine.IsRequest(r) {
+			kind = "request"
+		}
+		rj := runJSON{Kind: kind, ID: r.ID, Task: r.Task, StartedAt: r.StartedAt, Result: r.Result, Lines: []lineJSON{}}
 		for _, l := range r.Lines {
-			rj.Lines = append(rj.Lines, toLineJSON(l))
+			rj.Lines = append(rj.Lines, toLineJSON(r, l))
 		}
 		out = append(out, rj)
 	}

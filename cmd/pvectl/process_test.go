@@ -185,12 +185,18 @@ func TestLogFollowPrintsNewLinesAsTicksWriteThem(t *testing.T) {
 	j.cmd.Stdout, j.cmd.Stderr = &jout, &j.stderr
 	require.NoError(t, j.cmd.Start())
 	t.Cleanup(func() { _ = j.cmd.Process.Kill() })
-	require.Eventually(t, func() bool { return strings.Contains(jout.String(), "\n") }, 30*time.Second, 50*time.Millisecond)
-	first, _, _ := strings.Cut(jout.String(), "\n")
-	var line map[string]any
-	require.NoError(t, json.Unmarshal([]byte(first), &line), first)
-	require.Equal(t, "Allocate VMID and IPs", line["step"])
-	require.Equal(t, "creation", line["from"])
+	require.Eventually(t, func() bool { return strings.Count(jout.String(), "\n") >= 2 }, 30*time.Second, 50*time.Millisecond)
+	// The create request comes first (an audit line), then the step.
+	lines := strings.SplitN(jout.String(), "\n", 3)
+	var request, step map[string]any
+	require.NoError(t, json.Unmarshal([]byte(lines[0]), &request), lines[0])
+	require.Equal(t, "request", request["kind"])
+	require.Equal(t, "vm create", request["step"])
+	require.Equal(t, "creation", request["to"])
+	require.NoError(t, json.Unmarshal([]byte(lines[1]), &step), lines[1])
+	require.Equal(t, "step", step["kind"])
+	require.Equal(t, "Allocate VMID and IPs", step["step"])
+	require.Equal(t, "creation", step["from"])
 	require.NoError(t, j.cmd.Process.Signal(syscall.SIGINT))
 	require.Equal(t, 0, j.exitCode())
 }

@@ -35,6 +35,11 @@ func (e usageError) Unwrap() error { return e.err }
 
 func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
 
+// failure marks an error as exit 1 even if it wraps one that maps to 2.
+type failure struct{ err error }
+
+func (e failure) Error() string { return e.err.Error() }
+
 // globals are the persistent flags every command shares.
 type globals struct {
 	configPath string
@@ -61,10 +66,22 @@ func runArgs(args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	}
 	fmt.Fprintln(stderr, "pvectl:", err)
+	return exitCode(err)
+}
+
+// exitCode maps an error to the exit code: 2 for bad usage or input and for
+// every request the request API refused (nothing was changed), else 1.
+func exitCode(err error) int {
 	var ue usageError
 	var ce *config.Error
+	var ws *engine.ErrWrongState
+	var inv *engine.ErrInvalid
+	var f failure
 	switch {
-	case errors.As(err, &ue), errors.As(err, &ce), isCobraUsage(err):
+	case errors.As(err, &f):
+		return exitFailure
+	case errors.As(err, &ue), errors.As(err, &ce), isCobraUsage(err),
+		errors.As(err, &ws), errors.As(err, &inv), errors.Is(err, engine.ErrConflict), errors.Is(err, engine.ErrNotFound):
 		return exitUsage
 	}
 	return exitFailure
@@ -232,13 +249,13 @@ func (g *globals) openWritable(ctx context.Context) (*engine.Engine, func(), err
 
 // withVM opens the engine, finds the VM named by ref (service id or
 // hostname; unknown = exit 2) and runs fn with both.
-func (g *globals) withVM(ctx context.Context, ref string, fn func(e *engine.Engine, vm store.VM) error) error {
+func (g *globals) withVM(ctx context.Context, ref string, fn func(e *engine.Engine, vm engine.VM) error) error {
 	e, closeFn, err := g.openEngine(ctx)
 	if err != nil {
 		return err
 	}
 	defer closeFn()
-	vm, err := findVM(ctx, e, ref)
+	vm, err := e.FindVM(ctx, ref)
 	if err != nil {
 		return err
 	}

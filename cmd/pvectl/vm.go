@@ -2,21 +2,15 @@ package main
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"regexp"
 	"strings"
 	"text/tabwriter"
 	"time"
 
-	"github.com/pvectl/pvectl/config"
 	"github.com/pvectl/pvectl/engine"
 	"github.com/pvectl/pvectl/states"
-	"github.com/pvectl/pvectl/store"
 	"github.com/spf13/cobra"
 )
 
@@ -29,11 +23,6 @@ func newVMCmd(g *globals) *cobra.Command {
 		newVMChangePackageCmd(g), newVMTerminateCmd(g), newVMReinstallCmd(g), newVMDeleteRecordCmd(g))
 	return cmd
 }
-
-var (
-	serviceIDRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
-	hostnameRE  = regexp.MustCompile(`^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$`)
-)
 
 type createOpts struct {
 	serviceID, product, hostname, node, sshKeyFile, passwordFile, idemKey string
@@ -67,80 +56,26 @@ content goes to cloud-init and is never printed or logged.`,
 }
 
 func runVMCreate(cmd *cobra.Command, g *globals, o createOpts) error {
-	var problems []string
-	if !serviceIDRE.MatchString(o.serviceID) {
-		problems = append(problems, fmt.Sprintf("--service-id %s: want 1-64 letters, digits, '.', '_' or '-'", quoteInput(o.serviceID)))
-	}
-	o.hostname = strings.TrimSuffix(strings.ToLower(o.hostname), ".")
-	hostnameOK := len(o.hostname) <= 253 && hostnameRE.MatchString(o.hostname)
-	if !hostnameOK {
-		problems = append(problems, fmt.Sprintf("--hostname %s: want a fully qualified domain name like vm1.example.com", quoteInput(o.hostname)))
-	}
-	c, err := g.loadConfig()
-	if err != nil {
-		return err
-	}
-	if p := apexProblem(c, o.hostname); hostnameOK && p != "" {
-		problems = append(problems, p)
-	}
-	if _, ok := c.Products[o.product]; !ok {
-		problems = append(problems, fmt.Sprintf("--product %s: valid: %s", quoteInput(o.product), strings.Join(c.ProductNames(), ", ")))
-	}
-	if o.node != "" {
-		if err := config.ValidNodeName(o.node); err != nil {
-			problems = append(problems, "--node: "+err.Error())
-		}
-	}
-	if p := checkIdempotencyKey(o.idemKey); p != "" {
-		problems = append(problems, p)
-	}
-	var sshKeys, password string
-	if o.sshKeyFile != "" {
-		var p []string
-		sshKeys, p = parseSSHKeyFile(o.sshKeyFile)
-		problems = append(problems, p...)
-	}
-	if o.passwordFile != "" {
-		var err error
-		if password, err = readPasswordFile(o.passwordFile); err != nil {
-			problems = append(problems, "--password-file: "+err.Error())
-		}
-	}
-	if len(problems) > 0 {
-		return usagef("invalid request, nothing created:\n  %s", strings.Join(problems, "\n  "))
-	}
 	e, closeFn, err := g.openWritable(cmd.Context())
 	if err != nil {
 		return err
 	}
 	defer closeFn()
 	ctx := cmd.Context()
-	// A name that already holds records that are not this VM's would be hijacked.
-	if p, err := foreignRecordsProblem(ctx, cmd.ErrOrStderr(), c, e.Store, o.serviceID, o.hostname); err != nil {
-		return err
-	} else if p != "" {
-		return usagef("invalid request, nothing created:\n  %s", p)
-	}
-	// The digest never covers the password: it stays in the store after the
-	// password itself is forgotten, and a hash of a password can be guessed.
-	h := sha256.New()
-	for _, s := range []string{o.serviceID, o.product, o.hostname, o.node, sshKeys} {
-		fmt.Fprintf(h, "%d:%s;", len(s), s)
-	}
-	vm, created, err := e.Store.VMCreate(ctx, store.NewVM{ServiceID: o.serviceID, Hostname: o.hostname, Product: o.product,
-		Status: string(states.Creation), RequestedNode: o.node, IdempotencyKey: o.idemKey,
-		RequestDigest: hex.EncodeToString(h.Sum(nil)), SSHKeys: sshKeys, Password: password, Now: e.Clock.Now()})
-	if errors.Is(err, store.ErrIdempotencyMismatch) || errors.Is(err, store.ErrDuplicate) {
-		return usageError{err}
+	res, err := e.CreateVM(ctx, engine.CreateVM{ServiceID: o.serviceID, Product: o.product, Hostname: o.hostname,
+		Node: o.node, IdempotencyKey: o.idemKey, SSHKeyFile: o.sshKeyFile, PasswordFile: o.passwordFile})
+	for _, w := range res.Warnings {
+		fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s\n", w)
 	}
 	if err != nil {
 		return err
 	}
+	vm := res.VM
 	if o.asJSON {
-		return printVMJSON(ctx, cmd.OutOrStdout(), e.Store, vm)
+		return printVMJSON(ctx, cmd.OutOrStdout(), e, vm)
 	}
 	verb := "created"
-	if !created {
+	if !res.Changed {
 		verb = "exists (same idempotency key)"
 	}
 	fmt.Fprintf(cmd.OutOrStdout(), "VM %s (%s) %s: product %s, status %s\n", vm.ServiceID, vm.Hostname, verb, vm.Product, vm.Status)
@@ -172,8 +107,8 @@ type taskJSON struct {
 	Node string `json:"node"`
 }
 
-func toVMJSON(ctx context.Context, st *store.Store, vm store.VM) (vmJSON, error) {
-	ips, err := st.IPsForVM(ctx, vm.ID)
+func toVMJSON(ctx context.Context, e *engine.Engine, vm engine.VM) (vmJSON, error) {
+	ips, err := e.IPs(ctx, vm)
 	if err != nil {
 		return vmJSON{}, err
 	}
@@ -197,8 +132,8 @@ func toVMJSON(ctx context.Context, st *store.Store, vm store.VM) (vmJSON, error)
 	return j, nil
 }
 
-func printVMJSON(ctx context.Context, w io.Writer, st *store.Store, vm store.VM) error {
-	j, err := toVMJSON(ctx, st, vm)
+func printVMJSON(ctx context.Context, w io.Writer, e *engine.Engine, vm engine.VM) error {
+	j, err := toVMJSON(ctx, e, vm)
 	if err != nil {
 		return err
 	}
@@ -240,13 +175,13 @@ func newVMListCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer closeFn()
-			vms, err := e.Store.VMList(cmd.Context(), store.VMFilter{Status: status})
+			vms, err := e.ListVMs(cmd.Context(), status)
 			if err != nil {
 				return err
 			}
 			rows := []vmJSON{}
 			for _, vm := range vms {
-				j, err := toVMJSON(cmd.Context(), e.Store, vm)
+				j, err := toVMJSON(cmd.Context(), e, vm)
 				if err != nil {
 					return err
 				}
@@ -305,8 +240,8 @@ func newVMShowCmd(g *globals) *cobra.Command {
 		Short: "Show one VM record (VM = service id or hostname)",
 		Args:  exactArgs(1, "a VM (service id or hostname)"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return g.withVM(cmd.Context(), args[0], func(e *engine.Engine, vm store.VM) error {
-				j, err := toVMJSON(cmd.Context(), e.Store, vm)
+			return g.withVM(cmd.Context(), args[0], func(e *engine.Engine, vm engine.VM) error {
+				j, err := toVMJSON(cmd.Context(), e, vm)
 				if err != nil {
 					return err
 				}
@@ -329,7 +264,7 @@ func newVMShowCmd(g *globals) *cobra.Command {
 				if j.PendingTask != nil {
 					fmt.Fprintf(w, "pending:     %s (node %s)\n", j.PendingTask.UPID, j.PendingTask.Node)
 				}
-				recs, err := e.Store.DNSRecords(cmd.Context(), vm.ID)
+				recs, err := e.DNSRecords(cmd.Context(), vm)
 				if err != nil {
 					return err
 				}
@@ -354,14 +289,6 @@ func newVMShowCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-func findVM(ctx context.Context, e *engine.Engine, ref string) (store.VM, error) {
-	vm, err := e.Store.VMFind(ctx, ref)
-	if errors.Is(err, store.ErrNotFound) {
-		return vm, usageError{err}
-	}
-	return vm, err
-}
-
 func newVMRetryCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "retry VM",
@@ -371,17 +298,21 @@ you fixed the cause, or end a retry backoff early. The VM stays at its step; the
 tick runs that step again. Nothing is sent to Proxmox here.`,
 		Args: exactArgs(1, "a VM (service id or hostname)"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return g.withVM(cmd.Context(), args[0], func(e *engine.Engine, vm store.VM) error {
-				if !vm.Held && !vm.NextAttemptAt.After(e.Clock.Now()) {
-					fmt.Fprintf(cmd.OutOrStdout(), "VM %s is not held or backing off (status %s); nothing to do\n", vm.ServiceID, vm.Status)
-					return nil
-				}
-				if err := e.Store.VMRelease(cmd.Context(), vm.ID, vm.Status, vm.Version, e.Clock.Now()); err != nil {
-					return changed(err, vm)
-				}
-				fmt.Fprintf(cmd.OutOrStdout(), "VM %s released at %s; the next tick retries it\n", vm.ServiceID, vm.Status)
+			e, closeFn, err := g.openEngine(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer closeFn()
+			res, err := e.Retry(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			if !res.Changed {
+				fmt.Fprintf(cmd.OutOrStdout(), "VM %s is not held or backing off (status %s); nothing to do\n", res.VM.ServiceID, res.VM.Status)
 				return nil
-			})
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "VM %s released at %s; the next tick retries it\n", res.VM.ServiceID, res.VM.Status)
+			return nil
 		},
 	}
 }

@@ -3,9 +3,7 @@ package main
 import (
 	"context"
 
-	"github.com/pvectl/pvectl/config"
 	"github.com/pvectl/pvectl/engine"
-	"github.com/pvectl/pvectl/providers/dns"
 	"github.com/pvectl/pvectl/providers/proxmox"
 	"github.com/pvectl/pvectl/states"
 )
@@ -31,19 +29,9 @@ func newEnv(_ context.Context, e *engine.Engine) (*states.Env, error) {
 	if err != nil {
 		return nil, err
 	}
-	env := &states.Env{Store: e.Store, Config: c, PVE: pve, Now: e.Clock.Now, Zones: dnsZones(c)}
-	if len(env.Zones) > 0 {
-		u := dns.NewUpdater(env.Zones)
-		u.Timeout = c.DNS.Timeout.D()
+	env := &states.Env{Store: e.Store, Config: c, PVE: pve, Now: e.Clock.Now, Zones: engine.DNSZones(c)}
+	if u := engine.NewDNSUpdater(c); u != nil {
 		env.DNS = u
 	}
 	return env, nil
-}
-
-func dnsZones(c *config.Config) []dns.Zone {
-	var out []dns.Zone
-	for _, z := range c.DNS.Zones {
-		out = append(out, dns.Zone{Name: z.Name, Server: z.Server, KeyName: z.KeyName, Algorithm: z.Algorithm, Secret: z.Secret.Reveal()})
-	}
-	return out
 }

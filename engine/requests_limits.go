@@ -1,4 +1,4 @@
-package main
+package engine
 
 import (
 	"errors"
@@ -12,7 +12,7 @@ import (
 	"golang.org/x/crypto/ssh"
 )
 
-// Limits on what `vm create` (and `vm reinstall`) accept as request input
+// Limits on what a create (and a reinstall) request accepts as request input
 // (docs/cli.md, "vm create"). Everything here ends up in the store and, for
 // SSH keys and the password, in PVE's cloud-init config, from which PVE writes
 // the user-data YAML line by line without quoting: a control character there
@@ -88,35 +88,49 @@ func readLimited(path string, max int64) ([]byte, error) {
 	return b, nil
 }
 
-// parseSSHKeyFile reads and checks an --ssh-key-file: one public key per line
-// ("TYPE BASE64 [COMMENT]", as ssh.ParseAuthorizedKey reads it, without
-// authorized_keys options); blank lines and lines starting with # are
-// skipped; a CRLF line ending and spaces or tabs around a line are removed.
-// It returns the keys joined by "\n" with a trailing "\n" (the form stored
-// since the first release, so idempotency digests stay the same) or the
-// problems, each prefixed with the flag, file name and line.
-func parseSSHKeyFile(path string) (string, []string) {
+// parseSSHKeyFile reads and checks an --ssh-key-file (see parseSSHKeys);
+// the problems name the flag and file.
+func parseSSHKeyFile(path string) (string, []*ErrInvalid) {
 	b, err := readLimited(path, maxSSHKeyFile)
 	if err != nil {
 		if !errors.Is(err, errTooLarge) {
-			return "", []string{fmt.Sprintf("--ssh-key-file: %v", err)}
+			return "", []*ErrInvalid{keyProblem("--ssh-key-file: %v", err)}
 		}
-		return "", []string{fmt.Sprintf("--ssh-key-file %s: %v; at most %d keys of at most %d KiB each, %d KiB in all",
+		return "", []*ErrInvalid{keyProblem("--ssh-key-file %s: %v; at most %d keys of at most %d KiB each, %d KiB in all",
 			path, err, maxSSHKeys, maxSSHKeyLine>>10, maxSSHKeyFile>>10)}
+	}
+	return parseSSHKeys("--ssh-key-file "+path, b)
+}
+
+func keyProblem(format string, args ...any) *ErrInvalid {
+	return &ErrInvalid{Field: "--ssh-key-file", Rule: fmt.Sprintf(format, args...)}
+}
+
+// parseSSHKeys checks SSH public keys, one per line ("TYPE BASE64
+// [COMMENT]", as ssh.ParseAuthorizedKey reads it, without authorized_keys
+// options); blank lines and lines starting with # are skipped; a CRLF line
+// ending and spaces or tabs around a line are removed. It returns the keys
+// joined by "\n" with a trailing "\n" (the form stored since the first
+// release, so idempotency digests stay the same) or the problems, each
+// prefixed with label (the flag and file name) and line.
+func parseSSHKeys(label string, b []byte) (string, []*ErrInvalid) {
+	if len(b) > maxSSHKeyFile {
+		return "", []*ErrInvalid{keyProblem("%s: %v: more than %d KiB; at most %d keys of at most %d KiB each, %d KiB in all",
+			label, errTooLarge, maxSSHKeyFile>>10, maxSSHKeys, maxSSHKeyLine>>10, maxSSHKeyFile>>10)}
 	}
 	var keys strings.Builder
 	n := 0
 	for i, l := range strings.Split(string(b), "\n") {
-		at := fmt.Sprintf("--ssh-key-file %s line %d", path, i+1)
+		at := fmt.Sprintf("%s line %d", label, i+1)
 		l = strings.Trim(strings.TrimSuffix(l, "\r"), " \t")
 		if l == "" || strings.HasPrefix(l, "#") {
 			continue
 		}
 		if len(l) > maxSSHKeyLine {
-			return "", []string{fmt.Sprintf("%s: %d bytes; a key line is at most %d bytes (%d KiB)", at, len(l), maxSSHKeyLine, maxSSHKeyLine>>10)}
+			return "", []*ErrInvalid{keyProblem("%s: %d bytes; a key line is at most %d bytes (%d KiB)", at, len(l), maxSSHKeyLine, maxSSHKeyLine>>10)}
 		}
 		if off, r, bad := badChar(l); bad {
-			return "", []string{fmt.Sprintf("%s: %s; a key line is TYPE BASE64 [COMMENT] without control characters (only a CRLF line ending is allowed)",
+			return "", []*ErrInvalid{keyProblem("%s: %s; a key line is TYPE BASE64 [COMMENT] without control characters (only a CRLF line ending is allowed)",
 				at, describeBadChar(off, r))}
 		}
 		_, comment, options, _, err := ssh.ParseAuthorizedKey([]byte(l))
@@ -125,58 +139,76 @@ func parseSSHKeyFile(path string) (string, []string) {
 			// x/crypto appends "; last parsing error for ignored line: …",
 			// which only says the base64 did not decode.
 			reason, _, _ := strings.Cut(err.Error(), ";")
-			return "", []string{fmt.Sprintf("%s: not an SSH public key (%s): %s", at, reason, quoteInput(l))}
+			return "", []*ErrInvalid{keyProblem("%s: not an SSH public key (%s): %s", at, reason, quoteInput(l))}
 		case len(options) > 0:
-			return "", []string{fmt.Sprintf("%s: authorized_keys options (%s) are not allowed; give only TYPE BASE64 [COMMENT]",
+			return "", []*ErrInvalid{keyProblem("%s: authorized_keys options (%s) are not allowed; give only TYPE BASE64 [COMMENT]",
 				at, truncate(strings.Join(options, ","), maxQuotedInputLen))}
 		case strings.Contains(comment, ": ") || strings.HasSuffix(comment, ":"):
 			// PVE writes each key unquoted as a YAML list item: "a: b" would
 			// turn it into a mapping and cloud-init would not install it.
-			return "", []string{fmt.Sprintf("%s: the key comment %s contains \": \" or ends with \":\", which breaks cloud-init's YAML; change the comment",
+			return "", []*ErrInvalid{keyProblem("%s: the key comment %s contains \": \" or ends with \":\", which breaks cloud-init's YAML; change the comment",
 				at, quoteInput(comment))}
 		}
 		if n++; n > maxSSHKeys {
-			return "", []string{fmt.Sprintf("--ssh-key-file %s: more than %d keys; at most %d", path, maxSSHKeys, maxSSHKeys)}
+			return "", []*ErrInvalid{keyProblem("%s: more than %d keys; at most %d", label, maxSSHKeys, maxSSHKeys)}
 		}
 		keys.WriteString(l + "\n")
 	}
 	return keys.String(), nil
 }
 
-// readPasswordFile returns the first line of a password file (a trailing
+// ReadPasswordFile returns the first line of a password file (a trailing
 // "\n", after any "\r", ends it): 1 to maxPasswordLen bytes of UTF-8 without control
 // characters. The error never contains the password.
-func readPasswordFile(path string) (string, error) {
+func ReadPasswordFile(path string) (string, error) {
 	b, err := readLimited(path, maxPasswordFile)
 	if err != nil {
 		return "", err
 	}
 	pw := strings.TrimRight(strings.SplitN(string(b), "\n", 2)[0], "\r")
-	if pw == "" {
-		return "", errors.New("the first line is empty")
-	}
-	if len(pw) > maxPasswordLen {
-		return "", fmt.Errorf("the first line is %d bytes; a password is 1 to %d bytes", len(pw), maxPasswordLen)
-	}
-	if off, r, bad := badChar(pw); bad {
-		return "", fmt.Errorf("the first line has %s; a password must not contain control characters (the line ends at the first \\n)",
-			describeBadChar(off, r))
+	if err := checkPassword(pw); err != nil {
+		return "", err
 	}
 	return pw, nil
 }
 
+// checkPassword checks a password's first line; the error never contains it.
+func checkPassword(pw string) error {
+	if pw == "" {
+		return errors.New("the first line is empty")
+	}
+	if len(pw) > maxPasswordLen {
+		return fmt.Errorf("the first line is %d bytes; a password is 1 to %d bytes", len(pw), maxPasswordLen)
+	}
+	if off, r, bad := badChar(pw); bad {
+		return fmt.Errorf("the first line has %s; a password must not contain control characters (the line ends at the first \\n)",
+			describeBadChar(off, r))
+	}
+	return nil
+}
+
 // checkIdempotencyKey checks an --idempotency-key ("" means none): 1 to
 // maxIdemKeyLen printable ASCII characters without spaces.
-func checkIdempotencyKey(k string) string {
+func checkIdempotencyKey(k string) *ErrInvalid {
 	if k == "" {
-		return ""
+		return nil
 	}
 	ok := len(k) <= maxIdemKeyLen
 	for i := 0; ok && i < len(k); i++ {
 		ok = k[i] > ' ' && k[i] < 0x7f
 	}
 	if ok {
-		return ""
+		return nil
 	}
-	return fmt.Sprintf("--idempotency-key %s: want 1-%d printable ASCII characters without spaces, like order-4711", quoteInput(k), maxIdemKeyLen)
+	return &ErrInvalid{Field: "--idempotency-key", Rule: fmt.Sprintf("--idempotency-key %s: want 1-%d printable ASCII characters without spaces, like order-4711",
+		quoteInput(k), maxIdemKeyLen)}
+}
+
+// truncate shortens s to n characters (not bytes), newlines as spaces.
+func truncate(s string, n int) string {
+	r := []rune(strings.ReplaceAll(s, "\n", " "))
+	if len(r) <= n {
+		return string(r)
+	}
+	return string(r[:n-1]) + "…"
 }

@@ -1,0 +1,347 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/pvectl/pvectl/providers/proxmox"
+	"github.com/pvectl/pvectl/states"
+	"github.com/pvectl/pvectl/store"
+)
+
+// stopTimeout bounds the stop a terminate request sends.
+const stopTimeout = 15 * time.Second
+
+// ChangePackage switches a ready VM to another product: state
+// change_package, returned at once. While a change is under way the same
+// product again changes nothing (Changed false); another product, or any
+// state outside states.ChangePackageFrom, is an *ErrWrongState.
+func (e *Engine) ChangePackage(ctx context.Context, ref, product string) (Result, error) {
+	if _, ok := e.Config.Products[product]; !ok {
+		return Result{}, &ErrInvalid{Field: "--product", Rule: fmt.Sprintf("--product %q: valid: %s", product, strings.Join(e.Config.ProductNames(), ", "))}
+	}
+	vm, err := e.FindVM(ctx, ref)
+	if err != nil {
+		return Result{}, err
+	}
+	res := Result{VM: vm, From: states.State(vm.Status)}
+	if states.ChangingPackage(res.From) {
+		// Past its first step: the same request again is a no-op (a
+		// billing system retrying), another product waits for ready.
+		if vm.Product != product {
+			held := ""
+			if vm.Held {
+				held = fmt.Sprintf("; HELD: %s (fix it, then pvectl vm retry %s)", vm.LastError, vm.ServiceID)
+			}
+			return res, &ErrWrongState{VM: vm.ServiceID, State: res.From, Allowed: states.ChangePackageFrom(),
+				Msg: fmt.Sprintf("VM %s is already changing to product %s (status %s%s); wait for it to reach ready", vm.ServiceID, vm.Product, vm.Status, held)}
+		}
+		return res, nil
+	}
+	got, err := e.request(ctx, vm, states.ChangePackageFrom(), states.ChangePackage, product)
+	if err != nil {
+		return res, err
+	}
+	res.VM = got
+	if res.From == states.ChangePackage {
+		return res, nil // requested before, same product
+	}
+	res.Changed = true
+	res.Audit = e.audit("vm change-package", vm.Status, got.Status, "product "+product, "was "+vm.Product)
+	return res, e.record(ctx, vm.ID, res.Audit)
+}
+
+// Terminate sets a VM to terminate and, if it has a VMID and node, sends
+// PVE a forced stop without waiting (Result.Notes say how that went; a stop
+// that could not be sent is not an error: the first terminate step stops the
+// VM anyway). A terminate under way changes nothing; error_terminate and
+// remove are *ErrWrongState.
+func (e *Engine) Terminate(ctx context.Context, ref string) (Result, error) {
+	vm, err := e.FindVM(ctx, ref)
+	if err != nil {
+		return Result{}, err
+	}
+	res := Result{VM: vm, From: states.State(vm.Status)}
+	switch {
+	case states.Terminating(res.From):
+		return res, nil
+	case res.From == states.ErrorTerminate:
+		return res, &ErrWrongState{VM: vm.ServiceID, State: res.From, Allowed: states.TerminateFrom(),
+			Msg: fmt.Sprintf("VM %s is in error_terminate: fix the cause, then pvectl reset-status %s terminate", vm.ServiceID, vm.ServiceID)}
+	}
+	got, err := e.request(ctx, vm, states.TerminateFrom(), states.Terminate, "")
+	if err != nil {
+		return res, err
+	}
+	res.VM, res.Changed = got, true
+	res.Audit = e.audit("vm terminate", vm.Status, got.Status)
+	if err := e.record(ctx, vm.ID, res.Audit); err != nil {
+		return res, err
+	}
+	if got.VMID != 0 && got.Node != "" {
+		res.Notes = append(res.Notes, e.sendStop(ctx, got)...)
+	}
+	return res, nil
+}
+
+// sendStop asks PVE to stop the VM and does not wait for the task. It never
+// stops a VM pvectl did not create: the VMID may hold someone else's VM if
+// our clone never happened.
+func (e *Engine) sendStop(ctx context.Context, vm VM) []string {
+	env, err := e.Env(ctx)
+	if err != nil {
+		return []string{fmt.Sprintf("warning: stop request not sent (%v); the next tick stops the VM", err)}
+	}
+	if env.PVE == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, stopTimeout)
+	defer cancel()
+	ref := proxmox.VMRef{Node: vm.Node, VMID: vm.VMID}
+	cfg, err := env.PVE.VMConfig(ctx, ref)
+	if err != nil {
+		if !proxmox.IsNotFound(err) {
+			return []string{fmt.Sprintf("warning: stop request not sent (%v); the next tick stops the VM", err)}
+		}
+		return nil
+	}
+	if cfg.Lock() == "clone" {
+		// The clone's temporary config has no marker yet: not foreign.
+		return []string{fmt.Sprintf("VMID %d is still being cloned; the next ticks wait for the clone to finish, then stop the VM", vm.VMID)}
+	}
+	if !states.Ours(cfg, vm) {
+		return []string{fmt.Sprintf("warning: VMID %d holds a VM pvectl did not create; not stopping it", vm.VMID)}
+	}
+	task, err := env.PVE.Stop(ctx, ref, proxmox.StopOptions{OverruleShutdown: true})
+	switch {
+	case err == nil:
+		return []string{fmt.Sprintf("stop requested (task %s)", task.UPID)}
+	case proxmox.IsNotRunning(err) || proxmox.IsNotFound(err):
+		return nil
+	default:
+		return []string{fmt.Sprintf("warning: stop request failed (%v); the next tick stops the VM", err)}
+	}
+}
+
+// Reinstall is a request to destroy a ready VM in Proxmox and deploy it
+// again, keeping VMID, IPs and MAC.
+type Reinstall struct {
+	// PasswordFile holds the new cloud-init password (first line);
+	// Password gives it directly. Without either the VM gets none.
+	PasswordFile, Password string
+	Ask                    Ask
+}
+
+// Reinstall sets a ready VM to reinstall, after the confirmation.
+func (e *Engine) Reinstall(ctx context.Context, ref string, r Reinstall) (Result, error) {
+	vm, err := e.FindVM(ctx, ref)
+	if err != nil {
+		return Result{}, err
+	}
+	res := Result{VM: vm, From: states.State(vm.Status)}
+	if err := allowed(vm, states.ReinstallFrom()); err != nil {
+		return res, &ErrWrongState{VM: vm.ServiceID, State: res.From, Allowed: states.ReinstallFrom(),
+			Msg: fmt.Sprintf("VM %s is in state %s; reinstall needs ready", vm.ServiceID, vm.Status)}
+	}
+	password := r.Password
+	if r.PasswordFile != "" {
+		if password, err = ReadPasswordFile(r.PasswordFile); err != nil {
+			return res, &ErrInvalid{Field: "--password-file", Rule: fmt.Sprintf("--password-file: %v; nothing changed", err)}
+		}
+	} else if password != "" {
+		if err := checkPassword(password); err != nil {
+			return res, &ErrInvalid{Field: "--password-file", Rule: fmt.Sprintf("--password-file: %v; nothing changed", err)}
+		}
+	}
+	if err := r.Ask.confirm(fmt.Sprintf("Destroy all disks and snapshots of %s (VMID %d) and deploy it again?", vm.Hostname, vm.VMID)); err != nil {
+		return res, err
+	}
+	got, err := e.request(ctx, vm, states.ReinstallFrom(), states.Reinstall, "")
+	if err != nil {
+		return res, err
+	}
+	res.VM, res.Changed = got, true
+	if password != "" {
+		if err := e.Store.VMSetPassword(ctx, vm.ID, password, e.Clock.Now()); err != nil {
+			return res, err
+		}
+	}
+	var opts []string
+	if password != "" {
+		opts = append(opts, "new password set")
+	}
+	res.Audit = e.audit("vm reinstall", vm.Status, got.Status, opts...)
+	return res, e.record(ctx, vm.ID, res.Audit)
+}
+
+// Retry releases a held VM or ends its backoff: the status stays, the next
+// tick runs the same step again. A VM neither held nor backing off changes
+// nothing.
+func (e *Engine) Retry(ctx context.Context, ref string) (Result, error) {
+	vm, err := e.FindVM(ctx, ref)
+	if err != nil {
+		return Result{}, err
+	}
+	res := Result{VM: vm, From: states.State(vm.Status)}
+	now := e.Clock.Now()
+	if !vm.Held && !vm.NextAttemptAt.After(now) {
+		return res, nil
+	}
+	if err := e.Store.VMRelease(ctx, vm.ID, vm.Status, vm.Version, now); err != nil {
+		return res, movedError(vm, err)
+	}
+	res.Changed = true
+	why := "was backing off"
+	if vm.Held {
+		why = "was held"
+	}
+	res.Audit = e.audit("vm retry", vm.Status, vm.Status, why, fmt.Sprintf("attempts %d", vm.Attempts))
+	return res, e.record(ctx, vm.ID, res.Audit)
+}
+
+// ResetTarget looks up a reset-status target (checked against the pipeline
+// FSMs); an unknown one is an *ErrInvalid listing the valid ones.
+func ResetTarget(status string) (states.ResetTarget, error) {
+	t, err := states.LookupResetTarget(status)
+	if err != nil {
+		var names []string
+		for _, t := range states.ResetTargets() {
+			names = append(names, string(t.State))
+		}
+		return t, &ErrInvalid{Field: "STATUS", Rule: fmt.Sprintf("unknown status %q; valid targets: %s", status, strings.Join(names, ", "))}
+	}
+	return t, nil
+}
+
+// ResetStatus puts a VM in another state (an admin override), after the
+// warnings and the confirmation: clears held, backoff, attempts and any
+// pending task. remove also releases the VM's IPs and VMID in the same
+// transaction, without contacting Proxmox.
+func (e *Engine) ResetStatus(ctx context.Context, ref, status string, ask Ask) (Result, error) {
+	t, err := ResetTarget(status)
+	if err != nil {
+		return Result{}, err
+	}
+	vm, err := e.FindVM(ctx, ref)
+	if err != nil {
+		return Result{}, err
+	}
+	res := Result{VM: vm, From: states.State(vm.Status)}
+	if t.NeedsVMID && vm.VMID == 0 {
+		return res, &ErrWrongState{VM: vm.ServiceID, State: res.From,
+			Msg: fmt.Sprintf("VM %s has no VMID (it is %s): %s carries on with an existing VM; to deploy it again use: pvectl reset-status %s creation; nothing changed",
+				vm.ServiceID, vm.Status, t.State, vm.ServiceID)}
+	}
+	if t.NoProxmox {
+		what := "the VM's IPs"
+		if vm.VMID != 0 {
+			what = fmt.Sprintf("VMID %d and the VM's IPs", vm.VMID)
+		}
+		ask.warn(fmt.Sprintf("warning: %s does not contact Proxmox; it releases %s. Use it only if the VM is already gone.", t.State, what))
+	}
+	if err := ask.confirm(fmt.Sprintf("Set %s from %s to %s?", vm.ServiceID, vm.Status, t.State)); err != nil {
+		return res, err
+	}
+	now := e.Clock.Now()
+	if t.State == states.Remove {
+		// Status, IPs and VMID in one transaction; published DNS records
+		// are deleted by the DNS retry.
+		err = e.Store.VMSetRemoved(ctx, vm.ID, vm.Status, vm.Version, now)
+	} else {
+		err = e.Store.VMSetStatusIf(ctx, vm.ID, vm.Status, vm.Version, string(t.State), now)
+	}
+	if err != nil {
+		return res, movedError(vm, err)
+	}
+	res.Changed = true
+	res.VM.Status = string(t.State)
+	var opts []string
+	if vm.Held {
+		opts = append(opts, "was held")
+	}
+	if vm.VMID != 0 && t.State == states.Remove {
+		opts = append(opts, fmt.Sprintf("released VMID %d", vm.VMID))
+	}
+	res.Audit = e.audit("reset-status", vm.Status, string(t.State), opts...)
+	return res, e.record(ctx, vm.ID, res.Audit)
+}
+
+// DeleteRecord deletes the record of a VM in error_terminate or remove with
+// its run log, DNS bookkeeping and IP allocations, after the warnings and
+// the confirmation. It never contacts Proxmox. While DNS records wait to be
+// deleted it refuses unless force. Its audit event is not stored (the log
+// goes with the record): Result.Audit carries it for the caller to print.
+func (e *Engine) DeleteRecord(ctx context.Context, ref string, force bool, ask Ask) (Result, error) {
+	vm, err := e.FindVM(ctx, ref)
+	if err != nil {
+		return Result{}, err
+	}
+	res := Result{VM: vm, From: states.State(vm.Status)}
+	if err := allowed(vm, states.DeleteRecordFrom()); err != nil {
+		return res, &ErrWrongState{VM: vm.ServiceID, State: res.From, Allowed: states.DeleteRecordFrom(),
+			Msg: fmt.Sprintf("VM %s is in state %s; delete-record is only for error_terminate or remove", vm.ServiceID, vm.Status)}
+	}
+	if res.From == states.ErrorTerminate {
+		ask.warn(fmt.Sprintf("warning: %s is in error_terminate; its IPs are released with the record. Proxmox is not contacted; "+
+			"while its VM is still there, new VMs do not get the addresses it uses.", vm.ServiceID))
+	}
+	if vm.DNSDirty && !force {
+		if recs, err := e.Store.DNSRecords(ctx, vm.ID); err == nil && len(recs) > 0 {
+			return res, &ErrWrongState{VM: vm.ServiceID, State: res.From, Allowed: states.DeleteRecordFrom(),
+				Msg: fmt.Sprintf("%d DNS record(s) of %s are still being deleted by the DNS retry; wait for it (pvectl dns show %s), or use --force to forget them",
+					len(recs), vm.ServiceID, vm.ServiceID)}
+		}
+	}
+	if err := ask.confirm(fmt.Sprintf("Delete the record of %s?", vm.ServiceID)); err != nil {
+		return res, err
+	}
+	if err := e.Store.VMDelete(ctx, vm.ID, vm.Status, vm.Version, e.Clock.Now()); err != nil {
+		return res, movedError(vm, err)
+	}
+	res.Changed = true
+	var opts []string
+	if force {
+		opts = append(opts, "force")
+	}
+	res.Audit = e.audit("vm delete-record", vm.Status, "", opts...)
+	return res, nil
+}
+
+// SyncDNS queues a full DNS resync of a ready VM (state set_dns_records).
+// A resync already queued changes nothing. A VM that moved meanwhile is
+// ErrConflict.
+func (e *Engine) SyncDNS(ctx context.Context, ref string) (Result, error) {
+	if len(e.Config.DNS.Zones) == 0 {
+		return Result{}, &ErrInvalid{Field: "dns.zones", Rule: "no DNS zones configured (dns.zones in the config); nothing to sync"}
+	}
+	vm, err := e.FindVM(ctx, ref)
+	if err != nil {
+		return Result{}, err
+	}
+	res := Result{VM: vm, From: states.State(vm.Status)}
+	if res.From == states.SetDNSRecords {
+		return res, nil
+	}
+	if err := allowed(vm, states.SyncDNSFrom()); err != nil {
+		return res, &ErrWrongState{VM: vm.ServiceID, State: res.From, Allowed: states.SyncDNSFrom(),
+			Msg: fmt.Sprintf("VM %s is in state %s, not ready; dns sync only queues a resync of a ready VM — "+
+				"let its pipeline finish (it publishes DNS itself, and failed records are retried in the background), "+
+				"or use pvectl reset-status %s set_dns_records", vm.ServiceID, vm.Status, vm.ServiceID)}
+	}
+	err = e.Store.VMApplyOutcome(ctx, store.Outcome{ID: vm.ID, FromStatus: vm.Status, FromVersion: vm.Version,
+		ToStatus: string(states.SetDNSRecords), ClearPending: true, Now: e.Clock.Now()})
+	if err != nil {
+		if errors.Is(err, store.ErrConflict) {
+			return res, &conflictError{msg: fmt.Sprintf("VM %s changed while queuing the resync (someone else moved it); nothing done — run pvectl vm show %s and try again",
+				vm.ServiceID, vm.ServiceID), cause: err}
+		}
+		return res, err
+	}
+	res.Changed = true
+	res.VM.Status = string(states.SetDNSRecords)
+	res.Audit = e.audit("dns sync", vm.Status, string(states.SetDNSRecords))
+	return res, e.record(ctx, vm.ID, res.Audit)
+}

@@ -1,0 +1,93 @@
+package states
+
+import (
+	"fmt"
+	"slices"
+)
+
+// The sets of states a request may come from. The request API (engine,
+// requests*.go) checks a VM against them before it writes anything, and
+// CheckRequestSets checks them against the pipeline FSMs.
+
+// CreateTo is the state a new VM record starts in.
+func CreateTo() State { return Creation }
+
+// ChangePackageFrom are the states a change-package request is accepted
+// from: ready, or the entry state of a change already requested (the same
+// request again is a no-op). A VM further inside the change-package table is
+// answered by ChangingPackage.
+func ChangePackageFrom() []State { return []State{Ready, ChangePackage} }
+
+// ChangingPackage reports whether s is a change-package state past the
+// table's entry (cp_update_ip … cp_start): a change is under way.
+func ChangingPackage(s State) bool {
+	if s == ChangePackage || s == Ready {
+		return false
+	}
+	return slices.Contains(ChangePackageTable().States(), s)
+}
+
+// Terminating reports whether s is a state of the terminate table before
+// remove: a terminate is under way.
+func Terminating(s State) bool {
+	if s.Final() {
+		return false
+	}
+	return slices.Contains(TerminateTable().States(), s)
+}
+
+// TerminateFrom are the states a terminate request is accepted from: every
+// state but the terminate table's own and the final remove and
+// error_terminate (which needs reset-status VM terminate). A deploy in
+// progress may be terminated.
+func TerminateFrom() []State {
+	var out []State
+	for _, s := range All() {
+		if s == Remove || s == ErrorTerminate || Terminating(s) {
+			continue
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// ReinstallFrom are the states a reinstall request is accepted from.
+func ReinstallFrom() []State { return []State{Ready} }
+
+// SyncDNSFrom are the states a DNS resync (dns sync) is accepted from.
+func SyncDNSFrom() []State { return []State{Ready} }
+
+// DeleteRecordFrom are the states whose record may be deleted: the VM is
+// gone from Proxmox (remove) or the cron leaves it alone (error_terminate).
+func DeleteRecordFrom() []State { return []State{ErrorTerminate, Remove} }
+
+// RequestSets names each request's source set, for CheckRequestSets and
+// the docs.
+func RequestSets() map[string][]State {
+	return map[string][]State{
+		"change-package": ChangePackageFrom(),
+		"terminate":      TerminateFrom(),
+		"reinstall":      ReinstallFrom(),
+		"dns sync":       SyncDNSFrom(),
+		"delete-record":  DeleteRecordFrom(),
+	}
+}
+
+// CheckRequestSets checks every request's source set and every reset-status
+// target against the pipeline FSMs: each must be a state some table starts
+// from or passes through, or a final state.
+func CheckRequestSets() error {
+	for name, set := range RequestSets() {
+		for _, s := range set {
+			if !s.Final() && !inSomeTable(s) {
+				return fmt.Errorf("request %s: source state %s is not a state of any pipeline", name, s)
+			}
+		}
+	}
+	for _, t := range ResetTargets() {
+		if _, err := LookupResetTarget(string(t.State)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
