@@ -5,8 +5,8 @@ package states
 import (
 	"context"
 	"fmt"
-	"net/url"
-	"strings"
+	"maps"
+	"slices"
 
 	"github.com/pvectl/pvectl/providers/proxmox"
 	"github.com/pvectl/pvectl/store"
@@ -19,7 +19,7 @@ const backupWaitTicks = 10
 // removeBackups deletes the VM's backups from every backup storage, best
 // effort: each failure is logged and the terminate goes on. PVE deletes a
 // volume in an imgdel task (a protected archive fails there), so the step
-// submits the deletions, remembers their tasks in its step data and reports
+// submits the deletions, remembers their tasks in its step memory and reports
 // each outcome when the task has ended, on a later tick.
 func removeBackups(ctx context.Context, env *Env, vm store.VM) Result {
 	if vm.VMID == 0 {
@@ -42,7 +42,10 @@ func removeBackups(ctx context.Context, env *Env, vm store.VM) Result {
 		env.Emit("· backups ERR list storages: " + err.Error())
 		return Partial("could not list storages; backups left in place")
 	}
-	data := stepData(vm)
+	mem := loadMemory(ctx, env, &vm)
+	if mem.Backups == nil {
+		mem.Backups = map[string]*BackupDeletion{}
+	}
 	seen := map[string]bool{}
 	listed := map[string]bool{}
 	running, listFailed := 0, 0
@@ -69,11 +72,12 @@ func removeBackups(ctx context.Context, env *Env, vm store.VM) Result {
 				continue
 			}
 			listed[v.VolID] = true
-			if data.Get("res "+v.VolID) != "" {
+			d := mem.Backups[v.VolID]
+			if d != nil && d.Result != "" {
 				continue // reported already (a failed deletion is not tried again)
 			}
-			if rec := data.Get("del " + v.VolID); rec != "" && rec != lostTask {
-				if !backupDeleteEnded(ctx, env, data, v.VolID) {
+			if d.Submitted() {
+				if !backupDeleteEnded(ctx, env, d, v.VolID) {
 					running++
 				}
 				continue
@@ -90,36 +94,36 @@ func removeBackups(ctx context.Context, env *Env, vm store.VM) Result {
 				continue
 			case err != nil:
 				env.Emit(fmt.Sprintf("· backup-del ERR %s: %v", v.VolID, err))
-				data.Set("res "+v.VolID, "failed")
+				mem.Backups[v.VolID] = &BackupDeletion{Result: deletionFailed}
 			case task.IsZero():
 				env.Emit("· backup-del OK " + v.VolID)
-				data.Set("res "+v.VolID, "ok")
+				mem.Backups[v.VolID] = &BackupDeletion{Result: deletionOK}
 			default:
-				data.Set("del "+v.VolID, task.Node+" "+task.UPID)
+				mem.Backups[v.VolID] = &BackupDeletion{Node: task.Node, UPID: task.UPID}
 				running++
 			}
 			// The task is remembered before the next volume is touched.
-			if err := saveStepData(ctx, env, &vm, data); err != nil {
+			if err := saveMemory(ctx, env, &vm, mem); err != nil {
 				return Retryable(fmt.Errorf("remember backup deletion of %s: %w", v.VolID, err))
 			}
 		}
 	}
 	// Deletions that ended since the last tick and are no longer listed.
-	for key := range data {
-		volid, ok := strings.CutPrefix(key, "del ")
-		if !ok || listed[volid] || data.Get("res "+volid) != "" {
+	for _, volid := range slices.Sorted(maps.Keys(mem.Backups)) {
+		d := mem.Backups[volid]
+		if listed[volid] || d.Result != "" || (d.UPID == "" && !d.Lost) {
 			continue
 		}
-		if data.Get(key) == lostTask { // PVE lost the task, but the backup is gone
+		if d.Lost { // PVE lost the task, but the backup is gone
 			env.Emit("· backup-del OK " + volid)
-			data.Set("res "+volid, "ok")
+			d.Result = deletionOK
 			continue
 		}
-		if !backupDeleteEnded(ctx, env, data, volid) {
+		if !backupDeleteEnded(ctx, env, d, volid) {
 			running++
 		}
 	}
-	if err := saveStepData(ctx, env, &vm, data); err != nil {
+	if err := saveMemory(ctx, env, &vm, mem); err != nil {
 		return Retryable(err)
 	}
 	if running > 0 {
@@ -129,13 +133,13 @@ func removeBackups(ctx context.Context, env *Env, vm store.VM) Result {
 		env.Emit(fmt.Sprintf("· backup-del %d deletion(s) still running after %d ticks; left to PVE", running, vm.StepWaits+1))
 	}
 	removed, failed := 0, listFailed
-	for key, v := range data {
-		if strings.HasPrefix(key, "res ") {
-			if v[0] == "ok" {
-				removed++
-			} else {
-				failed++
-			}
+	for _, d := range mem.Backups {
+		switch d.Result {
+		case deletionOK:
+			removed++
+		case "":
+		default:
+			failed++
 		}
 	}
 	if failed > 0 {
@@ -147,31 +151,26 @@ func removeBackups(ctx context.Context, env *Env, vm store.VM) Result {
 	return Success()
 }
 
-// lostTask marks a deletion whose task PVE no longer knows (node rebooted):
-// the next listing decides (still there: delete again; gone: deleted).
-const lostTask = "lost"
-
-// backupDeleteEnded reads the deletion task of volid remembered in data and,
-// once it has ended, prints its outcome and records it. A task PVE no longer
-// knows is marked lostTask and is not ended: the step lists again next tick.
-func backupDeleteEnded(ctx context.Context, env *Env, data url.Values, volid string) bool {
-	node, upid, _ := strings.Cut(data.Get("del "+volid), " ")
-	task := proxmox.TaskRef{Node: node, UPID: upid}
+// backupDeleteEnded reads the deletion task d of volid and, once it has
+// ended, prints its outcome and records it in d. A task PVE no longer knows
+// is marked lost and is not ended: the step lists again next tick.
+func backupDeleteEnded(ctx context.Context, env *Env, d *BackupDeletion, volid string) bool {
+	task := proxmox.TaskRef{Node: d.Node, UPID: d.UPID}
 	st, err := env.PVE.TaskStatus(ctx, task)
 	switch {
 	case proxmox.IsNotFound(err):
-		data.Set("del "+volid, lostTask)
+		d.Node, d.UPID, d.Lost = "", "", true
 		return false
 	case err != nil || st.Running:
 		return false
 	}
 	if st.Err() != nil {
 		env.Emit(fmt.Sprintf("· backup-del ERR %s: %v", volid, taskFailure(ctx, env, st)))
-		data.Set("res "+volid, "failed")
+		d.Result = deletionFailed
 		return true
 	}
 	env.Emit("· backup-del OK " + volid)
-	data.Set("res "+volid, "ok")
+	d.Result = deletionOK
 	return true
 }
 

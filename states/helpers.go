@@ -3,9 +3,7 @@ package states
 import (
 	"context"
 	"fmt"
-	"net/url"
 	"regexp"
-	"strconv"
 	"strings"
 	"time"
 
@@ -246,11 +244,11 @@ func locate(ctx context.Context, env *Env, vm *store.VM) *Result {
 // clone or migration of a big disk can take hours: raise the setting then.
 func staleLock(ctx context.Context, env *Env, vm *store.VM, lock string) *Result {
 	limit := env.Config.Tasks.ProcessVMs.StaleLockAfter.D()
-	data := stepData(*vm)
-	locked, seen := stepSince(ctx, env, vm, data, "lock_since")
+	mem := loadMemory(ctx, env, vm)
+	locked, seen := since(ctx, env, vm, &mem, &mem.LockSince)
 	if !seen {
-		setStepTime(data, "lock_since", env.Now())
-		_ = saveStepData(ctx, env, vm, data)
+		mem.LockSince = stamp(env.Now())
+		_ = saveMemory(ctx, env, vm, mem)
 		return nil
 	}
 	if locked < limit {
@@ -259,51 +257,4 @@ func staleLock(ctx context.Context, env *Env, vm *store.VM, lock string) *Result
 	r := Permanent(fmt.Errorf("VM %d has been locked (%s) for %s with no pvectl task running: a PVE worker probably died; check the node's task log, then `qm unlock %d` and pvectl vm retry",
 		vm.VMID, lock, locked.Round(time.Minute), vm.VMID))
 	return &r
-}
-
-// stepData is what the current step remembers across ticks.
-func stepData(vm store.VM) url.Values {
-	v, _ := url.ParseQuery(vm.StepData)
-	return v
-}
-
-// saveStepData stores the step's memory; vm.StepData is updated too.
-func saveStepData(ctx context.Context, env *Env, vm *store.VM, v url.Values) error {
-	data := v.Encode()
-	if err := env.Store.VMSetStepData(ctx, vm.ID, vm.Status, vm.Version, data, env.Now()); err != nil {
-		return err
-	}
-	vm.StepData = data
-	return nil
-}
-
-// stepTime reads a time saved with saveStepData.
-func stepTime(v url.Values, key string) (time.Time, bool) {
-	n, err := strconv.ParseInt(v.Get(key), 10, 64)
-	if err != nil {
-		return time.Time{}, false
-	}
-	return time.UnixMilli(n).UTC(), true
-}
-
-// stepSince is how long ago the step remembered key, or ok=false when it
-// did not. A remembered time later than now was written while the clock ran
-// ahead: it is reset to now (and saved), so the wait starts over instead of
-// lasting until the clock catches up.
-func stepSince(ctx context.Context, env *Env, vm *store.VM, data url.Values, key string) (time.Duration, bool) {
-	t, ok := stepTime(data, key)
-	if !ok {
-		return 0, false
-	}
-	now := env.Now()
-	if t.After(now) {
-		setStepTime(data, key, now)
-		_ = saveStepData(ctx, env, vm, data)
-		return 0, true
-	}
-	return now.Sub(t), true
-}
-
-func setStepTime(v url.Values, key string, t time.Time) {
-	v.Set(key, strconv.FormatInt(t.UnixMilli(), 10))
 }

@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/url"
 	"time"
 
 	"github.com/pvectl/pvectl/providers/proxmox"
@@ -21,7 +20,7 @@ func stopForChange(ctx context.Context, env *Env, vm store.VM) Result {
 	if res := locate(ctx, env, &vm); res != nil {
 		return *res
 	}
-	_, sent := stepTime(stepData(vm), "shutdown_at")
+	sent := memory(vm).ShutdownAt != nil
 	stopped, res := stopVM(ctx, env, &vm)
 	if stopped && !sent {
 		return Skip("VM already stopped")
@@ -31,7 +30,7 @@ func stopForChange(ctx context.Context, env *Env, vm store.VM) Result {
 	}
 	if res.Kind == PartlyDone { // gave up: still running after the forced stop
 		// The next attempt starts over with a graceful shutdown.
-		_ = saveStepData(ctx, env, &vm, url.Values{})
+		_ = saveMemory(ctx, env, &vm, StepMemory{})
 		return Retryable(errors.New("VM still running after graceful shutdown and forced stop; will try again"))
 	}
 	return res
@@ -55,8 +54,8 @@ func stopVM(ctx context.Context, env *Env, vm *store.VM) (stopped bool, res Resu
 	}
 	timeout := env.Config.Tasks.ProcessVMs.StopTimeout.D()
 	now := env.Now()
-	data := stepData(*vm)
-	sinceShutdown, sent := stepSince(ctx, env, vm, data, "shutdown_at")
+	mem := loadMemory(ctx, env, vm)
+	sinceShutdown, sent := since(ctx, env, vm, &mem, &mem.ShutdownAt)
 	if !sent {
 		task, err := env.PVE.Shutdown(ctx, ref(*vm), proxmox.ShutdownOptions{Timeout: timeout})
 		if proxmox.IsNotRunning(err) {
@@ -65,8 +64,8 @@ func stopVM(ctx context.Context, env *Env, vm *store.VM) (stopped bool, res Resu
 		if err != nil {
 			return false, fromError("shutdown", err)
 		}
-		setStepTime(data, "shutdown_at", now)
-		if err := saveStepData(ctx, env, vm, data); err != nil {
+		mem.ShutdownAt = stamp(now)
+		if err := saveMemory(ctx, env, vm, mem); err != nil {
 			return false, Retryable(err)
 		}
 		return false, submit(ctx, env, *vm, "graceful shutdown", task, nil)
@@ -74,7 +73,7 @@ func stopVM(ctx context.Context, env *Env, vm *store.VM) (stopped bool, res Resu
 	if waited := sinceShutdown; waited < timeout {
 		return false, Wait(fmt.Sprintf("waiting for graceful shutdown (%s of %s)", waited.Round(time.Second), timeout))
 	}
-	sinceStop, forced := stepSince(ctx, env, vm, data, "stop_at")
+	sinceStop, forced := since(ctx, env, vm, &mem, &mem.StopAt)
 	if !forced {
 		env.Emit(fmt.Sprintf("graceful shutdown did not finish in %s; forcing stop", timeout))
 		task, err := env.PVE.Stop(ctx, ref(*vm), proxmox.StopOptions{OverruleShutdown: true})
@@ -84,8 +83,8 @@ func stopVM(ctx context.Context, env *Env, vm *store.VM) (stopped bool, res Resu
 		if err != nil {
 			return false, fromError("stop", err)
 		}
-		setStepTime(data, "stop_at", now)
-		if err := saveStepData(ctx, env, vm, data); err != nil {
+		mem.StopAt = stamp(now)
+		if err := saveMemory(ctx, env, vm, mem); err != nil {
 			return false, Retryable(err)
 		}
 		return false, submit(ctx, env, *vm, "forced stop", task, nil)
@@ -111,22 +110,21 @@ func stopVM(ctx context.Context, env *Env, vm *store.VM) (stopped bool, res Resu
 // are never repeated.
 func keepRunning(fn StepFunc) StepFunc {
 	return func(ctx context.Context, env *Env, vm store.VM) Result {
-		data := stepData(vm)
-		_, stopping := stepTime(data, "shutdown_at")
+		mem := memory(vm)
+		stopping := mem.ShutdownAt != nil
 		if !pending(vm) || stopping {
 			// No task of the step itself is in flight: the VM must be stopped first.
 			stopped, res := stopVM(ctx, env, &vm)
 			if !stopped {
 				if res.Kind == PartlyDone { // still running after graceful and forced stop
-					_ = saveStepData(ctx, env, &vm, url.Values{})
+					_ = saveMemory(ctx, env, &vm, StepMemory{})
 					return Retryable(errors.New("VM still running after graceful shutdown and forced stop; will try again"))
 				}
 				return res
 			}
 			if stopping { // our stop is done: forget it, so the step sees only its own task
-				data.Del("shutdown_at")
-				data.Del("stop_at")
-				if err := saveStepData(ctx, env, &vm, data); err != nil {
+				mem.ShutdownAt, mem.StopAt = nil, nil
+				if err := saveMemory(ctx, env, &vm, mem); err != nil {
 					return Retryable(err)
 				}
 				if err := env.Store.VMSetPendingTask(ctx, vm.ID, vm.Status, vm.Version, "", "", "", env.Now()); err != nil {
