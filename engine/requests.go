@@ -172,24 +172,16 @@ func CurrentUser() string {
 	return fmt.Sprintf("uid %d", os.Getuid())
 }
 
-// audit builds a request's audit event. opts are the request's options,
-// never a secret.
-func (e *Engine) audit(what string, from, to string, opts ...string) store.Request {
+// audit builds a request's audit event for the VM with serviceID. opts are
+// the request's options, never a secret. The request writes through
+// e.Store.Audited(audit), so the event commits with the request's own write,
+// and only if that write changed something.
+func (e *Engine) audit(serviceID, what, from string, to states.State, opts ...string) store.Request {
 	detail := "by " + e.actor()
 	if len(opts) > 0 {
 		detail += "; " + strings.Join(opts, "; ")
 	}
-	return store.Request{At: e.Clock.Now(), What: what, From: from, To: to, Detail: detail}
-}
-
-// record writes a request's audit event into the VM's log. The request's
-// own write is already done: a failure here is returned (exit 1), and the
-// request stays accepted.
-func (e *Engine) record(ctx context.Context, vmID int64, r store.Request) error {
-	if err := e.Store.RequestRecord(context.WithoutCancel(ctx), vmID, r); err != nil {
-		return fmt.Errorf("request accepted, but its audit line was not written: %w", err)
-	}
-	return nil
+	return store.Request{ServiceID: serviceID, At: e.Clock.Now(), What: what, From: from, To: string(to), Detail: detail}
 }
 
 // FindVM returns the VM whose service id or hostname is ref.
@@ -212,8 +204,9 @@ func allowed(vm VM, set []states.State) error {
 }
 
 // request moves a VM into a pipeline's entry state through the store's
-// guarded write, which checks the source set again inside its transaction.
-func (e *Engine) request(ctx context.Context, vm VM, set []states.State, to states.State, product string) (VM, error) {
+// guarded write, which checks the source set again inside its transaction
+// and records the audit event with it.
+func (e *Engine) request(ctx context.Context, vm VM, set []states.State, to states.State, product string, audit store.Request) (VM, error) {
 	if err := allowed(vm, set); err != nil {
 		return vm, err
 	}
@@ -221,7 +214,7 @@ func (e *Engine) request(ctx context.Context, vm VM, set []states.State, to stat
 	for i, s := range set {
 		names[i] = string(s)
 	}
-	got, err := e.Store.VMRequest(ctx, vm.ID, names, string(to), product, e.Clock.Now())
+	got, err := e.Store.Audited(audit).VMRequest(ctx, vm.ID, names, string(to), product, e.Clock.Now())
 	if errors.Is(err, store.ErrWrongState) {
 		return got, &ErrWrongState{VM: vm.ServiceID, State: states.State(vm.Status), Allowed: set, Msg: err.Error()}
 	}

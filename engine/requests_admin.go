@@ -41,17 +41,17 @@ func (e *Engine) ChangePackage(ctx context.Context, ref, product string) (Result
 		}
 		return res, nil
 	}
-	got, err := e.request(ctx, vm, states.ChangePackageFrom(), states.ChangePackage, product)
+	audit := e.audit(vm.ServiceID, "vm change-package", vm.Status, states.ChangePackage, "product "+product, "was "+vm.Product)
+	got, err := e.request(ctx, vm, states.ChangePackageFrom(), states.ChangePackage, product, audit)
 	if err != nil {
 		return res, err
 	}
 	res.VM = got
 	if res.From == states.ChangePackage {
-		return res, nil // requested before, same product
+		return res, nil // requested before, same product: nothing written
 	}
-	res.Changed = true
-	res.Audit = e.audit("vm change-package", vm.Status, got.Status, "product "+product, "was "+vm.Product)
-	return res, e.record(ctx, vm.ID, res.Audit)
+	res.Changed, res.Audit = true, audit
+	return res, nil
 }
 
 // Terminate sets a VM to terminate and, if it has a VMID and node, sends
@@ -72,15 +72,12 @@ func (e *Engine) Terminate(ctx context.Context, ref string) (Result, error) {
 		return res, &ErrWrongState{VM: vm.ServiceID, State: res.From, Allowed: states.TerminateFrom(),
 			Msg: fmt.Sprintf("VM %s is in error_terminate: fix the cause, then pvectl reset-status %s terminate", vm.ServiceID, vm.ServiceID)}
 	}
-	got, err := e.request(ctx, vm, states.TerminateFrom(), states.Terminate, "")
+	audit := e.audit(vm.ServiceID, "vm terminate", vm.Status, states.Terminate)
+	got, err := e.request(ctx, vm, states.TerminateFrom(), states.Terminate, "", audit)
 	if err != nil {
 		return res, err
 	}
-	res.VM, res.Changed = got, true
-	res.Audit = e.audit("vm terminate", vm.Status, got.Status)
-	if err := e.record(ctx, vm.ID, res.Audit); err != nil {
-		return res, err
-	}
+	res.VM, res.Changed, res.Audit = got, true, audit
 	if got.VMID != 0 && got.Node != "" {
 		res.Notes = append(res.Notes, e.sendStop(ctx, got)...)
 	}
@@ -159,22 +156,22 @@ func (e *Engine) Reinstall(ctx context.Context, ref string, r Reinstall) (Result
 	if err := r.Ask.confirm(fmt.Sprintf("Destroy all disks and snapshots of %s (VMID %d) and deploy it again?", vm.Hostname, vm.VMID)); err != nil {
 		return res, err
 	}
-	got, err := e.request(ctx, vm, states.ReinstallFrom(), states.Reinstall, "")
+	var opts []string
+	if password != "" {
+		opts = append(opts, "new password set")
+	}
+	audit := e.audit(vm.ServiceID, "vm reinstall", vm.Status, states.Reinstall, opts...)
+	got, err := e.request(ctx, vm, states.ReinstallFrom(), states.Reinstall, "", audit)
 	if err != nil {
 		return res, err
 	}
-	res.VM, res.Changed = got, true
+	res.VM, res.Changed, res.Audit = got, true, audit
 	if password != "" {
 		if err := e.Store.VMSetPassword(ctx, vm.ID, password, e.Clock.Now()); err != nil {
 			return res, err
 		}
 	}
-	var opts []string
-	if password != "" {
-		opts = append(opts, "new password set")
-	}
-	res.Audit = e.audit("vm reinstall", vm.Status, got.Status, opts...)
-	return res, e.record(ctx, vm.ID, res.Audit)
+	return res, nil
 }
 
 // Retry releases a held VM or ends its backoff: the status stays, the next
@@ -190,16 +187,16 @@ func (e *Engine) Retry(ctx context.Context, ref string) (Result, error) {
 	if !vm.Held && !vm.NextAttemptAt.After(now) {
 		return res, nil
 	}
-	if err := e.Store.VMRelease(ctx, vm.ID, vm.Status, vm.Version, now); err != nil {
-		return res, movedError(vm, err)
-	}
-	res.Changed = true
 	why := "was backing off"
 	if vm.Held {
 		why = "was held"
 	}
-	res.Audit = e.audit("vm retry", vm.Status, vm.Status, why, fmt.Sprintf("attempts %d", vm.Attempts))
-	return res, e.record(ctx, vm.ID, res.Audit)
+	audit := e.audit(vm.ServiceID, "vm retry", vm.Status, res.From, why, fmt.Sprintf("attempts %d", vm.Attempts))
+	if err := e.Store.Audited(audit).VMRelease(ctx, vm.ID, vm.Status, vm.Version, now); err != nil {
+		return res, movedError(vm, err)
+	}
+	res.Changed, res.Audit = true, audit
+	return res, nil
 }
 
 // ResetTarget looks up a reset-status target (checked against the pipeline
@@ -245,19 +242,6 @@ func (e *Engine) ResetStatus(ctx context.Context, ref, status string, ask Ask) (
 	if err := ask.confirm(fmt.Sprintf("Set %s from %s to %s?", vm.ServiceID, vm.Status, t.State)); err != nil {
 		return res, err
 	}
-	now := e.Clock.Now()
-	if t.State == states.Remove {
-		// Status, IPs and VMID in one transaction; published DNS records
-		// are deleted by the DNS retry.
-		err = e.Store.VMSetRemoved(ctx, vm.ID, vm.Status, vm.Version, now)
-	} else {
-		err = e.Store.VMSetStatusIf(ctx, vm.ID, vm.Status, vm.Version, string(t.State), now)
-	}
-	if err != nil {
-		return res, movedError(vm, err)
-	}
-	res.Changed = true
-	res.VM.Status = string(t.State)
 	var opts []string
 	if vm.Held {
 		opts = append(opts, "was held")
@@ -265,8 +249,21 @@ func (e *Engine) ResetStatus(ctx context.Context, ref, status string, ask Ask) (
 	if vm.VMID != 0 && t.State == states.Remove {
 		opts = append(opts, fmt.Sprintf("released VMID %d", vm.VMID))
 	}
-	res.Audit = e.audit("reset-status", vm.Status, string(t.State), opts...)
-	return res, e.record(ctx, vm.ID, res.Audit)
+	audit := e.audit(vm.ServiceID, "reset-status", vm.Status, t.State, opts...)
+	st, now := e.Store.Audited(audit), e.Clock.Now()
+	if t.State == states.Remove {
+		// Status, IPs and VMID in one transaction; published DNS records
+		// are deleted by the DNS retry.
+		err = st.VMSetRemoved(ctx, vm.ID, vm.Status, vm.Version, now)
+	} else {
+		err = st.VMSetStatusIf(ctx, vm.ID, vm.Status, vm.Version, string(t.State), now)
+	}
+	if err != nil {
+		return res, movedError(vm, err)
+	}
+	res.Changed, res.Audit = true, audit
+	res.VM.Status = string(t.State)
+	return res, nil
 }
 
 // DeleteRecord deletes the record of a VM in error_terminate or remove with
@@ -306,7 +303,7 @@ func (e *Engine) DeleteRecord(ctx context.Context, ref string, force bool, ask A
 	if force {
 		opts = append(opts, "force")
 	}
-	res.Audit = e.audit("vm delete-record", vm.Status, "", opts...)
+	res.Audit = e.audit(vm.ServiceID, "vm delete-record", vm.Status, "", opts...)
 	return res, nil
 }
 
@@ -331,7 +328,8 @@ func (e *Engine) SyncDNS(ctx context.Context, ref string) (Result, error) {
 				"let its pipeline finish (it publishes DNS itself, and failed records are retried in the background), "+
 				"or use pvectl reset-status %s set_dns_records", vm.ServiceID, vm.Status, vm.ServiceID)}
 	}
-	err = e.Store.VMApplyOutcome(ctx, store.Outcome{ID: vm.ID, FromStatus: vm.Status, FromVersion: vm.Version,
+	audit := e.audit(vm.ServiceID, "dns sync", vm.Status, states.SetDNSRecords)
+	err = e.Store.Audited(audit).VMApplyOutcome(ctx, store.Outcome{ID: vm.ID, FromStatus: vm.Status, FromVersion: vm.Version,
 		ToStatus: string(states.SetDNSRecords), ClearPending: true, Now: e.Clock.Now()})
 	if err != nil {
 		if errors.Is(err, store.ErrConflict) {
@@ -340,8 +338,7 @@ func (e *Engine) SyncDNS(ctx context.Context, ref string) (Result, error) {
 		}
 		return res, err
 	}
-	res.Changed = true
+	res.Changed, res.Audit = true, audit
 	res.VM.Status = string(states.SetDNSRecords)
-	res.Audit = e.audit("dns sync", vm.Status, string(states.SetDNSRecords))
-	return res, e.record(ctx, vm.ID, res.Audit)
+	return res, nil
 }

@@ -62,21 +62,6 @@ func (e *Engine) CreateVM(ctx context.Context, r CreateVM) (Result, error) {
 	if warning != "" {
 		res.Warnings = append(res.Warnings, warning)
 	}
-	vm, created, err := e.Store.VMCreate(ctx, store.NewVM{ServiceID: r.ServiceID, Hostname: r.Hostname, Product: r.Product,
-		Status: string(states.CreateTo()), RequestedNode: r.Node, IdempotencyKey: r.IdempotencyKey,
-		RequestDigest: RequestDigest(r.ServiceID, r.Product, r.Hostname, r.Node, keys), SSHKeys: keys, Password: password,
-		Now: e.Clock.Now()})
-	if errors.Is(err, store.ErrIdempotencyMismatch) || errors.Is(err, store.ErrDuplicate) {
-		return res, &conflictError{msg: err.Error(), cause: err}
-	}
-	if err != nil {
-		return res, err
-	}
-	res.VM, res.Changed = vm, created
-	if !created {
-		res.From = states.State(vm.Status)
-		return res, nil
-	}
 	opts := []string{"product " + r.Product, "hostname " + r.Hostname}
 	if r.Node != "" {
 		opts = append(opts, "node "+r.Node)
@@ -90,8 +75,24 @@ func (e *Engine) CreateVM(ctx context.Context, r CreateVM) (Result, error) {
 	if password != "" {
 		opts = append(opts, "password set")
 	}
-	res.Audit = e.audit("vm create", "", vm.Status, opts...)
-	return res, e.record(ctx, vm.ID, res.Audit)
+	audit := e.audit(r.ServiceID, "vm create", "", states.CreateTo(), opts...)
+	vm, created, err := e.Store.Audited(audit).VMCreate(ctx, store.NewVM{ServiceID: r.ServiceID, Hostname: r.Hostname, Product: r.Product,
+		Status: string(states.CreateTo()), RequestedNode: r.Node, IdempotencyKey: r.IdempotencyKey,
+		RequestDigest: RequestDigest(r.ServiceID, r.Product, r.Hostname, r.Node, keys), SSHKeys: keys, Password: password,
+		Now: e.Clock.Now()})
+	if errors.Is(err, store.ErrIdempotencyMismatch) || errors.Is(err, store.ErrDuplicate) {
+		return res, &conflictError{msg: err.Error(), cause: err}
+	}
+	if err != nil {
+		return res, err
+	}
+	res.VM, res.Changed = vm, created
+	if created {
+		res.Audit = audit
+	} else {
+		res.From = states.State(vm.Status)
+	}
+	return res, nil
 }
 
 // RequestDigest is a create request's idempotency digest. It covers service

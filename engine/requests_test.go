@@ -375,4 +375,12 @@ func TestMovedVMIsAConflict(t *testing.T) {
 	_, err := e.DeleteRecord(ctx, "v", false, moveIt)
 	require.ErrorIs(t, err, engine.ErrConflict)
 	require.EqualError(t, err, "VM v changed since it was read (it was remove); nothing changed — look again and re-run")
+	// The reset's write and its audit line commit together: a write the
+	// compare-and-set refused leaves no line.
+	_, err = e.ResetStatus(ctx, "v", "terminate", moveIt)
+	require.ErrorIs(t, err, engine.ErrConflict)
+	vm, err := e.FindVM(ctx, "v")
+	require.NoError(t, err)
+	require.Equal(t, string(states.Remove), vm.Status)
+	require.Equal(t, []string{"vm create →creation by tester; product small; hostname v.example.com"}, requestLines(t, e, vm))
 }

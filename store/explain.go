@@ -83,6 +83,16 @@ func (s *Store) exec(ctx context.Context, query string, args ...any) (sql.Result
 	if s.readOnly {
 		return nil, s.errReadOnly()
 	}
+	if s.audit != nil {
+		// A request's write and its audit line commit together.
+		var res sql.Result
+		err := s.tx(ctx, func(tx *sql.Tx) error {
+			var err error
+			res, err = tx.ExecContext(ctx, query, args...)
+			return err
+		})
+		return res, err
+	}
 	if err := s.Verify(); err != nil {
 		return nil, err
 	}

@@ -43,6 +43,7 @@ type Store struct {
 	path     string
 	ident    os.FileInfo // the file opened, to notice it being removed or replaced
 	readOnly bool
+	audit    *Request // see Audited
 }
 
 // Open opens the existing pvectl database at path and applies pending
@@ -378,9 +379,22 @@ func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 	if err != nil {
 		return explainAt(s.path, err)
 	}
+	var before int64
+	if s.audit != nil {
+		if err := tx.QueryRowContext(ctx, `SELECT total_changes()`).Scan(&before); err != nil {
+			_ = tx.Rollback()
+			return explainAt(s.path, err)
+		}
+	}
 	if err := fn(tx); err != nil {
 		_ = tx.Rollback()
 		return explainAt(s.path, err)
+	}
+	if s.audit != nil {
+		if err := recordAudit(ctx, tx, *s.audit, before); err != nil {
+			_ = tx.Rollback()
+			return explainAt(s.path, err)
+		}
 	}
 	// Look at the file before the commit makes the work durable: a database
 	// removed or replaced under us must not silently take the write.
