@@ -95,6 +95,14 @@ func (e *Engine) CreateVM(ctx context.Context, r CreateVM) (Result, error) {
 	return res, nil
 }
 
+// CheckCreateVM checks a create request's input against the config alone
+// (no store, no DNS query), so a caller can refuse bad input before it opens
+// anything; CreateVM checks it again.
+func CheckCreateVM(c *config.Config, r CreateVM) error {
+	_, _, err := validateCreate(c, &r)
+	return err
+}
+
 // RequestDigest is a create request's idempotency digest. It covers service
 // id, product, hostname, node and SSH keys, never the password: the digest
 // stays in the store after the password itself is forgotten, and a hash of a

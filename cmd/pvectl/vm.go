@@ -56,14 +56,23 @@ content goes to cloud-init and is never printed or logged.`,
 }
 
 func runVMCreate(cmd *cobra.Command, g *globals, o createOpts) error {
+	req := engine.CreateVM{ServiceID: o.serviceID, Product: o.product, Hostname: o.hostname,
+		Node: o.node, IdempotencyKey: o.idemKey, SSHKeyFile: o.sshKeyFile, PasswordFile: o.passwordFile}
+	// Bad input is refused (exit 2) before the database is opened.
+	c, err := g.loadConfig()
+	if err != nil {
+		return err
+	}
+	if err := engine.CheckCreateVM(c, req); err != nil {
+		return err
+	}
 	e, closeFn, err := g.openWritable(cmd.Context())
 	if err != nil {
 		return err
 	}
 	defer closeFn()
 	ctx := cmd.Context()
-	res, err := e.CreateVM(ctx, engine.CreateVM{ServiceID: o.serviceID, Product: o.product, Hostname: o.hostname,
-		Node: o.node, IdempotencyKey: o.idemKey, SSHKeyFile: o.sshKeyFile, PasswordFile: o.passwordFile})
+	res, err := e.CreateVM(ctx, req)
 	for _, w := range res.Warnings {
 		fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s\n", w)
 	}
