@@ -244,15 +244,18 @@ func (r *runPass) advance(ctx context.Context, vm store.VM, n int) {
 	}
 }
 
-// runStep calls a step function, turning a panic into a held VM rather than
-// a crashed tick.
+// runStep runs a step through Step.Call, which resolves what the step
+// declared before its function runs (the product, where the VM is, its
+// config, the step's pending PVE task: running → waiting, failed → the
+// step's task-error hook or the error, done → the function). A panic
+// becomes a held VM rather than a crashed tick.
 func runStep(ctx context.Context, step states.Step, env *states.Env, vm store.VM) (res states.Result) {
 	defer func() {
 		if p := recover(); p != nil {
 			res = states.Permanent(fmt.Errorf("step %q panicked: %v", step.Label, p))
 		}
 	}()
-	return step.Run(ctx, env, vm)
+	return step.Call(ctx, env, vm)
 }
 
 // outcome builds the compare-and-set a step's result asks for, after

@@ -266,15 +266,10 @@ func poolOf(env *Env, ip store.IPAllocation) (config.IPPool, bool) {
 // number of addresses is taken from a pool that does, in the same store
 // transaction that takes the old ones away. It then refreshes the
 // anti-spoofing IP set, the cloud-init addresses and DNS. Removed addresses
-// go back to the pool only after the IP set and DNS no longer use them.
+// go back to the pool only after the IP set and DNS no longer use them
+// (NeedProduct, NeedLocation).
 func updateIPs(ctx context.Context, env *Env, vm store.VM) Result {
-	p, bad := product(env, vm)
-	if bad != nil {
-		return *bad
-	}
-	if res := locate(ctx, env, &vm); res != nil {
-		return *res
-	}
+	p := env.Product
 	// The node the VM runs on now: its bridges are the ones its NIC uses.
 	node := vm.Node
 	if node == "" {

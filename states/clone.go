@@ -14,19 +14,9 @@ import (
 )
 
 // cloneTemplate clones the product's template to the reserved VMID, marked
-// as ours, and follows the clone task.
+// as ours; the runner follows the clone task (Task "clone").
 func cloneTemplate(ctx context.Context, env *Env, vm store.VM) Result {
-	p, bad := product(env, vm)
-	if bad != nil {
-		return *bad
-	}
-	if pending(vm) {
-		// A clone task that failed because the VMID already exists means an
-		// earlier attempt (before a crash) made it: look below.
-		if ok, res := awaitTask(ctx, env, vm, "clone"); !ok && !proxmox.IsAlreadyExists(res.Err) {
-			return res
-		}
-	}
+	p := env.Product
 	// Look before acting: does the VMID already hold a VM? /cluster/resources
 	// lags a few seconds behind, so also ask the template's node directly.
 	r, exists, err := findVM(ctx, env, vm.VMID)
@@ -95,18 +85,20 @@ func cloneTemplate(ctx context.Context, env *Env, vm store.VM) Result {
 	return submit(ctx, env, vm, "clone", task, err)
 }
 
+// cloneTaskError: a clone task that failed because the VMID already exists
+// means an earlier attempt (before a crash) made it: look at it.
+func cloneTaskError(ctx context.Context, env *Env, vm store.VM, failed Result) Result {
+	if proxmox.IsAlreadyExists(failed.Err) {
+		return cloneTemplate(ctx, env, vm)
+	}
+	return failed
+}
+
 // migrateToTarget moves the VM offline from the template's node to its
-// target node, mapping disks to the product's storage.
+// target node, mapping disks to the product's storage; the runner follows
+// the migration task (Task "migrate"), then this looks where the VM is.
 func migrateToTarget(ctx context.Context, env *Env, vm store.VM) Result {
-	p, bad := product(env, vm)
-	if bad != nil {
-		return *bad
-	}
-	if pending(vm) {
-		if ok, res := awaitTask(ctx, env, vm, "migrate"); !ok {
-			return res
-		}
-	}
+	p := env.Product
 	r, exists, err := findVMNear(ctx, env, vm)
 	if err != nil {
 		return fromError("find VM in cluster", err)

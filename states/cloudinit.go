@@ -15,16 +15,10 @@ import (
 )
 
 // configureCloudInit writes user, password, SSH keys, addresses and name
-// servers. The password is forgotten once PVE has it.
+// servers (NeedProduct, NeedLocation). The password is forgotten once PVE
+// has it.
 func configureCloudInit(ctx context.Context, env *Env, vm store.VM) Result {
-	p, bad := product(env, vm)
-	if bad != nil {
-		return *bad
-	}
-	if res := locate(ctx, env, &vm); res != nil {
-		return *res
-	}
-	changed, err := applyCloudInit(ctx, env, vm, p)
+	changed, err := applyCloudInit(ctx, env, vm, env.Product)
 	if err != nil {
 		return fromError("set cloud-init", err)
 	}

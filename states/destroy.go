@@ -165,12 +165,9 @@ func deleteVM(ctx context.Context, env *Env, vm store.VM) Result {
 	return submit(ctx, env, vm, "delete", task, nil)
 }
 
+// destroyForReinstall stops and destroys the VM, keeping its MAC address;
+// the runner follows the stop and destroy tasks (Task "reinstall").
 func destroyForReinstall(ctx context.Context, env *Env, vm store.VM) Result {
-	if pending(vm) {
-		if ok, res := awaitTask(ctx, env, vm, "reinstall"); !ok && !proxmox.IsNotFound(res.Err) && !proxmox.IsNotRunning(res.Err) {
-			return res
-		}
-	}
 	g, res := gone(ctx, env, &vm)
 	if res != nil {
 		return *res
@@ -212,4 +209,13 @@ func destroyForReinstall(ctx context.Context, env *Env, vm store.VM) Result {
 		return Success()
 	}
 	return submit(ctx, env, vm, "destroy for reinstall", task, err)
+}
+
+// reinstallTaskError: a stop or destroy that failed because the VM was not
+// running or is gone already is what the step wants: look again.
+func reinstallTaskError(ctx context.Context, env *Env, vm store.VM, failed Result) Result {
+	if proxmox.IsNotFound(failed.Err) || proxmox.IsNotRunning(failed.Err) {
+		return destroyForReinstall(ctx, env, vm)
+	}
+	return failed
 }

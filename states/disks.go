@@ -15,19 +15,18 @@ import (
 	"github.com/pvectl/pvectl/store"
 )
 
-// setCPURAM applies cores, sockets and memory.
+// setCPURAM applies cores, sockets and memory (NeedProduct, NeedConfig).
 func setCPURAM(ctx context.Context, env *Env, vm store.VM) Result {
-	return withConfig(ctx, env, vm, func(vm store.VM, p config.Product, cfg proxmox.VMConfig) Result {
-		want := map[string]string{"cores": strconv.Itoa(p.Cores), "sockets": strconv.Itoa(p.Sockets), "memory": strconv.Itoa(p.MemoryMB)}
-		change := diffValues(cfg, want)
-		if len(change) == 0 {
-			return Skip("no change")
-		}
-		if err := env.PVE.SetConfigSync(ctx, ref(vm), proxmox.ConfigChange{Set: change}); err != nil {
-			return fromError("set CPU and RAM", err)
-		}
-		return Success()
-	})
+	p := env.Product
+	want := map[string]string{"cores": strconv.Itoa(p.Cores), "sockets": strconv.Itoa(p.Sockets), "memory": strconv.Itoa(p.MemoryMB)}
+	change := diffValues(env.VMConfig, want)
+	if len(change) == 0 {
+		return Skip("no change")
+	}
+	if err := env.PVE.SetConfigSync(ctx, ref(vm), proxmox.ConfigChange{Set: change}); err != nil {
+		return fromError("set CPU and RAM", err)
+	}
+	return Success()
 }
 
 // diffValues returns the keys of want whose config value differs.
@@ -79,12 +78,10 @@ func additionalDiskKey(cfg proxmox.VMConfig, p config.Product) string {
 
 const gib = int64(1) << 30
 
-// resizeDisk grows disk key to sizeGB, following the resize task.
+// resizeDisk grows disk key to sizeGB; the runner follows the resize task
+// (resizeTask), and the step is done once it ended OK.
 func resizeDisk(ctx context.Context, env *Env, vm store.VM, key string, sizeGB int) Result {
-	if pending(vm) {
-		if ok, res := awaitTask(ctx, env, vm, "resize "+key); !ok {
-			return res
-		}
+	if env.TaskDone {
 		return Success()
 	}
 	cfg, err := env.PVE.VMConfig(ctx, ref(vm))
@@ -164,23 +161,12 @@ func createAdditionalDisk(ctx context.Context, env *Env, vm store.VM) Result {
 	return addAdditionalDisk(ctx, env, vm, func(key string) string { return key + " already exists" })
 }
 
-// addAdditionalDisk allocates the product's additional disk, following the
-// create task. exists is the skip reason when the VM already has it.
+// addAdditionalDisk allocates the product's additional disk; the runner
+// follows the create task, and the step is done once it ended OK. exists is
+// the skip reason when the VM already has it.
 func addAdditionalDisk(ctx context.Context, env *Env, vm store.VM, exists func(key string) string) Result {
-	p, bad := product(env, vm)
-	if bad != nil {
-		return *bad
-	}
-	if p.AdditionalDisk.SizeGB == 0 {
-		return Skip("no additional disk in product")
-	}
-	if res := locate(ctx, env, &vm); res != nil {
-		return *res
-	}
-	if pending(vm) {
-		if ok, res := awaitTask(ctx, env, vm, "create additional disk"); !ok {
-			return res
-		}
+	p := env.Product
+	if env.TaskDone {
 		return Success()
 	}
 	cfg, err := env.PVE.VMConfig(ctx, ref(vm))
@@ -217,28 +203,51 @@ func findAdditionalDisk(cfg proxmox.VMConfig) (string, bool) {
 	return "", false
 }
 
-// withDisk does the lookups the disk steps share: the product, where the VM
-// is, its config and the key of its system or additional disk. A product
-// without an additional disk skips the additional-disk steps.
-func withDisk(ctx context.Context, env *Env, vm store.VM, additional bool, fn func(vm store.VM, key string, d config.Disk) Result) Result {
-	if p, bad := product(env, vm); bad == nil && additional && p.AdditionalDisk.SizeGB == 0 {
-		return Skip("no additional disk in product")
+// noAdditionalDisk skips the additional-disk steps of a product without one.
+func noAdditionalDisk(env *Env, _ store.VM) string {
+	if env.Product.AdditionalDisk.SizeGB == 0 {
+		return "no additional disk in product"
 	}
-	return withConfig(ctx, env, vm, func(vm store.VM, p config.Product, cfg proxmox.VMConfig) Result {
-		d, key, ok := p.SystemDisk, systemDiskKey(cfg), true
-		if additional {
-			d = p.AdditionalDisk
-			key, ok = findAdditionalDisk(cfg)
+	return ""
+}
+
+// diskKey is the key of the VM's system or additional disk in its config.
+func diskKey(cfg proxmox.VMConfig, additional bool) string {
+	if additional {
+		key, _ := findAdditionalDisk(cfg)
+		return key
+	}
+	return systemDiskKey(cfg)
+}
+
+// withDisk finds the key of the VM's system or additional disk in the
+// config the runner read (NeedConfig) and calls fn with it and the
+// product's disk.
+func withDisk(env *Env, vm store.VM, additional bool, fn func(key string, d config.Disk) Result) Result {
+	d, key := env.Product.SystemDisk, diskKey(env.VMConfig, additional)
+	if additional {
+		d = env.Product.AdditionalDisk
+	}
+	if key == "" {
+		return Permanent(fmt.Errorf("VM %d has no %s disk in its config; reset-status to the step that creates it", vm.VMID, map[bool]string{true: "additional", false: "system"}[additional]))
+	}
+	return fn(key, d)
+}
+
+// resizeTask names the resize a disk step follows ("resize scsi0"), or ""
+// when the step will not resize (no such disk, size 0).
+func resizeTask(additional bool) func(env *Env, vm store.VM) string {
+	return func(env *Env, _ store.VM) string {
+		key := diskKey(env.VMConfig, additional)
+		if key == "" || (!additional && env.Product.SystemDisk.SizeGB == 0) {
+			return ""
 		}
-		if !ok || key == "" {
-			return Permanent(fmt.Errorf("VM %d has no %s disk in its config; reset-status to the step that creates it", vm.VMID, map[bool]string{true: "additional", false: "system"}[additional]))
-		}
-		return fn(vm, key, d)
-	})
+		return "resize " + key
+	}
 }
 
 func resizeSystemDisk(ctx context.Context, env *Env, vm store.VM) Result {
-	return withDisk(ctx, env, vm, false, func(vm store.VM, key string, d config.Disk) Result {
+	return withDisk(env, vm, false, func(key string, d config.Disk) Result {
 		if d.SizeGB == 0 {
 			return Skip("size 0 keeps the template's size")
 		}
@@ -247,32 +256,37 @@ func resizeSystemDisk(ctx context.Context, env *Env, vm store.VM) Result {
 }
 
 func setSystemDiskIO(ctx context.Context, env *Env, vm store.VM) Result {
-	return withDisk(ctx, env, vm, false, func(vm store.VM, key string, d config.Disk) Result {
+	return withDisk(env, vm, false, func(key string, d config.Disk) Result {
 		return setDiskIO(ctx, env, vm, key, d)
 	})
 }
 
 func resizeAdditionalDisk(ctx context.Context, env *Env, vm store.VM) Result {
-	return withDisk(ctx, env, vm, true, func(vm store.VM, key string, d config.Disk) Result {
+	return withDisk(env, vm, true, func(key string, d config.Disk) Result {
 		return resizeDisk(ctx, env, vm, key, d.SizeGB)
 	})
 }
 
 func setAdditionalDiskIO(ctx context.Context, env *Env, vm store.VM) Result {
-	return withDisk(ctx, env, vm, true, func(vm store.VM, key string, d config.Disk) Result {
+	return withDisk(env, vm, true, func(key string, d config.Disk) Result {
 		return setDiskIO(ctx, env, vm, key, d)
 	})
+}
+
+// changeDiskTask names the task the change-package's additional-disk step
+// follows: creating the disk the new product brings, or removing it.
+func changeDiskTask(env *Env, _ store.VM) string {
+	if env.Product.AdditionalDisk.SizeGB > 0 {
+		return "create additional disk"
+	}
+	return "remove additional disk"
 }
 
 // changeAdditionalDisk creates the additional disk a new product brings, or
 // removes one the new product no longer has (its snapshots first, then
 // detach, then destroy the volume).
 func changeAdditionalDisk(ctx context.Context, env *Env, vm store.VM) Result {
-	p, bad := product(env, vm)
-	if bad != nil {
-		return *bad
-	}
-	if p.AdditionalDisk.SizeGB > 0 {
+	if env.Product.AdditionalDisk.SizeGB > 0 {
 		// The disk the new product brings; one already there is as the
 		// product wants it.
 		return addAdditionalDisk(ctx, env, vm, func(key string) string { return "no change (" + key + " exists)" })
@@ -282,16 +296,8 @@ func changeAdditionalDisk(ctx context.Context, env *Env, vm store.VM) Result {
 
 // removeAdditionalDisk removes the additional disk pvectl created, one
 // action per tick: its snapshots first, then detach, then destroy the
-// volume.
+// volume. The runner follows each task; this then looks again.
 func removeAdditionalDisk(ctx context.Context, env *Env, vm store.VM) Result {
-	if res := locate(ctx, env, &vm); res != nil {
-		return *res
-	}
-	if pending(vm) {
-		if ok, res := awaitTask(ctx, env, vm, "remove additional disk"); !ok {
-			return res
-		}
-	}
 	cfg, err := env.PVE.VMConfig(ctx, ref(vm))
 	if err != nil {
 		return fromError("read config", err)
@@ -317,7 +323,7 @@ func removeAdditionalDisk(ctx context.Context, env *Env, vm store.VM) Result {
 	}
 	key, ok := findAdditionalDisk(cfg)
 	if !ok {
-		if pending(vm) {
+		if env.TaskDone {
 			return Success() // our removal finished
 		}
 		return Skip("no additional disk in product")

@@ -38,4 +38,11 @@ type Env struct {
 	// Emit writes a sub-line (a DNS record, a heartbeat, an event) for the
 	// current step, live and into the VM's run log.
 	Emit func(detail string)
+
+	// Resolved by Step.Call for the step about to run, as it declared them:
+	// the VM's product (NeedProduct), its current PVE config (NeedConfig),
+	// and whether the step's own pending PVE task ended OK (Task).
+	Product  config.Product
+	VMConfig proxmox.VMConfig
+	TaskDone bool
 }

@@ -54,23 +54,6 @@ func product(env *Env, vm store.VM) (config.Product, *Result) {
 // ref is where the VM lives now.
 func ref(vm store.VM) proxmox.VMRef { return proxmox.VMRef{Node: vm.Node, VMID: vm.VMID} }
 
-// withConfig does the lookups most steps share: the product, where the VM
-// is now, and its current config.
-func withConfig(ctx context.Context, env *Env, vm store.VM, fn func(vm store.VM, p config.Product, cfg proxmox.VMConfig) Result) Result {
-	p, bad := product(env, vm)
-	if bad != nil {
-		return *bad
-	}
-	if res := locate(ctx, env, &vm); res != nil {
-		return *res
-	}
-	cfg, err := env.PVE.VMConfig(ctx, ref(vm))
-	if err != nil {
-		return fromError("read config", err)
-	}
-	return fn(vm, p, cfg)
-}
-
 // pending reports whether the VM has a stored task submitted by the step it
 // is at now (tasks are keyed by the state they were submitted from, so a step
 // function can serve several pipelines).

@@ -56,5 +56,5 @@ func TestStepMemoryFormats(t *testing.T) {
 		require.Equal(t, StepMemory{}, m, data)
 	}
 	// Remembered times keep the millisecond, as they always did.
-	require.Equal(t, at, *stamp(at.Add(456*time.Microsecond)))
+	require.Equal(t, at, *stamp(at.Add(456 * time.Microsecond)))
 }

@@ -72,41 +72,36 @@ func sameProps(a, b string) bool {
 	return slices.Equal(pa, pb)
 }
 
+// configureNetwork sets net0 from the product (NeedProduct, NeedConfig).
 func configureNetwork(ctx context.Context, env *Env, vm store.VM) Result {
-	return withConfig(ctx, env, vm, func(vm store.VM, p config.Product, cfg proxmox.VMConfig) Result {
-		cur, _ := cfg.Get("net0")
-		if vm.MAC == "" {
-			if mac := macOf(cur); mac != "" {
-				_ = env.Store.VMSetMAC(ctx, vm.ID, mac, env.Now())
-			}
+	cur, _ := env.VMConfig.Get("net0")
+	if vm.MAC == "" {
+		if mac := macOf(cur); mac != "" {
+			_ = env.Store.VMSetMAC(ctx, vm.ID, mac, env.Now())
 		}
-		next := netValue(cur, p.Network, vm.MAC)
-		if sameProps(cur, next) {
-			return Skip("no change")
+	}
+	next := netValue(cur, env.Product.Network, vm.MAC)
+	if sameProps(cur, next) {
+		return Skip("no change")
+	}
+	if err := env.PVE.SetConfigSync(ctx, ref(vm), proxmox.ConfigChange{Set: map[string]string{"net0": next}}); err != nil {
+		return fromError("configure net0", err)
+	}
+	if vm.MAC == "" {
+		if mac := macOf(next); mac != "" {
+			_ = env.Store.VMSetMAC(ctx, vm.ID, mac, env.Now())
 		}
-		if err := env.PVE.SetConfigSync(ctx, ref(vm), proxmox.ConfigChange{Set: map[string]string{"net0": next}}); err != nil {
-			return fromError("configure net0", err)
-		}
-		if vm.MAC == "" {
-			if mac := macOf(next); mac != "" {
-				_ = env.Store.VMSetMAC(ctx, vm.ID, mac, env.Now())
-			}
-		}
-		return Success()
-	})
+	}
+	return Success()
 }
 
 // IPSetName is the anti-spoofing IP set PVE's ipfilter uses for net0.
 const IPSetName = "ipfilter-net0"
 
+// configureFirewall sets the firewall options and the anti-spoofing IP set
+// (NeedProduct, NeedLocation).
 func configureFirewall(ctx context.Context, env *Env, vm store.VM) Result {
-	p, bad := product(env, vm)
-	if bad != nil {
-		return *bad
-	}
-	if res := locate(ctx, env, &vm); res != nil {
-		return *res
-	}
+	p := env.Product
 	f := p.Firewall
 	want := proxmox.FirewallOptions{Enable: f.Enable, DHCP: f.DHCP, NDP: f.NDP, RAdv: proxmox.Bool(f.RADV),
 		MACFilter: f.MACFilter, IPFilter: proxmox.Bool(f.IPFilter), PolicyIn: f.PolicyIn, PolicyOut: f.PolicyOut,

@@ -105,7 +105,8 @@ func ErrText(err error) string {
 
 // StepFunc performs one step for a VM. It must keep the step contract: look
 // before acting, commit intent before side effects, submit at most one PVE
-// task and never wait for it.
+// task and never wait for it. The runner calls it through Step.Call, with
+// what the step declared resolved in env and vm.
 type StepFunc func(ctx context.Context, env *Env, vm store.VM) Result
 
 // Step is one transition of a pipeline: the action that moves a VM from the
@@ -120,6 +121,26 @@ type Step struct {
 	// fails for good (FailTo); "" when it only holds the VM.
 	Exit State
 	Run  StepFunc
+
+	// What the runner resolves before Run (see Call): the product, the
+	// VM's location and config.
+	Needs Needs
+	// SkipIf, once the product is known and before PVE is asked anything,
+	// returns a reason to skip the step ("no additional disk in product").
+	SkipIf func(env *Env, vm store.VM) string
+	// Task names the PVE task the step submits and follows, as its lines
+	// say it ("clone", "resize scsi0"); "" when it follows none for this VM.
+	// The runner resolves a pending task of the step before Run.
+	Task func(env *Env, vm store.VM) string
+	// OnTaskError, for the few steps that need one, gets the error of a
+	// pending task that failed, was lost or could not be read, and returns
+	// the step's result (say, go on and look: a clone that failed because
+	// the VMID exists was made by an earlier attempt).
+	OnTaskError func(ctx context.Context, env *Env, vm store.VM, failed Result) Result
+	// Stopped steps run while the VM is stopped (the change-package's
+	// hardware steps): the runner stops it first, and starts it again when
+	// the step holds the VM.
+	Stopped bool
 }
 
 // Pipeline is an ordered table of steps, validated by a looplab/fsm FSM.
@@ -143,6 +164,9 @@ func NewPipeline(name string, entry State, steps []Step) (*Pipeline, error) {
 		}
 		if s.Run == nil {
 			return nil, fmt.Errorf("pipeline %s: step %s → %s has no function", name, s.From, s.To)
+		}
+		if s.OnTaskError != nil && s.Task == nil {
+			return nil, fmt.Errorf("pipeline %s: step %s → %s has a task-error hook but follows no task", name, s.From, s.To)
 		}
 		p.steps[s.From] = s
 		p.order = append(p.order, s)

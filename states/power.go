@@ -6,7 +6,6 @@ package states
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -16,10 +15,8 @@ import (
 
 // stopForChange stops the VM for the hardware changes: a graceful shutdown,
 // then a forced stop once stop_timeout has passed (measured across ticks).
+// It follows no task: it looks at the VM's status (NeedLocation).
 func stopForChange(ctx context.Context, env *Env, vm store.VM) Result {
-	if res := locate(ctx, env, &vm); res != nil {
-		return *res
-	}
 	sent := memory(vm).ShutdownAt != nil
 	stopped, res := stopVM(ctx, env, &vm)
 	if stopped && !sent {
@@ -31,7 +28,7 @@ func stopForChange(ctx context.Context, env *Env, vm store.VM) Result {
 	if res.Kind == PartlyDone { // gave up: still running after the forced stop
 		// The next attempt starts over with a graceful shutdown.
 		_ = saveMemory(ctx, env, &vm, StepMemory{})
-		return Retryable(errors.New("VM still running after graceful shutdown and forced stop; will try again"))
+		return Retryable(errStillRunning)
 	}
 	return res
 }
@@ -101,52 +98,6 @@ func stopVM(ctx context.Context, env *Env, vm *store.VM) (stopped bool, res Resu
 	return false, Partial(fmt.Sprintf("still %s after graceful shutdown and forced stop%s", st.Status, why))
 }
 
-// keepRunning wraps the change-package steps that run while the VM is
-// stopped (cp_stop … cp_firewall). A permanent failure starts the VM again
-// (best effort) so the customer is not left offline while it is held at the
-// failed step. After the fix, `pvectl vm retry` resumes at that same step:
-// the wrapper finds the VM running, stops it again (graceful shutdown, then
-// forced, as cp_stop does) and only then runs the step. Steps already done
-// are never repeated.
-func keepRunning(fn StepFunc) StepFunc {
-	return func(ctx context.Context, env *Env, vm store.VM) Result {
-		mem := memory(vm)
-		stopping := mem.ShutdownAt != nil
-		if !pending(vm) || stopping {
-			// No task of the step itself is in flight: the VM must be stopped first.
-			stopped, res := stopVM(ctx, env, &vm)
-			if !stopped {
-				if res.Kind == PartlyDone { // still running after graceful and forced stop
-					_ = saveMemory(ctx, env, &vm, StepMemory{})
-					return Retryable(errors.New("VM still running after graceful shutdown and forced stop; will try again"))
-				}
-				return res
-			}
-			if stopping { // our stop is done: forget it, so the step sees only its own task
-				mem.ShutdownAt, mem.StopAt = nil, nil
-				if err := saveMemory(ctx, env, &vm, mem); err != nil {
-					return Retryable(err)
-				}
-				if err := env.Store.VMSetPendingTask(ctx, vm.ID, vm.Status, vm.Version, "", "", "", env.Now()); err != nil {
-					return Retryable(err)
-				}
-				vm.PendingUPID, vm.PendingNode, vm.PendingStep = "", "", ""
-				env.Emit("VM stopped again; resuming the change at this step")
-			}
-		}
-		res := fn(ctx, env, vm)
-		if res.Kind != Fail || res.Goto != "" {
-			return res
-		}
-		if _, err := env.PVE.Start(ctx, ref(vm), proxmox.StartOptions{}); err != nil && !proxmox.IsAlreadyRunning(err) {
-			env.Emit("could not start the VM again after the failure: " + err.Error())
-		} else {
-			env.Emit("started the VM again so the customer is not left offline; after fixing the cause, pvectl vm retry stops it and resumes at this step")
-		}
-		return res
-	}
-}
-
 func stopForTerminate(ctx context.Context, env *Env, vm store.VM) Result {
 	if res := cloneBusy(ctx, env, &vm); res != nil {
 		return *res
@@ -171,22 +122,11 @@ func stopForTerminate(ctx context.Context, env *Env, vm store.VM) Result {
 	return res
 }
 
-// startVM starts the VM and follows the start task.
+// startVM starts the VM (NeedLocation); the runner follows the start task
+// (Task "start"), and the step is done once it ended OK.
 func startVM(ctx context.Context, env *Env, vm store.VM) Result {
-	if res := locate(ctx, env, &vm); res != nil {
-		return *res
-	}
-	if pending(vm) {
-		ok, res := awaitTask(ctx, env, vm, "start")
-		if ok {
-			return Success()
-		}
-		if res.Kind == Retry || res.Kind == Fail {
-			if proxmox.IsAlreadyRunning(res.Err) {
-				return Success()
-			}
-		}
-		return res
+	if env.TaskDone {
+		return Success()
 	}
 	st, err := env.PVE.VMStatus(ctx, ref(vm))
 	if err != nil {
@@ -200,6 +140,15 @@ func startVM(ctx context.Context, env *Env, vm store.VM) Result {
 		return Skip("already running")
 	}
 	return submit(ctx, env, vm, "start", task, err)
+}
+
+// startTaskError: a start task that failed because the VM is already
+// running did what the step wants.
+func startTaskError(_ context.Context, _ *Env, _ store.VM, failed Result) Result {
+	if proxmox.IsAlreadyRunning(failed.Err) {
+		return Success()
+	}
+	return failed
 }
 
 // retrying reports whether this is the first tick of a new attempt of the
@@ -241,11 +190,9 @@ func verifyRunningAfterChange(ctx context.Context, env *Env, vm store.VM) Result
 
 // awaitRunning waits up to start_wait_ticks ticks for the guest to run and
 // then returns running's result. A guest found stopped on a retry is
-// started again.
+// started again. It looks at the guest before its start task (NeedLocation,
+// no Task): a running guest is the step's effect, whatever the task says.
 func awaitRunning(ctx context.Context, env *Env, vm store.VM, running func(vm store.VM) Result) Result {
-	if res := locate(ctx, env, &vm); res != nil {
-		return *res
-	}
 	st, err := env.PVE.VMStatus(ctx, ref(vm))
 	if err != nil {
 		return fromError("read VM status", err)

@@ -1,7 +1,10 @@
 // The five pipeline tables side by side, as docs/pipelines.md shows them:
 // each row is the action that moves a VM from the state it completed to the
-// next. The step functions live by concern: allocate.go, clone.go, dns.go,
-// disks.go, network.go, cloudinit.go, power.go, backups.go and destroy.go.
+// next, with what the runner resolves before the step's function runs (its
+// product, location and config; the PVE task it follows; whether it runs
+// with the VM stopped: see Step.Call). The step functions live by concern:
+// allocate.go, clone.go, dns.go, disks.go, network.go, cloudinit.go,
+// power.go, backups.go and destroy.go.
 
 package states
 
@@ -10,40 +13,58 @@ package states
 func Deploy() *Pipeline {
 	return MustPipeline("deploy", Creation, []Step{
 		{From: Creation, To: SetIP, Label: "Allocate VMID and IPs", Run: reserveVMIDAndIPs},
-		{From: SetIP, To: Clone, Label: "Clone VM", Heavy: true, Run: cloneTemplate},
+		{From: SetIP, To: Clone, Label: "Clone VM", Heavy: true, Run: cloneTemplate,
+			Needs: NeedProduct, Task: follows("clone"), OnTaskError: cloneTaskError},
 		{From: Clone, To: SetDNS, Label: "Configure DNS records", Run: publishDNS},
-		{From: SetDNS, To: Migrated, Label: "Migrate to target node", Heavy: true, Run: migrateToTarget},
-		{From: Migrated, To: SetCPURAM, Label: "Set CPU & RAM", Run: setCPURAM},
-		{From: SetCPURAM, To: SetSystemDiskSize, Label: "Resize system disk", Run: resizeSystemDisk},
-		{From: SetSystemDiskSize, To: SetSystemDiskBandwidth, Label: "Set system disk I/O", Run: setSystemDiskIO},
-		{From: SetSystemDiskBandwidth, To: SetCreatedAdditionalDisk, Label: "Create additional disk", Run: createAdditionalDisk},
-		{From: SetCreatedAdditionalDisk, To: SetAdditionalDiskSize, Label: "Resize additional disk", Run: resizeAdditionalDisk},
-		{From: SetAdditionalDiskSize, To: SetAdditionalDiskBandwidth, Label: "Set additional disk I/O", Run: setAdditionalDiskIO},
-		{From: SetAdditionalDiskBandwidth, To: SetNetwork, Label: "Configure network", Run: configureNetwork},
-		{From: SetNetwork, To: SetFirewall, Label: "Configure firewall", Run: configureFirewall},
-		{From: SetFirewall, To: SetCloudinit, Label: "Configure cloud-init", Run: configureCloudInit},
-		{From: SetCloudinit, To: Starting, Label: "Start VM", Run: startVM},
-		{From: Starting, To: Ready, Label: "Verify running", Run: verifyRunning},
+		{From: SetDNS, To: Migrated, Label: "Migrate to target node", Heavy: true, Run: migrateToTarget,
+			Needs: NeedProduct, Task: follows("migrate")},
+		{From: Migrated, To: SetCPURAM, Label: "Set CPU & RAM", Run: setCPURAM, Needs: NeedProduct | NeedConfig},
+		{From: SetCPURAM, To: SetSystemDiskSize, Label: "Resize system disk", Run: resizeSystemDisk,
+			Needs: NeedProduct | NeedConfig, Task: resizeTask(false)},
+		{From: SetSystemDiskSize, To: SetSystemDiskBandwidth, Label: "Set system disk I/O", Run: setSystemDiskIO,
+			Needs: NeedProduct | NeedConfig},
+		{From: SetSystemDiskBandwidth, To: SetCreatedAdditionalDisk, Label: "Create additional disk", Run: createAdditionalDisk,
+			Needs: NeedProduct | NeedLocation, SkipIf: noAdditionalDisk, Task: follows("create additional disk")},
+		{From: SetCreatedAdditionalDisk, To: SetAdditionalDiskSize, Label: "Resize additional disk", Run: resizeAdditionalDisk,
+			Needs: NeedProduct | NeedConfig, SkipIf: noAdditionalDisk, Task: resizeTask(true)},
+		{From: SetAdditionalDiskSize, To: SetAdditionalDiskBandwidth, Label: "Set additional disk I/O", Run: setAdditionalDiskIO,
+			Needs: NeedProduct | NeedConfig, SkipIf: noAdditionalDisk},
+		{From: SetAdditionalDiskBandwidth, To: SetNetwork, Label: "Configure network", Run: configureNetwork,
+			Needs: NeedProduct | NeedConfig},
+		{From: SetNetwork, To: SetFirewall, Label: "Configure firewall", Run: configureFirewall, Needs: NeedProduct | NeedLocation},
+		{From: SetFirewall, To: SetCloudinit, Label: "Configure cloud-init", Run: configureCloudInit, Needs: NeedProduct | NeedLocation},
+		{From: SetCloudinit, To: Starting, Label: "Start VM", Run: startVM,
+			Needs: NeedLocation, Task: follows("start"), OnTaskError: startTaskError},
+		{From: Starting, To: Ready, Label: "Verify running", Run: verifyRunning, Needs: NeedLocation},
 	})
 }
 
 // ChangePackageTable reconfigures a ready VM to its new product. Every cp_*
 // step compares the VM with the product and logs `skip (no change)` when they
-// match; disks never shrink; the VM is stopped once and started once.
+// match; disks never shrink; the VM is stopped once and started once (the
+// Stopped steps stop it again after a failure started it).
 func ChangePackageTable() *Pipeline {
 	return MustPipeline("change_package", ChangePackage, []Step{
-		{From: ChangePackage, To: CPUpdateIP, Label: "Update IPs, IP set and DNS", Run: updateIPs},
-		{From: CPUpdateIP, To: CPStop, Label: "Stop VM", Run: stopForChange},
-		{From: CPStop, To: CPCPURAM, Label: "Set CPU & RAM", Run: keepRunning(setCPURAM)},
-		{From: CPCPURAM, To: CPSystemDiskSize, Label: "Resize system disk", Run: keepRunning(resizeSystemDisk)},
-		{From: CPSystemDiskSize, To: CPSystemDiskBandwidth, Label: "Set system disk I/O", Run: keepRunning(setSystemDiskIO)},
-		{From: CPSystemDiskBandwidth, To: CPAdditionalDisk, Label: "Additional disk", Run: keepRunning(changeAdditionalDisk)},
-		{From: CPAdditionalDisk, To: CPAdditionalDiskSize, Label: "Resize additional disk", Run: keepRunning(resizeAdditionalDisk)},
-		{From: CPAdditionalDiskSize, To: CPAdditionalDiskBandwidth, Label: "Set additional disk I/O", Run: keepRunning(setAdditionalDiskIO)},
-		{From: CPAdditionalDiskBandwidth, To: CPNetwork, Label: "Configure network", Run: keepRunning(configureNetwork)},
-		{From: CPNetwork, To: CPFirewall, Label: "Configure firewall", Run: keepRunning(configureFirewall)},
-		{From: CPFirewall, To: CPStart, Label: "Start VM", Run: startVM},
-		{From: CPStart, To: Ready, Label: "Verify running", Run: verifyRunningAfterChange},
+		{From: ChangePackage, To: CPUpdateIP, Label: "Update IPs, IP set and DNS", Run: updateIPs, Needs: NeedProduct | NeedLocation},
+		{From: CPUpdateIP, To: CPStop, Label: "Stop VM", Run: stopForChange, Needs: NeedLocation},
+		{From: CPStop, To: CPCPURAM, Label: "Set CPU & RAM", Run: setCPURAM, Stopped: true, Needs: NeedProduct | NeedConfig},
+		{From: CPCPURAM, To: CPSystemDiskSize, Label: "Resize system disk", Run: resizeSystemDisk, Stopped: true,
+			Needs: NeedProduct | NeedConfig, Task: resizeTask(false)},
+		{From: CPSystemDiskSize, To: CPSystemDiskBandwidth, Label: "Set system disk I/O", Run: setSystemDiskIO, Stopped: true,
+			Needs: NeedProduct | NeedConfig},
+		{From: CPSystemDiskBandwidth, To: CPAdditionalDisk, Label: "Additional disk", Run: changeAdditionalDisk, Stopped: true,
+			Needs: NeedProduct | NeedLocation, Task: changeDiskTask},
+		{From: CPAdditionalDisk, To: CPAdditionalDiskSize, Label: "Resize additional disk", Run: resizeAdditionalDisk, Stopped: true,
+			Needs: NeedProduct | NeedConfig, SkipIf: noAdditionalDisk, Task: resizeTask(true)},
+		{From: CPAdditionalDiskSize, To: CPAdditionalDiskBandwidth, Label: "Set additional disk I/O", Run: setAdditionalDiskIO, Stopped: true,
+			Needs: NeedProduct | NeedConfig, SkipIf: noAdditionalDisk},
+		{From: CPAdditionalDiskBandwidth, To: CPNetwork, Label: "Configure network", Run: configureNetwork, Stopped: true,
+			Needs: NeedProduct | NeedConfig},
+		{From: CPNetwork, To: CPFirewall, Label: "Configure firewall", Run: configureFirewall, Stopped: true,
+			Needs: NeedProduct | NeedLocation},
+		{From: CPFirewall, To: CPStart, Label: "Start VM", Run: startVM,
+			Needs: NeedLocation, Task: follows("start"), OnTaskError: startTaskError},
+		{From: CPStart, To: Ready, Label: "Verify running", Run: verifyRunningAfterChange, Needs: NeedLocation},
 	})
 }
 
@@ -65,7 +86,8 @@ func TerminateTable() *Pipeline {
 // step clones it afresh. Backups are kept.
 func ReinstallTable() *Pipeline {
 	return MustPipeline("reinstall", Reinstall, []Step{
-		{From: Reinstall, To: SetIP, Label: "Destroy VM for reinstall", Run: destroyForReinstall},
+		{From: Reinstall, To: SetIP, Label: "Destroy VM for reinstall", Run: destroyForReinstall,
+			Task: follows("reinstall"), OnTaskError: reinstallTaskError},
 	})
 }
 

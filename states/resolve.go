@@ -1,0 +1,148 @@
+package states
+
+import (
+	"context"
+	"errors"
+
+	"github.com/pvectl/pvectl/providers/proxmox"
+	"github.com/pvectl/pvectl/store"
+)
+
+// Needs is what the runner resolves for a step before it calls the step's
+// function (see Step.Call).
+type Needs uint8
+
+const (
+	// NeedProduct: the VM's product, as env.Product; a product missing from
+	// the config holds the VM with the valid names.
+	NeedProduct Needs = 1 << iota
+	// NeedLocation: where the VM lives now (its node updated in the record
+	// if it moved); a VM missing from the cluster holds the VM.
+	NeedLocation
+	// NeedConfig: the VM's current PVE config, as env.VMConfig (implies
+	// NeedLocation).
+	NeedConfig
+)
+
+// follows is a Step.Task naming a task that is the same for every VM.
+func follows(what string) func(*Env, store.VM) string {
+	return func(*Env, store.VM) string { return what }
+}
+
+// Call runs the step for vm the way the runner does, in the order the
+// step contract needs (look before acting):
+//
+//  1. a step that runs while the VM is stopped (Stopped) first makes sure
+//     it is: a graceful shutdown, then a forced stop, across ticks — unless
+//     a task of the step itself is in flight;
+//  2. the product (NeedProduct), then SkipIf, then where the VM is
+//     (NeedLocation) and its config (NeedConfig);
+//  3. the step's own pending PVE task (Task): running → waiting with its
+//     progress, and the function is not called; failed, lost or unreadable
+//     → OnTaskError, or that error (the task reference dropped, so the next
+//     attempt looks again); ended OK → the function runs with env.TaskDone;
+//  4. the function, with the resolved product, location and config in env.
+//
+// A Stopped step whose result holds the VM starts it again (best effort), so
+// the customer is not left offline while it waits for an admin.
+func (s Step) Call(ctx context.Context, env *Env, vm store.VM) Result {
+	e := *env // the resolved values are this step's alone
+	env = &e
+	if !s.Stopped {
+		return s.resolve(ctx, env, vm)
+	}
+	if res := keepStopped(ctx, env, &vm); res != nil {
+		return *res
+	}
+	res := s.resolve(ctx, env, vm)
+	if res.Kind != Fail || res.Goto != "" {
+		return res
+	}
+	if _, err := env.PVE.Start(ctx, ref(vm), proxmox.StartOptions{}); err != nil && !proxmox.IsAlreadyRunning(err) {
+		env.Emit("could not start the VM again after the failure: " + err.Error())
+	} else {
+		env.Emit("started the VM again so the customer is not left offline; after fixing the cause, pvectl vm retry stops it and resumes at this step")
+	}
+	return res
+}
+
+// resolve does steps 2–4 of Call.
+func (s Step) resolve(ctx context.Context, env *Env, vm store.VM) Result {
+	if s.Needs&NeedProduct != 0 {
+		p, bad := product(env, vm)
+		if bad != nil {
+			return *bad
+		}
+		env.Product = p
+	}
+	if s.SkipIf != nil {
+		if why := s.SkipIf(env, vm); why != "" {
+			return Skip(why)
+		}
+	}
+	if s.Needs&(NeedLocation|NeedConfig) != 0 {
+		if res := locate(ctx, env, &vm); res != nil {
+			return *res
+		}
+	}
+	if s.Needs&NeedConfig != 0 {
+		cfg, err := env.PVE.VMConfig(ctx, ref(vm))
+		if err != nil {
+			return fromError("read config", err)
+		}
+		env.VMConfig = cfg
+	}
+	if s.Task != nil && pending(vm) {
+		if what := s.Task(env, vm); what != "" {
+			done, res := awaitTask(ctx, env, vm, what)
+			if !done {
+				if res.Kind != Waiting && s.OnTaskError != nil {
+					return s.OnTaskError(ctx, env, vm, res)
+				}
+				return res
+			}
+			env.TaskDone = true
+		}
+	}
+	return s.Run(ctx, env, vm)
+}
+
+// errStillRunning: the stop gave up (still running after the graceful
+// shutdown and the forced stop); the next attempt starts over.
+var errStillRunning = errors.New("VM still running after graceful shutdown and forced stop; will try again")
+
+// keepStopped makes sure the VM is stopped before a change-package step
+// that runs while it is (cp_stop … cp_firewall): after a failure that
+// started it again, `pvectl vm retry` resumes at that same step, and the
+// step stops the VM again (graceful shutdown, then forced, as cp_stop
+// does) before it runs. A task of the step itself in flight means the VM
+// was stopped when it was submitted. nil means the step may run.
+func keepStopped(ctx context.Context, env *Env, vm *store.VM) *Result {
+	mem := memory(*vm)
+	stopping := mem.ShutdownAt != nil
+	if pending(*vm) && !stopping {
+		return nil // the step's own task: Call follows it
+	}
+	stopped, res := stopVM(ctx, env, vm)
+	if !stopped {
+		if res.Kind == PartlyDone { // still running after graceful and forced stop
+			_ = saveMemory(ctx, env, vm, StepMemory{})
+			res = Retryable(errStillRunning)
+		}
+		return &res
+	}
+	if stopping { // our stop is done: forget it, so the step sees only its own task
+		mem.ShutdownAt, mem.StopAt = nil, nil
+		if err := saveMemory(ctx, env, vm, mem); err != nil {
+			res := Retryable(err)
+			return &res
+		}
+		if err := env.Store.VMSetPendingTask(ctx, vm.ID, vm.Status, vm.Version, "", "", "", env.Now()); err != nil {
+			res := Retryable(err)
+			return &res
+		}
+		vm.PendingUPID, vm.PendingNode, vm.PendingStep = "", "", ""
+		env.Emit("VM stopped again; resuming the change at this step")
+	}
+	return nil
+}
