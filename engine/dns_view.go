@@ -12,6 +12,7 @@ import (
 	mdns "github.com/miekg/dns"
 	"github.com/pvectl/pvectl/providers/dns"
 	"github.com/pvectl/pvectl/states"
+	"github.com/pvectl/pvectl/store"
 )
 
 // DNS views: the zone check (dns check) and a VM's records, planned and
@@ -140,7 +141,7 @@ func (e *Engine) DNSShow(ctx context.Context, vm VM) (DNSView, error) {
 	j := DNSView{ServiceID: vm.ServiceID, Hostname: vm.Hostname, Status: vm.Status, Dirty: vm.DNSDirty,
 		Attempts: d.Attempts, Records: []DNSRecordView{}}
 	if vm.DNSDirty && !d.NextAt.IsZero() {
-		t := d.NextAt
+		t := store.DueAt(d.NextAt, e.Clock.Now())
 		j.NextRetry = &t
 	}
 	seen := map[string]bool{}

@@ -182,6 +182,20 @@ func (s *Store) VMList(ctx context.Context, f VMFilter) ([]VM, error) {
 // ahead cannot pin a VM for years.
 const MaxRetryDelay = 30 * time.Minute
 
+// RetryAt is when the VM's next attempt is due as seen at now. A stored
+// time further ahead than MaxRetryDelay was written by a clock that ran
+// ahead and counts as due now, as it does when VMsDue picks VMs.
+func (v VM) RetryAt(now time.Time) time.Time { return DueAt(v.NextAttemptAt, now) }
+
+// DueAt is a stored retry time (a VM's or a DNS retry's) as seen at now:
+// itself, or now when it lies further ahead than MaxRetryDelay.
+func DueAt(next, now time.Time) time.Time {
+	if !now.IsZero() && next.After(now.Add(MaxRetryDelay)) {
+		return now
+	}
+	return next
+}
+
 // clampRetry keeps next within MaxRetryDelay of now.
 func clampRetry(next, now time.Time) time.Time {
 	if now.IsZero() || next.IsZero() {

@@ -129,7 +129,7 @@ func toVMJSON(ctx context.Context, e *engine.Engine, vm engine.VM) (vmJSON, erro
 		j.VMID = &id
 	}
 	if !vm.NextAttemptAt.IsZero() {
-		t := vm.NextAttemptAt
+		t := vm.RetryAt(e.Clock.Now())
 		j.NextAttempt = &t
 	}
 	if vm.PendingUPID != "" {
