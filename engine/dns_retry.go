@@ -114,9 +114,9 @@ func (e *Engine) retryDNS(ctx context.Context, base *states.Env, d store.DNSRetr
 	e.Live.Step(line)
 	_ = e.Store.RunAppendLine(bg, store.RunLine{RunID: runID, At: now, Step: DNSRetryLabel, From: vm.Status,
 		To: vm.Status, Result: result, Duration: took})
-	runResult := "success"
+	runResult := RunSuccess
 	if !ok {
-		runResult = "error"
+		runResult = RunError
 	}
-	_ = e.Store.RunFinish(bg, runID, runResult, e.Clock.Now())
+	_ = e.Store.RunFinish(bg, runID, string(runResult), e.Clock.Now())
 }

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"strings"
 
 	"github.com/pvectl/pvectl/states"
 	"github.com/pvectl/pvectl/store"
@@ -34,6 +35,19 @@ func resultOf(res states.Result) RunResult {
 // LineEvent is the result of a run line that is a sub-line of a step (a DNS
 // record, a heartbeat, an event) rather than the step's own line.
 const LineEvent = "event"
+
+// IsEvent reports whether a run line is a step's sub-line.
+func IsEvent(l store.RunLine) bool { return l.Result == LineEvent }
+
+// LineFailed reports whether a run line records a failure: a step that
+// ended in an error (retry, held, failed to a state) or an outcome that was
+// not applied.
+func LineFailed(l store.RunLine) bool {
+	return strings.HasPrefix(l.Result, "error") || strings.HasPrefix(l.Result, notApplied)
+}
+
+// notApplied starts the result of a step whose outcome was not written.
+const notApplied = "not applied"
 
 // finalStates are the states the runner never picks: those State.Final says
 // the cron leaves alone.

@@ -215,7 +215,7 @@ func (r *runPass) advance(ctx context.Context, vm store.VM, n int) {
 			finished = err == nil && last
 		}
 		if err != nil {
-			line.Result, line.Failed = "not applied: "+err.Error(), true
+			line.Result, line.Failed = notApplied+": "+err.Error(), true
 			_ = e.Store.RunAppendLine(context.WithoutCancel(ctx), store.RunLine{RunID: runID, At: e.Clock.Now(),
 				Step: step.Label, From: line.From, To: line.To, Result: line.Result, Duration: took})
 		}

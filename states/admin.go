@@ -29,8 +29,8 @@ func ResetTargets() []ResetTarget {
 }
 
 // LookupResetTarget finds a reset target, checking it against the pipeline
-// FSMs: it must be a state some table starts from or passes through, or a
-// final state.
+// FSMs: it must be a state some table's FSM, walked from its entry, passes
+// through, or a final state.
 func LookupResetTarget(s string) (ResetTarget, error) {
 	for _, t := range ResetTargets() {
 		if string(t.State) != s {
@@ -46,10 +46,8 @@ func LookupResetTarget(s string) (ResetTarget, error) {
 
 func inSomeTable(s State) bool {
 	for _, p := range Pipelines() {
-		for _, st := range p.States() {
-			if st == s {
-				return true
-			}
+		if p.Reaches(s) {
+			return true
 		}
 	}
 	return false

@@ -269,9 +269,26 @@ func (p *Pipeline) Mermaid() string {
 	var b strings.Builder
 	b.WriteString("stateDiagram-v2\n")
 	fmt.Fprintf(&b, "    [*] --> %s\n", p.Entry)
+	var finals []State
+	p.walk(func(s State) {
+		if s.Final() {
+			finals = append(finals, s)
+		}
+	}, func(from, to State, event string) {
+		fmt.Fprintf(&b, "    %s --> %s: %s\n", from, to, event)
+	})
+	for _, s := range finals {
+		fmt.Fprintf(&b, "    %s --> [*]\n", s)
+	}
+	return b.String()
+}
+
+// walk visits the FSM from the entry state, breadth first: every state once
+// (state) and every edge in flow order (edge): a state's step, then its
+// failure exit, each found by firing the event on an FSM built at the state.
+func (p *Pipeline) walk(state func(State), edge func(from, to State, event string)) {
 	seen := map[State]bool{}
 	queue := []State{p.Entry}
-	var finals []State
 	for len(queue) > 0 {
 		s := queue[0]
 		queue = queue[1:]
@@ -279,9 +296,7 @@ func (p *Pipeline) Mermaid() string {
 			continue
 		}
 		seen[s] = true
-		if s.Final() {
-			finals = append(finals, s)
-		}
+		state(s)
 		st, ok := p.steps[s]
 		if !ok {
 			continue
@@ -295,14 +310,18 @@ func (p *Pipeline) Mermaid() string {
 				continue
 			}
 			to := State(f.Current())
-			fmt.Fprintf(&b, "    %s --> %s: %s\n", s, to, ev)
+			edge(s, to, ev)
 			queue = append(queue, to)
 		}
 	}
-	for _, s := range finals {
-		fmt.Fprintf(&b, "    %s --> [*]\n", s)
-	}
-	return b.String()
+}
+
+// Reaches reports whether a VM entering the pipeline can be in state s:
+// the FSM, walked from the entry, passes through it.
+func (p *Pipeline) Reaches(s State) bool {
+	found := false
+	p.walk(func(st State) { found = found || st == s }, func(State, State, string) {})
+	return found
 }
 
 // Text renders the table as aligned text: state (done) → next action → next state.

@@ -116,3 +116,27 @@ func TestMermaidDrawsEveryEdgeInFlowOrder(t *testing.T) {
 		}
 	}
 }
+
+// Reset-status targets and request source sets are checked against the
+// FSMs: a state counts as a table's when the FSM walked from the entry
+// passes through it.
+func TestPipelineReachesOnlyItsOwnStates(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		p     *states.Pipeline
+		s     states.State
+		reach bool
+	}{
+		{states.Deploy(), states.Creation, true},
+		{states.Deploy(), states.Ready, true},
+		{states.Deploy(), states.TerminateStopped, false},
+		{states.TerminateTable(), states.ErrorTerminate, true},
+		{states.TerminateTable(), states.Remove, true},
+		{states.TerminateTable(), states.SetIP, false},
+		{states.ChangePackageTable(), states.CPUpdateIP, true},
+		{states.ChangePackageTable(), states.Creation, false},
+	} {
+		require.Equal(t, tc.reach, tc.p.Reaches(tc.s), "%s reaches %s", tc.p.Name, tc.s)
+	}
+	require.NoError(t, states.CheckRequestSets())
+}

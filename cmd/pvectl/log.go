@@ -159,7 +159,7 @@ func requestArrow(l engine.RunLine) string {
 }
 
 func printLine(w io.Writer, l engine.RunLine) {
-	if l.Result == "event" {
+	if engine.IsEvent(l) {
 		fmt.Fprintf(w, "  %s      %s\n", l.At.Format("15:04:05"), l.Detail)
 		return
 	}
@@ -168,7 +168,7 @@ func printLine(w io.Writer, l engine.RunLine) {
 		arrow = l.From
 	}
 	mark := "  "
-	if strings.HasPrefix(l.Result, "error") || strings.HasPrefix(l.Result, "not applied") {
+	if engine.LineFailed(l) {
 		mark = "!!"
 	}
 	fmt.Fprintf(w, "%s%s  %-30s %-45s %s (%s)\n", mark, l.At.Format("15:04:05"), l.Step, arrow, l.Result, l.Duration.Round(time.Millisecond))
@@ -190,7 +190,7 @@ func toLineJSON(r engine.Run, l engine.RunLine) lineJSON {
 	switch {
 	case engine.IsRequest(r):
 		kind = "request"
-	case l.Result == "event":
+	case engine.IsEvent(l):
 		kind = "event"
 	}
 	return lineJSON{Kind: kind, At: l.At, Step: l.Step, From: l.From, To: l.To, Result: l.Result,
