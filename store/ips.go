@@ -39,7 +39,18 @@ func (s *Store) IPsForVM(ctx context.Context, vmID int64) ([]IPAllocation, error
 
 // IPsInPool returns the set of addresses allocated from a pool.
 func (s *Store) IPsInPool(ctx context.Context, pool string) (map[string]bool, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT address FROM ip_allocations WHERE pool = ?`, pool)
+	return s.addressSet(ctx, `SELECT address FROM ip_allocations WHERE pool = ?`, pool)
+}
+
+// IPsReleasedAfter returns the pool's addresses freed after since, with
+// the time each was freed.
+func (s *Store) IPsReleasedAfter(ctx context.Context, pool string, since time.Time) (map[string]time.Time, error) {
+	return s.addressTimes(ctx, `SELECT address, released_at FROM ip_released WHERE pool = ? AND released_at > ?`, pool, ms(since))
+}
+
+// addressSet runs a query of addresses.
+func (s *Store) addressSet(ctx context.Context, q string, args ...any) (map[string]bool, error) {
+	rows, err := s.db.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -55,10 +66,9 @@ func (s *Store) IPsInPool(ctx context.Context, pool string) (map[string]bool, er
 	return out, rows.Err()
 }
 
-// IPsReleasedAfter returns the pool's addresses freed after since, with
-// the time each was freed: the allocator keeps them in quarantine.
-func (s *Store) IPsReleasedAfter(ctx context.Context, pool string, since time.Time) (map[string]time.Time, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT address, released_at FROM ip_released WHERE pool = ? AND released_at > ?`, pool, ms(since))
+// addressTimes runs a query of (address, time in ms) pairs.
+func (s *Store) addressTimes(ctx context.Context, q string, args ...any) (map[string]time.Time, error) {
+	rows, err := s.db.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, err
 	}

@@ -30,39 +30,12 @@ func (s *Store) VMIDOwners(ctx context.Context) (map[int]string, error) {
 // IPsAllocated returns every allocated address, whatever pool it was
 // recorded under (a pool renamed in the config still holds its addresses).
 func (s *Store) IPsAllocated(ctx context.Context) (map[string]bool, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT address FROM ip_allocations`)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	out := map[string]bool{}
-	for rows.Next() {
-		var a string
-		if err := rows.Scan(&a); err != nil {
-			return nil, err
-		}
-		out[a] = true
-	}
-	return out, rows.Err()
+	return s.addressSet(ctx, `SELECT address FROM ip_allocations`)
 }
 
 // IPsReleasedSince returns every address freed after since, whatever pool
 // it was recorded under, with the time it was freed (the newest when an
-// address was freed more than once).
+// address was freed more than once): the allocator keeps them in quarantine.
 func (s *Store) IPsReleasedSince(ctx context.Context, since time.Time) (map[string]time.Time, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT address, MAX(released_at) FROM ip_released WHERE released_at > ? GROUP BY address`, ms(since))
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	out := map[string]time.Time{}
-	for rows.Next() {
-		var a string
-		var at int64
-		if err := rows.Scan(&a, &at); err != nil {
-			return nil, err
-		}
-		out[a] = fromMS(at)
-	}
-	return out, rows.Err()
+	return s.addressTimes(ctx, `SELECT address, MAX(released_at) FROM ip_released WHERE released_at > ? GROUP BY address`, ms(since))
 }
