@@ -8,12 +8,13 @@ import (
 	"time"
 )
 
-// IPReplace gives a VM that is still at status/version the addresses add
-// and takes the addresses release away from it (marks them releasing, as
-// IPMarkReleasing does: they stay reserved until IPReleasePending), in one
-// transaction: after a crash either both happened or neither did. An address
-// in add taken by another VM meanwhile fails with ErrDuplicate and writes
-// nothing. Either list may be empty.
+// IPReplace gives a VM that is still at status/version (so a step cannot
+// change the addresses of a VM an admin moved meanwhile) the addresses add,
+// and takes the addresses release away from it: they leave the VM's address
+// list but stay reserved until IPReleasePending. One transaction: after a
+// crash either both happened or neither did. An address in add taken by
+// another VM meanwhile fails with ErrDuplicate and writes nothing. Either
+// list may be empty.
 func (s *Store) IPReplace(ctx context.Context, vmID int64, status string, version int64, add []IPAllocation, release []string, now time.Time) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		if err := guard(ctx, tx, vmID, status, version); err != nil {

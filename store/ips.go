@@ -157,44 +157,6 @@ func (s *Store) UsedVMIDs(ctx context.Context) (map[int]bool, error) {
 	return out, rows.Err()
 }
 
-// IPAllocate adds addresses to a VM that is still at status/version (so a
-// step cannot give addresses to a VM an admin moved meanwhile). An address
-// taken by another VM fails with ErrDuplicate and writes nothing.
-func (s *Store) IPAllocate(ctx context.Context, vmID int64, status string, version int64, ips []IPAllocation, now time.Time) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
-		if err := guard(ctx, tx, vmID, status, version); err != nil {
-			return err
-		}
-		for _, ip := range ips {
-			_, err := tx.ExecContext(ctx, `INSERT INTO ip_allocations (address, family, pool, vm_id, created_at)
-				VALUES (?, ?, ?, ?, ?)`, ip.Address, ip.Family, ip.Pool, vmID, ms(now))
-			if err != nil {
-				if strings.Contains(err.Error(), "UNIQUE constraint failed") {
-					return fmt.Errorf("address %s: %w", ip.Address, ErrDuplicate)
-				}
-				return err
-			}
-		}
-		return nil
-	})
-}
-
-// IPMarkReleasing takes addresses away from a VM without freeing them yet:
-// they leave the VM's address list but stay reserved until IPReleasePending.
-func (s *Store) IPMarkReleasing(ctx context.Context, vmID int64, status string, version int64, addrs []string) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
-		if err := guard(ctx, tx, vmID, status, version); err != nil {
-			return err
-		}
-		for _, a := range addrs {
-			if _, err := tx.ExecContext(ctx, `UPDATE ip_allocations SET releasing = 1 WHERE vm_id = ? AND address = ?`, vmID, a); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-}
-
 // IPReleasePending frees the VM's addresses marked releasing and returns
 // them, if the VM is (still) in one of the given states; otherwise it frees
 // nothing. Callers free only once the guest and DNS no longer use the

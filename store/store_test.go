@@ -400,11 +400,11 @@ func TestRetryTimesAreClampedToTheMaximumBackoff(t *testing.T) {
 	require.Equal(t, b.ID, dd[0].VM.ID)
 }
 
-// IPAllocate is a compare-and-set on the VM's status and version like every
+// IPReplace is a compare-and-set on the VM's status and version like every
 // step write: a change-package step that read the VM before an admin's
 // `reset-status VM remove` (which releases the VMID and addresses) cannot add
 // an address to the removed record, where nothing would ever release it.
-func TestIPAllocateIsRefusedAfterRemove(t *testing.T) {
+func TestIPReplaceIsRefusedAfterRemove(t *testing.T) {
 	t.Parallel()
 	s := open(t)
 	ctx := context.Background()
@@ -418,7 +418,7 @@ func TestIPAllocateIsRefusedAfterRemove(t *testing.T) {
 	// ... the admin removes it ...
 	require.NoError(t, s.VMSetRemoved(ctx, vm.ID, read.Status, read.Version, t0))
 	// ... and the step allocates the product's extra address.
-	err = s.IPAllocate(ctx, vm.ID, read.Status, read.Version, []store.IPAllocation{{Address: "192.0.2.11", Family: 4, Pool: "v4"}}, t0)
+	err = s.IPReplace(ctx, vm.ID, read.Status, read.Version, []store.IPAllocation{{Address: "192.0.2.11", Family: 4, Pool: "v4"}}, nil, t0)
 	require.ErrorIs(t, err, store.ErrConflict)
 
 	got, gerr := s.VMGet(ctx, vm.ID)
