@@ -20,17 +20,6 @@ import (
 // These tests run real pvectl processes (this test binary with
 // PVECTL_AS_MAIN=1) to prove the task locks work across processes.
 
-const processConfig = `proxmox:
-  url: https://pve.example.test:8006
-  token_id: pvectl@pve!t
-  token_secret: not-a-real-secret
-vmid_range: {min: 1000, max: 1099}
-products:
-  small:
-    template: {vmid: 9000, node: pve1}
-    network: {ipv4: 0}
-`
-
 type proc struct {
 	cmd            *exec.Cmd
 	stdout, stderr bytes.Buffer
@@ -62,7 +51,10 @@ func (p *proc) exitCode() int {
 
 func processDir(t *testing.T) string {
 	dir := t.TempDir()
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "pvectl.yaml"), []byte(processConfig), 0o600))
+	// The smallest valid config, shared with the engine tests.
+	cfg, err := os.ReadFile(filepath.Join("..", "..", "testdata", "config", "minimal.yaml"))
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "pvectl.yaml"), cfg, 0o600))
 	p := pvectlProc(t, dir, nil, "init")
 	require.Equal(t, 0, p.exitCode(), p.stderr.String())
 	return dir
