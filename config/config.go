@@ -209,7 +209,14 @@ type ProcessVMs struct {
 	// StaleLockAfter: how long a VM's config lock (clone, migrate) may block
 	// its step with no pvectl task behind it before the VM is held.
 	StaleLockAfter Duration `yaml:"stale_lock_after"`
+	// RebootFallback: when a `vm reboot` fails because the guest ignored
+	// the ACPI request, force a stop and start the VM again (default true).
+	RebootFallback *bool `yaml:"reboot_fallback"`
 }
+
+// RebootFallbackOn reports whether a failed reboot falls back to a forced
+// stop and a start (reboot_fallback, default true).
+func (p ProcessVMs) RebootFallbackOn() bool { return p.RebootFallback == nil || *p.RebootFallback }
 
 // Path is the file the config was loaded from.
 func (c *Config) Path() string { return c.path }

@@ -13,6 +13,12 @@ func (e *Engine) ListVMs(ctx context.Context, status string) ([]VM, error) {
 	return e.Store.VMList(ctx, store.VMFilter{Status: status})
 }
 
+// ListVMsFiltered lists the VM records matching f (status, PVE power state
+// as last seen), ordered by creation.
+func (e *Engine) ListVMsFiltered(ctx context.Context, f store.VMFilter) ([]VM, error) {
+	return e.Store.VMList(ctx, f)
+}
+
 // IPs are a VM's allocated addresses, IPv4 first.
 func (e *Engine) IPs(ctx context.Context, vm VM) ([]IP, error) { return e.Store.IPsForVM(ctx, vm.ID) }
 

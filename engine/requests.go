@@ -2,12 +2,13 @@ package engine
 
 // The request API: every request a person or a billing system makes (vm
 // create, change-package, terminate, reinstall, retry, reset-status,
-// delete-record, dns sync) goes through one method here, which validates its
-// input, checks the VM's state against the source set in states
-// (states/requests.go), writes through the store, records the request in the
-// VM's log (who, when, what, from which state, which options; never a
-// secret) and returns typed errors the CLI maps to exit codes. Requests
-// never wait on Proxmox; only terminate sends one stop without waiting.
+// delete-record, dns sync, start, stop, shutdown, reboot) goes through one
+// method here, which validates its input, checks the VM's state against
+// the source set in states (states/requests.go), writes through the
+// store, records the request in the VM's log (who, when, what, from which
+// state, which options; never a secret) and returns typed errors the CLI
+// maps to exit codes. Requests never wait on Proxmox; only terminate sends
+// one stop without waiting.
 
 import (
 	"context"

@@ -342,3 +342,73 @@ func (e *Engine) SyncDNS(ctx context.Context, ref string) (Result, error) {
 	res.VM.Status = string(states.SetDNSRecords)
 	return res, nil
 }
+
+// Power asks for a power action on a ready VM (vm start, stop, shutdown,
+// reboot): the VM goes to the action's entry state and the request returns
+// at once; the ticks carry it out and bring the VM back to ready. force
+// (shutdown only) forces a stop once stop_timeout has passed. While an
+// action is pending, the same action again changes nothing (a shutdown
+// repeated with --force makes the pending one forced); another action is
+// an *ErrWrongState naming the pending one. Any other state is an
+// *ErrWrongState listing states.PowerFrom.
+func (e *Engine) Power(ctx context.Context, ref string, action states.PowerAction, force bool) (Result, error) {
+	to := action.Entry()
+	if to == "" {
+		return Result{}, &ErrInvalid{Field: "ACTION", Rule: fmt.Sprintf("unknown power action %q; valid: start, stop, shutdown, reboot", action)}
+	}
+	if force && action != states.ActionShutdown {
+		return Result{}, &ErrInvalid{Field: "--force", Rule: "--force is only for vm shutdown"}
+	}
+	vm, err := e.FindVM(ctx, ref)
+	if err != nil {
+		return Result{}, err
+	}
+	res := Result{VM: vm, From: states.State(vm.Status)}
+	what := "vm " + string(action)
+	if pending, ok := states.PendingPower(res.From); ok {
+		if pending != action {
+			return res, &ErrWrongState{VM: vm.ServiceID, State: res.From, Allowed: states.PowerFrom(),
+				Msg: fmt.Sprintf("VM %s has a pending %s (status %s); a different power action is refused until it is done — wait for ready (pvectl vm show %s), then ask again",
+					vm.ServiceID, pending, vm.Status, vm.ServiceID)}
+		}
+		if res.From != to || !force || vm.PowerForce {
+			return res, nil // the same action again: nothing to change
+		}
+		// The pending shutdown becomes forced: falls through to the write.
+	}
+	var opts []string
+	if force {
+		opts = append(opts, "force")
+	}
+	audit := e.audit(vm.ServiceID, what, vm.Status, to, opts...)
+	set := states.PowerFrom()
+	if res.From == to {
+		set = []states.State{to}
+	}
+	if err := allowed(vm, set); err != nil {
+		return res, &ErrWrongState{VM: vm.ServiceID, State: res.From, Allowed: states.PowerFrom(),
+			Msg: fmt.Sprintf("VM %s is in state %s (allowed: %s): vm %s is only for a ready VM", vm.ServiceID, vm.Status,
+				joinStates(states.PowerFrom()), action)}
+	}
+	names := make([]string, len(set))
+	for i, s := range set {
+		names[i] = string(s)
+	}
+	got, err := e.Store.Audited(audit).VMRequestForce(ctx, vm.ID, names, string(to), "", force, e.Clock.Now())
+	if errors.Is(err, store.ErrWrongState) {
+		return res, &ErrWrongState{VM: vm.ServiceID, State: res.From, Allowed: states.PowerFrom(), Msg: err.Error()}
+	}
+	if err != nil {
+		return res, err
+	}
+	res.VM, res.Changed, res.Audit = got, true, audit
+	return res, nil
+}
+
+func joinStates(set []states.State) string {
+	names := make([]string, len(set))
+	for i, s := range set {
+		names[i] = string(s)
+	}
+	return strings.Join(names, ", ")
+}

@@ -193,7 +193,7 @@ func destroyForReinstall(ctx context.Context, env *Env, vm store.VM) Result {
 			env.Emit("keeping MAC address " + mac)
 		}
 	}
-	st, err := env.PVE.VMStatus(ctx, ref(vm))
+	st, err := readStatus(ctx, env, vm)
 	if err != nil {
 		return fromError("read VM status", err)
 	}

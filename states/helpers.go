@@ -186,7 +186,7 @@ func findVM(ctx context.Context, env *Env, vmid int) (proxmox.Resource, bool, er
 // pass over a large fleet does not fetch /cluster/resources once per VM.
 func findVMNear(ctx context.Context, env *Env, vm store.VM) (proxmox.Resource, bool, error) {
 	if vm.Node != "" {
-		st, err := env.PVE.VMStatus(ctx, ref(vm))
+		st, err := readStatus(ctx, env, vm)
 		if err == nil {
 			return proxmox.Resource{Type: "qemu", VMID: vm.VMID, Node: vm.Node, Name: st.Name, Status: st.Status,
 				Lock: st.Lock, Tags: st.Tags, Template: st.Template}, true, nil

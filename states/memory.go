@@ -22,6 +22,9 @@ type StepMemory struct {
 	ShutdownAt *time.Time `json:"shutdown_at,omitempty"`
 	// StopAt is when the forced stop was sent, once the shutdown timed out.
 	StopAt *time.Time `json:"stop_at,omitempty"`
+	// RebootAt is when the reboot was requested (power_reboot), written
+	// before the request is sent.
+	RebootAt *time.Time `json:"reboot_at,omitempty"`
 	// LockSince is when the step first saw a lock no pvectl task holds (staleLock).
 	LockSince *time.Time `json:"lock_since,omitempty"`
 	// Backups are the terminate's backup deletions, by volume ID.
@@ -106,7 +109,7 @@ func decodeStepMemory(data string) (m StepMemory, legacy bool) {
 
 // encode renders the memory for step_data; nothing remembered is "".
 func (m StepMemory) encode() string {
-	if m.ShutdownAt == nil && m.StopAt == nil && m.LockSince == nil && len(m.Backups) == 0 {
+	if m.ShutdownAt == nil && m.StopAt == nil && m.RebootAt == nil && m.LockSince == nil && len(m.Backups) == 0 {
 		return ""
 	}
 	m.V = stepMemoryVersion

@@ -39,7 +39,7 @@ func stopForChange(ctx context.Context, env *Env, vm store.VM) Result {
 // remembered in the step's data); after another stop_timeout it gives up
 // with a Skip result. stopped reports the VM is stopped now.
 func stopVM(ctx context.Context, env *Env, vm *store.VM) (stopped bool, res Result) {
-	st, err := env.PVE.VMStatus(ctx, ref(*vm))
+	st, err := readStatus(ctx, env, *vm)
 	if proxmox.IsNotFound(err) {
 		return true, Result{}
 	}
@@ -126,9 +126,10 @@ func stopForTerminate(ctx context.Context, env *Env, vm store.VM) Result {
 // (Task "start"), and the step is done once it ended OK.
 func startVM(ctx context.Context, env *Env, vm store.VM) Result {
 	if env.TaskDone {
+		seen(ctx, env, vm, "running")
 		return Success()
 	}
-	st, err := env.PVE.VMStatus(ctx, ref(vm))
+	st, err := readStatus(ctx, env, vm)
 	if err != nil {
 		return fromError("read VM status", err)
 	}
@@ -193,7 +194,7 @@ func verifyRunningAfterChange(ctx context.Context, env *Env, vm store.VM) Result
 // started again. It looks at the guest before its start task (NeedLocation,
 // no Task): a running guest is the step's effect, whatever the task says.
 func awaitRunning(ctx context.Context, env *Env, vm store.VM, running func(vm store.VM) Result) Result {
-	st, err := env.PVE.VMStatus(ctx, ref(vm))
+	st, err := readStatus(ctx, env, vm)
 	if err != nil {
 		return fromError("read VM status", err)
 	}

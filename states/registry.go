@@ -2,5 +2,6 @@ package states
 
 // Pipelines returns every pipeline table pvectl runs.
 func Pipelines() Registry {
-	return Registry{Deploy(), ChangePackageTable(), TerminateTable(), ReinstallTable(), DNSRecords()}
+	return Registry{Deploy(), ChangePackageTable(), TerminateTable(), ReinstallTable(), DNSRecords(),
+		PowerStartTable(), PowerStopTable(), PowerShutdownTable(), PowerRebootTable()}
 }

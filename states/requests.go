@@ -61,6 +61,55 @@ func SyncDNSFrom() []State { return []State{Ready} }
 // gone from Proxmox (remove) or the cron leaves it alone (error_terminate).
 func DeleteRecordFrom() []State { return []State{ErrorTerminate, Remove} }
 
+// PowerFrom are the states a power request (vm start, stop, shutdown,
+// reboot) is accepted from.
+func PowerFrom() []State { return []State{Ready} }
+
+// PowerAction is a power request as the CLI names it.
+type PowerAction string
+
+// The power actions, each with its own table.
+const (
+	ActionStart    PowerAction = "start"
+	ActionStop     PowerAction = "stop"
+	ActionShutdown PowerAction = "shutdown"
+	ActionReboot   PowerAction = "reboot"
+)
+
+// PowerActions lists the power actions.
+func PowerActions() []PowerAction {
+	return []PowerAction{ActionStart, ActionStop, ActionShutdown, ActionReboot}
+}
+
+// Entry is the state the action's request writes (its table's entry).
+func (a PowerAction) Entry() State {
+	switch a {
+	case ActionStart:
+		return PowerStart
+	case ActionStop:
+		return PowerStop
+	case ActionShutdown:
+		return PowerShutdown
+	case ActionReboot:
+		return PowerReboot
+	}
+	return ""
+}
+
+// PendingPower returns the power action a VM in state s is carrying out
+// (any state of that action's table but ready), and false when none.
+func PendingPower(s State) (PowerAction, bool) {
+	if s == Ready {
+		return "", false
+	}
+	for _, a := range PowerActions() {
+		if p, ok := Pipelines().Get(string(a.Entry())); ok && slices.Contains(p.States(), s) {
+			return a, true
+		}
+	}
+	return "", false
+}
+
 // RequestSets names each request's source set, for CheckRequestSets and
 // the docs.
 func RequestSets() map[string][]State {
@@ -70,6 +119,10 @@ func RequestSets() map[string][]State {
 		"reinstall":      ReinstallFrom(),
 		"dns sync":       SyncDNSFrom(),
 		"delete-record":  DeleteRecordFrom(),
+		"vm start":       PowerFrom(),
+		"vm stop":        PowerFrom(),
+		"vm shutdown":    PowerFrom(),
+		"vm reboot":      PowerFrom(),
 	}
 }
 

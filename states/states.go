@@ -102,6 +102,25 @@ const (
 	Reinstall State = "reinstall"
 )
 
+// Power action states: one small table per action, each entered from
+// Ready by its request (pvectl vm start|stop|shutdown|reboot) and ending
+// in Ready. The action a VM is carrying out is its state.
+const (
+	// PowerStart: a start was requested; next, start the VM (done if running).
+	PowerStart State = "power_start"
+	// PowerStop: a forced stop was requested; next, stop the VM (done if stopped).
+	PowerStop State = "power_stop"
+	// PowerShutdown: an ACPI shutdown was requested (forced after
+	// stop_timeout only with --force); next, shut the VM down.
+	PowerShutdown State = "power_shutdown"
+	// PowerReboot: a reboot was requested; next, PVE's reboot (falling back
+	// to a forced stop when the guest ignores ACPI and reboot_fallback is on).
+	PowerReboot State = "power_reboot"
+	// PowerRebooted: PVE's reboot ended OK, or the fallback stopped the VM
+	// (or it was found stopped); next, start it unless it runs.
+	PowerRebooted State = "power_rebooted"
+)
+
 var all = []State{
 	Creation, SetIP, Clone, SetDNS, Migrated, SetCPURAM, SetSystemDiskSize,
 	SetSystemDiskBandwidth, SetCreatedAdditionalDisk, SetAdditionalDiskSize,
@@ -112,6 +131,7 @@ var all = []State{
 	Terminate, TerminateStopped, TerminateBackupsRemoved, TerminateDNSRemoved,
 	TerminateDeleted, Remove, ErrorTerminate,
 	SetDNSRecords, Reinstall,
+	PowerStart, PowerStop, PowerShutdown, PowerReboot, PowerRebooted,
 }
 
 // All returns every known state, sorted by name.

@@ -1,10 +1,10 @@
-// The five pipeline tables side by side, as docs/pipelines.md shows them:
+// The pipeline tables side by side, as docs/pipelines.md shows them:
 // each row is the action that moves a VM from the state it completed to the
 // next, with what the runner resolves before the step's function runs (its
 // product, location and config; the PVE task it follows; whether it runs
 // with the VM stopped: see Step.Call). The step functions live by concern:
 // allocate.go, clone.go, dns.go, disks.go, network.go, cloudinit.go,
-// power.go, backups.go and destroy.go.
+// power.go, power_actions.go, backups.go and destroy.go.
 
 package states
 
@@ -98,5 +98,43 @@ func ReinstallTable() *Pipeline {
 func DNSRecords() *Pipeline {
 	return MustPipeline("set_dns_records", SetDNSRecords, []Step{
 		{From: SetDNSRecords, To: Ready, Label: "Resync DNS records", Run: resyncDNS},
+	})
+}
+
+// PowerStartTable starts a ready VM (pvectl vm start).
+func PowerStartTable() *Pipeline {
+	return MustPipeline("power_start", PowerStart, []Step{
+		{From: PowerStart, To: Ready, Label: "Start VM", Run: startVM,
+			Needs: NeedLocation, Task: follows("start"), OnTaskError: startTaskError},
+	})
+}
+
+// PowerStopTable pulls the plug of a ready VM (pvectl vm stop).
+func PowerStopTable() *Pipeline {
+	return MustPipeline("power_stop", PowerStop, []Step{
+		{From: PowerStop, To: Ready, Label: "Stop VM (forced)", Run: forceStopVM,
+			Needs: NeedLocation, Task: follows("stop")},
+	})
+}
+
+// PowerShutdownTable shuts a ready VM down through ACPI (pvectl vm
+// shutdown): forced after stop_timeout only when asked with --force;
+// without it the shutdown is given up after stop_timeout and logged.
+func PowerShutdownTable() *Pipeline {
+	return MustPipeline("power_shutdown", PowerShutdown, []Step{
+		{From: PowerShutdown, To: Ready, Label: "Shut down VM", Run: shutdownVM, Needs: NeedLocation},
+	})
+}
+
+// PowerRebootTable reboots a ready VM (pvectl vm reboot): PVE's reboot;
+// when the guest ignores the ACPI request (the reboot task fails after
+// stop_timeout) and reboot_fallback is on, a forced stop; then a start
+// unless the VM runs.
+func PowerRebootTable() *Pipeline {
+	return MustPipeline("power_reboot", PowerReboot, []Step{
+		{From: PowerReboot, To: PowerRebooted, Label: "Reboot VM", Run: rebootVM,
+			Needs: NeedLocation, Task: rebootTask, OnTaskError: rebootTaskError},
+		{From: PowerRebooted, To: Ready, Label: "Start VM", Run: startVM,
+			Needs: NeedLocation, Task: follows("start"), OnTaskError: startTaskError},
 	})
 }

@@ -32,6 +32,8 @@ func TestDatabaseFromV1WithDataOpensAndMigrates(t *testing.T) {
 	require.NoError(t, err)
 	_, err = db.Exec(`INSERT INTO ip_allocations (address, family, pool, vm_id, created_at) VALUES ('192.0.2.10', 4, 'p', 1, 1)`)
 	require.NoError(t, err)
+	_, err = db.Exec(`INSERT INTO runs (vm_id, task, started_at) VALUES (1, 'process_vms', 1)`)
+	require.NoError(t, err)
 	require.NoError(t, db.Close())
 
 	s, err := Open(ctx, path)
@@ -46,6 +48,14 @@ func TestDatabaseFromV1WithDataOpensAndMigrates(t *testing.T) {
 	ips, err := s.IPsForVM(ctx, vm.ID)
 	require.NoError(t, err)
 	require.Len(t, ips, 1)
+	// 00006 replaced the status column (new CHECK): the value, the VM's
+	// log (ON DELETE CASCADE) and the new states are there.
+	require.Equal(t, "ready", vm.Status)
+	var runs int
+	require.NoError(t, s.db.QueryRowContext(ctx, `SELECT count(*) FROM runs WHERE vm_id = ?`, vm.ID).Scan(&runs))
+	require.Equal(t, 1, runs)
+	_, err = s.VMRequest(ctx, vm.ID, []string{"ready"}, "power_reboot", "", t0ms())
+	require.NoError(t, err)
 	// The trigger from 00002 works on the migrated table.
 	require.NoError(t, s.DNSSetDirty(ctx, vm.ID, 3, t0ms(), t0ms()))
 	require.NoError(t, s.VMSetDNSDirty(ctx, vm.ID, false, t0ms()))

@@ -38,31 +38,42 @@ type VM struct {
 	MAC            string // net0's MAC, kept across reinstalls
 	StepData       string // a step's memory across ticks; cleared on every status change
 	DetachedVolume string // an additional disk's volume detached but not destroyed yet
-	CreatedAt      time.Time
-	UpdatedAt      time.Time
+	// PowerState is the VM's PVE status ("running", "stopped") the last
+	// time a step read it, at PowerSeenAt; "" and zero when never read.
+	PowerState  string
+	PowerSeenAt time.Time
+	// PowerForce: the pending power_shutdown was asked with --force.
+	PowerForce bool
+	CreatedAt  time.Time
+	UpdatedAt  time.Time
 }
 
 const vmColumns = `id, service_id, hostname, product, status, version, requested_node, target_node, node,
 	COALESCE(vmid, 0), pending_upid, pending_node, pending_step, step_waits, step_started_at,
 	attempts, next_attempt_at, held, last_error, COALESCE(idempotency_key, ''), request_digest,
-	ssh_keys, password, dns_dirty, mac, step_data, detached_volume, created_at, updated_at`
+	ssh_keys, password, dns_dirty, mac, step_data, detached_volume, power_state, power_seen_at, power_force,
+	created_at, updated_at`
 
 type scanner interface{ Scan(...any) error }
 
 func scanVM(r scanner) (VM, error) {
 	var v VM
-	var stepStarted, next, created, updated int64
-	var held, dirty int
+	var stepStarted, next, created, updated, powerSeen int64
+	var held, dirty, force int
 	err := r.Scan(&v.ID, &v.ServiceID, &v.Hostname, &v.Product, &v.Status, &v.Version,
 		&v.RequestedNode, &v.TargetNode, &v.Node, &v.VMID, &v.PendingUPID, &v.PendingNode, &v.PendingStep,
 		&v.StepWaits, &stepStarted, &v.Attempts, &next, &held, &v.LastError, &v.IdempotencyKey,
-		&v.RequestDigest, &v.SSHKeys, &v.Password, &dirty, &v.MAC, &v.StepData, &v.DetachedVolume, &created, &updated)
+		&v.RequestDigest, &v.SSHKeys, &v.Password, &dirty, &v.MAC, &v.StepData, &v.DetachedVolume,
+		&v.PowerState, &powerSeen, &force, &created, &updated)
 	if err != nil {
 		return VM{}, err
 	}
 	v.StepStartedAt, v.NextAttemptAt = fromMS(stepStarted), fromMS(next)
 	v.CreatedAt, v.UpdatedAt = fromMS(created), fromMS(updated)
-	v.Held, v.DNSDirty = held == 1, dirty == 1
+	v.Held, v.DNSDirty, v.PowerForce = held == 1, dirty == 1, force == 1
+	if powerSeen != 0 {
+		v.PowerSeenAt = fromMS(powerSeen)
+	}
 	return v, nil
 }
 
@@ -164,15 +175,24 @@ func (s *Store) VMFind(ctx context.Context, ref string) (VM, error) {
 // VMFilter narrows VMList.
 type VMFilter struct {
 	Status string // "" = any
+	Power  string // PVE power state as last seen ("running", "stopped"); "" = any
 }
 
 // VMList returns VMs ordered by row id.
 func (s *Store) VMList(ctx context.Context, f VMFilter) ([]VM, error) {
 	q := `SELECT ` + vmColumns + ` FROM vms`
 	var args []any
+	var where []string
 	if f.Status != "" {
-		q += ` WHERE status = ?`
+		where = append(where, `status = ?`)
 		args = append(args, f.Status)
+	}
+	if f.Power != "" {
+		where = append(where, `power_state = ?`)
+		args = append(args, f.Power)
+	}
+	if len(where) > 0 {
+		q += ` WHERE ` + strings.Join(where, ` AND `)
 	}
 	return s.queryVMs(ctx, q+` ORDER BY id`, args...)
 }
@@ -462,6 +482,14 @@ var ErrWrongState = errors.New("not allowed in the VM's current state")
 // allowed states. product, if not empty, replaces the VM's product. A VM
 // already at the entry state with the same product is returned unchanged.
 func (s *Store) VMRequest(ctx context.Context, id int64, allowed []string, to, product string, now time.Time) (VM, error) {
+	return s.VMRequestForce(ctx, id, allowed, to, product, false, now)
+}
+
+// VMRequestForce is VMRequest that also records power_force (a shutdown's
+// --force) in the same transaction. A request for the state the VM is
+// already in sets power_force when force is given (a shutdown repeated
+// with --force replaces the pending one) and never clears it.
+func (s *Store) VMRequestForce(ctx context.Context, id int64, allowed []string, to, product string, force bool, now time.Time) (VM, error) {
 	var vm VM
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		cur, err := scanVM(tx.QueryRowContext(ctx, `SELECT `+vmColumns+` FROM vms WHERE id = ?`, id))
@@ -482,6 +510,12 @@ func (s *Store) VMRequest(ctx context.Context, id int64, allowed []string, to, p
 			if product != "" && product != cur.Product {
 				return fmt.Errorf("VM %s is already changing to product %s; wait for it to reach ready: %w", cur.ServiceID, cur.Product, ErrWrongState)
 			}
+			if force && !cur.PowerForce {
+				if _, err := tx.ExecContext(ctx, `UPDATE vms SET power_force = 1, updated_at = ? WHERE id = ?`, ms(now), id); err != nil {
+					return err
+				}
+				cur.PowerForce = true
+			}
 			vm = cur
 			return nil
 		}
@@ -490,7 +524,7 @@ func (s *Store) VMRequest(ctx context.Context, id int64, allowed []string, to, p
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE vms SET status = ?, product = ?, held = 0, next_attempt_at = 0,
 			attempts = 0, last_error = '', pending_upid = '', pending_node = '', pending_step = '', step_data = '', step_waits = 0,
-			step_started_at = ?, version = version + 1, updated_at = ? WHERE id = ?`, to, product, ms(now), ms(now), id); err != nil {
+			step_started_at = ?, power_force = ?, version = version + 1, updated_at = ? WHERE id = ?`, to, product, ms(now), b2i(force), ms(now), id); err != nil {
 			return err
 		}
 		vm, err = scanVM(tx.QueryRowContext(ctx, `SELECT `+vmColumns+` FROM vms WHERE id = ?`, id))
@@ -574,4 +608,12 @@ func (s *Store) VMSetPassword(ctx context.Context, id int64, password string, no
 func (s *Store) VMCountAttention(ctx context.Context) (held, errorTerminate int, err error) {
 	err = s.db.QueryRowContext(ctx, `SELECT COALESCE(SUM(held), 0), COALESCE(SUM(status = 'error_terminate'), 0) FROM vms`).Scan(&held, &errorTerminate)
 	return held, errorTerminate, err
+}
+
+// VMSetPowerSeen records the VM's PVE power state as a step just read it.
+// It changes neither the status nor the version (a step's compare-and-set
+// stays valid), and is best effort for the caller.
+func (s *Store) VMSetPowerSeen(ctx context.Context, id int64, state string, at time.Time) error {
+	_, err := s.db.ExecContext(ctx, `UPDATE vms SET power_state = ?, power_seen_at = ? WHERE id = ?`, state, ms(at), id)
+	return err
 }

@@ -11,16 +11,18 @@ import (
 
 	"github.com/pvectl/pvectl/engine"
 	"github.com/pvectl/pvectl/states"
+	"github.com/pvectl/pvectl/store"
 	"github.com/spf13/cobra"
 )
 
 func newVMCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "vm",
-		Short: "Create, list, show, change, terminate, reinstall and retry VMs",
+		Short: "Create, list, show, change, power, terminate, reinstall and retry VMs",
 	}
 	cmd.AddCommand(newVMCreateCmd(g), newVMListCmd(g), newVMShowCmd(g), newVMRetryCmd(g),
 		newVMChangePackageCmd(g), newVMTerminateCmd(g), newVMReinstallCmd(g), newVMDeleteRecordCmd(g))
+	cmd.AddCommand(newVMPowerCmds(g)...)
 	return cmd
 }
 
@@ -107,8 +109,16 @@ type vmJSON struct {
 	LastError   string     `json:"last_error"`
 	PendingTask *taskJSON  `json:"pending_task"`
 	DNSDirty    bool       `json:"dns_dirty"`
+	Power       *powerJSON `json:"power"`
 	CreatedAt   time.Time  `json:"created_at"`
 	UpdatedAt   time.Time  `json:"updated_at"`
+}
+
+// powerJSON is the VM's PVE power state as a step last read it; null when
+// no step has read it yet.
+type powerJSON struct {
+	State  string    `json:"state"`
+	SeenAt time.Time `json:"seen_at"`
 }
 
 type taskJSON struct {
@@ -134,6 +144,9 @@ func toVMJSON(ctx context.Context, e *engine.Engine, vm engine.VM) (vmJSON, erro
 	}
 	if vm.PendingUPID != "" {
 		j.PendingTask = &taskJSON{UPID: vm.PendingUPID, Node: vm.PendingNode}
+	}
+	if vm.PowerState != "" {
+		j.Power = &powerJSON{State: vm.PowerState, SeenAt: vm.PowerSeenAt}
 	}
 	for _, ip := range ips {
 		j.IPs = append(j.IPs, ip.Address)
@@ -166,8 +179,21 @@ func validStatus(s string) error {
 	return usagef("unknown status %q; valid: %s", s, strings.Join(names, ", "))
 }
 
+// powerText is the power state as last seen, and how long ago: "running
+// (3m ago)"; "-" when never seen.
+func powerText(p *powerJSON, now time.Time) string {
+	if p == nil {
+		return "-"
+	}
+	ago := now.Sub(p.SeenAt).Round(time.Second)
+	if ago < 0 {
+		ago = 0
+	}
+	return fmt.Sprintf("%s (%s ago)", p.State, ago)
+}
+
 func newVMListCmd(g *globals) *cobra.Command {
-	var status string
+	var status, power string
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "list",
@@ -179,12 +205,15 @@ func newVMListCmd(g *globals) *cobra.Command {
 					return err
 				}
 			}
+			if power != "" && power != "running" && power != "stopped" {
+				return usagef("unknown power state %q; valid: running, stopped", power)
+			}
 			e, closeFn, err := g.openEngine(cmd.Context())
 			if err != nil {
 				return err
 			}
 			defer closeFn()
-			vms, err := e.ListVMs(cmd.Context(), status)
+			vms, err := e.ListVMsFiltered(cmd.Context(), store.VMFilter{Status: status, Power: power})
 			if err != nil {
 				return err
 			}
@@ -200,19 +229,20 @@ func newVMListCmd(g *globals) *cobra.Command {
 				return writeJSON(cmd.OutOrStdout(), rows)
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 2, ' ', 0)
-			fmt.Fprintln(tw, "SERVICE\tHOSTNAME\tPRODUCT\tSTATUS\tVMID\tNODE\tIPS\tATTEMPTS\tNOTE")
+			fmt.Fprintln(tw, "SERVICE\tHOSTNAME\tPRODUCT\tSTATUS\tVMID\tNODE\tIPS\tATTEMPTS\tPOWER\tNOTE")
 			for _, j := range rows {
 				vmid := "-"
 				if j.VMID != nil {
 					vmid = fmt.Sprint(*j.VMID)
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", j.ServiceID, j.Hostname, j.Product, j.Status, vmid,
-					dash(j.Node), dash(strings.Join(j.IPs, ",")), j.Attempts, vmNote(j, e.Clock.Now()))
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", j.ServiceID, j.Hostname, j.Product, j.Status, vmid,
+					dash(j.Node), dash(strings.Join(j.IPs, ",")), j.Attempts, powerText(j.Power, e.Clock.Now()), vmNote(j, e.Clock.Now()))
 			}
 			return tw.Flush()
 		},
 	}
 	cmd.Flags().StringVar(&status, "status", "", "only VMs in this state")
+	cmd.Flags().StringVar(&power, "power", "", "only VMs whose PVE power state, as last seen, is this (running, stopped)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON (stable shape, see docs/cli.md)")
 	return cmd
 }
@@ -264,6 +294,7 @@ func newVMShowCmd(g *globals) *cobra.Command {
 				}
 				fmt.Fprintf(w, "service:     %s\nhostname:    %s\nproduct:     %s\nstatus:      %s\nvmid:        %s\nnode:        %s (target %s)\nips:         %s\nattempts:    %d\n",
 					j.ServiceID, j.Hostname, j.Product, j.Status, vmid, dash(j.Node), dash(j.TargetNode), dash(strings.Join(j.IPs, ", ")), j.Attempts)
+				fmt.Fprintf(w, "power:       %s\n", powerText(j.Power, e.Clock.Now()))
 				if note := vmNote(vmJSON{Held: j.Held, NextAttempt: j.NextAttempt}, e.Clock.Now()); note != "" {
 					fmt.Fprintf(w, "state:       %s\n", note)
 				}

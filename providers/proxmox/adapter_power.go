@@ -6,7 +6,7 @@ import (
 	"time"
 )
 
-// Clone, resize, migrate, power (start, shutdown, stop) and delete: the
+// Clone, resize, migrate, power (start, shutdown, reboot, stop) and delete: the
 // calls that start a VM task.
 
 // Clone implements Client.
@@ -56,8 +56,8 @@ func (a *Adapter) Migrate(ctx context.Context, req MigrateRequest) (TaskRef, err
 	return a.task(ctx, vmCall(http.MethodPost, req.VM, "/migrate"), p)
 }
 
-// power starts a power task: POST …/status/{action} (start, shutdown or
-// stop; action is also the operation named in errors), with timeout in
+// power starts a power task: POST …/status/{action} (start, shutdown,
+// reboot or stop; action is also the operation named in errors), with timeout in
 // whole seconds when set and each flag that is on sent as 1.
 func (a *Adapter) power(ctx context.Context, vm VMRef, action string, timeout time.Duration, flags map[string]bool) (TaskRef, error) {
 	if err := checkVM(action, vm); err != nil {
@@ -92,6 +92,11 @@ func (a *Adapter) Shutdown(ctx context.Context, vm VMRef, opts ShutdownOptions) 
 	return a.power(ctx, vm, "shutdown", opts.Timeout, map[string]bool{
 		"forceStop": opts.ForceStop, "skiplock": opts.SkipLock,
 	})
+}
+
+// Reboot implements Client.
+func (a *Adapter) Reboot(ctx context.Context, vm VMRef, opts RebootOptions) (TaskRef, error) {
+	return a.power(ctx, vm, "reboot", opts.Timeout, nil)
 }
 
 // Stop implements Client.

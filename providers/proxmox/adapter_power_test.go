@@ -287,6 +287,17 @@ func TestContractPower(t *testing.T) {
 	ref, err = b.c.Start(b.ctx, template, proxmox.StartOptions{})
 	requireClass(t, proxmox.ClassPrecondition, b.outcome(t, ref, err))
 
+	// Reboot: the guest starts again (a new uptime); a guest ignoring ACPI
+	// fails the task after the timeout; a stopped VM is refused at once.
+	ref, err = b.c.Reboot(b.ctx, vm, proxmox.RebootOptions{Timeout: 30 * time.Second})
+	ts = b.ok(t, ref, err)
+	require.Equal(t, "qmreboot", ts.Type)
+	b.sim.FailTask(pvesim.TaskFault{Type: "qmreboot", Count: 1, ExitStatus: "VM quit/powerdown failed - got timeout"})
+	ref, err = b.c.Reboot(b.ctx, vm, proxmox.RebootOptions{})
+	requireClass(t, proxmox.ClassTransient, b.outcome(t, ref, err))
+	_, err = b.limited.Reboot(b.ctx, vm, proxmox.RebootOptions{})
+	requireClass(t, proxmox.ClassPermission, err)
+
 	// Graceful shutdown with forceStop.
 	ref, err = b.c.Shutdown(b.ctx, vm, proxmox.ShutdownOptions{Timeout: 30 * time.Second, ForceStop: true})
 	ts = b.ok(t, ref, err)
@@ -295,9 +306,11 @@ func TestContractPower(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, st.Stopped())
 
-	// Shutdown and stop of a stopped VM are no-ops.
+	// Shutdown and stop of a stopped VM are no-ops; a reboot is refused.
 	ref, err = b.c.Shutdown(b.ctx, vm, proxmox.ShutdownOptions{})
 	b.ok(t, ref, err)
+	_, err = b.c.Reboot(b.ctx, vm, proxmox.RebootOptions{})
+	requireClass(t, proxmox.ClassNotRunning, err)
 	ref, err = b.c.Stop(b.ctx, vm, proxmox.StopOptions{})
 	b.ok(t, ref, err)
 

@@ -98,6 +98,12 @@ type Client interface {
 	// VM ends the task OK.
 	Shutdown(ctx context.Context, vm VMRef, opts ShutdownOptions) (TaskRef, error)
 
+	// Reboot asks the guest to shut down and starts the VM again (POST
+	// …/status/reboot) and returns the qmreboot task. A guest that does not
+	// shut down within Timeout fails the task ("got timeout"); a VM that is
+	// not running fails with ClassNotRunning.
+	Reboot(ctx context.Context, vm VMRef, opts RebootOptions) (TaskRef, error)
+
 	// Stop pulls the plug (POST …/status/stop) and returns the qmstop task.
 	// Idempotent: a stopped VM ends the task OK.
 	Stop(ctx context.Context, vm VMRef, opts StopOptions) (TaskRef, error)

@@ -93,6 +93,11 @@ func largeIntCalls() []largeIntCall {
 		}, func(s string) wireWant {
 			return wireWant{Method: "POST", Path: qemu(s, "/status/start"), Body: map[string]any{"timeout": num(s)}}
 		}},
+		{"Reboot", func(ctx context.Context, a *proxmox.Adapter, id int) error {
+			return task(a.Reboot(ctx, vmOf(id), proxmox.RebootOptions{Timeout: secs(id)}))
+		}, func(s string) wireWant {
+			return wireWant{Method: "POST", Path: qemu(s, "/status/reboot"), Body: map[string]any{"timeout": num(s)}}
+		}},
 		{"Shutdown", func(ctx context.Context, a *proxmox.Adapter, id int) error {
 			return task(a.Shutdown(ctx, vmOf(id), proxmox.ShutdownOptions{Timeout: secs(id), ForceStop: true}))
 		}, func(s string) wireWant {

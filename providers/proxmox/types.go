@@ -283,6 +283,11 @@ type ShutdownOptions struct {
 	SkipLock  bool          // root@pam only
 }
 
+// RebootOptions are optional parameters of status/reboot.
+type RebootOptions struct {
+	Timeout time.Duration // how long PVE waits for the guest's shutdown; 0 = PVE's default
+}
+
 // StopOptions are optional parameters of status/stop.
 type StopOptions struct {
 	Timeout          time.Duration

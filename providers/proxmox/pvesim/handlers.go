@@ -25,6 +25,7 @@ var handlers = map[string]handlerDef{
 	"POST /nodes/{node}/qemu/{vmid}/status/start":    {fn: hPower("qmstart"), perm: vmPerm("VM.PowerMgmt")},
 	"POST /nodes/{node}/qemu/{vmid}/status/stop":     {fn: hPower("qmstop"), perm: vmPerm("VM.PowerMgmt")},
 	"POST /nodes/{node}/qemu/{vmid}/status/shutdown": {fn: hPower("qmshutdown"), perm: vmPerm("VM.PowerMgmt")},
+	"POST /nodes/{node}/qemu/{vmid}/status/reboot":   {fn: hPower("qmreboot"), perm: vmPerm("VM.PowerMgmt")},
 
 	// QEMU config, disks, template, cloud-init.
 	"GET /nodes/{node}/qemu/{vmid}/config":    {fn: hConfigGet, perm: vmPerm("VM.Audit")},

@@ -95,6 +95,10 @@ func hPower(typ string) handlerFunc {
 			return nil, err
 		}
 		skiplock := c.bool("skiplock")
+		if typ == "qmreboot" && !m.running {
+			// qemu-server checks this before forking the worker.
+			return nil, serverErr(fmt.Sprintf("VM %d not running", m.vmid))
+		}
 		o := spawnOpts{typ: typ, id: strconv.Itoa(m.vmid), vmids: []int{m.vmid}, flockVM: m}
 		// qemu-server checks all of this in the worker, under the config
 		// lock: two queued starts make the second fail "already running".
@@ -119,6 +123,13 @@ func hPower(typ string) handlerFunc {
 					m.running, m.startedAt = true, s.now()
 				}
 				return "OK", []string{"generating cloud-init ISO"}
+			case "qmreboot":
+				// Shut down (the guest obeys ACPI here; a TaskFault makes it
+				// ignore it) and started again: a new uptime.
+				if m.running && !m.neverRunning {
+					m.startedAt = s.now()
+				}
+				return "OK", []string{"requesting reboot of VM " + strconv.Itoa(m.vmid)}
 			default:
 				m.running = false
 				return "OK", nil

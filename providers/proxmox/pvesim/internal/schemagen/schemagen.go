@@ -27,6 +27,7 @@ var Endpoints = []string{
 	"POST /nodes/{node}/qemu/{vmid}/status/start",
 	"POST /nodes/{node}/qemu/{vmid}/status/stop",
 	"POST /nodes/{node}/qemu/{vmid}/status/shutdown",
+	"POST /nodes/{node}/qemu/{vmid}/status/reboot",
 	"GET /nodes/{node}/qemu/{vmid}/config",
 	"POST /nodes/{node}/qemu/{vmid}/config",
 	"PUT /nodes/{node}/qemu/{vmid}/config",

@@ -1,0 +1,77 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/pvectl/pvectl/states"
+	"github.com/spf13/cobra"
+)
+
+// newVMPowerCmds builds vm start, stop, shutdown and reboot: requests that
+// return at once; the ticks carry them out (see docs/pipelines.md#power-actions).
+func newVMPowerCmds(g *globals) []*cobra.Command {
+	type spec struct {
+		action      states.PowerAction
+		short, long string
+		next        string
+	}
+	specs := []spec{
+		{states.ActionStart, "Start a ready VM (the next tick starts it; nothing to do if it runs)",
+			`Set the VM to power_start and return at once. The next tick starts the VM in Proxmox
+(a running VM is left as it is) and brings it back to ready.`, "starts it"},
+		{states.ActionStop, "Stop a ready VM at once (forced, like pulling the plug)",
+			`Set the VM to power_stop and return at once. The next tick stops the VM in Proxmox
+without asking the guest (a stopped VM is left as it is) and brings it back to ready.
+To let the guest shut down cleanly use pvectl vm shutdown.`, "stops it"},
+		{states.ActionShutdown, "Ask a ready VM's guest to shut down (ACPI); --force stops it after stop_timeout",
+			`Set the VM to power_shutdown and return at once. The next tick sends the guest an ACPI
+shutdown request. A guest still running tasks.process_vms.stop_timeout later is stopped
+(forced) with --force; without it the shutdown is given up, logged in pvectl log VM, and
+the VM stays running. The VM is back at ready in both cases.`, "shuts it down"},
+		{states.ActionReboot, "Reboot a ready VM (PVE reboot; forced stop + start if the guest ignores ACPI)",
+			`Set the VM to power_reboot and return at once. The next ticks ask Proxmox to reboot the
+VM (the guest gets stop_timeout to shut down). If the guest ignores the request and
+tasks.process_vms.reboot_fallback is on (the default), the VM is stopped (forced) and
+started again. A stopped VM is started.`, "reboots it"},
+	}
+	var cmds []*cobra.Command
+	for _, s := range specs {
+		var force bool
+		cmd := &cobra.Command{
+			Use:   string(s.action) + " VM",
+			Short: s.short,
+			Long: s.long + `
+
+Allowed only for a ready VM (exit 2 otherwise). While the same action is pending the
+request changes nothing; another power action is refused (exit 2) until it is done.`,
+			Args: exactArgs(1, "a VM (service id or hostname)"),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				e, closeFn, err := g.openEngine(cmd.Context())
+				if err != nil {
+					return err
+				}
+				defer closeFn()
+				res, err := e.Power(cmd.Context(), args[0], s.action, force)
+				if err != nil {
+					return err
+				}
+				w := cmd.OutOrStdout()
+				if !res.Changed {
+					fmt.Fprintf(w, "VM %s: %s already requested (status %s); nothing changed\n", res.VM.ServiceID, s.action, res.VM.Status)
+					return nil
+				}
+				extra := ""
+				if res.VM.PowerForce {
+					extra = " (forced after stop_timeout)"
+				}
+				fmt.Fprintf(w, "VM %s: status %s; the next tick %s%s\n", res.VM.ServiceID, res.VM.Status, s.next, extra)
+				return nil
+			},
+		}
+		if s.action == states.ActionShutdown {
+			cmd.Flags().BoolVar(&force, "force", false, "stop the VM (forced) if the guest is still running after stop_timeout")
+		}
+		cmds = append(cmds, cmd)
+	}
+	return cmds
+}
