@@ -394,7 +394,7 @@ func (e *Engine) Power(ctx context.Context, ref string, action states.PowerActio
 	for i, s := range set {
 		names[i] = string(s)
 	}
-	got, err := e.Store.Audited(audit).VMRequestForce(ctx, vm.ID, names, string(to), "", force, e.Clock.Now())
+	got, err := e.Store.Audited(audit).VMRequestWith(ctx, vm.ID, names, string(to), "", store.RequestOpts{Force: force}, e.Clock.Now())
 	if errors.Is(err, store.ErrWrongState) {
 		return res, &ErrWrongState{VM: vm.ServiceID, State: res.From, Allowed: states.PowerFrom(), Msg: err.Error()}
 	}
@@ -412,3 +412,157 @@ func joinStates(set []states.State) string {
 	}
 	return strings.Join(names, ", ")
 }
+
+// Suspend suspends a VM for billing: from ready, the VM goes to suspend
+// and the ticks stop it, set onboot=0 and tag it. A VM in a pipeline that
+// ends in ready (a deploy, a change-package, …) gets the suspend queued
+// (suspend_pending; Result.Notes say so): the first process_vms pass that
+// finds it ready carries it out. A suspend under way or done, or already
+// queued, changes nothing. A VM terminating, removed or in error_terminate
+// is an *ErrWrongState.
+func (e *Engine) Suspend(ctx context.Context, ref, reason string) (Result, error) {
+	if len(reason) > 200 || strings.ContainsAny(reason, "\n\r") {
+		return Result{}, &ErrInvalid{Field: "--reason", Rule: "--reason: one line of at most 200 characters"}
+	}
+	vm, err := e.FindVM(ctx, ref)
+	if err != nil {
+		return Result{}, err
+	}
+	res := Result{VM: vm, From: states.State(vm.Status)}
+	var opts []string
+	if reason != "" {
+		opts = append(opts, "reason "+reason)
+	}
+	switch {
+	case states.Suspending(res.From):
+		return res, nil
+	case states.SuspendQueues(res.From):
+		if vm.SuspendPending {
+			return res, nil
+		}
+		audit := e.audit(vm.ServiceID, "vm suspend", vm.Status, res.From, append(opts, "queued until ready")...)
+		if err := e.Store.Audited(audit).VMQueueSuspend(ctx, vm.ID, vm.Status, vm.Version, true, reason, e.Clock.Now()); err != nil {
+			return res, movedError(vm, err)
+		}
+		res.VM.SuspendPending = true
+		res.Changed, res.Audit = true, audit
+		res.Notes = append(res.Notes, fmt.Sprintf("VM %s is in state %s: the suspend is queued and carried out once it is ready", vm.ServiceID, vm.Status))
+		return res, nil
+	case res.From != states.Ready:
+		return res, &ErrWrongState{VM: vm.ServiceID, State: res.From, Allowed: states.SuspendFrom(),
+			Msg: fmt.Sprintf("VM %s is in state %s: nothing to suspend (allowed: ready, or a deploy or other pipeline in progress, which queues it)", vm.ServiceID, vm.Status)}
+	}
+	audit := e.audit(vm.ServiceID, "vm suspend", vm.Status, states.Suspend, opts...)
+	got, err := e.Store.Audited(audit).VMRequestWith(ctx, vm.ID, []string{string(states.Ready)}, string(states.Suspend), "",
+		store.RequestOpts{Reason: reason}, e.Clock.Now())
+	if errors.Is(err, store.ErrWrongState) {
+		return res, &ErrWrongState{VM: vm.ServiceID, State: res.From, Allowed: states.SuspendFrom(), Msg: err.Error()}
+	}
+	if err != nil {
+		return res, err
+	}
+	res.VM, res.Changed, res.Audit = got, true, audit
+	return res, nil
+}
+
+// Unsuspend undoes a suspend: from any suspend state the VM goes to
+// unsuspend and the ticks restore onboot and tags and start it. A queued
+// suspend is cancelled instead. An unsuspend under way, or a VM that is
+// not suspended, changes nothing.
+func (e *Engine) Unsuspend(ctx context.Context, ref string) (Result, error) {
+	vm, err := e.FindVM(ctx, ref)
+	if err != nil {
+		return Result{}, err
+	}
+	res := Result{VM: vm, From: states.State(vm.Status)}
+	switch {
+	case vm.SuspendPending && !states.Suspending(res.From):
+		audit := e.audit(vm.ServiceID, "vm unsuspend", vm.Status, res.From, "queued suspend cancelled")
+		if err := e.Store.Audited(audit).VMQueueSuspend(ctx, vm.ID, vm.Status, vm.Version, false, "", e.Clock.Now()); err != nil {
+			return res, movedError(vm, err)
+		}
+		res.VM.SuspendPending = false
+		res.Changed, res.Audit = true, audit
+		res.Notes = append(res.Notes, fmt.Sprintf("VM %s: the queued suspend is cancelled", vm.ServiceID))
+		return res, nil
+	case !states.Suspending(res.From):
+		return res, nil // not suspended (an unsuspend under way, or done)
+	}
+	audit := e.audit(vm.ServiceID, "vm unsuspend", vm.Status, states.Unsuspend)
+	got, err := e.request(ctx, vm, states.UnsuspendFrom(), states.Unsuspend, "", audit)
+	if err != nil {
+		return res, err
+	}
+	res.VM, res.Changed, res.Audit = got, true, audit
+	return res, nil
+}
+
+// startQueuedSuspends carries out the suspends queued while their VMs were
+// in a pipeline, for the VMs that are ready now (one write each, audited).
+func (e *Engine) startQueuedSuspends(ctx context.Context) {
+	vms, err := e.Store.VMList(ctx, store.VMFilter{Status: string(states.Ready), SuspendPending: true})
+	if err != nil {
+		e.Live.Logger().Error().Err(err).Msgf("process_vms: queued suspends: %v", err)
+		return
+	}
+	for _, vm := range vms {
+		audit := e.audit(vm.ServiceID, "vm suspend", vm.Status, states.Suspend, "queued suspend carried out now that the VM is ready")
+		if _, err := e.Store.Audited(audit).VMRequestWith(ctx, vm.ID, []string{string(states.Ready)}, string(states.Suspend), "",
+			store.RequestOpts{}, e.Clock.Now()); err != nil {
+			e.Live.Logger().Error().Str("vm", vm.ServiceID).Err(err).Msgf("%s  queued suspend: %v", vm.ServiceID, err)
+			continue
+		}
+		e.Live.Sub(vm.ServiceID, "Suspend", "queued suspend carried out now that the VM is ready")
+	}
+}
+
+// keepSuspended looks at every suspended VM once per pass (one
+// /cluster/resources call, only when some VM is suspended) and stops again
+// those found running, with a line in their log.
+func (e *Engine) keepSuspended(ctx context.Context) {
+	vms, err := e.Store.VMList(ctx, store.VMFilter{Status: string(states.Suspended)})
+	if err != nil || len(vms) == 0 {
+		return
+	}
+	env, err := e.Env(ctx)
+	if err != nil || env.PVE == nil {
+		return
+	}
+	res, err := env.PVE.ClusterResources(ctx, proxmox.ResourceVM)
+	if err != nil {
+		e.Live.Logger().Warn().Err(err).Msgf("process_vms: could not look at suspended VMs: %v", err)
+		return
+	}
+	running := map[int]proxmox.Resource{}
+	for _, r := range res {
+		if r.IsVM() && r.Status == "running" {
+			running[r.VMID] = r
+		}
+	}
+	for _, vm := range vms {
+		r, ok := running[vm.VMID]
+		if !ok || vm.VMID == 0 {
+			continue
+		}
+		vm.Node = r.Node
+		runID, err := e.Store.RunStart(ctx, vm.ID, "process_vms", e.Clock.Now())
+		if err != nil {
+			continue
+		}
+		began := time.Now()
+		msg := states.KeepSuspended(ctx, env, vm)
+		if msg == "" {
+			msg = "suspended VM found running; it stopped meanwhile"
+		}
+		took := time.Since(began)
+		e.Live.Step(StepLine{VM: vm.ServiceID, Hostname: vm.Hostname, Step: KeepSuspendedLabel, From: vm.Status, To: vm.Status,
+			Result: msg, Duration: took})
+		bg := context.WithoutCancel(ctx)
+		_ = e.Store.RunAppendLine(bg, store.RunLine{RunID: runID, At: e.Clock.Now(), Step: KeepSuspendedLabel, From: vm.Status,
+			To: vm.Status, Result: msg, Duration: took})
+		_ = e.Store.RunFinish(bg, runID, string(RunSuccess), e.Clock.Now())
+	}
+}
+
+// KeepSuspendedLabel is the step name of the look at suspended VMs.
+const KeepSuspendedLabel = "Keep suspended"

@@ -58,6 +58,8 @@ var endOfTime = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
 func (e *Engine) ProcessVMs(ctx context.Context) (Summary, error) {
 	start := time.Now()
 	e.RetryDNS(ctx) // DNS-dirty VMs in any state, with backoff; never fails the pass
+	e.keepSuspended(ctx)
+	e.startQueuedSuspends(ctx)
 	now := e.Clock.Now()
 	vms, err := e.Store.VMsDue(ctx, now, finalStates())
 	if err != nil {

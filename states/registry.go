@@ -3,5 +3,6 @@ package states
 // Pipelines returns every pipeline table pvectl runs.
 func Pipelines() Registry {
 	return Registry{Deploy(), ChangePackageTable(), TerminateTable(), ReinstallTable(), DNSRecords(),
-		PowerStartTable(), PowerStopTable(), PowerShutdownTable(), PowerRebootTable()}
+		PowerStartTable(), PowerStopTable(), PowerShutdownTable(), PowerRebootTable(),
+		SuspendTable(), UnsuspendTable()}
 }

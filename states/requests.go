@@ -110,6 +110,32 @@ func PendingPower(s State) (PowerAction, bool) {
 	return "", false
 }
 
+// SuspendFrom are the states a suspend is carried out from at once. A VM
+// in a pipeline that ends in ready (SuspendQueues) gets the suspend queued.
+func SuspendFrom() []State { return []State{Ready} }
+
+// Suspending reports whether s is a state of the suspend table (suspend,
+// suspend_stopped, suspended): a suspend is under way or done.
+func Suspending(s State) bool { return slices.Contains(SuspendTable().States(), s) }
+
+// Unsuspending reports whether s is a state of the unsuspend table before ready.
+func Unsuspending(s State) bool { return s != Ready && slices.Contains(UnsuspendTable().States(), s) }
+
+// SuspendQueues reports whether a suspend asked while the VM is in state
+// s is queued until the VM is ready: s is in a pipeline that ends in
+// ready (deploy, change-package, reinstall, DNS resync, a power action,
+// an unsuspend).
+func SuspendQueues(s State) bool {
+	if s.Final() || Suspending(s) || Terminating(s) {
+		return false
+	}
+	return inSomeTable(s)
+}
+
+// UnsuspendFrom are the states an unsuspend is accepted from: every
+// suspend state (a suspend under way is undone).
+func UnsuspendFrom() []State { return []State{Suspend, SuspendStopped, Suspended} }
+
 // RequestSets names each request's source set, for CheckRequestSets and
 // the docs.
 func RequestSets() map[string][]State {
@@ -123,6 +149,8 @@ func RequestSets() map[string][]State {
 		"vm stop":        PowerFrom(),
 		"vm shutdown":    PowerFrom(),
 		"vm reboot":      PowerFrom(),
+		"vm suspend":     SuspendFrom(),
+		"vm unsuspend":   UnsuspendFrom(),
 	}
 }
 

@@ -102,6 +102,21 @@ const (
 	Reinstall State = "reinstall"
 )
 
+// Suspend and unsuspend states (billing: pvectl vm suspend|unsuspend).
+const (
+	// Suspend: a suspend was requested; next, stop the VM (graceful, then forced).
+	Suspend State = "suspend"
+	// SuspendStopped: the VM is stopped; next, onboot=0 and the suspended tag.
+	SuspendStopped State = "suspend_stopped"
+	// Suspended is final until unsuspend or terminate: stopped, onboot=0,
+	// tagged; each process_vms pass stops it again if found running.
+	Suspended State = "suspended"
+	// Unsuspend: an unsuspend was requested; next, restore onboot and tags.
+	Unsuspend State = "unsuspend"
+	// UnsuspendRestored: onboot and tags are as before the suspend; next, start.
+	UnsuspendRestored State = "unsuspend_restored"
+)
+
 // Power action states: one small table per action, each entered from
 // Ready by its request (pvectl vm start|stop|shutdown|reboot) and ending
 // in Ready. The action a VM is carrying out is its state.
@@ -132,6 +147,7 @@ var all = []State{
 	TerminateDeleted, Remove, ErrorTerminate,
 	SetDNSRecords, Reinstall,
 	PowerStart, PowerStop, PowerShutdown, PowerReboot, PowerRebooted,
+	Suspend, SuspendStopped, Suspended, Unsuspend, UnsuspendRestored,
 }
 
 // All returns every known state, sorted by name.
@@ -151,9 +167,11 @@ func (s State) Valid() bool {
 	return false
 }
 
-// Final reports whether the cron leaves a VM in this state alone.
+// Final reports whether the cron leaves a VM in this state alone: no step
+// runs for it (a suspended VM is only looked at, and stopped again if it
+// runs).
 func (s State) Final() bool {
-	return s == Ready || s == Remove || s == ErrorTerminate
+	return s == Ready || s == Remove || s == ErrorTerminate || s == Suspended
 }
 
 func (s State) String() string { return string(s) }

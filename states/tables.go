@@ -138,3 +138,25 @@ func PowerRebootTable() *Pipeline {
 			Needs: NeedLocation, Task: follows("start"), OnTaskError: startTaskError},
 	})
 }
+
+// SuspendTable suspends a VM for billing (pvectl vm suspend): stopped
+// (graceful, then forced after stop_timeout), onboot=0 and the PVE tag
+// "suspended", so an admin looking at PVE sees why it is off.
+func SuspendTable() *Pipeline {
+	return MustPipeline("suspend", Suspend, []Step{
+		{From: Suspend, To: SuspendStopped, Label: "Stop VM", Run: stopForSuspend, Needs: NeedLocation},
+		{From: SuspendStopped, To: Suspended, Label: "Disable onboot and tag suspended", Run: markSuspended,
+			Needs: NeedLocation | NeedConfig},
+	})
+}
+
+// UnsuspendTable undoes a suspend (pvectl vm unsuspend): onboot and tags
+// as they were, then the VM is started and back at ready.
+func UnsuspendTable() *Pipeline {
+	return MustPipeline("unsuspend", Unsuspend, []Step{
+		{From: Unsuspend, To: UnsuspendRestored, Label: "Restore onboot and tags", Run: restoreSuspended,
+			Needs: NeedLocation | NeedConfig},
+		{From: UnsuspendRestored, To: Ready, Label: "Start VM", Run: startVM,
+			Needs: NeedLocation, Task: follows("start"), OnTaskError: startTaskError},
+	})
+}

@@ -44,33 +44,39 @@ type VM struct {
 	PowerSeenAt time.Time
 	// PowerForce: the pending power_shutdown was asked with --force.
 	PowerForce bool
-	CreatedAt  time.Time
-	UpdatedAt  time.Time
+	// SuspendReason is the --reason of the last suspend; SuspendPending a
+	// suspend queued until the VM is ready; SuspendSaved what the VM had
+	// before its suspend (JSON), until the unsuspend restored it.
+	SuspendReason  string
+	SuspendPending bool
+	SuspendSaved   string
+	CreatedAt      time.Time
+	UpdatedAt      time.Time
 }
 
 const vmColumns = `id, service_id, hostname, product, status, version, requested_node, target_node, node,
 	COALESCE(vmid, 0), pending_upid, pending_node, pending_step, step_waits, step_started_at,
 	attempts, next_attempt_at, held, last_error, COALESCE(idempotency_key, ''), request_digest,
 	ssh_keys, password, dns_dirty, mac, step_data, detached_volume, power_state, power_seen_at, power_force,
-	created_at, updated_at`
+	suspend_reason, suspend_pending, suspend_saved, created_at, updated_at`
 
 type scanner interface{ Scan(...any) error }
 
 func scanVM(r scanner) (VM, error) {
 	var v VM
 	var stepStarted, next, created, updated, powerSeen int64
-	var held, dirty, force int
+	var held, dirty, force, suspendPending int
 	err := r.Scan(&v.ID, &v.ServiceID, &v.Hostname, &v.Product, &v.Status, &v.Version,
 		&v.RequestedNode, &v.TargetNode, &v.Node, &v.VMID, &v.PendingUPID, &v.PendingNode, &v.PendingStep,
 		&v.StepWaits, &stepStarted, &v.Attempts, &next, &held, &v.LastError, &v.IdempotencyKey,
 		&v.RequestDigest, &v.SSHKeys, &v.Password, &dirty, &v.MAC, &v.StepData, &v.DetachedVolume,
-		&v.PowerState, &powerSeen, &force, &created, &updated)
+		&v.PowerState, &powerSeen, &force, &v.SuspendReason, &suspendPending, &v.SuspendSaved, &created, &updated)
 	if err != nil {
 		return VM{}, err
 	}
 	v.StepStartedAt, v.NextAttemptAt = fromMS(stepStarted), fromMS(next)
 	v.CreatedAt, v.UpdatedAt = fromMS(created), fromMS(updated)
-	v.Held, v.DNSDirty, v.PowerForce = held == 1, dirty == 1, force == 1
+	v.Held, v.DNSDirty, v.PowerForce, v.SuspendPending = held == 1, dirty == 1, force == 1, suspendPending == 1
 	if powerSeen != 0 {
 		v.PowerSeenAt = fromMS(powerSeen)
 	}
@@ -176,6 +182,8 @@ func (s *Store) VMFind(ctx context.Context, ref string) (VM, error) {
 type VMFilter struct {
 	Status string // "" = any
 	Power  string // PVE power state as last seen ("running", "stopped"); "" = any
+	// SuspendPending: only VMs with a queued suspend.
+	SuspendPending bool
 }
 
 // VMList returns VMs ordered by row id.
@@ -190,6 +198,9 @@ func (s *Store) VMList(ctx context.Context, f VMFilter) ([]VM, error) {
 	if f.Power != "" {
 		where = append(where, `power_state = ?`)
 		args = append(args, f.Power)
+	}
+	if f.SuspendPending {
+		where = append(where, `suspend_pending = 1`)
 	}
 	if len(where) > 0 {
 		q += ` WHERE ` + strings.Join(where, ` AND `)
@@ -482,14 +493,23 @@ var ErrWrongState = errors.New("not allowed in the VM's current state")
 // allowed states. product, if not empty, replaces the VM's product. A VM
 // already at the entry state with the same product is returned unchanged.
 func (s *Store) VMRequest(ctx context.Context, id int64, allowed []string, to, product string, now time.Time) (VM, error) {
-	return s.VMRequestForce(ctx, id, allowed, to, product, false, now)
+	return s.VMRequestWith(ctx, id, allowed, to, product, RequestOpts{}, now)
 }
 
-// VMRequestForce is VMRequest that also records power_force (a shutdown's
-// --force) in the same transaction. A request for the state the VM is
-// already in sets power_force when force is given (a shutdown repeated
-// with --force replaces the pending one) and never clears it.
-func (s *Store) VMRequestForce(ctx context.Context, id int64, allowed []string, to, product string, force bool, now time.Time) (VM, error) {
+// RequestOpts are a request's options kept in the record.
+type RequestOpts struct {
+	Force  bool   // power_force: a shutdown's --force
+	Reason string // suspend_reason: a suspend's --reason (kept when "")
+}
+
+// VMRequestWith is VMRequest that also records the request's options in
+// the same transaction. A request for the state the VM is already in sets
+// power_force when Force is given (a shutdown repeated with --force
+// replaces the pending one) and never clears it. Any request clears a
+// queued suspend (suspend_pending): a suspend is carried out, an
+// unsuspend cancels it, another request replaces it.
+func (s *Store) VMRequestWith(ctx context.Context, id int64, allowed []string, to, product string, o RequestOpts, now time.Time) (VM, error) {
+	force := o.Force
 	var vm VM
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		cur, err := scanVM(tx.QueryRowContext(ctx, `SELECT `+vmColumns+` FROM vms WHERE id = ?`, id))
@@ -524,7 +544,10 @@ func (s *Store) VMRequestForce(ctx context.Context, id int64, allowed []string, 
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE vms SET status = ?, product = ?, held = 0, next_attempt_at = 0,
 			attempts = 0, last_error = '', pending_upid = '', pending_node = '', pending_step = '', step_data = '', step_waits = 0,
-			step_started_at = ?, power_force = ?, version = version + 1, updated_at = ? WHERE id = ?`, to, product, ms(now), b2i(force), ms(now), id); err != nil {
+			step_started_at = ?, power_force = ?, suspend_pending = 0,
+			suspend_reason = CASE WHEN ? <> '' THEN ? ELSE suspend_reason END,
+			version = version + 1, updated_at = ? WHERE id = ?`,
+			to, product, ms(now), b2i(force), o.Reason, o.Reason, ms(now), id); err != nil {
 			return err
 		}
 		vm, err = scanVM(tx.QueryRowContext(ctx, `SELECT `+vmColumns+` FROM vms WHERE id = ?`, id))
@@ -616,4 +639,28 @@ func (s *Store) VMCountAttention(ctx context.Context) (held, errorTerminate int,
 func (s *Store) VMSetPowerSeen(ctx context.Context, id int64, state string, at time.Time) error {
 	_, err := s.db.ExecContext(ctx, `UPDATE vms SET power_state = ?, power_seen_at = ? WHERE id = ?`, state, ms(at), id)
 	return err
+}
+
+// VMSetSuspendSaved records what the VM had before its suspend ("" once
+// the unsuspend restored it). Neither status nor version change.
+func (s *Store) VMSetSuspendSaved(ctx context.Context, id int64, data string, now time.Time) error {
+	_, err := s.db.ExecContext(ctx, `UPDATE vms SET suspend_saved = ?, updated_at = ? WHERE id = ?`, data, ms(now), id)
+	return err
+}
+
+// VMQueueSuspend queues a suspend (suspend_pending, with its reason) for a
+// VM that is in a pipeline, guarded by status/version (ErrConflict when
+// the VM moved); pending false cancels a queued one.
+func (s *Store) VMQueueSuspend(ctx context.Context, id int64, status string, version int64, pending bool, reason string, now time.Time) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE vms SET suspend_pending = ?, suspend_reason = CASE WHEN ? THEN ? ELSE suspend_reason END,
+			updated_at = ? WHERE id = ? AND status = ? AND version = ?`, b2i(pending), pending, reason, ms(now), id, status, version)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("vm #%d moved: %w", id, ErrConflict)
+		}
+		return nil
+	})
 }

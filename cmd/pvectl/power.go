@@ -75,3 +75,81 @@ request changes nothing; another power action is refused (exit 2) until it is do
 	}
 	return cmds
 }
+
+func newVMSuspendCmd(g *globals) *cobra.Command {
+	var reason string
+	cmd := &cobra.Command{
+		Use:   "suspend VM [--reason TEXT]",
+		Short: "Suspend a VM (billing): stop it, onboot=0, tag it suspended",
+		Long: `Set the VM to suspend and return at once. The next ticks stop it (graceful, then forced
+after stop_timeout), set onboot=0 and add the PVE tag "suspended" (state suspended). While
+suspended, every request but vm unsuspend and vm terminate is refused, and a VM found
+running (started through another path) is stopped again at the next tick.
+
+A VM still deploying (or in another pipeline that ends in ready) gets the suspend queued:
+it is carried out once the VM is ready. Repeating the request changes nothing.`,
+		Args: exactArgs(1, "a VM (service id or hostname)"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			e, closeFn, err := g.openEngine(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer closeFn()
+			res, err := e.Suspend(cmd.Context(), args[0], reason)
+			if err != nil {
+				return err
+			}
+			w := cmd.OutOrStdout()
+			switch {
+			case !res.Changed && res.VM.SuspendPending:
+				fmt.Fprintf(w, "VM %s: suspend already queued (status %s); nothing changed\n", res.VM.ServiceID, res.VM.Status)
+			case !res.Changed:
+				fmt.Fprintf(w, "VM %s: already suspending or suspended (status %s); nothing changed\n", res.VM.ServiceID, res.VM.Status)
+			case len(res.Notes) > 0:
+				for _, n := range res.Notes {
+					fmt.Fprintln(w, n)
+				}
+			default:
+				fmt.Fprintf(w, "VM %s: status suspend; the next ticks stop it and mark it suspended\n", res.VM.ServiceID)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&reason, "reason", "", "why (one line, kept in the record and the log)")
+	return cmd
+}
+
+func newVMUnsuspendCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "unsuspend VM",
+		Short: "Undo a suspend: restore onboot and tags, start the VM, back to ready",
+		Long: `Set a suspended VM (or one being suspended) to unsuspend and return at once. The next
+ticks restore onboot and the tags as they were before the suspend and start the VM
+(state ready). A queued suspend is cancelled instead. A VM that is not suspended is left
+as it is (exit 0).`,
+		Args: exactArgs(1, "a VM (service id or hostname)"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			e, closeFn, err := g.openEngine(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer closeFn()
+			res, err := e.Unsuspend(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			w := cmd.OutOrStdout()
+			switch {
+			case !res.Changed:
+				fmt.Fprintf(w, "VM %s is not suspended (status %s); nothing changed\n", res.VM.ServiceID, res.VM.Status)
+			case len(res.Notes) > 0:
+				for _, n := range res.Notes {
+					fmt.Fprintln(w, n)
+				}
+			default:
+				fmt.Fprintf(w, "VM %s: status unsuspend; the next ticks restore onboot and tags and start it\n", res.VM.ServiceID)
+			}
+			return nil
+		},
+	}
+}

@@ -83,6 +83,11 @@ func pvesimCmd(ts *testscript.TestScript, neg bool, args []string) {
 		simFor(ts).FailNext(pvesim.FailNext{Endpoint: args[1], Count: n, Status: status, Message: strings.Join(args[4:], " ")})
 	case "fail-task":
 		simFor(ts).FailTask(pvesim.TaskFault{Type: args[1], ExitStatus: strings.Join(args[2:], " "), Count: 1})
+	case "start-vm":
+		// pvesim start-vm VMID: start the VM behind pvectl's back (PVE GUI).
+		id, err := strconv.Atoi(args[1])
+		ts.Check(err)
+		ts.Check(simFor(ts).StartOutOfBand(id))
 	case "never-running":
 		id, err := strconv.Atoi(args[1])
 		ts.Check(err)

@@ -23,6 +23,7 @@ func newVMCmd(g *globals) *cobra.Command {
 	cmd.AddCommand(newVMCreateCmd(g), newVMListCmd(g), newVMShowCmd(g), newVMRetryCmd(g),
 		newVMChangePackageCmd(g), newVMTerminateCmd(g), newVMReinstallCmd(g), newVMDeleteRecordCmd(g))
 	cmd.AddCommand(newVMPowerCmds(g)...)
+	cmd.AddCommand(newVMSuspendCmd(g), newVMUnsuspendCmd(g))
 	return cmd
 }
 
@@ -295,6 +296,11 @@ func newVMShowCmd(g *globals) *cobra.Command {
 				fmt.Fprintf(w, "service:     %s\nhostname:    %s\nproduct:     %s\nstatus:      %s\nvmid:        %s\nnode:        %s (target %s)\nips:         %s\nattempts:    %d\n",
 					j.ServiceID, j.Hostname, j.Product, j.Status, vmid, dash(j.Node), dash(j.TargetNode), dash(strings.Join(j.IPs, ", ")), j.Attempts)
 				fmt.Fprintf(w, "power:       %s\n", powerText(j.Power, e.Clock.Now()))
+				if vm.SuspendPending {
+					fmt.Fprintf(w, "suspend:     queued until ready (%s)\n", dash(vm.SuspendReason))
+				} else if states.Suspending(states.State(vm.Status)) {
+					fmt.Fprintf(w, "suspend:     %s\n", dash(vm.SuspendReason))
+				}
 				if note := vmNote(vmJSON{Held: j.Held, NextAttempt: j.NextAttempt}, e.Clock.Now()); note != "" {
 					fmt.Fprintf(w, "state:       %s\n", note)
 				}

@@ -63,6 +63,7 @@
 //	func (s *Sim) LeaveLock(vmid int, lock string) error
 //	func (s *Sim) SetNodeOffline(node string, offline bool) error
 //	func (s *Sim) SetNeverRunning(vmid int, on bool)
+//	func (s *Sim) StartOutOfBand(vmid int) error
 //	func (s *Sim) SetQuorum(quorate bool)
 //	func (s *Sim) ClearFaults()
 //

@@ -197,6 +197,21 @@ func (s *Sim) SetNeverRunning(vmid int, on bool) {
 	}
 }
 
+// StartOutOfBand starts a VM the way someone with PVE access would (the
+// GUI, qm start), without a task: a suspended VM's customer, say.
+func (s *Sim) StartOutOfBand(vmid int) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := s.vms[vmid]
+	if m == nil {
+		return fmt.Errorf("pvesim: no VM %d", vmid)
+	}
+	if !m.running {
+		m.running, m.startedAt = true, s.now()
+	}
+	return nil
+}
+
 // SetQuorum switches cluster quorum; without it every mutating call fails
 // with 500 "cluster not ready - no quorum?".
 func (s *Sim) SetQuorum(quorate bool) {
