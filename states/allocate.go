@@ -107,14 +107,10 @@ func chooseTargetNode(vm store.VM, p config.Product, all []proxmox.Resource) (st
 	if vm.RequestedNode != "" {
 		want = vm.RequestedNode
 	}
-	online := map[string]proxmox.Resource{}
 	var known []string
 	for _, r := range all {
 		if r.Type == "node" {
 			known = append(known, r.Node)
-			if r.Status == "online" {
-				online[r.Node] = r
-			}
 		}
 	}
 	if !slices.Contains(known, p.Template.Node) {
@@ -122,12 +118,30 @@ func chooseTargetNode(vm store.VM, p config.Product, all []proxmox.Resource) (st
 		return "", fmt.Errorf("%w: %s is product %s's template node (cluster nodes: %s); fix template.node in the config, then pvectl vm retry",
 			errUnknownNode, p.Template.Node, vm.Product, strings.Join(known, ", "))
 	}
+	return placeNode(want, vm.Product, p, all, "")
+}
+
+// placeNode applies the placement rule to want: a named node must be in
+// the cluster (else errUnknownNode) and online; "auto" is the online node
+// other than exclude that has the system-disk storage and the most free
+// memory.
+func placeNode(want, productName string, p config.Product, all []proxmox.Resource, exclude string) (string, error) {
+	online := map[string]proxmox.Resource{}
+	var known []string
+	for _, r := range all {
+		if r.Type == "node" {
+			known = append(known, r.Node)
+			if r.Status == "online" && r.Node != exclude {
+				online[r.Node] = r
+			}
+		}
+	}
 	if want != "auto" {
 		if !slices.Contains(known, want) {
 			sort.Strings(known)
 			return "", fmt.Errorf("%w: %s (cluster nodes: %s); fix the product or the VM's node, then pvectl vm retry", errUnknownNode, want, strings.Join(known, ", "))
 		}
-		if _, ok := online[want]; !ok {
+		if _, ok := online[want]; !ok && want != exclude {
 			return "", fmt.Errorf("target node %s is not online in the cluster", want)
 		}
 		return want, nil
@@ -154,7 +168,10 @@ func chooseTargetNode(vm store.VM, p config.Product, all []proxmox.Resource) (st
 		}
 	}
 	if best == "" {
-		return "", fmt.Errorf("no online node has storage %q for product %s", p.SystemDisk.Storage, vm.Product)
+		if exclude != "" {
+			return "", fmt.Errorf("no online node but %s has storage %q for product %s", exclude, p.SystemDisk.Storage, productName)
+		}
+		return "", fmt.Errorf("no online node has storage %q for product %s", p.SystemDisk.Storage, productName)
 	}
 	return best, nil
 }

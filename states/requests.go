@@ -136,6 +136,9 @@ func SuspendQueues(s State) bool {
 // suspend state (a suspend under way is undone).
 func UnsuspendFrom() []State { return []State{Suspend, SuspendStopped, Suspended} }
 
+// MigrateFrom are the states a migrate request (vm migrate) is accepted from.
+func MigrateFrom() []State { return []State{Ready} }
+
 // RequestSets names each request's source set, for CheckRequestSets and
 // the docs.
 func RequestSets() map[string][]State {
@@ -151,6 +154,7 @@ func RequestSets() map[string][]State {
 		"vm reboot":      PowerFrom(),
 		"vm suspend":     SuspendFrom(),
 		"vm unsuspend":   UnsuspendFrom(),
+		"vm migrate":     MigrateFrom(),
 	}
 }
 

@@ -117,6 +117,16 @@ const (
 	UnsuspendRestored State = "unsuspend_restored"
 )
 
+// Migrate states (pvectl vm migrate VM --node N [--online]).
+const (
+	// Migrate: a migration was requested (the node asked for and --online
+	// are in the record); next, choose the target and migrate the VM.
+	Migrate State = "migrate"
+	// MigrateMoved: the VM is on its new node (the record's node too);
+	// next, verify its IP set and firewall options.
+	MigrateMoved State = "migrate_moved"
+)
+
 // Power action states: one small table per action, each entered from
 // Ready by its request (pvectl vm start|stop|shutdown|reboot) and ending
 // in Ready. The action a VM is carrying out is its state.
@@ -148,6 +158,7 @@ var all = []State{
 	SetDNSRecords, Reinstall,
 	PowerStart, PowerStop, PowerShutdown, PowerReboot, PowerRebooted,
 	Suspend, SuspendStopped, Suspended, Unsuspend, UnsuspendRestored,
+	Migrate, MigrateMoved,
 }
 
 // All returns every known state, sorted by name.

@@ -4,7 +4,7 @@
 // product, location and config; the PVE task it follows; whether it runs
 // with the VM stopped: see Step.Call). The step functions live by concern:
 // allocate.go, clone.go, dns.go, disks.go, network.go, cloudinit.go,
-// power.go, power_actions.go, backups.go and destroy.go.
+// power.go, power_actions.go, suspend.go, migrate.go, backups.go and destroy.go.
 
 package states
 
@@ -158,5 +158,22 @@ func UnsuspendTable() *Pipeline {
 			Needs: NeedLocation | NeedConfig},
 		{From: UnsuspendRestored, To: Ready, Label: "Start VM", Run: startVM,
 			Needs: NeedLocation, Task: follows("start"), OnTaskError: startTaskError},
+	})
+}
+
+// MigrateTable moves a ready VM to another node (pvectl vm migrate): the
+// target chosen (a named node, or "auto": the deploy's placement rule
+// without the current node) and kept in the record before PVE is asked,
+// then an offline migration, or a live one (online=1, with-local-disks=1
+// when a disk is on local storage) for a running VM asked with --online;
+// the runner follows the migrate task and records the new node. Then the
+// anti-spoofing IP set and the firewall options are read on the new node
+// and re-applied if PVE lost them.
+func MigrateTable() *Pipeline {
+	return MustPipeline("migrate", Migrate, []Step{
+		{From: Migrate, To: MigrateMoved, Label: "Migrate VM", Heavy: true, Run: migrateVM,
+			Needs: NeedProduct | NeedConfig, Task: follows("migrate")},
+		{From: MigrateMoved, To: Ready, Label: "Verify IP set and firewall", Run: verifyFirewallAfterMigrate,
+			Needs: NeedProduct | NeedLocation},
 	})
 }

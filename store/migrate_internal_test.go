@@ -56,6 +56,12 @@ func TestDatabaseFromV1WithDataOpensAndMigrates(t *testing.T) {
 	require.Equal(t, 1, runs)
 	_, err = s.VMRequest(ctx, vm.ID, []string{"ready"}, "power_reboot", "", t0ms())
 	require.NoError(t, err)
+	// 00008: the migrate states and the request's options.
+	got, err := s.VMRequestWith(ctx, vm.ID, []string{"power_reboot"}, "migrate", "", RequestOpts{MigrateNode: "auto", MigrateOnline: true}, t0ms())
+	require.NoError(t, err)
+	require.Equal(t, "auto", got.MigrateNode)
+	require.True(t, got.MigrateOnline)
+	require.NoError(t, s.VMSetTargetNode(ctx, got.ID, "migrate", got.Version, "pve2", t0ms()))
 	// The trigger from 00002 works on the migrated table.
 	require.NoError(t, s.DNSSetDirty(ctx, vm.ID, 3, t0ms(), t0ms()))
 	require.NoError(t, s.VMSetDNSDirty(ctx, vm.ID, false, t0ms()))

@@ -50,33 +50,40 @@ type VM struct {
 	SuspendReason  string
 	SuspendPending bool
 	SuspendSaved   string
-	CreatedAt      time.Time
-	UpdatedAt      time.Time
+	// MigrateNode is the node a pending vm migrate asked for ("auto": the
+	// deploy's placement rule, the current node excluded); MigrateOnline
+	// its --online.
+	MigrateNode   string
+	MigrateOnline bool
+	CreatedAt     time.Time
+	UpdatedAt     time.Time
 }
 
 const vmColumns = `id, service_id, hostname, product, status, version, requested_node, target_node, node,
 	COALESCE(vmid, 0), pending_upid, pending_node, pending_step, step_waits, step_started_at,
 	attempts, next_attempt_at, held, last_error, COALESCE(idempotency_key, ''), request_digest,
 	ssh_keys, password, dns_dirty, mac, step_data, detached_volume, power_state, power_seen_at, power_force,
-	suspend_reason, suspend_pending, suspend_saved, created_at, updated_at`
+	suspend_reason, suspend_pending, suspend_saved, migrate_node, migrate_online, created_at, updated_at`
 
 type scanner interface{ Scan(...any) error }
 
 func scanVM(r scanner) (VM, error) {
 	var v VM
 	var stepStarted, next, created, updated, powerSeen int64
-	var held, dirty, force, suspendPending int
+	var held, dirty, force, suspendPending, online int
 	err := r.Scan(&v.ID, &v.ServiceID, &v.Hostname, &v.Product, &v.Status, &v.Version,
 		&v.RequestedNode, &v.TargetNode, &v.Node, &v.VMID, &v.PendingUPID, &v.PendingNode, &v.PendingStep,
 		&v.StepWaits, &stepStarted, &v.Attempts, &next, &held, &v.LastError, &v.IdempotencyKey,
 		&v.RequestDigest, &v.SSHKeys, &v.Password, &dirty, &v.MAC, &v.StepData, &v.DetachedVolume,
-		&v.PowerState, &powerSeen, &force, &v.SuspendReason, &suspendPending, &v.SuspendSaved, &created, &updated)
+		&v.PowerState, &powerSeen, &force, &v.SuspendReason, &suspendPending, &v.SuspendSaved,
+		&v.MigrateNode, &online, &created, &updated)
 	if err != nil {
 		return VM{}, err
 	}
 	v.StepStartedAt, v.NextAttemptAt = fromMS(stepStarted), fromMS(next)
 	v.CreatedAt, v.UpdatedAt = fromMS(created), fromMS(updated)
 	v.Held, v.DNSDirty, v.PowerForce, v.SuspendPending = held == 1, dirty == 1, force == 1, suspendPending == 1
+	v.MigrateOnline = online == 1
 	if powerSeen != 0 {
 		v.PowerSeenAt = fromMS(powerSeen)
 	}
@@ -500,6 +507,11 @@ func (s *Store) VMRequest(ctx context.Context, id int64, allowed []string, to, p
 type RequestOpts struct {
 	Force  bool   // power_force: a shutdown's --force
 	Reason string // suspend_reason: a suspend's --reason (kept when "")
+	// MigrateNode and MigrateOnline are a vm migrate's --node and
+	// --online (migrate_node, migrate_online); a request with MigrateNode
+	// set also clears target_node, which its first step fills in.
+	MigrateNode   string
+	MigrateOnline bool
 }
 
 // VMRequestWith is VMRequest that also records the request's options in
@@ -546,8 +558,10 @@ func (s *Store) VMRequestWith(ctx context.Context, id int64, allowed []string, t
 			attempts = 0, last_error = '', pending_upid = '', pending_node = '', pending_step = '', step_data = '', step_waits = 0,
 			step_started_at = ?, power_force = ?, suspend_pending = 0,
 			suspend_reason = CASE WHEN ? <> '' THEN ? ELSE suspend_reason END,
+			migrate_node = ?, migrate_online = ?, target_node = CASE WHEN ? <> '' THEN '' ELSE target_node END,
 			version = version + 1, updated_at = ? WHERE id = ?`,
-			to, product, ms(now), b2i(force), o.Reason, o.Reason, ms(now), id); err != nil {
+			to, product, ms(now), b2i(force), o.Reason, o.Reason, o.MigrateNode, b2i(o.MigrateOnline), o.MigrateNode,
+			ms(now), id); err != nil {
 			return err
 		}
 		vm, err = scanVM(tx.QueryRowContext(ctx, `SELECT `+vmColumns+` FROM vms WHERE id = ?`, id))
@@ -663,4 +677,16 @@ func (s *Store) VMQueueSuspend(ctx context.Context, id int64, status string, ver
 		}
 		return nil
 	})
+}
+
+// VMSetTargetNode records the node a step chose for the VM (a migration's
+// target), guarded by status/version (ErrConflict when the VM moved).
+// Neither status nor version change.
+func (s *Store) VMSetTargetNode(ctx context.Context, id int64, status string, version int64, node string, now time.Time) error {
+	res, err := s.exec(ctx, `UPDATE vms SET target_node = ?, updated_at = ? WHERE id = ? AND status = ? AND version = ?`,
+		node, ms(now), id, status, version)
+	if err != nil {
+		return err
+	}
+	return oneRow(res, id)
 }

@@ -153,3 +153,46 @@ as it is (exit 0).`,
 		},
 	}
 }
+
+func newVMMigrateCmd(g *globals) *cobra.Command {
+	var node string
+	var online bool
+	cmd := &cobra.Command{
+		Use:   "migrate VM --node NODE|auto [--online]",
+		Short: "Move a ready VM to another node (live with --online)",
+		Long: `Set the VM to migrate and return at once. The next ticks choose the target (NODE, or
+with --node auto the deploy's placement rule: the online node other than the VM's that has
+the product's storage and the most free memory), migrate the VM (it counts against
+heavy_per_node), record its new node and verify its IP set and firewall options there
+(state ready). A running VM needs --online: it is migrated live (disks on local storage are
+copied along); a stopped VM is migrated offline. A VM pvectl last saw running is refused
+without --online (exit 2): stop it first (pvectl vm stop) or ask with --online. A VM
+already on NODE is left where it is. The same request again changes nothing.`,
+		Args: exactArgs(1, "a VM (service id or hostname)"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			e, closeFn, err := g.openEngine(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer closeFn()
+			res, err := e.Migrate(cmd.Context(), args[0], node, online)
+			if err != nil {
+				return err
+			}
+			w := cmd.OutOrStdout()
+			if !res.Changed {
+				fmt.Fprintf(w, "VM %s: migration already requested (status %s); nothing changed\n", res.VM.ServiceID, res.VM.Status)
+				return nil
+			}
+			how := "offline"
+			if online {
+				how = "live if it runs"
+			}
+			fmt.Fprintf(w, "VM %s: status migrate (node %s, %s); the next ticks migrate it from %s\n", res.VM.ServiceID, node, how, dash(res.VM.Node))
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&node, "node", "", "target node, or auto (the deploy's placement rule)")
+	cmd.Flags().BoolVar(&online, "online", false, "migrate a running VM live")
+	return cmd
+}

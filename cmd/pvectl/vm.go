@@ -23,7 +23,7 @@ func newVMCmd(g *globals) *cobra.Command {
 	cmd.AddCommand(newVMCreateCmd(g), newVMListCmd(g), newVMShowCmd(g), newVMRetryCmd(g),
 		newVMChangePackageCmd(g), newVMTerminateCmd(g), newVMReinstallCmd(g), newVMDeleteRecordCmd(g))
 	cmd.AddCommand(newVMPowerCmds(g)...)
-	cmd.AddCommand(newVMSuspendCmd(g), newVMUnsuspendCmd(g))
+	cmd.AddCommand(newVMSuspendCmd(g), newVMUnsuspendCmd(g), newVMMigrateCmd(g))
 	return cmd
 }
 

@@ -53,6 +53,12 @@ func (a *Adapter) Migrate(ctx context.Context, req MigrateRequest) (TaskRef, err
 	if req.BWLimitKiB > 0 {
 		p["bwlimit"] = req.BWLimitKiB
 	}
+	if req.Online {
+		p["online"] = 1
+	}
+	if req.WithLocalDisks {
+		p["with-local-disks"] = 1
+	}
 	return a.task(ctx, vmCall(http.MethodPost, req.VM, "/migrate"), p)
 }
 

@@ -395,3 +395,28 @@ func TestContractDelete(t *testing.T) {
 	requireClass(t, proxmox.ClassNotFound, err)
 	require.True(t, proxmox.IsNotFound(err))
 }
+
+// A running VM migrates live with online=1; its disks on local storage need
+// with-local-disks=1, else the migration task fails as PVE's does.
+func TestContractMigrateOnline(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ref, err := b.c.Clone(b.ctx, proxmox.CloneRequest{Source: template, NewID: 102, Name: "web2", Mode: proxmox.CloneFull})
+	b.ok(t, ref, err)
+	vm := proxmox.VMRef{Node: "pve1", VMID: 102}
+	b.start(t, vm)
+
+	ref, err = b.c.Migrate(b.ctx, proxmox.MigrateRequest{VM: vm, Target: "pve2", Online: true})
+	require.NoError(t, err)
+	ts := b.wait(t, ref)
+	require.Equal(t, "can't live migrate attached local disks without with-local-disks option", ts.ExitStatus)
+	_, err = b.c.VMStatus(b.ctx, vm)
+	require.NoError(t, err, "the VM stays where it was")
+
+	ref, err = b.c.Migrate(b.ctx, proxmox.MigrateRequest{VM: vm, Target: "pve2", Online: true, WithLocalDisks: true})
+	ts = b.ok(t, ref, err)
+	require.Equal(t, "qmigrate", ts.Type)
+	st, err := b.c.VMStatus(b.ctx, proxmox.VMRef{Node: "pve2", VMID: 102})
+	require.NoError(t, err)
+	require.Equal(t, "running", st.Status, "a live migration keeps the VM running")
+}

@@ -178,7 +178,7 @@ func TestContractNoSchemaRejections(t *testing.T) {
 	}
 	ref, err := b.c.Clone(b.ctx, proxmox.CloneRequest{Source: template, NewID: 102, Name: "web2", Mode: proxmox.CloneFull, Storage: "local-lvm", Format: "raw", Description: "d"})
 	b.ok(t, ref, err)
-	b.must(t)(b.c.Migrate(b.ctx, proxmox.MigrateRequest{VM: proxmox.VMRef{Node: "pve1", VMID: 102}, Target: "pve2", TargetStorage: "local-lvm", BWLimitKiB: 10240}))
+	b.must(t)(b.c.Migrate(b.ctx, proxmox.MigrateRequest{VM: proxmox.VMRef{Node: "pve1", VMID: 102}, Target: "pve2", TargetStorage: "local-lvm", BWLimitKiB: 10240, Online: true, WithLocalDisks: true}))
 	b.must(t)(b.c.Delete(b.ctx, proxmox.VMRef{Node: "pve2", VMID: 102}, proxmox.DeleteOptions{Purge: true, DestroyUnreferencedDisks: true}))
 	b.must(t)(b.c.Delete(b.ctx, vm, proxmox.DeleteOptions{Purge: true, DestroyUnreferencedDisks: true}))
 

@@ -82,9 +82,9 @@ type Client interface {
 	// (TaskRef.IsZero). Shrinking fails in the task with ClassInvalid.
 	ResizeDisk(ctx context.Context, vm VMRef, disk, size string) (TaskRef, error)
 
-	// Migrate moves a stopped VM to another node (POST …/migrate, offline)
-	// and returns the qmigrate task. A running VM fails with
-	// ClassPrecondition.
+	// Migrate moves a VM to another node (POST …/migrate) and returns the
+	// qmigrate task: offline, or live with req.Online. A running VM
+	// without Online fails with ClassPrecondition.
 	Migrate(ctx context.Context, req MigrateRequest) (TaskRef, error)
 
 	// Start starts a VM (POST …/status/start) and returns the qmstart task.

@@ -259,10 +259,18 @@ type CloneRequest struct {
 	Format string
 }
 
-// MigrateRequest is an offline POST …/migrate.
+// MigrateRequest is a POST …/migrate: offline, or live (Online) for a
+// running VM.
 type MigrateRequest struct {
 	VM     VMRef
 	Target string
+	// Online migrates a running VM live (online=1); PVE refuses a running
+	// VM without it ("can't migrate running VM without --online").
+	Online bool
+	// WithLocalDisks lets a live migration copy disks on local (not
+	// shared) storage (with-local-disks=1); PVE's migration fails without
+	// it when the running VM has one.
+	WithLocalDisks bool
 	// TargetStorage maps disks to a storage on the target ("local-lvm",
 	// or "src:dst,…"); "" keeps the same storage names.
 	TargetStorage string

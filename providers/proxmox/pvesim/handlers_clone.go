@@ -234,6 +234,13 @@ func hMigrate(c *call) (any, *apiError) {
 					}
 				}
 			}
+			if m.running && !c.bool("with-local-disks") {
+				if cur := s.storageOn(m.node, d.storage); cur != nil && !cur.shared {
+					// QemuMigrate's scan of local volumes, for a live migration.
+					return "can't live migrate attached local disks without with-local-disks option", []string{s.now().Format("2006-01-02 15:04:05") +
+						" ERROR: migration aborted (duration 00:00:01): can't live migrate attached local disks without with-local-disks option"}
+				}
+			}
 			st, msg := s.checkStorage(target, stName, "images")
 			if msg != "" {
 				return "migration aborted", []string{s.now().Format("2006-01-02 15:04:05") + " ERROR: migration aborted (duration 00:00:01): " + msg}
