@@ -31,6 +31,9 @@ import (
 // at least crashKills kills, unkilled ticks must bring every VM to ready with
 // exactly one PVE VM per record, no shared VMID or address, no VM without a
 // record, no leaked disk and nothing rejected by the schema validation.
+// Then half the fleet changes package and half terminates under kills
+// (crashChangeAndTerminate), and the rest goes through power actions,
+// suspend and unsuspend under kills (crashPowerAndSuspend, issue 11).
 //
 // The kill instants come from a seeded RNG; the seed is logged, and
 // PVECTL_CRASH_SEED=N replays a run's kill schedule (the exact interleaving
@@ -261,6 +264,7 @@ func TestCrashKill9(t *testing.T) {
 	require.NoError(t, s.Close())
 
 	crashChangeAndTerminate(t, dir, sim, rng, nextNow, crashKills)
+	crashPowerAndSuspend(t, dir, sim, rng, nextNow, crashKills)
 }
 
 // crashChangeAndTerminate is the crash test of issue 6 on the deployed
