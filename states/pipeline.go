@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -247,18 +248,11 @@ func (p *Pipeline) events() []fsm.EventDesc {
 	return ev
 }
 
-// States returns every state the pipeline touches, in table order.
+// States returns every state the pipeline touches, as its FSM walked from
+// the entry passes through them (flow order).
 func (p *Pipeline) States() []State {
-	seen := map[State]bool{}
 	var out []State
-	for _, s := range p.order {
-		for _, st := range []State{s.From, s.To, s.Exit} {
-			if st != "" && !seen[st] {
-				seen[st] = true
-				out = append(out, st)
-			}
-		}
-	}
+	p.walk(func(s State) { out = append(out, s) }, func(State, State, string) {})
 	return out
 }
 
@@ -316,13 +310,8 @@ func (p *Pipeline) walk(state func(State), edge func(from, to State, event strin
 	}
 }
 
-// Reaches reports whether a VM entering the pipeline can be in state s:
-// the FSM, walked from the entry, passes through it.
-func (p *Pipeline) Reaches(s State) bool {
-	found := false
-	p.walk(func(st State) { found = found || st == s }, func(State, State, string) {})
-	return found
-}
+// Reaches reports whether a VM entering the pipeline can be in state s.
+func (p *Pipeline) Reaches(s State) bool { return slices.Contains(p.States(), s) }
 
 // Text renders the table as aligned text: state (done) → next action → next state.
 func (p *Pipeline) Text() string {
