@@ -33,6 +33,7 @@ type Config struct {
 	IPPools   []IPPool           `yaml:"ip_pools"`
 	DNS       DNS                `yaml:"dns"`
 	Tasks     Tasks              `yaml:"tasks"`
+	Suspend   Suspend            `yaml:"suspend"`
 	// IPQuarantine keeps a freed address out of the pools this long, so no
 	// new VM gets it while resolvers still cache its old records. Unset:
 	// dns.ttl when DNS zones are configured, else 0. 0 turns it off.
@@ -76,17 +77,24 @@ type VMIDRange struct {
 
 // Product is a plan: everything the deploy table applies.
 type Product struct {
-	Cores          int       `yaml:"cores" valid:"1..512"`
-	Sockets        int       `yaml:"sockets" valid:"1..4"`
-	MemoryMB       int       `yaml:"memory_mb" valid:"16 or more (MB)"`
-	Template       Template  `yaml:"template"`
-	Clone          string    `yaml:"clone"`       // linked | full
-	TargetNode     string    `yaml:"target_node"` // node name or "auto"
-	SystemDisk     Disk      `yaml:"system_disk"`
-	AdditionalDisk Disk      `yaml:"additional_disk"`
-	Network        Network   `yaml:"network"`
-	Firewall       Firewall  `yaml:"firewall"`
-	CloudInit      CloudInit `yaml:"cloudinit"`
+	Cores    int `yaml:"cores" valid:"1..512"`
+	Sockets  int `yaml:"sockets" valid:"1..4"`
+	MemoryMB int `yaml:"memory_mb" valid:"16 or more (MB)"`
+	// Template is the default template. A product that offers several
+	// operating systems lists them in Templates instead and names the
+	// default in DefaultTemplate; loading then sets Template to it, so
+	// Template is always the default.
+	Template        Template            `yaml:"template"`
+	Templates       map[string]Template `yaml:"templates"`
+	DefaultTemplate string              `yaml:"default_template"`
+	bothTemplates   bool                // template and templates were both given
+	Clone           string              `yaml:"clone"`       // linked | full
+	TargetNode      string              `yaml:"target_node"` // node name or "auto"
+	SystemDisk      Disk                `yaml:"system_disk"`
+	AdditionalDisk  Disk                `yaml:"additional_disk"`
+	Network         Network             `yaml:"network"`
+	Firewall        Firewall            `yaml:"firewall"`
+	CloudInit       CloudInit           `yaml:"cloudinit"`
 	// SnapshotLifetimeDays: snapshots older than this are removed; 0 keeps them.
 	SnapshotLifetimeDays int `yaml:"snapshot_lifetime_days" valid:"0 (keep) or more"`
 	// BackupQuota: how many backups a VM may keep; 0 disables backups.

@@ -79,6 +79,7 @@ func (c *Config) applyDefaults() {
 		if f.LogLevelOut == "" {
 			f.LogLevelOut = "nolog"
 		}
+		p.normalizeTemplates()
 		c.Products[name] = p
 	}
 	if c.DNS.Timeout == 0 {
@@ -168,6 +169,8 @@ func (c *Config) validate() error {
 	for _, name := range c.ProductNames() {
 		errs = append(errs, c.validateProduct(name, c.Products[name])...)
 	}
+
+	errs = append(errs, c.validateSuspend()...)
 
 	// ip_pools
 	names := map[string]bool{}
@@ -318,14 +321,7 @@ func (c *Config) validateProduct(name string, p Product) []error {
 	if p.MemoryMB < 16 {
 		bad("memory_mb", "must be at least 16, got %d", p.MemoryMB)
 	}
-	if p.Template.VMID < 100 {
-		bad("template.vmid", "required: the template's VMID (>= 100)")
-	}
-	if p.Template.Node == "" {
-		bad("template.node", "required: the node the template lives on")
-	} else if err := ValidNodeName(p.Template.Node); err != nil {
-		bad("template.node", "%v", err)
-	}
+	errs = append(errs, c.validateTemplates(k, p)...)
 	if p.TargetNode != "auto" {
 		if err := ValidNodeName(p.TargetNode); err != nil {
 			bad("target_node", "%v; or auto (pvectl picks a node)", err)
