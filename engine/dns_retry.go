@@ -16,12 +16,13 @@ import (
 const DNSRetryLabel = "Retry DNS records"
 
 // dnsRetrySkip are the states whose VMs the DNS retry leaves alone: a DNS
-// resync that rewrites the records itself, and a terminate before its DNS
+// resync or hostname change that rewrites the records itself (the new name
+// is checked for foreign records first), and a terminate before its DNS
 // phase (which deletes them).
 // VMs past the terminate's DNS phase (and in remove or error_terminate) are
 // retried delete-only: see states.RetryDNS.
 var dnsRetrySkip = []string{
-	string(states.SetDNSRecords),
+	string(states.SetDNSRecords), string(states.SetHostname), string(states.HostnameRenamed),
 	string(states.Terminate), string(states.TerminateStopped), string(states.TerminateBackupsRemoved),
 }
 

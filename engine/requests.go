@@ -208,6 +208,11 @@ func allowed(vm VM, set []states.State) error {
 // guarded write, which checks the source set again inside its transaction
 // and records the audit event with it.
 func (e *Engine) request(ctx context.Context, vm VM, set []states.State, to states.State, product string, audit store.Request) (VM, error) {
+	return e.requestWith(ctx, vm, set, to, product, store.RequestOpts{}, audit)
+}
+
+// requestWith is request that also records the request's options.
+func (e *Engine) requestWith(ctx context.Context, vm VM, set []states.State, to states.State, product string, o store.RequestOpts, audit store.Request) (VM, error) {
 	if err := allowed(vm, set); err != nil {
 		return vm, err
 	}
@@ -215,7 +220,7 @@ func (e *Engine) request(ctx context.Context, vm VM, set []states.State, to stat
 	for i, s := range set {
 		names[i] = string(s)
 	}
-	got, err := e.Store.Audited(audit).VMRequest(ctx, vm.ID, names, string(to), product, e.Clock.Now())
+	got, err := e.Store.Audited(audit).VMRequestWith(ctx, vm.ID, names, string(to), product, o, e.Clock.Now())
 	if errors.Is(err, store.ErrWrongState) {
 		return got, &ErrWrongState{VM: vm.ServiceID, State: states.State(vm.Status), Allowed: set, Msg: err.Error()}
 	}

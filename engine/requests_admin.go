@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pvectl/pvectl/config"
 	"github.com/pvectl/pvectl/providers/proxmox"
 	"github.com/pvectl/pvectl/states"
 	"github.com/pvectl/pvectl/store"
@@ -129,7 +130,10 @@ type Reinstall struct {
 	// PasswordFile holds the new cloud-init password (first line);
 	// Password gives it directly. Without either the VM gets none.
 	PasswordFile, Password string
-	Ask                    Ask
+	// Template is the name, in the product's templates map, of the
+	// template to reinstall from; "" keeps the VM's current one.
+	Template string
+	Ask      Ask
 }
 
 // Reinstall sets a ready VM to reinstall, after the confirmation.
@@ -153,15 +157,26 @@ func (e *Engine) Reinstall(ctx context.Context, ref string, r Reinstall) (Result
 			return res, &ErrInvalid{Field: "--password-file", Rule: fmt.Sprintf("--password-file: %v; nothing changed", err)}
 		}
 	}
-	if err := r.Ask.confirm(fmt.Sprintf("Destroy all disks and snapshots of %s (VMID %d) and deploy it again?", vm.Hostname, vm.VMID)); err != nil {
+	cur, tpl, err := reinstallTemplate(e.Config, vm, r.Template)
+	if err != nil {
+		return res, err
+	}
+	from := ""
+	if tpl != "" {
+		from = " from template " + tpl
+	}
+	if err := r.Ask.confirm(fmt.Sprintf("Destroy all disks and snapshots of %s (VMID %d) and deploy it again%s?", vm.Hostname, vm.VMID, from)); err != nil {
 		return res, err
 	}
 	var opts []string
+	if tpl != cur {
+		opts = append(opts, fmt.Sprintf("template %s → %s", cur, tpl))
+	}
 	if password != "" {
 		opts = append(opts, "new password set")
 	}
 	audit := e.audit(vm.ServiceID, "vm reinstall", vm.Status, states.Reinstall, opts...)
-	got, err := e.request(ctx, vm, states.ReinstallFrom(), states.Reinstall, "", audit)
+	got, err := e.requestWith(ctx, vm, states.ReinstallFrom(), states.Reinstall, "", store.RequestOpts{Template: &tpl}, audit)
 	if err != nil {
 		return res, err
 	}
@@ -172,6 +187,51 @@ func (e *Engine) Reinstall(ctx context.Context, ref string, r Reinstall) (Result
 		}
 	}
 	return res, nil
+}
+
+// reinstallTemplate checks a reinstall's --template against the VM's
+// product and returns the VM's current template and the one to record: the
+// one asked for, or without --template the current one, which its product
+// must still list (a VM moved by change-package to a product without it must
+// name one: pvectl does not pick another operating system on its own). A
+// record from before templates maps has "": its product's default.
+func reinstallTemplate(c *config.Config, vm VM, asked string) (cur, next string, err error) {
+	p, ok := c.Products[vm.Product]
+	if !ok {
+		return "", "", &ErrInvalid{Field: "product", Rule: fmt.Sprintf("VM %s has product %s, which the config does not define; nothing changed", vm.ServiceID, vm.Product)}
+	}
+	cur = vm.Template
+	if cur == "" {
+		cur = p.DefaultTemplateName()
+	}
+	next = cur
+	if asked != "" {
+		next = asked
+	}
+	if _, err := p.TemplateFor(next); err != nil {
+		if asked == "" {
+			return "", "", &ErrInvalid{Field: "--template", Rule: fmt.Sprintf("VM %s was installed from template %s, which product %s no longer lists; pass --template (valid: %s); nothing changed",
+				vm.ServiceID, next, vm.Product, strings.Join(templateChoices(p), ", "))}
+		}
+		return "", "", &ErrInvalid{Field: "--template", Rule: fmt.Sprintf("--template %s: product %s %s; nothing changed", quoteInput(asked), vm.Product, templateRule(p))}
+	}
+	return cur, next, nil
+}
+
+// templateChoices are the --template values a product accepts.
+func templateChoices(p config.Product) []string {
+	if names := p.TemplateNames(); len(names) > 0 {
+		return names
+	}
+	return []string{"(none: the product has a single template)"}
+}
+
+// templateRule says what --template may be for a product.
+func templateRule(p config.Product) string {
+	if names := p.TemplateNames(); len(names) > 0 {
+		return "offers templates " + strings.Join(names, ", ")
+	}
+	return "has a single template (no templates map); omit --template"
 }
 
 // Retry releases a held VM or ends its backoff: the status stays, the next

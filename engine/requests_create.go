@@ -38,6 +38,9 @@ type CreateVM struct {
 	// PasswordFile is a file whose first line is the cloud-init password;
 	// Password gives it directly. Never logged, never in the digest.
 	PasswordFile, Password string
+	// Template names the template, in the product's templates map, to
+	// deploy from; "" = the product's default.
+	Template string
 }
 
 // CreateVM validates a create request, refuses a hostname at which the DNS
@@ -66,6 +69,9 @@ func (e *Engine) CreateVM(ctx context.Context, r CreateVM) (Result, error) {
 	if r.Node != "" {
 		opts = append(opts, "node "+r.Node)
 	}
+	if r.Template != "" {
+		opts = append(opts, "template "+r.Template)
+	}
 	if r.IdempotencyKey != "" {
 		opts = append(opts, "idempotency key "+r.IdempotencyKey)
 	}
@@ -78,8 +84,8 @@ func (e *Engine) CreateVM(ctx context.Context, r CreateVM) (Result, error) {
 	audit := e.audit(r.ServiceID, "vm create", "", states.CreateTo(), opts...)
 	vm, created, err := e.Store.Audited(audit).VMCreate(ctx, store.NewVM{ServiceID: r.ServiceID, Hostname: r.Hostname, Product: r.Product,
 		Status: string(states.CreateTo()), RequestedNode: r.Node, IdempotencyKey: r.IdempotencyKey,
-		RequestDigest: RequestDigest(r.ServiceID, r.Product, r.Hostname, r.Node, keys), SSHKeys: keys, Password: password,
-		Now: e.Clock.Now()})
+		RequestDigest: RequestDigest(r.ServiceID, r.Product, r.Hostname, r.Node, keys, r.Template), SSHKeys: keys, Password: password,
+		Template: createTemplate(e.Config, r), Now: e.Clock.Now()})
 	if errors.Is(err, store.ErrIdempotencyMismatch) || errors.Is(err, store.ErrDuplicate) {
 		return res, &conflictError{msg: err.Error(), cause: err}
 	}
@@ -95,6 +101,16 @@ func (e *Engine) CreateVM(ctx context.Context, r CreateVM) (Result, error) {
 	return res, nil
 }
 
+// createTemplate is the template a new record gets: the one asked for, or
+// the product's default by name (so a later default_template change does
+// not change what a reinstall without --template installs).
+func createTemplate(c *config.Config, r CreateVM) string {
+	if r.Template != "" {
+		return r.Template
+	}
+	return c.Products[r.Product].DefaultTemplateName()
+}
+
 // CheckCreateVM checks a create request's input against the config alone
 // (no store, no DNS query), so a caller can refuse bad input before it opens
 // anything; CreateVM checks it again.
@@ -104,13 +120,17 @@ func CheckCreateVM(c *config.Config, r CreateVM) error {
 }
 
 // RequestDigest is a create request's idempotency digest. It covers service
-// id, product, hostname, node and SSH keys, never the password: the digest
-// stays in the store after the password itself is forgotten, and a hash of a
-// password can be guessed.
-func RequestDigest(serviceID, product, hostname, node, sshKeys string) string {
+// id, product, hostname, node, SSH keys and template, never the password:
+// the digest stays in the store after the password itself is forgotten, and
+// a hash of a password can be guessed. A request without a template has the
+// digest it had before templates existed.
+func RequestDigest(serviceID, product, hostname, node, sshKeys, template string) string {
 	h := sha256.New()
 	for _, s := range []string{serviceID, product, hostname, node, sshKeys} {
 		fmt.Fprintf(h, "%d:%s;", len(s), s)
+	}
+	if template != "" {
+		fmt.Fprintf(h, "template %d:%s;", len(template), template)
 	}
 	return hex.EncodeToString(h.Sum(nil))
 }
@@ -125,16 +145,16 @@ func validateCreate(c *config.Config, r *CreateVM) (keys, password string, err e
 	if !serviceIDRE.MatchString(r.ServiceID) {
 		add("--service-id", "--service-id %s: want 1-64 letters, digits, '.', '_' or '-'", quoteInput(r.ServiceID))
 	}
-	r.Hostname = strings.TrimSuffix(strings.ToLower(r.Hostname), ".")
-	hostnameOK := len(r.Hostname) <= 253 && hostnameRE.MatchString(r.Hostname)
-	if !hostnameOK {
-		add("--hostname", "--hostname %s: want a fully qualified domain name like vm1.example.com", quoteInput(r.Hostname))
-	}
-	if p := apexProblem(c, r.Hostname); hostnameOK && p != nil {
+	var p *ErrInvalid
+	if r.Hostname, p = checkHostname(c, "--hostname", r.Hostname); p != nil {
 		problems = append(problems, p)
 	}
-	if _, ok := c.Products[r.Product]; !ok {
+	if p, ok := c.Products[r.Product]; !ok {
 		add("--product", "--product %s: valid: %s", quoteInput(r.Product), strings.Join(c.ProductNames(), ", "))
+	} else if r.Template != "" {
+		if _, err := p.TemplateFor(r.Template); err != nil {
+			add("--template", "--template %s: product %s %s", quoteInput(r.Template), r.Product, templateRule(p))
+		}
 	}
 	if r.Node != "" {
 		if err := config.ValidNodeName(r.Node); err != nil {
@@ -172,15 +192,26 @@ func validateCreate(c *config.Config, r *CreateVM) (keys, password string, err e
 	return keys, password, nil
 }
 
+// checkHostname normalises a hostname (lower case, no trailing dot) and
+// checks it: a fully qualified name, not a forward zone's apex unless the
+// zone allows it. field names the input in the refusal.
+func checkHostname(c *config.Config, field, hostname string) (string, *ErrInvalid) {
+	hostname = strings.TrimSuffix(strings.ToLower(hostname), ".")
+	if len(hostname) > 253 || !hostnameRE.MatchString(hostname) {
+		return hostname, &ErrInvalid{Field: field, Rule: fmt.Sprintf("%s %s: want a fully qualified domain name like vm1.example.com", field, quoteInput(hostname))}
+	}
+	return hostname, apexProblem(c, field, hostname)
+}
+
 // apexProblem is create's refusal of a hostname that is the apex of a configured forward zone
 // without allow_apex (config only, no query), or nil.
-func apexProblem(c *config.Config, hostname string) *ErrInvalid {
+func apexProblem(c *config.Config, field, hostname string) *ErrInvalid {
 	apex := states.ApexZones(DNSZones(c), c.DNS.ApexAllowed, hostname)
 	if len(apex) == 0 {
 		return nil
 	}
-	return &ErrInvalid{Field: "--hostname", Rule: fmt.Sprintf("--hostname %s: is the apex of DNS zone %s, where the zone's own records live (SOA, NS, the domain's web and mail); want a name inside the zone, like vm1.%s (or set allow_apex: true on the zone in the config)",
-		quoteInput(hostname), apex[0], apex[0])}
+	return &ErrInvalid{Field: field, Rule: fmt.Sprintf("%s %s: is the apex of DNS zone %s, where the zone's own records live (SOA, NS, the domain's web and mail); want a name inside the zone, like vm1.%s (or set allow_apex: true on the zone in the config)",
+		field, quoteInput(hostname), apex[0], apex[0])}
 }
 
 // foreignRecordsProblem is create's refusal of a hostname at which a forward zone's server
@@ -207,6 +238,16 @@ func (e *Engine) foreignRecordsProblem(ctx context.Context, serviceID, hostname 
 			return nil, "", nil // the store refuses the name with its own message
 		}
 	}
+	return e.nameFreeProblem(ctx, "--hostname", hostname)
+}
+
+// nameFreeProblem asks the forward zones' servers whether hostname holds
+// records (none of them can be pvectl's: no live VM has the name) and
+// returns field's refusal when it does, or a warning when they cannot be
+// asked.
+func (e *Engine) nameFreeProblem(ctx context.Context, field, hostname string) (*ErrInvalid, string, error) {
+	c := e.Config
+	zones := DNSZones(c)
 	u := dns.NewUpdater(zones)
 	u.Timeout = min(c.DNS.Timeout.D(), 2*time.Second)
 	if u.Timeout <= 0 {
@@ -220,10 +261,10 @@ func (e *Engine) foreignRecordsProblem(ctx context.Context, serviceID, hostname 
 	case err == nil:
 		return nil, "", nil
 	case errors.As(err, &he) && len(he.Apex) > 0:
-		return apexProblem(c, hostname), "", nil
+		return apexProblem(c, field, hostname), "", nil
 	case errors.As(err, &he):
-		return &ErrInvalid{Field: "--hostname", Rule: fmt.Sprintf("--hostname %s: already has DNS records that are not this VM's: %s; want a hostname that holds no records yet (choose another name, or remove those records from the zone if they are stale)",
-			quoteInput(hostname), states.DescribeRecords(he.Foreign))}, "", nil
+		return &ErrInvalid{Field: field, Rule: fmt.Sprintf("%s %s: already has DNS records that are not this VM's: %s; want a hostname that holds no records yet (choose another name, or remove those records from the zone if they are stale)",
+			field, quoteInput(hostname), states.DescribeRecords(he.Foreign))}, "", nil
 	}
 	return nil, fmt.Sprintf("could not check %s for DNS records that are not this VM's (%v); the DNS step checks again before it publishes anything",
 		hostname, err), nil

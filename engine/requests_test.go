@@ -118,6 +118,18 @@ func TestRequestsRefuseWithTypedErrors(t *testing.T) {
 		_, err := e.Retry(ctx, ref)
 		return err
 	}
+	setHostname := func(name string) call {
+		return func(ctx context.Context, e *engine.Engine, ref string) error {
+			_, err := e.SetHostname(ctx, ref, name)
+			return err
+		}
+	}
+	reinstallFrom := func(tpl string) call {
+		return func(ctx context.Context, e *engine.Engine, ref string) error {
+			_, err := e.Reinstall(ctx, ref, engine.Reinstall{Template: tpl, Ask: engine.Ask{}})
+			return err
+		}
+	}
 	const dnsZone = "dns:\n  zones:\n    - {name: example.net, server: 127.0.0.1:1, key_name: k, secret: c2VjcmV0}\n"
 	for _, tc := range []struct {
 		name   string
@@ -153,6 +165,15 @@ func TestRequestsRefuseWithTypedErrors(t *testing.T) {
 			invalidField: "dns.zones", msg: "no DNS zones configured (dns.zones in the config); nothing to sync"},
 		{name: "dns sync of a VM in a pipeline", config: dnsZone, status: states.CPStop, call: syncDNS, wrongState: "cp_stop"},
 		{name: "retry of an unknown VM", status: states.Ready, ref: "nope", call: retry, notFound: true},
+		{name: "set-hostname to a bare name", status: states.Ready, call: setHostname("web1"),
+			invalidField: "NEW", msg: `NEW "web1": want a fully qualified domain name like vm1.example.com`},
+		{name: "set-hostname to a zone apex", config: dnsZone, status: states.Ready, call: setHostname("Example.NET."),
+			invalidField: "NEW", msg: `NEW "example.net": is the apex of DNS zone example.net, where the zone's own records live (SOA, NS, the domain's web and mail); want a name inside the zone, like vm1.example.net (or set allow_apex: true on the zone in the config)`},
+		{name: "set-hostname during a deploy", status: states.SetCloudinit, call: setHostname("new.example.com"),
+			wrongState: "set_cloudinit", msg: "VM v is in state set_cloudinit (allowed: ready, set_hostname, hostname_renamed): vm set-hostname is only for a ready VM"},
+		{name: "set-hostname of a suspended VM", status: states.Suspended, call: setHostname("new.example.com"), wrongState: "suspended"},
+		{name: "reinstall from an unknown template", status: states.Ready, call: reinstallFrom("alma-9"),
+			invalidField: "--template", msg: `--template "alma-9": product small has a single template (no templates map); omit --template; nothing changed`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -293,6 +314,15 @@ func TestAcceptedRequestsAreAuditEvents(t *testing.T) {
 		{"dns sync", states.Ready, func(ctx context.Context, e *engine.Engine) (engine.Result, error) {
 			return e.SyncDNS(ctx, "v")
 		}, states.SetDNSRecords, "dns sync ready→set_dns_records by tester"},
+		{"set-hostname", states.Ready, func(ctx context.Context, e *engine.Engine) (engine.Result, error) {
+			return e.SetHostname(ctx, "v", "New.Example.COM.")
+		}, states.SetHostname, "vm set-hostname ready→set_hostname by tester; v.example.com → new.example.com"},
+		{"set-hostname to its own name", states.Ready, func(ctx context.Context, e *engine.Engine) (engine.Result, error) {
+			return e.SetHostname(ctx, "v", "v.example.com")
+		}, states.Ready, ""},
+		{"set-hostname replaces a pending rename", states.HostnameRenamed, func(ctx context.Context, e *engine.Engine) (engine.Result, error) {
+			return e.SetHostname(ctx, "v", "again.example.com")
+		}, states.SetHostname, "vm set-hostname hostname_renamed→set_hostname by tester; v.example.com → again.example.com"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

@@ -31,6 +31,10 @@ func reserveVMIDAndIPs(ctx context.Context, env *Env, vm store.VM) Result {
 	if bad != nil {
 		return *bad
 	}
+	tpl, err := p.TemplateFor(vm.Template)
+	if err != nil {
+		return Permanent(fmt.Errorf("product %s: %w; fix the config, or reset-status creation after recreating the VM with a valid --template", vm.Product, err))
+	}
 	all, err := env.PVE.ClusterResources(ctx, proxmox.ResourceAll)
 	if err != nil {
 		return fromError("list cluster resources", err)
@@ -72,7 +76,7 @@ func reserveVMIDAndIPs(ctx context.Context, env *Env, vm store.VM) Result {
 			return Retryable(err)
 		}
 		err = env.Store.VMReserve(ctx, store.Reservation{ID: vm.ID, Status: vm.Status, Version: vm.Version,
-			VMID: vmid, Node: p.Template.Node, TargetNode: target, IPs: ips, Now: env.Now()})
+			VMID: vmid, Node: tpl.Node, TargetNode: target, IPs: ips, Now: env.Now()})
 		if errors.Is(err, store.ErrDuplicate) {
 			continue
 		}
@@ -113,10 +117,18 @@ func chooseTargetNode(vm store.VM, p config.Product, all []proxmox.Resource) (st
 			known = append(known, r.Node)
 		}
 	}
-	if !slices.Contains(known, p.Template.Node) {
+	tpl, err := p.TemplateFor(vm.Template)
+	if err != nil {
+		return "", fmt.Errorf("%w: product %s: %v", errUnknownNode, vm.Product, err)
+	}
+	if !slices.Contains(known, tpl.Node) {
 		sort.Strings(known)
-		return "", fmt.Errorf("%w: %s is product %s's template node (cluster nodes: %s); fix template.node in the config, then pvectl vm retry",
-			errUnknownNode, p.Template.Node, vm.Product, strings.Join(known, ", "))
+		key := "template.node"
+		if vm.Template != "" {
+			key = "templates." + vm.Template + ".node"
+		}
+		return "", fmt.Errorf("%w: %s is product %s's template node (cluster nodes: %s); fix %s in the config, then pvectl vm retry",
+			errUnknownNode, tpl.Node, vm.Product, strings.Join(known, ", "), key)
 	}
 	return placeNode(want, vm.Product, p, all, "")
 }

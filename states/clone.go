@@ -17,6 +17,10 @@ import (
 // as ours; the runner follows the clone task (Task "clone").
 func cloneTemplate(ctx context.Context, env *Env, vm store.VM) Result {
 	p := env.Product
+	tpl, err := p.TemplateFor(vm.Template)
+	if err != nil {
+		return Permanent(fmt.Errorf("product %s: %w; fix the config or reinstall with another --template", vm.Product, err))
+	}
 	// Look before acting: does the VMID already hold a VM? /cluster/resources
 	// lags a few seconds behind, so also ask the template's node directly.
 	r, exists, err := findVM(ctx, env, vm.VMID)
@@ -24,8 +28,8 @@ func cloneTemplate(ctx context.Context, env *Env, vm store.VM) Result {
 		return fromError("find VM in cluster", err)
 	}
 	if !exists {
-		r = proxmox.Resource{Type: "qemu", VMID: vm.VMID, Node: p.Template.Node}
-		_, err := env.PVE.VMStatus(ctx, proxmox.VMRef{Node: p.Template.Node, VMID: vm.VMID})
+		r = proxmox.Resource{Type: "qemu", VMID: vm.VMID, Node: tpl.Node}
+		_, err := env.PVE.VMStatus(ctx, proxmox.VMRef{Node: tpl.Node, VMID: vm.VMID})
 		if err != nil && !proxmox.IsNotFound(err) {
 			return fromError("look for VM "+strconv.Itoa(vm.VMID), err)
 		}
@@ -64,19 +68,19 @@ func cloneTemplate(ctx context.Context, env *Env, vm store.VM) Result {
 		}
 		return Success()
 	}
-	if res := noHeavySlot(env, p.Template.Node); res != nil {
+	if res := noHeavySlot(env, tpl.Node); res != nil {
 		return *res
 	}
 	mode := proxmox.CloneLinked
 	storage := ""
 	if p.Clone == "full" {
 		mode, storage = proxmox.CloneFull, p.SystemDisk.Storage
-		if vm.TargetNode != p.Template.Node {
+		if vm.TargetNode != tpl.Node {
 			storage = "" // the migration maps storage on the target node
 		}
 	}
 	task, err := env.PVE.Clone(ctx, proxmox.CloneRequest{
-		Source: proxmox.VMRef{Node: p.Template.Node, VMID: p.Template.VMID}, NewID: vm.VMID,
+		Source: proxmox.VMRef{Node: tpl.Node, VMID: tpl.VMID}, NewID: vm.VMID,
 		Name: vm.Hostname, Description: marker(vm) + "\nhostname=" + vm.Hostname, Mode: mode, Storage: storage,
 	})
 	if proxmox.IsAlreadyExists(err) {

@@ -136,6 +136,12 @@ func SuspendQueues(s State) bool {
 // suspend state (a suspend under way is undone).
 func UnsuspendFrom() []State { return []State{Suspend, SuspendStopped, Suspended} }
 
+// SetHostnameFrom are the states a hostname change (vm set-hostname) is
+// accepted from: ready, or a hostname change under way (a new name
+// replaces the pending one and the rename starts again; the same name
+// again changes nothing).
+func SetHostnameFrom() []State { return []State{Ready, SetHostname, HostnameRenamed} }
+
 // MigrateFrom are the states a migrate request (vm migrate) is accepted from.
 func MigrateFrom() []State { return []State{Ready} }
 
@@ -143,18 +149,19 @@ func MigrateFrom() []State { return []State{Ready} }
 // the docs.
 func RequestSets() map[string][]State {
 	return map[string][]State{
-		"change-package": ChangePackageFrom(),
-		"terminate":      TerminateFrom(),
-		"reinstall":      ReinstallFrom(),
-		"dns sync":       SyncDNSFrom(),
-		"delete-record":  DeleteRecordFrom(),
-		"vm start":       PowerFrom(),
-		"vm stop":        PowerFrom(),
-		"vm shutdown":    PowerFrom(),
-		"vm reboot":      PowerFrom(),
-		"vm suspend":     SuspendFrom(),
-		"vm unsuspend":   UnsuspendFrom(),
-		"vm migrate":     MigrateFrom(),
+		"change-package":  ChangePackageFrom(),
+		"terminate":       TerminateFrom(),
+		"reinstall":       ReinstallFrom(),
+		"dns sync":        SyncDNSFrom(),
+		"delete-record":   DeleteRecordFrom(),
+		"vm start":        PowerFrom(),
+		"vm stop":         PowerFrom(),
+		"vm shutdown":     PowerFrom(),
+		"vm reboot":       PowerFrom(),
+		"vm suspend":      SuspendFrom(),
+		"vm unsuspend":    UnsuspendFrom(),
+		"vm migrate":      MigrateFrom(),
+		"vm set-hostname": SetHostnameFrom(),
 	}
 }
 

@@ -127,6 +127,17 @@ const (
 	MigrateMoved State = "migrate_moved"
 )
 
+// Hostname change states (pvectl vm set-hostname VM NEW).
+const (
+	// SetHostname: a hostname change was requested; the record already
+	// holds the new name. Next, rename the VM in PVE (its name, which
+	// cloud-init gives the guest as hostname, and the description).
+	SetHostname State = "set_hostname"
+	// HostnameRenamed: PVE has the new name; next, delete the old name's
+	// DNS records and publish the new name's.
+	HostnameRenamed State = "hostname_renamed"
+)
+
 // Power action states: one small table per action, each entered from
 // Ready by its request (pvectl vm start|stop|shutdown|reboot) and ending
 // in Ready. The action a VM is carrying out is its state.
@@ -159,6 +170,7 @@ var all = []State{
 	PowerStart, PowerStop, PowerShutdown, PowerReboot, PowerRebooted,
 	Suspend, SuspendStopped, Suspended, Unsuspend, UnsuspendRestored,
 	Migrate, MigrateMoved,
+	SetHostname, HostnameRenamed,
 }
 
 // All returns every known state, sorted by name.

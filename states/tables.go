@@ -177,3 +177,17 @@ func MigrateTable() *Pipeline {
 			Needs: NeedProduct | NeedLocation},
 	})
 }
+
+// SetHostnameTable renames a ready VM (pvectl vm set-hostname): the
+// record holds the new name from the request on; PVE's VM name (the
+// hostname cloud-init gives the guest at its next boot) and the
+// description's hostname line follow, then the DNS records move from the
+// old name to the new one (the old name's records are exactly those the
+// store recorded; the new name is checked for records that are not the
+// VM's before anything is published).
+func SetHostnameTable() *Pipeline {
+	return MustPipeline("set_hostname", SetHostname, []Step{
+		{From: SetHostname, To: HostnameRenamed, Label: "Rename VM", Run: renameVM, Needs: NeedConfig},
+		{From: HostnameRenamed, To: Ready, Label: "Move DNS records", Run: resyncDNS},
+	})
+}

@@ -62,6 +62,22 @@ func TestDatabaseFromV1WithDataOpensAndMigrates(t *testing.T) {
 	require.Equal(t, "auto", got.MigrateNode)
 	require.True(t, got.MigrateOnline)
 	require.NoError(t, s.VMSetTargetNode(ctx, got.ID, "migrate", got.Version, "pve2", t0ms()))
+	// 00009: the template column and the hostname states; a new hostname
+	// another live VM holds is refused.
+	require.Equal(t, "", got.Template)
+	tpl := "ubuntu-24.04"
+	got, err = s.VMRequestWith(ctx, vm.ID, []string{"migrate"}, "set_hostname", "", RequestOpts{Hostname: "b.example.test", Template: &tpl}, t0ms())
+	require.NoError(t, err)
+	require.Equal(t, "b.example.test", got.Hostname)
+	require.Equal(t, "ubuntu-24.04", got.Template)
+	_, err = s.db.Exec(`INSERT INTO vms (service_id, hostname, product, status, created_at, updated_at) VALUES ('c', 'c.example.test', 'small', 'ready', 1, 1)`)
+	require.NoError(t, err)
+	_, err = s.VMRequestWith(ctx, vm.ID, []string{"set_hostname"}, "set_hostname", "", RequestOpts{Hostname: "c.example.test"}, t0ms())
+	require.ErrorIs(t, err, ErrDuplicate)
+	require.ErrorContains(t, err, "hostname c.example.test is used by service c (status ready)")
+	got, err = s.VMRequestWith(ctx, vm.ID, []string{"set_hostname"}, "hostname_renamed", "", RequestOpts{}, t0ms())
+	require.NoError(t, err)
+	require.Equal(t, "b.example.test", got.Hostname)
 	// The trigger from 00002 works on the migrated table.
 	require.NoError(t, s.DNSSetDirty(ctx, vm.ID, 3, t0ms(), t0ms()))
 	require.NoError(t, s.VMSetDNSDirty(ctx, vm.ID, false, t0ms()))

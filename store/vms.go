@@ -55,15 +55,18 @@ type VM struct {
 	// its --online.
 	MigrateNode   string
 	MigrateOnline bool
-	CreatedAt     time.Time
-	UpdatedAt     time.Time
+	// Template is the name, in the product's templates map, of the
+	// template the VM is cloned from; "" = the product's default.
+	Template  string
+	CreatedAt time.Time
+	UpdatedAt time.Time
 }
 
 const vmColumns = `id, service_id, hostname, product, status, version, requested_node, target_node, node,
 	COALESCE(vmid, 0), pending_upid, pending_node, pending_step, step_waits, step_started_at,
 	attempts, next_attempt_at, held, last_error, COALESCE(idempotency_key, ''), request_digest,
 	ssh_keys, password, dns_dirty, mac, step_data, detached_volume, power_state, power_seen_at, power_force,
-	suspend_reason, suspend_pending, suspend_saved, migrate_node, migrate_online, created_at, updated_at`
+	suspend_reason, suspend_pending, suspend_saved, migrate_node, migrate_online, template, created_at, updated_at`
 
 type scanner interface{ Scan(...any) error }
 
@@ -76,7 +79,7 @@ func scanVM(r scanner) (VM, error) {
 		&v.StepWaits, &stepStarted, &v.Attempts, &next, &held, &v.LastError, &v.IdempotencyKey,
 		&v.RequestDigest, &v.SSHKeys, &v.Password, &dirty, &v.MAC, &v.StepData, &v.DetachedVolume,
 		&v.PowerState, &powerSeen, &force, &v.SuspendReason, &suspendPending, &v.SuspendSaved,
-		&v.MigrateNode, &online, &created, &updated)
+		&v.MigrateNode, &online, &v.Template, &created, &updated)
 	if err != nil {
 		return VM{}, err
 	}
@@ -101,6 +104,7 @@ type NewVM struct {
 	RequestDigest  string // digest of the request, to detect a reused key
 	SSHKeys        string
 	Password       string
+	Template       string // "" = the product's default
 	Now            time.Time
 }
 
@@ -144,10 +148,10 @@ func (s *Store) VMCreate(ctx context.Context, n NewVM) (vm VM, created bool, err
 			key = n.IdempotencyKey
 		}
 		res, err := tx.ExecContext(ctx, `INSERT INTO vms (service_id, hostname, product, status,
-			requested_node, idempotency_key, request_digest, ssh_keys, password, created_at, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			requested_node, idempotency_key, request_digest, ssh_keys, password, template, created_at, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			n.ServiceID, n.Hostname, n.Product, n.Status, n.RequestedNode, key, n.RequestDigest,
-			n.SSHKeys, n.Password, ms(n.Now), ms(n.Now))
+			n.SSHKeys, n.Password, n.Template, ms(n.Now), ms(n.Now))
 		if err != nil {
 			if strings.Contains(err.Error(), "UNIQUE constraint failed: vms.service_id") {
 				return fmt.Errorf("service id %q: %w", n.ServiceID, ErrDuplicate)
@@ -512,6 +516,13 @@ type RequestOpts struct {
 	// set also clears target_node, which its first step fills in.
 	MigrateNode   string
 	MigrateOnline bool
+	// Template, when not nil, replaces the record's template (a
+	// reinstall's --template; "" = the product's default).
+	Template *string
+	// Hostname, when not "", replaces the record's hostname (vm
+	// set-hostname); a hostname another live VM uses is ErrDuplicate. A
+	// new hostname for a VM already at the entry state restarts it there.
+	Hostname string
 }
 
 // VMRequestWith is VMRequest that also records the request's options in
@@ -535,7 +546,27 @@ func (s *Store) VMRequestWith(ctx context.Context, id int64, allowed []string, t
 		if !ok {
 			return fmt.Errorf("VM %s is in state %s (allowed: %s): %w", cur.ServiceID, cur.Status, strings.Join(allowed, ", "), ErrWrongState)
 		}
-		if cur.Status == to {
+		renamed := o.Hostname != "" && o.Hostname != cur.Hostname
+		if renamed {
+			var other, otherStatus string
+			err := tx.QueryRowContext(ctx, `SELECT service_id, status FROM vms WHERE hostname = ? AND status <> 'remove' AND id <> ? LIMIT 1`,
+				o.Hostname, id).Scan(&other, &otherStatus)
+			switch {
+			case err == nil:
+				return fmt.Errorf("hostname %s is used by service %s (status %s): %w", o.Hostname, other, otherStatus, ErrDuplicate)
+			case !errors.Is(err, sql.ErrNoRows):
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, `UPDATE vms SET hostname = ? WHERE id = ?`, o.Hostname, id); err != nil {
+				return err
+			}
+		}
+		if o.Template != nil {
+			if _, err := tx.ExecContext(ctx, `UPDATE vms SET template = ? WHERE id = ?`, *o.Template, id); err != nil {
+				return err
+			}
+		}
+		if cur.Status == to && !renamed {
 			// Already requested: the same request again changes nothing (a
 			// billing system retrying must not reset a step in progress);
 			// a different product is refused until the first one is done.

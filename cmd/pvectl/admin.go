@@ -84,15 +84,18 @@ fails, the VM goes to error_terminate and keeps its IPs; see pvectl reset-status
 
 func newVMReinstallCmd(g *globals) *cobra.Command {
 	var yes bool
-	var passwordFile string
+	var passwordFile, template string
 	cmd := &cobra.Command{
-		Use:   "reinstall VM",
+		Use:   "reinstall VM [--template NAME]",
 		Short: "Destroy a ready VM in Proxmox and deploy it again, keeping VMID, IPs and MAC",
 		Long: `Set the VM to reinstall and return at once. The next tick stops and destroys the VM in
 Proxmox (all disks and snapshots; backups are kept), then the deploy continues at
 set_ip: a fresh clone with the same VMID, addresses and MAC address. The SSH keys
 given at create are set again; --password-file sets a new cloud-init password
-(without it the reinstalled VM gets none). Asks for confirmation unless --yes.`,
+(without it the reinstalled VM gets none). --template reinstalls from another template
+of the VM's product (its templates map: another operating system); without it the VM
+gets the template it has now. Hostname and DNS records stay.
+Asks for confirmation unless --yes.`,
 		Args: exactArgs(1, "a VM (service id or hostname)"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			e, closeFn, err := g.openEngine(cmd.Context())
@@ -100,15 +103,20 @@ given at create are set again; --password-file sets a new cloud-init password
 				return err
 			}
 			defer closeFn()
-			res, err := e.Reinstall(cmd.Context(), args[0], engine.Reinstall{PasswordFile: passwordFile, Ask: ask(cmd, yes)})
+			res, err := e.Reinstall(cmd.Context(), args[0], engine.Reinstall{PasswordFile: passwordFile, Template: template, Ask: ask(cmd, yes)})
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "VM %s: status reinstall; the next ticks destroy and redeploy it\n", res.VM.ServiceID)
+			from := ""
+			if res.VM.Template != "" {
+				from = " from template " + res.VM.Template
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "VM %s: status reinstall; the next ticks destroy and redeploy it%s\n", res.VM.ServiceID, from)
 			return nil
 		},
 	}
 	cmd.Flags().BoolVar(&yes, "yes", false, "do not ask for confirmation")
+	cmd.Flags().StringVar(&template, "template", "", "template (operating system) from the product's templates map (default: the VM's current one)")
 	cmd.Flags().StringVar(&passwordFile, "password-file", "", "file whose first line is the new cloud-init password")
 	return cmd
 }

@@ -23,13 +23,13 @@ func newVMCmd(g *globals) *cobra.Command {
 	cmd.AddCommand(newVMCreateCmd(g), newVMListCmd(g), newVMShowCmd(g), newVMRetryCmd(g),
 		newVMChangePackageCmd(g), newVMTerminateCmd(g), newVMReinstallCmd(g), newVMDeleteRecordCmd(g))
 	cmd.AddCommand(newVMPowerCmds(g)...)
-	cmd.AddCommand(newVMSuspendCmd(g), newVMUnsuspendCmd(g), newVMMigrateCmd(g))
+	cmd.AddCommand(newVMSuspendCmd(g), newVMUnsuspendCmd(g), newVMMigrateCmd(g), newVMSetHostnameCmd(g))
 	return cmd
 }
 
 type createOpts struct {
-	serviceID, product, hostname, node, sshKeyFile, passwordFile, idemKey string
-	asJSON                                                                bool
+	serviceID, product, hostname, node, sshKeyFile, passwordFile, idemKey, template string
+	asJSON                                                                          bool
 }
 
 func newVMCreateCmd(g *globals) *cobra.Command {
@@ -53,6 +53,7 @@ content goes to cloud-init and is never printed or logged.`,
 	f.StringVar(&o.node, "node", "", "target node (default: the product's target_node)")
 	f.StringVar(&o.sshKeyFile, "ssh-key-file", "", "file with SSH public keys for cloud-init, one per line")
 	f.StringVar(&o.passwordFile, "password-file", "", "file whose first line is the cloud-init password")
+	f.StringVar(&o.template, "template", "", "template (operating system) from the product's templates map (default: the product's default_template)")
 	f.StringVar(&o.idemKey, "idempotency-key", "", "make the request safe to repeat")
 	f.BoolVar(&o.asJSON, "json", false, "print the VM as JSON")
 	return cmd
@@ -60,7 +61,7 @@ content goes to cloud-init and is never printed or logged.`,
 
 func runVMCreate(cmd *cobra.Command, g *globals, o createOpts) error {
 	req := engine.CreateVM{ServiceID: o.serviceID, Product: o.product, Hostname: o.hostname,
-		Node: o.node, IdempotencyKey: o.idemKey, SSHKeyFile: o.sshKeyFile, PasswordFile: o.passwordFile}
+		Node: o.node, IdempotencyKey: o.idemKey, SSHKeyFile: o.sshKeyFile, PasswordFile: o.passwordFile, Template: o.template}
 	// Bad input is refused (exit 2) before the database is opened.
 	c, err := g.loadConfig()
 	if err != nil {
@@ -111,8 +112,14 @@ type vmJSON struct {
 	PendingTask *taskJSON  `json:"pending_task"`
 	DNSDirty    bool       `json:"dns_dirty"`
 	Power       *powerJSON `json:"power"`
-	CreatedAt   time.Time  `json:"created_at"`
-	UpdatedAt   time.Time  `json:"updated_at"`
+	// Template is the name of the template the VM is deployed from (its
+	// product's templates map); "" for a product with a single template.
+	Template string `json:"template"`
+	// Suspend is set while the VM is suspended or being suspended, or a
+	// suspend is queued until it is ready; null otherwise.
+	Suspend   *suspendJSON `json:"suspend"`
+	CreatedAt time.Time    `json:"created_at"`
+	UpdatedAt time.Time    `json:"updated_at"`
 }
 
 // powerJSON is the VM's PVE power state as a step last read it; null when
@@ -120,6 +127,14 @@ type vmJSON struct {
 type powerJSON struct {
 	State  string    `json:"state"`
 	SeenAt time.Time `json:"seen_at"`
+}
+
+// suspendJSON is a suspend's reason (--reason, "" when none was given)
+// and whether it is queued until the VM is ready (pending) rather than
+// carried out or under way.
+type suspendJSON struct {
+	Reason  string `json:"reason"`
+	Pending bool   `json:"pending"`
 }
 
 type taskJSON struct {
@@ -148,6 +163,13 @@ func toVMJSON(ctx context.Context, e *engine.Engine, vm engine.VM) (vmJSON, erro
 	}
 	if vm.PowerState != "" {
 		j.Power = &powerJSON{State: vm.PowerState, SeenAt: vm.PowerSeenAt}
+	}
+	j.Template = vm.Template
+	if p, ok := e.Config.Products[vm.Product]; ok && j.Template == "" {
+		j.Template = p.DefaultTemplateName()
+	}
+	if vm.SuspendPending || states.Suspending(states.State(vm.Status)) {
+		j.Suspend = &suspendJSON{Reason: vm.SuspendReason, Pending: vm.SuspendPending}
 	}
 	for _, ip := range ips {
 		j.IPs = append(j.IPs, ip.Address)
@@ -296,6 +318,9 @@ func newVMShowCmd(g *globals) *cobra.Command {
 				fmt.Fprintf(w, "service:     %s\nhostname:    %s\nproduct:     %s\nstatus:      %s\nvmid:        %s\nnode:        %s (target %s)\nips:         %s\nattempts:    %d\n",
 					j.ServiceID, j.Hostname, j.Product, j.Status, vmid, dash(j.Node), dash(j.TargetNode), dash(strings.Join(j.IPs, ", ")), j.Attempts)
 				fmt.Fprintf(w, "power:       %s\n", powerText(j.Power, e.Clock.Now()))
+				if j.Template != "" {
+					fmt.Fprintf(w, "template:    %s\n", j.Template)
+				}
 				if vm.SuspendPending {
 					fmt.Fprintf(w, "suspend:     queued until ready (%s)\n", dash(vm.SuspendReason))
 				} else if states.Suspending(states.State(vm.Status)) {
