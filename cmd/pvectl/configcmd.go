@@ -34,8 +34,20 @@ products, IP pools, DNS zones and task intervals. Contacts nothing.`,
 			fmt.Fprintf(tw, "products: %d\n", len(c.Products))
 			for _, n := range c.ProductNames() {
 				p := c.Products[n]
-				fmt.Fprintf(tw, "  %s\t%d core(s) x %d socket(s), %d MB\ttemplate %d@%s (%s)\ttarget %s\tIPv4 %d, IPv6 %d\n",
-					n, p.Cores, p.Sockets, p.MemoryMB, p.Template.VMID, p.Template.Node, p.Clone, p.TargetNode, p.Network.IPv4, p.Network.IPv6)
+				tpl := fmt.Sprintf("template %d@%s", p.Template.VMID, p.Template.Node)
+				if names := p.TemplateNames(); len(names) > 0 {
+					var list []string
+					for _, name := range names {
+						t := p.Templates[name]
+						if name == p.DefaultTemplateName() {
+							name += " (default)"
+						}
+						list = append(list, fmt.Sprintf("%s %d@%s", name, t.VMID, t.Node))
+					}
+					tpl = "templates " + strings.Join(list, ", ")
+				}
+				fmt.Fprintf(tw, "  %s\t%d core(s) x %d socket(s), %d MB\t%s (%s)\ttarget %s\tIPv4 %d, IPv6 %d\n",
+					n, p.Cores, p.Sockets, p.MemoryMB, tpl, p.Clone, p.TargetNode, p.Network.IPv4, p.Network.IPv6)
 			}
 			fmt.Fprintf(tw, "ip pools: %d\n", len(c.IPPools))
 			for _, p := range c.IPPools {
