@@ -54,7 +54,7 @@ func (e *Engine) SetHostname(ctx context.Context, ref, hostname string) (Result,
 		}
 	}
 	audit := e.audit(vm.ServiceID, "vm set-hostname", vm.Status, states.SetHostname, vm.Hostname+" → "+hostname)
-	got, err := e.requestWith(ctx, vm, states.SetHostnameFrom(), states.SetHostname, "", store.RequestOpts{Hostname: hostname}, audit)
+	got, err := e.requestWith(ctx, vm, states.SetHostnameFrom(), states.SetHostname, "", store.RequestOpts{Hostname: hostname, KeepQueuedSuspend: true}, audit)
 	if errors.Is(err, store.ErrDuplicate) {
 		return res, &conflictError{msg: err.Error() + "; nothing changed", cause: err}
 	}

@@ -414,3 +414,25 @@ func TestMovedVMIsAConflict(t *testing.T) {
 	require.Equal(t, string(states.Remove), vm.Status)
 	require.Equal(t, []string{"vm create →creation by tester; product small; hostname v.example.com"}, requestLines(t, e, vm))
 }
+
+// A rename under way keeps a suspend billing queued meanwhile: the new
+// name replaces the pending one, the suspend is still carried out once
+// the VM is ready.
+func TestSetHostnameKeepsAQueuedSuspend(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newRequestEngine(t, "")
+	vmAt(t, e, "v", states.HostnameRenamed)
+	res, err := e.Suspend(ctx, "v", "unpaid")
+	require.NoError(t, err)
+	require.True(t, res.VM.SuspendPending)
+	res, err = e.SetHostname(ctx, "v", "other.example.com")
+	require.NoError(t, err)
+	require.True(t, res.Changed)
+	vm, err := e.FindVM(ctx, "v")
+	require.NoError(t, err)
+	require.Equal(t, string(states.SetHostname), vm.Status)
+	require.Equal(t, "other.example.com", vm.Hostname)
+	require.True(t, vm.SuspendPending, "the queued suspend stays")
+	require.Equal(t, "unpaid", vm.SuspendReason)
+}

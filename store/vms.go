@@ -523,6 +523,9 @@ type RequestOpts struct {
 	// set-hostname); a hostname another live VM uses is ErrDuplicate. A
 	// new hostname for a VM already at the entry state restarts it there.
 	Hostname string
+	// KeepQueuedSuspend: the request does not cancel a queued suspend
+	// (a rename is no reason to forget a billing suspend).
+	KeepQueuedSuspend bool
 }
 
 // VMRequestWith is VMRequest that also records the request's options in
@@ -530,7 +533,8 @@ type RequestOpts struct {
 // power_force when Force is given (a shutdown repeated with --force
 // replaces the pending one) and never clears it. Any request clears a
 // queued suspend (suspend_pending): a suspend is carried out, an
-// unsuspend cancels it, another request replaces it.
+// unsuspend cancels it, another request replaces it — unless the request
+// keeps it (KeepQueuedSuspend).
 func (s *Store) VMRequestWith(ctx context.Context, id int64, allowed []string, to, product string, o RequestOpts, now time.Time) (VM, error) {
 	force := o.Force
 	var vm VM
@@ -587,11 +591,11 @@ func (s *Store) VMRequestWith(ctx context.Context, id int64, allowed []string, t
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE vms SET status = ?, product = ?, held = 0, next_attempt_at = 0,
 			attempts = 0, last_error = '', pending_upid = '', pending_node = '', pending_step = '', step_data = '', step_waits = 0,
-			step_started_at = ?, power_force = ?, suspend_pending = 0,
+			step_started_at = ?, power_force = ?, suspend_pending = CASE WHEN ? THEN suspend_pending ELSE 0 END,
 			suspend_reason = CASE WHEN ? <> '' THEN ? ELSE suspend_reason END,
 			migrate_node = ?, migrate_online = ?, target_node = CASE WHEN ? <> '' THEN '' ELSE target_node END,
 			version = version + 1, updated_at = ? WHERE id = ?`,
-			to, product, ms(now), b2i(force), o.Reason, o.Reason, o.MigrateNode, b2i(o.MigrateOnline), o.MigrateNode,
+			to, product, ms(now), b2i(force), b2i(o.KeepQueuedSuspend), o.Reason, o.Reason, o.MigrateNode, b2i(o.MigrateOnline), o.MigrateNode,
 			ms(now), id); err != nil {
 			return err
 		}
