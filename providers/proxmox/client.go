@@ -21,7 +21,8 @@
 //     retried inside a call: mutations and every other class come back at
 //     once.
 //   - "Not found" (IsNotFound) always means the addressed object (VM, task,
-//     IP set, IP set entry, snapshot) does not exist. An unknown node,
+//     IP set, IP set entry, snapshot, a VM's membership of a pool) does not
+//     exist. An unknown node,
 //     storage or template is never reported as not found: those are
 //     ClassInvalid or ClassStorage, so that "the VM is gone" can be trusted.
 package proxmox
@@ -189,4 +190,31 @@ type Client interface {
 
 	// RRDData reads a VM's RRD statistics (GET …/rrddata).
 	RRDData(ctx context.Context, vm VMRef, timeframe Timeframe, cf ConsolidationFunction) ([]RRDPoint, error)
+
+	// ACL lists the cluster's ACL entries (GET /access/acl): those on paths
+	// where the token may modify permissions, or all with Sys.Audit on
+	// /access.
+	ACL(ctx context.Context) ([]ACLEntry, error)
+
+	// GrantACL adds one entry (PUT /access/acl: path, roles, users|groups|
+	// tokens, propagate). Idempotent. A principal or role that does not
+	// exist gives ClassInvalid with IsUnknownPrincipal / IsUnknownRole.
+	GrantACL(ctx context.Context, e ACLEntry) error
+
+	// RevokeACL removes one entry (PUT /access/acl with delete=1).
+	// Idempotent: removing an entry that is not there succeeds. A principal
+	// or role that no longer exists fails as for GrantACL (PVE dropped its
+	// entries when it was deleted).
+	RevokeACL(ctx context.Context, e ACLEntry) error
+
+	// AddToPool makes the VM a member of pool (PUT /pools with poolid and
+	// vms; PVE before 8.1: PUT /pools/{poolid}). A VM already in that pool
+	// gives ClassAlreadyExists, one in another pool ClassPrecondition, a
+	// pool that does not exist ClassInvalid with IsUnknownPool.
+	AddToPool(ctx context.Context, pool string, vmid int) error
+
+	// RemoveFromPool removes the VM from pool (as AddToPool, with
+	// delete=1). A VM that is not a member gives IsNotFound; a pool that
+	// does not exist IsUnknownPool.
+	RemoveFromPool(ctx context.Context, pool string, vmid int) error
 }

@@ -33,8 +33,8 @@ const (
 	// Retryable; a clone/migrate config lock that never goes away holds the
 	// VM after stale_lock_after (states.staleLock).
 	ClassLocked
-	// ClassNotFound: the addressed VM, task, IP set, entry or snapshot does
-	// not exist. Not retryable (for delete it means done).
+	// ClassNotFound: the addressed VM, task, IP set, entry, snapshot or
+	// pool membership does not exist. Not retryable (for delete it means done).
 	ClassNotFound
 	// ClassAlreadyExists: VMID, IP set, IP set entry or cloud-init drive
 	// already exists. Not retryable (observe: it may be our own earlier try).
@@ -160,6 +160,17 @@ var patterns = []pattern{
 	{regexp.MustCompile(`\bno quorum!`), ClassQuorum},
 	{regexp.MustCompile(`pve cluster filesystem not online\.`), ClassQuorum},
 
+	// Access control: PUT /access/acl and PUT /pools die inside
+	// lock_user_config, which prefixes "ACL update failed: " and "update
+	// pools failed: " (before the Auth patterns: "no such token" here is
+	// about a token named in the ACL request, not pvectl's own).
+	{rePrincipalGone, ClassInvalid},
+	{reRoleGone, ClassInvalid},
+	{rePoolGone, ClassInvalid},
+	{regexp.MustCompile(`update pools failed: VM \d+ is not a pool member$`), ClassNotFound},
+	{regexp.MustCompile(`update pools failed: VM \d+ is already a pool member$`), ClassAlreadyExists},
+	{regexp.MustCompile(`update pools failed: VM \d+ belongs already to pool '[^']*'`), ClassPrecondition},
+
 	// Already exists (before "does not exist"/"not running" style matches).
 	{regexp.MustCompile(`VM \d+ already exists on node '[^']*'`), ClassAlreadyExists},
 	{regexp.MustCompile(`unable to create VM \d+: config file already exists`), ClassAlreadyExists},
@@ -253,6 +264,38 @@ var patterns = []pattern{
 	{regexp.MustCompile(`^Unexpected content for method '[A-Z]+'$`), ClassInvalid},
 	{regexp.MustCompile(`^SSH public key validation error$`), ClassInvalid},
 }
+
+// Access-control messages the suspend steps tell apart (IsUnknownPrincipal,
+// IsUnknownRole, IsUnknownPool): what an ACL or pool request names is gone.
+var (
+	rePrincipalGone = regexp.MustCompile(`ACL update failed: (?:(?:user|group) '[^']*' does not exist|no such user \('[^']*'\)|no such token '[^']*' for user '[^']*')$`)
+	reRoleGone      = regexp.MustCompile(`ACL update failed: role '[^']*' does not exist$`)
+	rePoolGone      = regexp.MustCompile(`update pools failed: pool '[^']*' does not exist$`)
+)
+
+func messageMatches(err error, re *regexp.Regexp) bool {
+	if err == nil {
+		return false
+	}
+	msg := err.Error()
+	var pe *Error
+	if errors.As(err, &pe) {
+		msg = pe.Message
+	}
+	return re.MatchString(strings.TrimRight(msg, "\n"))
+}
+
+// IsUnknownPrincipal reports an ACL request refused because the user,
+// group or token it names does not exist.
+func IsUnknownPrincipal(err error) bool { return messageMatches(err, rePrincipalGone) }
+
+// IsUnknownRole reports an ACL request refused because its role does not
+// exist.
+func IsUnknownRole(err error) bool { return messageMatches(err, reRoleGone) }
+
+// IsUnknownPool reports a pool request refused because the pool does not
+// exist.
+func IsUnknownPool(err error) bool { return messageMatches(err, rePoolGone) }
 
 // ClassifyMessage classifies a PVE message (reason phrase, body message,
 // per-field error or task exit status) without an HTTP status. Messages

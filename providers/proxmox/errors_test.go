@@ -160,6 +160,19 @@ var messageTable = []struct {
 	{"unknown path", 501, "Method 'GET /nodes/pve/foo' not implemented", nil, proxmox.ClassInvalid, false},
 	{"body on delete", 501, "Unexpected content for method 'DELETE'", nil, proxmox.ClassInvalid, false},
 
+	// Access control (pve-access-control PVE::API2::ACL update_acl,
+	// pve-manager PVE::API2::Pool update_pool, both inside lock_user_config).
+	{"acl user gone", 500, "ACL update failed: user 'customer@pve' does not exist", nil, proxmox.ClassInvalid, false},
+	{"acl group gone", 500, "ACL update failed: group 'customers' does not exist", nil, proxmox.ClassInvalid, false},
+	{"acl token user gone", 500, "ACL update failed: no such user ('customer@pve')", nil, proxmox.ClassInvalid, false},
+	{"acl token gone", 500, "ACL update failed: no such token 'cli' for user 'customer@pve'", nil, proxmox.ClassInvalid, false},
+	{"acl role gone", 500, "ACL update failed: role 'CustomerRole' does not exist", nil, proxmox.ClassInvalid, false},
+	{"pool gone", 500, "update pools failed: pool 'customers' does not exist", nil, proxmox.ClassInvalid, false},
+	{"not a pool member", 500, "update pools failed: VM 1000 is not a pool member", nil, proxmox.ClassNotFound, false},
+	{"already a pool member", 500, "update pools failed: VM 1000 is already a pool member", nil, proxmox.ClassAlreadyExists, false},
+	{"in another pool", 500, "update pools failed: VM 1000 belongs already to pool 'other' and 'allow-move' is not set", nil, proxmox.ClassPrecondition, false},
+	{"in another pool (before 8.1)", 500, "update pools failed: VM 1000 belongs already to pool 'other'", nil, proxmox.ClassPrecondition, false},
+
 	// Unrecognised task exit statuses need a person.
 	{"unknown task error", 0, "clone failed: something new", nil, proxmox.ClassUnknown, false},
 }
@@ -393,4 +406,34 @@ func TestTaskFailureReadsTheLog(t *testing.T) {
 			require.Equal(t, tc.detail, pe.Detail)
 		})
 	}
+}
+
+// The access-control predicates the suspend steps use: each matches only
+// its own PVE message.
+func TestAccessPredicates(t *testing.T) {
+	t.Parallel()
+	mk := func(msg string) error {
+		return &proxmox.Error{Class: proxmox.ClassifyHTTP(500, msg, nil), HTTPStatus: 500, Op: "PUT /access/acl", Message: msg}
+	}
+	for _, tc := range []struct {
+		msg                   string
+		principal, role, pool bool
+	}{
+		{"ACL update failed: user 'customer@pve' does not exist", true, false, false},
+		{"ACL update failed: group 'customers' does not exist", true, false, false},
+		{"ACL update failed: no such user ('customer@pve')", true, false, false},
+		{"ACL update failed: no such token 'cli' for user 'customer@pve'", true, false, false},
+		{"ACL update failed: role 'CustomerRole' does not exist", false, true, false},
+		{"update pools failed: pool 'customers' does not exist", false, false, true},
+		{"update pools failed: VM 1000 is not a pool member", false, false, false},
+		{"no such token 'pvectl' for user 'pvectl@pve'", false, false, false}, // pvectl's own token: auth
+		{"storage 'local' does not exist", false, false, false},
+	} {
+		err := mk(tc.msg)
+		require.Equal(t, tc.principal, proxmox.IsUnknownPrincipal(err), tc.msg)
+		require.Equal(t, tc.role, proxmox.IsUnknownRole(err), tc.msg)
+		require.Equal(t, tc.pool, proxmox.IsUnknownPool(err), tc.msg)
+		require.Equal(t, tc.principal, proxmox.IsUnknownPrincipal(fmt.Errorf("wrapped: %w", err)), tc.msg)
+	}
+	require.False(t, proxmox.IsUnknownPrincipal(nil))
 }

@@ -196,6 +196,16 @@ func largeIntCalls() []largeIntCall {
 		}, func(s string) wireWant {
 			return wireWant{Method: "GET", Path: qemu(s, "/rrddata"), Query: url.Values{"timeframe": {"day"}, "cf": {"MAX"}}}
 		}},
+		{"AddToPool", func(ctx context.Context, a *proxmox.Adapter, id int) error {
+			return a.AddToPool(ctx, "cust", id)
+		}, func(s string) wireWant {
+			return wireWant{Method: "PUT", Path: "/api2/json/pools", Body: map[string]any{"poolid": "cust", "vms": s}}
+		}},
+		{"RemoveFromPool", func(ctx context.Context, a *proxmox.Adapter, id int) error {
+			return a.RemoveFromPool(ctx, "cust", id)
+		}, func(s string) wireWant {
+			return wireWant{Method: "PUT", Path: "/api2/json/pools", Body: map[string]any{"poolid": "cust", "vms": s, "delete": num("1")}}
+		}},
 		{"TaskLog", func(ctx context.Context, a *proxmox.Adapter, id int) error {
 			_, err := a.TaskLog(ctx, proxmox.TaskRef{Node: "pve", UPID: wireUPID}, id, id)
 			return err
@@ -222,7 +232,8 @@ func TestWireLargeIntegers(t *testing.T) {
 
 	// The table covers every Client method except those with neither a VMID
 	// nor an integer parameter.
-	noInts := map[string]bool{"ClusterResources": true, "NodeStatus": true, "StorageStatus": true, "TaskStatus": true}
+	noInts := map[string]bool{"ClusterResources": true, "NodeStatus": true, "StorageStatus": true, "TaskStatus": true,
+		"ACL": true, "GrantACL": true, "RevokeACL": true}
 	var want, got []string
 	ct := reflect.TypeOf((*proxmox.Client)(nil)).Elem()
 	for i := range ct.NumMethod() {

@@ -120,6 +120,33 @@ func (r Resource) IsVM() bool { return r.Type == "qemu" }
 // HasTag reports whether the resource carries tag t.
 func (r Resource) HasTag(t string) bool { return hasTag(r.Tags, t) }
 
+// ACL entry types (ACLEntry.Type).
+const (
+	ACLUser  = "user"
+	ACLGroup = "group"
+	ACLToken = "token"
+)
+
+// ACLEntry is one entry of GET /access/acl: role RoleID for a principal
+// on Path. UGID is "user@realm" for a user, the group name (without '@')
+// for a group and "user@realm!token" for a token.
+type ACLEntry struct {
+	Path      string `json:"path"`
+	RoleID    string `json:"roleid"`
+	Type      string `json:"type"` // ACLUser, ACLGroup or ACLToken
+	UGID      string `json:"ugid"`
+	Propagate bool   `json:"propagate"`
+}
+
+// Principal is the entry's principal as PVE writes it in user.cfg and
+// pvectl's config: user@realm, @group or user@realm!token.
+func (e ACLEntry) Principal() string {
+	if e.Type == ACLGroup {
+		return "@" + e.UGID
+	}
+	return e.UGID
+}
+
 // NodeStatus is the part of /nodes/{node}/status pvectl uses.
 type NodeStatus struct {
 	Node        string

@@ -78,6 +78,9 @@ type Cluster struct {
 	// NextIDLower/Upper is the datacenter next-id range (default 100..1000000).
 	NextIDLower int `yaml:"nextid_lower" json:"nextid_lower"`
 	NextIDUpper int `yaml:"nextid_upper" json:"nextid_upper"`
+	// Access seeds users, groups, tokens, roles, pools and ACL entries
+	// (handlers_access.go).
+	Access AccessSpec `yaml:"access" json:"access"`
 }
 
 // DurationSpec sets simulated times.

@@ -24,6 +24,7 @@ import (
 //	POST   /_sim/faults/quorum          {"quorate":false}
 //	GET    /_sim/faults                 FaultState
 //	DELETE /_sim/faults                 clear all faults
+//	GET|POST /_sim/access[/…]           users, groups, pools, ACL (serveAccessControl)
 func (s *Sim) serveControl(w http.ResponseWriter, r *http.Request) {
 	reply := func(code int, v any) {
 		w.Header().Set("Content-Type", "application/json")
@@ -154,6 +155,9 @@ func (s *Sim) serveControl(w http.ResponseWriter, r *http.Request) {
 		s.SetQuorum(body.Quorate)
 		reply(200, s.Faults())
 	default:
+		if s.serveAccessControl(w, r, path) {
+			return
+		}
 		fail(http.StatusNotFound, fmt.Errorf("unknown control endpoint %s %s", r.Method, r.URL.Path))
 	}
 }

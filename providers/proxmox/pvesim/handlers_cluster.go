@@ -67,6 +67,9 @@ func hResources(c *call) (any, *apiError) {
 			if t := m.conf["tags"]; t != "" {
 				e["tags"] = t
 			}
+			if p := s.poolOf(id); p != "" {
+				e["pool"] = p
+			}
 			out = append(out, e)
 		}
 	}

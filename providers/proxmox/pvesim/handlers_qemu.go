@@ -432,6 +432,7 @@ func hDelete(c *call) (any, *apiError) {
 		}
 		s.freeDisks(m)
 		delete(s.vms, m.vmid)
+		s.removeVMAccess(m.vmid) // remove_vm_access, with or without purge
 		return "OK", []string{"Removing image: 100% complete...done."}
 	}
 	return c.spawn(o).upid, nil

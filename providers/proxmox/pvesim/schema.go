@@ -387,6 +387,9 @@ func validCIDR(s string) bool {
 // checkNamedFormat implements the PVE format verifiers pvectl's requests
 // exercise. Formats not listed here are accepted unchecked (docs/simulator.md).
 func checkNamedFormat(format, s string) string {
+	if msg, ok := checkAccessFormat(format, s); ok {
+		return msg
+	}
 	switch format {
 	case "pve-node":
 		if !nodeNameRe.MatchString(s) {

@@ -31,6 +31,7 @@ type Sim struct {
 	requests []Request
 	faults   faults
 	schema   *validator
+	access   *access // user.cfg: handlers_access.go
 }
 
 type node struct {
@@ -208,6 +209,9 @@ func New(c Cluster, opts ...Option) (*Sim, error) {
 		if err := s.addVM(v); err != nil {
 			return nil, err
 		}
+	}
+	if err := s.initAccess(c.Access); err != nil {
+		return nil, err
 	}
 	return s, nil
 }

@@ -59,6 +59,12 @@ var Endpoints = []string{
 	"GET /nodes/{node}/tasks",
 	"GET /nodes/{node}/tasks/{upid}/status",
 	"GET /nodes/{node}/tasks/{upid}/log",
+	"GET /access/acl",
+	"PUT /access/acl",
+	"GET /pools",
+	"PUT /pools",
+	"GET /pools/{poolid}",
+	"PUT /pools/{poolid}",
 }
 
 // indexMax gives the highest n of "key[n]" parameters whose schema
