@@ -24,6 +24,7 @@ import (
 //	pvesim advance DURATION            advance the simulator's clock
 //	pvesim fail-next ENDPOINT N STATUS MESSAGE...
 //	pvesim fail-task TYPE EXITSTATUS...
+//	pvesim stop-vm VMID                stop the VM behind pvectl's back (PVE GUI) and let the task finish
 //	pvesim never-running VMID
 //	pvesim clear-faults
 //	pvesim vms N                       require N VMs (templates excluded)
@@ -33,6 +34,7 @@ import (
 //	pvesim lock VMID [LOCK]            leave a config lock no task removes; no LOCK: unlock
 //	pvesim tasks [TYPE]                print TYPE ID STATUS EXITSTATUS per task
 //	pvesim volumes NODE STORAGE        print a storage's volume ids
+//	pvesim control METHOD PATH [JSON]  call pvesim's control API (/_sim/…), print the reply
 //	subst IN OUT                       copy IN to OUT expanding $VARS
 //	ticks N [STEP]                     N x (advance the simulator and PVECTL_NOW by STEP, default 1m;
 //	                                   pvectl run-task process_vms), output appended to ticks.out
@@ -88,6 +90,26 @@ func pvesimCmd(ts *testscript.TestScript, neg bool, args []string) {
 		id, err := strconv.Atoi(args[1])
 		ts.Check(err)
 		ts.Check(simFor(ts).StartOutOfBand(id))
+	case "stop-vm":
+		// pvesim stop-vm VMID: stop the VM behind pvectl's back (the
+		// customer in the PVE GUI: POST status/stop) and let the qmstop
+		// task finish, advancing the simulator's clock second by second.
+		id, err := strconv.Atoi(args[1])
+		ts.Check(err)
+		sim := simFor(ts)
+		st, ok := sim.VM(id)
+		if !ok {
+			ts.Fatalf("pvesim has no VM %d", id)
+		}
+		task, err := simAdapter(ts).Stop(context.Background(), proxmox.VMRef{Node: st.Node, VMID: id}, proxmox.StopOptions{})
+		ts.Check(err)
+		for i := 0; i < 60; i++ {
+			if t, _ := sim.Task(task.UPID); t.Status == "stopped" {
+				break
+			}
+			sim.Advance(time.Second)
+		}
+		requireTaskOK(ts, sim, task.UPID)
 	case "never-running":
 		id, err := strconv.Atoi(args[1])
 		ts.Check(err)
@@ -219,6 +241,18 @@ func pvesimCmd(ts *testscript.TestScript, neg bool, args []string) {
 		out := ts.Stdout()
 		for _, v := range simFor(ts).StorageContent(args[1], args[2]) {
 			fmt.Fprintln(out, v.VolID)
+		}
+	case "control":
+		// pvesim control METHOD PATH [JSON]: e.g. POST /_sim/access/acl '{…}'
+		// to seed users, pools and ACL entries, GET /_sim/access to look.
+		if len(args) < 3 {
+			ts.Fatalf("usage: pvesim control METHOD PATH [JSON]")
+		}
+		rec := httptest.NewRecorder()
+		simFor(ts).Handler().ServeHTTP(rec, httptest.NewRequest(args[1], args[2], strings.NewReader(strings.Join(args[3:], " "))))
+		ts.Stdout().Write(rec.Body.Bytes())
+		if (rec.Code >= 400) != neg {
+			ts.Fatalf("pvesim control %s %s: %d %s", args[1], args[2], rec.Code, rec.Body.String())
 		}
 	default:
 		ts.Fatalf("unknown pvesim command %q", args[0])
