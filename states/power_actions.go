@@ -3,15 +3,18 @@
 // ready by its request and ending in ready. Every step looks at the VM
 // first (a start of a running VM, a stop of a stopped one is done),
 // commits what it is about to do before it asks PVE (the state, and the
-// reboot's time in the step's memory), and follows its PVE task through
+// reboot's intent in the step's memory), and follows its PVE task through
 // the runner (Task).
 
 package states
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -116,10 +119,16 @@ func rebootTask(_ *Env, vm store.VM) string {
 
 // rebootVM reboots a running VM through PVE (the guest gets stop_timeout
 // to shut down) and is done once the reboot task ended OK. A stopped VM is
-// left to the next step, which starts it. The time of the reboot request
-// is remembered before it is sent: a tick that finds it remembered but no
-// task (killed between the request and recording its task, or the task
-// lost) looks at the guest's uptime instead of rebooting it twice.
+// left to the next step, which starts it.
+//
+// The reboot is sent at most once per request, and PVE's own task list is
+// the evidence that it was sent, never pvectl's clock or the guest's
+// uptime. Before sending, the step commits its intent (RebootAt) together
+// with the qmreboot tasks PVE already had for the VM (rebootBaseline). A
+// tick that finds the intent but no task to follow (killed between the
+// intent and the request, or between the request and recording its task)
+// lists the VM's qmreboot tasks again: a new one is the reboot, and the step
+// follows it; none means the reboot was not sent, and the step sends it.
 func rebootVM(ctx context.Context, env *Env, vm store.VM) Result {
 	if env.TaskDone {
 		return Success() // the reboot, or the fallback's forced stop, ended OK
@@ -142,27 +151,142 @@ func rebootVM(ctx context.Context, env *Env, vm store.VM) Result {
 		}
 		return submit(ctx, env, vm, "forced stop", task, err)
 	}
-	timeout := env.Config.Tasks.ProcessVMs.StopTimeout.D()
+	lister, ok := env.PVE.(proxmox.TaskLister)
+	if !ok {
+		return Permanent(errors.New("the PVE client cannot list tasks, which the reboot needs to send it at most once"))
+	}
 	if mem.RebootAt != nil {
-		waited, _ := since(ctx, env, &vm, &mem, &mem.RebootAt)
-		if st.Uptime > 0 && st.Uptime < waited {
-			return Success() // the guest started again since the reboot was sent
+		task, found, err := sentReboot(ctx, lister, vm, *mem.RebootAt)
+		if err != nil {
+			return fromError("list the VM's reboot tasks", err)
 		}
-		if waited < timeout+time.Minute {
-			return Wait(fmt.Sprintf("reboot sent %s ago; waiting for the guest to start again (uptime %s)",
-				waited.Round(time.Second), st.Uptime.Round(time.Second)))
+		if found {
+			env.Emit(fmt.Sprintf("the reboot was sent before (PVE task %s); following it", task.UPID))
+			return submit(ctx, env, vm, "reboot", task, nil)
 		}
-		return rebootFallback(ctx, env, vm, mem, fmt.Errorf("the guest did not start again within %s of the reboot request", timeout+time.Minute))
+		env.Emit("PVE has no reboot task since the request: the reboot was not sent; sending it")
+	} else {
+		base, err := listRebootBaseline(ctx, lister, vm)
+		if err != nil {
+			return fromError("list the VM's reboot tasks", err)
+		}
+		mem.RebootAt = stamp(env.Now())
+		if err := saveRebootMemory(ctx, env, &vm, mem, base); err != nil {
+			return Retryable(err)
+		}
 	}
-	mem.RebootAt = stamp(env.Now())
-	if err := saveMemory(ctx, env, &vm, mem); err != nil {
-		return Retryable(err)
-	}
-	task, err := env.PVE.Reboot(ctx, ref(vm), proxmox.RebootOptions{Timeout: timeout})
+	task, err := env.PVE.Reboot(ctx, ref(vm), proxmox.RebootOptions{Timeout: env.Config.Tasks.ProcessVMs.StopTimeout.D()})
 	if proxmox.IsNotRunning(err) {
 		return Success() // stopped meanwhile: the next step starts it
 	}
 	return submit(ctx, env, vm, "reboot", task, err)
+}
+
+// rebootBaseline is what PVE's task list held for the VM just before the
+// reboot was sent: the start (PVE's clock, Unix seconds) of its newest
+// qmreboot task (0: none), and the UPIDs of those that started in that
+// second. A qmreboot task of the VM not among them, started then or later,
+// was sent after the intent. PVE's clock on both sides: a skew between
+// pvectl's and PVE's clocks, or a jump of pvectl's, changes nothing.
+type rebootBaseline struct {
+	Since int64    `json:"since"`
+	Known []string `json:"known,omitempty"`
+}
+
+// rebootMemory is the reboot step's memory in step_data: StepMemory's
+// fields and the baseline, written together with RebootAt. (StepMemory
+// does not carry the baseline; a saveMemory after the reboot was followed,
+// such as the fallback's, drops it, and nothing needs it then.)
+type rebootMemory struct {
+	StepMemory
+	RebootBaseline *rebootBaseline `json:"reboot_baseline,omitempty"`
+}
+
+// saveRebootMemory stores mem and base in the VM's step data.
+func saveRebootMemory(ctx context.Context, env *Env, vm *store.VM, mem StepMemory, base rebootBaseline) error {
+	mem.V = stepMemoryVersion
+	b, err := json.Marshal(rebootMemory{StepMemory: mem, RebootBaseline: &base})
+	if err != nil {
+		return err
+	}
+	if err := env.Store.VMSetStepData(ctx, vm.ID, vm.Status, vm.Version, string(b), env.Now()); err != nil {
+		return err
+	}
+	vm.StepData = string(b)
+	return nil
+}
+
+// savedRebootBaseline is the baseline in the VM's step data; nil when none
+// was recorded (intent written by an earlier version of pvectl).
+func savedRebootBaseline(vm store.VM) *rebootBaseline {
+	var m struct {
+		RebootBaseline *rebootBaseline `json:"reboot_baseline"`
+	}
+	if json.Unmarshal([]byte(vm.StepData), &m) != nil {
+		return nil
+	}
+	return m.RebootBaseline
+}
+
+// listRebootBaseline reads the VM's qmreboot tasks before the reboot is sent.
+func listRebootBaseline(ctx context.Context, lister proxmox.TaskLister, vm store.VM) (rebootBaseline, error) {
+	tasks, err := lister.Tasks(ctx, vm.Node, proxmox.TaskFilter{VMID: vm.VMID, Type: rebootTaskType})
+	if err != nil {
+		return rebootBaseline{}, err
+	}
+	var base rebootBaseline
+	for _, t := range tasks {
+		switch s := t.StartTime.Unix(); {
+		case s > base.Since:
+			base = rebootBaseline{Since: s, Known: []string{t.Task.UPID}}
+		case s == base.Since:
+			base.Known = append(base.Known, t.Task.UPID)
+		}
+	}
+	return base, nil
+}
+
+// rebootTaskType is PVE's task type of a reboot.
+const rebootTaskType = "qmreboot"
+
+// rebootClockSkew is how far pvectl's clock may have run ahead of PVE's
+// when an intent without a baseline (written by an earlier version) was
+// recorded: a qmreboot task that started that much before RebootAt still
+// counts as sent after it.
+const rebootClockSkew = 2 * time.Minute
+
+// sentReboot looks in PVE's task list for the reboot sent after the intent
+// recorded at (pvectl's clock): a qmreboot task of the VM that is not in
+// the baseline, the oldest such if there are several.
+func sentReboot(ctx context.Context, lister proxmox.TaskLister, vm store.VM, at time.Time) (proxmox.TaskRef, bool, error) {
+	f := proxmox.TaskFilter{VMID: vm.VMID, Type: rebootTaskType}
+	base := savedRebootBaseline(vm)
+	switch {
+	case base == nil:
+		f.Since = at.Add(-rebootClockSkew)
+	case base.Since > 0:
+		f.Since = time.Unix(base.Since, 0)
+	}
+	tasks, err := lister.Tasks(ctx, vm.Node, f)
+	if err != nil {
+		return proxmox.TaskRef{}, false, err
+	}
+	var found *proxmox.TaskEntry
+	for i, t := range tasks {
+		if t.Type != rebootTaskType || t.ID != strconv.Itoa(vm.VMID) || t.StartTime.Before(f.Since) {
+			continue
+		}
+		if base != nil && slices.Contains(base.Known, t.Task.UPID) {
+			continue
+		}
+		if found == nil || t.StartTime.Before(found.StartTime) {
+			found = &tasks[i]
+		}
+	}
+	if found == nil {
+		return proxmox.TaskRef{}, false, nil
+	}
+	return found.Task, true, nil
 }
 
 // rebootTaskError: a reboot task that ended with an error (the guest

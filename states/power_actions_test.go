@@ -1,6 +1,8 @@
 package states_test
 
 import (
+	"context"
+	"errors"
 	"strconv"
 	"testing"
 	"time"
@@ -104,9 +106,10 @@ func TestRebootFallsBackWhenGuestIgnoresACPI(t *testing.T) {
 	}
 }
 
-// Killed between the reboot request and recording its task: the reboot's
-// time was committed first, so the next ticks see the guest restarted
-// (uptime) and never send a second reboot.
+// An intent written by an earlier version of pvectl (the reboot's time, no
+// baseline of PVE's reboot tasks), killed between the reboot request and
+// recording its task: the next ticks find the qmreboot task PVE started
+// since then and follow it, never sending a second reboot.
 func TestRebootAfterKillIsNotSentTwice(t *testing.T) {
 	t.Parallel()
 	r := newRig(t, false)
@@ -124,6 +127,7 @@ func TestRebootAfterKillIsNotSentTwice(t *testing.T) {
 	require.Equal(t, 1, r.tasksOf(vm.VMID, "qmreboot", since), out)
 	require.Zero(t, r.tasksOf(vm.VMID, "qmstop", since), out)
 	require.Contains(t, out, "Reboot VM  power_reboot → power_rebooted  success")
+	require.Contains(t, out, "the reboot was sent before (PVE task UPID:pve1:")
 }
 
 // shutdown without --force of a guest that ignores ACPI: given up after
@@ -148,5 +152,111 @@ func TestShutdownForcesOnlyWithForce(t *testing.T) {
 			require.Zero(t, r.tasksOf(vm.VMID, "qmstop", since), out)
 			require.Contains(t, out, "skip (gave up: guest still running")
 		}
+	}
+}
+
+// errKilled stands for the tick's process dying inside the reboot request.
+var errKilled = errors.New("killed")
+
+// killedAtReboot is the PVE client of a tick killed at the reboot request:
+// before it reached PVE (sent false), or after PVE started the task but
+// before the tick recorded it (sent true).
+type killedAtReboot struct {
+	proxmox.Client
+	sent bool
+}
+
+func (k killedAtReboot) Reboot(ctx context.Context, vm proxmox.VMRef, opts proxmox.RebootOptions) (proxmox.TaskRef, error) {
+	if k.sent {
+		if _, err := k.Client.Reboot(ctx, vm, opts); err != nil {
+			return proxmox.TaskRef{}, err
+		}
+	}
+	return proxmox.TaskRef{}, errKilled
+}
+
+func (k killedAtReboot) Tasks(ctx context.Context, node string, f proxmox.TaskFilter) ([]proxmox.TaskEntry, error) {
+	return k.Client.(proxmox.TaskLister).Tasks(ctx, node, f)
+}
+
+// A tick killed in the reboot step, after it committed its intent: PVE's
+// task list, not pvectl's clock or the guest's uptime, decides whether the
+// reboot was sent. Not sent: the next tick sends it, once, even when
+// pvectl's clock jumped ahead meanwhile (which the guest's uptime read as
+// rebooted). Sent: the next tick follows PVE's task and sends no second one,
+// even when pvectl's clock runs an hour ahead of PVE's, or an earlier reboot
+// is in PVE's list. A found task that failed (the guest ignores ACPI) still
+// falls back to a forced stop and a start.
+func TestRebootKilledBetweenIntentAndTask(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name    string
+		sent    bool
+		earlier bool          // a reboot done before this request: in PVE's list already
+		ahead   time.Duration // pvectl's clock ahead of PVE's from the request on
+		jump    time.Duration // pvectl's clock jumps ahead after the killed tick
+		ignore  bool          // the guest ignores ACPI: the reboot task fails
+		found   string        // what the tick after the kill says
+	}{
+		{name: "not sent, clock jumped ahead", jump: time.Hour, found: "the reboot was not sent; sending it"},
+		{name: "not sent, earlier reboot listed", earlier: true, found: "the reboot was not sent; sending it"},
+		{name: "not sent, clock ahead of PVE", ahead: time.Hour, found: "the reboot was not sent; sending it"},
+		{name: "sent", sent: true, found: "the reboot was sent before (PVE task UPID:pve1:"},
+		{name: "sent, clock jumped ahead", sent: true, jump: time.Hour, found: "the reboot was sent before"},
+		{name: "sent, clock ahead of PVE", sent: true, ahead: time.Hour, found: "the reboot was sent before"},
+		{name: "sent, clock behind PVE", sent: true, ahead: -time.Hour, found: "the reboot was sent before"},
+		{name: "sent, earlier reboot listed", sent: true, earlier: true, found: "the reboot was sent before"},
+		{name: "sent, guest ignores ACPI", sent: true, ignore: true, found: "the reboot was sent before"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			r := newRig(t, false)
+			vm := r.deployed("k1", "small")
+			if tc.earlier {
+				r.power(vm, states.ActionReboot, false)
+				r.until(vm.ID, states.Ready, 10)
+				require.Equal(t, 1, r.tasksOf(vm.VMID, "qmreboot", time.Time{}))
+			}
+			before := r.tasksOf(vm.VMID, "qmreboot", time.Time{})
+			r.clk.T = r.clk.T.Add(tc.ahead)
+			if tc.ignore {
+				r.sim.FailTask(pvesim.TaskFault{Type: "qmreboot", ExitStatus: "VM quit/powerdown failed - got timeout", Count: 1})
+			}
+			r.power(vm, states.ActionReboot, false)
+
+			// The killed tick: the step runs with a client that dies in the
+			// reboot request; nothing of its result is ever applied.
+			r.clk.T = r.clk.T.Add(20 * time.Second)
+			r.sim.Advance(20 * time.Second)
+			step, ok := states.PowerRebootTable().StepFrom(states.PowerReboot)
+			require.True(t, ok)
+			env := *r.env
+			env.PVE = killedAtReboot{Client: r.pve, sent: tc.sent}
+			res := step.Call(r.ctx, &env, r.get(vm.ID))
+			require.ErrorIs(t, res.Err, errKilled)
+			cur := r.get(vm.ID)
+			require.Equal(t, string(states.PowerReboot), cur.Status)
+			require.Contains(t, cur.StepData, `"reboot_at"`, "the intent was committed before the request")
+			require.Empty(t, cur.PendingUPID)
+			sent := 0
+			if tc.sent {
+				sent = 1
+			}
+			require.Equal(t, before+sent, r.tasksOf(vm.VMID, "qmreboot", time.Time{}))
+
+			r.clk.T = r.clk.T.Add(tc.jump)
+			out := r.run(vm.ID, states.Ready, 10, 20*time.Second)
+			require.Equal(t, before+1, r.tasksOf(vm.VMID, "qmreboot", time.Time{}), "exactly one reboot per request\n%s", out)
+			require.Equal(t, string(states.Ready), r.get(vm.ID).Status, out)
+			require.Contains(t, out, tc.found)
+			require.Equal(t, "running", r.pveStatus(vm.VMID))
+			if tc.ignore {
+				require.Contains(t, out, "falling back to a forced stop, then a start")
+				require.Equal(t, 1, r.tasksOf(vm.VMID, "qmstop", time.Time{}), out)
+			} else {
+				require.Contains(t, out, "Reboot VM  power_reboot → power_rebooted  success")
+				require.Zero(t, r.tasksOf(vm.VMID, "qmstop", time.Time{}), out)
+			}
+		})
 	}
 }

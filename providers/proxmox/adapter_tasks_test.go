@@ -64,3 +64,65 @@ func TestContractTaskStatusAndLog(t *testing.T) {
 	_, err = b.c.TaskLog(b.ctx, ref, 0, 0)
 	requireClass(t, proxmox.ClassTransient, err)
 }
+
+// The task list: filtered by VMID, type and start time (PVE's clock), with
+// running tasks included (source=all), newest first.
+func TestContractTaskList(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	lister, ok := b.c.(proxmox.TaskLister)
+	require.True(t, ok, "the adapter lists tasks")
+	for _, id := range []int{101, 102} {
+		b.must(t)(b.c.Clone(b.ctx, proxmox.CloneRequest{Source: template, NewID: id, Mode: proxmox.CloneLinked}))
+		b.must(t)(b.c.Start(b.ctx, proxmox.VMRef{Node: "pve1", VMID: id}, proxmox.StartOptions{}))
+	}
+	vm := proxmox.VMRef{Node: "pve1", VMID: 101}
+	first := b.must(t)(b.c.Reboot(b.ctx, vm, proxmox.RebootOptions{}))
+	b.must(t)(b.c.Reboot(b.ctx, proxmox.VMRef{Node: "pve1", VMID: 102}, proxmox.RebootOptions{}))
+	b.sim.Advance(time.Minute)
+	second, err := b.c.Reboot(b.ctx, vm, proxmox.RebootOptions{}) // still running when listed
+	require.NoError(t, err)
+
+	list, err := lister.Tasks(b.ctx, "pve1", proxmox.TaskFilter{VMID: 101, Type: "qmreboot"})
+	require.NoError(t, err)
+	require.Len(t, list, 2)
+	require.Equal(t, second, list[0].Task)
+	require.True(t, list[0].Running())
+	require.True(t, list[0].EndTime.IsZero())
+	require.Equal(t, first.Task, list[1].Task)
+	require.Equal(t, "OK", list[1].Status)
+	require.False(t, list[1].Running())
+	require.Equal(t, "qmreboot", list[1].Type)
+	require.Equal(t, "101", list[1].ID)
+	require.Equal(t, pvesim.DefaultTokenID, list[1].User)
+	require.Equal(t, first.StartTime, list[1].StartTime)
+	require.False(t, list[1].EndTime.Before(list[1].StartTime))
+
+	// since is PVE's starttime, inclusive.
+	list, err = lister.Tasks(b.ctx, "pve1", proxmox.TaskFilter{VMID: 101, Type: "qmreboot", Since: list[0].StartTime})
+	require.NoError(t, err)
+	require.Len(t, list, 1)
+	require.Equal(t, second, list[0].Task)
+	list, err = lister.Tasks(b.ctx, "pve1", proxmox.TaskFilter{VMID: 101, Type: "qmreboot", Since: list[0].StartTime.Add(time.Second)})
+	require.NoError(t, err)
+	require.Empty(t, list)
+
+	// No type filter: the VM's clone is listed under the template's VMID
+	// (qmclone's id is the source), its start and reboots under its own.
+	list, err = lister.Tasks(b.ctx, "pve1", proxmox.TaskFilter{VMID: 101})
+	require.NoError(t, err)
+	var types []string
+	for _, e := range list {
+		types = append(types, e.Type)
+	}
+	require.Equal(t, []string{"qmreboot", "qmreboot", "qmstart"}, types)
+	list, err = lister.Tasks(b.ctx, "pve1", proxmox.TaskFilter{Limit: 1})
+	require.NoError(t, err)
+	require.Len(t, list, 1)
+
+	_, err = lister.Tasks(b.ctx, "", proxmox.TaskFilter{})
+	requireClass(t, proxmox.ClassInvalid, err)
+	require.NoError(t, b.sim.SetNodeOffline("pve1", true))
+	_, err = lister.Tasks(b.ctx, "pve1", proxmox.TaskFilter{VMID: 101})
+	requireClass(t, proxmox.ClassTransient, err)
+}

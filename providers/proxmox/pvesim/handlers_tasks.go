@@ -1,5 +1,7 @@
 package pvesim
 
+import "strings"
+
 // ---- tasks ----
 
 func (c *call) task() (*task, *apiError) {
@@ -73,6 +75,17 @@ func hTaskList(c *call) (any, *apiError) {
 			continue
 		}
 		if tf := c.str("typefilter"); tf != "" && tf != t.typ {
+			continue
+		}
+		// Tasks.pm node_tasks: "starttime < since" and "starttime > until"
+		// are left out; userfilter is a case-insensitive substring.
+		if c.has("since") && t.start.Unix() < int64(c.int("since")) {
+			continue
+		}
+		if c.has("until") && t.start.Unix() > int64(c.int("until")) {
+			continue
+		}
+		if uf := c.str("userfilter"); uf != "" && !strings.Contains(strings.ToLower(t.user), strings.ToLower(uf)) {
 			continue
 		}
 		switch c.str("source") {
