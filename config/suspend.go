@@ -21,7 +21,8 @@ type Suspend struct {
 func (s Suspend) RevokeAccessOn() bool { return s.RevokeAccess == nil || *s.RevokeAccess }
 
 // principalRe: user@realm, @group, or user@realm!token, as PVE writes them.
-var principalRe = regexp.MustCompile(`^(@[A-Za-z0-9._-]+|[^\s:/@!]+@[A-Za-z0-9._-]+(![A-Za-z][A-Za-z0-9._-]*)?)$`)
+// PVE's token ids are at least two characters (pve-tokenid: [A-Za-z][A-Za-z0-9.\-_]+).
+var principalRe = regexp.MustCompile(`^(@[A-Za-z0-9._-]+|[^\s:/@!]+@[A-Za-z0-9._-]+(![A-Za-z][A-Za-z0-9._-]+)?)$`)
 
 func (c *Config) validateSuspend() []error {
 	var errs []error

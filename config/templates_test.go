@@ -73,6 +73,8 @@ func TestSuspendKeepAccess(t *testing.T) {
 	c, err = config.Parse("pvectl.yaml", []byte(minimal+"suspend:\n  revoke_access: false\n"))
 	require.NoError(t, err)
 	require.False(t, c.Suspend.RevokeAccessOn())
-	_, err = config.Parse("pvectl.yaml", []byte(minimal+"suspend:\n  keep_access: [admin]\n"))
-	require.ErrorContains(t, err, `suspend.keep_access: entry 0 "admin" is not a PVE principal; valid: user@realm, @group or user@realm!token`)
+	for _, bad := range []string{"admin", "'admin@pam!x'", "'@'", "'a b@pam'"} {
+		_, err = config.Parse("pvectl.yaml", []byte(minimal+"suspend:\n  keep_access: ["+bad+"]\n"))
+		require.ErrorContains(t, err, `suspend.keep_access: entry 0 "`+strings.Trim(bad, "'")+`" is not a PVE principal; valid: user@realm, @group or user@realm!token`)
+	}
 }

@@ -526,7 +526,7 @@ func (e *Engine) Suspend(ctx context.Context, ref, reason string) (Result, error
 }
 
 // Unsuspend undoes a suspend: from any suspend state the VM goes to
-// unsuspend and the ticks restore onboot and tags and start it. A queued
+// unsuspend and the ticks restore access, onboot and tags and start it. A queued
 // suspend is cancelled instead. An unsuspend under way, or a VM that is
 // not suspended, changes nothing.
 func (e *Engine) Unsuspend(ctx context.Context, ref string) (Result, error) {

@@ -147,7 +147,7 @@ as it is (exit 0).`,
 					fmt.Fprintln(w, n)
 				}
 			default:
-				fmt.Fprintf(w, "VM %s: status unsuspend; the next ticks restore onboot and tags and start it\n", res.VM.ServiceID)
+				fmt.Fprintf(w, "VM %s: status unsuspend; the next ticks restore access, onboot and tags and start it\n", res.VM.ServiceID)
 			}
 			return nil
 		},
