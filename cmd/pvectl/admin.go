@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"strings"
 
@@ -22,12 +23,9 @@ DNS, stop the VM once, apply CPU/RAM/disks/network/firewall (skipping what did n
 change; disks never shrink) and start it once.`,
 		Args: exactArgs(1, "a VM (service id or hostname)"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			e, closeFn, err := g.openWritable(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer closeFn()
-			res, err := e.ChangePackage(cmd.Context(), args[0], productName)
+			res, err := g.request(cmd, func(ctx context.Context, e *engine.Engine) (engine.Result, error) {
+				return e.ChangePackage(ctx, args[0], productName)
+			})
 			if err != nil {
 				return err
 			}
@@ -59,12 +57,9 @@ verify it is gone, and only then release its IPs and VMID (state remove). If the
 fails, the VM goes to error_terminate and keeps its IPs; see pvectl reset-status.`,
 		Args: exactArgs(1, "a VM (service id or hostname)"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			e, closeFn, err := g.openEngine(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer closeFn()
-			res, err := e.Terminate(cmd.Context(), args[0])
+			res, err := g.request(cmd, func(ctx context.Context, e *engine.Engine) (engine.Result, error) {
+				return e.Terminate(ctx, args[0])
+			})
 			if err != nil {
 				return err
 			}
@@ -98,12 +93,9 @@ gets the template it has now. Hostname and DNS records stay.
 Asks for confirmation unless --yes.`,
 		Args: exactArgs(1, "a VM (service id or hostname)"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			e, closeFn, err := g.openEngine(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer closeFn()
-			res, err := e.Reinstall(cmd.Context(), args[0], engine.Reinstall{PasswordFile: passwordFile, Template: template, Ask: ask(cmd, yes)})
+			res, err := g.request(cmd, func(ctx context.Context, e *engine.Engine) (engine.Result, error) {
+				return e.Reinstall(ctx, args[0], engine.Reinstall{PasswordFile: passwordFile, Template: template, Ask: ask(cmd, yes)})
+			})
 			if err != nil {
 				return err
 			}
@@ -132,12 +124,9 @@ when the VM is long gone. For a VM in error_terminate its IPs become free for ne
 so make sure the VM really is gone first. Asks for confirmation unless --yes.`,
 		Args: exactArgs(1, "a VM (service id or hostname)"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			e, closeFn, err := g.openEngine(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer closeFn()
-			res, err := e.DeleteRecord(cmd.Context(), args[0], force, ask(cmd, yes))
+			res, err := g.request(cmd, func(ctx context.Context, e *engine.Engine) (engine.Result, error) {
+				return e.DeleteRecord(ctx, args[0], force, ask(cmd, yes))
+			})
 			if err != nil {
 				return err
 			}
@@ -176,12 +165,9 @@ func newResetStatusCmd(g *globals) *cobra.Command {
 			if _, err := engine.ResetTarget(args[1]); err != nil {
 				return err
 			}
-			e, closeFn, err := g.openEngine(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer closeFn()
-			res, err := e.ResetStatus(cmd.Context(), args[0], args[1], ask(cmd, yes))
+			res, err := g.request(cmd, func(ctx context.Context, e *engine.Engine) (engine.Result, error) {
+				return e.ResetStatus(ctx, args[0], args[1], ask(cmd, yes))
+			})
 			if err != nil {
 				return err
 			}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -168,12 +169,9 @@ its records from that pipeline, and DNS-dirty records are retried in the backgro
 Nothing is sent to the DNS servers here.`,
 		Args: exactArgs(1, "a VM (service id or hostname)"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			e, closeFn, err := g.openEngine(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer closeFn()
-			res, err := e.SyncDNS(cmd.Context(), args[0])
+			res, err := g.request(cmd, func(ctx context.Context, e *engine.Engine) (engine.Result, error) {
+				return e.SyncDNS(ctx, args[0])
+			})
 			if errors.Is(err, engine.ErrConflict) {
 				return failure{err} // exit 1: nothing was refused, someone else moved the VM
 			}

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"context"
 	"fmt"
 
+	"github.com/pvectl/pvectl/engine"
 	"github.com/spf13/cobra"
 )
 
@@ -21,15 +23,9 @@ DNS-dirty and process_vms retries. A new name while a rename is under way replac
 the same name again changes nothing.`,
 		Args: exactArgs(2, "a VM (service id or hostname) and the new hostname"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			e, closeFn, err := g.openEngine(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer closeFn()
-			res, err := e.SetHostname(cmd.Context(), args[0], args[1])
-			for _, w := range res.Warnings {
-				fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s\n", w)
-			}
+			res, err := g.request(cmd, func(ctx context.Context, e *engine.Engine) (engine.Result, error) {
+				return e.SetHostname(ctx, args[0], args[1])
+			})
 			if err != nil {
 				return err
 			}

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"context"
 	"fmt"
 
+	"github.com/pvectl/pvectl/engine"
 	"github.com/pvectl/pvectl/states"
 	"github.com/spf13/cobra"
 )
@@ -46,12 +48,9 @@ Allowed only for a ready VM (exit 2 otherwise). While the same action is pending
 request changes nothing; another power action is refused (exit 2) until it is done.`,
 			Args: exactArgs(1, "a VM (service id or hostname)"),
 			RunE: func(cmd *cobra.Command, args []string) error {
-				e, closeFn, err := g.openEngine(cmd.Context())
-				if err != nil {
-					return err
-				}
-				defer closeFn()
-				res, err := e.Power(cmd.Context(), args[0], s.action, force)
+				res, err := g.request(cmd, func(ctx context.Context, e *engine.Engine) (engine.Result, error) {
+					return e.Power(ctx, args[0], s.action, force)
+				})
 				if err != nil {
 					return err
 				}
@@ -90,12 +89,9 @@ A VM still deploying (or in another pipeline that ends in ready) gets the suspen
 it is carried out once the VM is ready. Repeating the request changes nothing.`,
 		Args: exactArgs(1, "a VM (service id or hostname)"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			e, closeFn, err := g.openEngine(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer closeFn()
-			res, err := e.Suspend(cmd.Context(), args[0], reason)
+			res, err := g.request(cmd, func(ctx context.Context, e *engine.Engine) (engine.Result, error) {
+				return e.Suspend(ctx, args[0], reason)
+			})
 			if err != nil {
 				return err
 			}
@@ -129,12 +125,9 @@ ticks restore onboot and the tags as they were before the suspend and start the 
 as it is (exit 0).`,
 		Args: exactArgs(1, "a VM (service id or hostname)"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			e, closeFn, err := g.openEngine(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer closeFn()
-			res, err := e.Unsuspend(cmd.Context(), args[0])
+			res, err := g.request(cmd, func(ctx context.Context, e *engine.Engine) (engine.Result, error) {
+				return e.Unsuspend(ctx, args[0])
+			})
 			if err != nil {
 				return err
 			}
@@ -170,12 +163,9 @@ without --online (exit 2): stop it first (pvectl vm stop) or ask with --online. 
 already on NODE is left where it is. The same request again changes nothing.`,
 		Args: exactArgs(1, "a VM (service id or hostname)"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			e, closeFn, err := g.openEngine(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer closeFn()
-			res, err := e.Migrate(cmd.Context(), args[0], node, online)
+			res, err := g.request(cmd, func(ctx context.Context, e *engine.Engine) (engine.Result, error) {
+				return e.Migrate(ctx, args[0], node, online)
+			})
 			if err != nil {
 				return err
 			}

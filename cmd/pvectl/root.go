@@ -247,6 +247,23 @@ func (g *globals) openWritable(ctx context.Context) (*engine.Engine, func(), err
 	return e, closeFn, nil
 }
 
+// request runs one request of the request API (vm terminate, suspend,
+// reset-status, …): it opens the engine writable (a read-only state
+// directory fails before anything is asked), runs call, prints the
+// result's warnings on stderr and closes the store.
+func (g *globals) request(cmd *cobra.Command, call func(ctx context.Context, e *engine.Engine) (engine.Result, error)) (engine.Result, error) {
+	e, closeFn, err := g.openWritable(cmd.Context())
+	if err != nil {
+		return engine.Result{}, err
+	}
+	defer closeFn()
+	res, err := call(cmd.Context(), e)
+	for _, w := range res.Warnings {
+		fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s\n", w)
+	}
+	return res, err
+}
+
 // withVM opens the engine, finds the VM named by ref (service id or
 // hostname; unknown = exit 2) and runs fn with both.
 func (g *globals) withVM(ctx context.Context, ref string, fn func(e *engine.Engine, vm engine.VM) error) error {

@@ -369,12 +369,9 @@ you fixed the cause, or end a retry backoff early. The VM stays at its step; the
 tick runs that step again. Nothing is sent to Proxmox here.`,
 		Args: exactArgs(1, "a VM (service id or hostname)"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			e, closeFn, err := g.openEngine(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer closeFn()
-			res, err := e.Retry(cmd.Context(), args[0])
+			res, err := g.request(cmd, func(ctx context.Context, e *engine.Engine) (engine.Result, error) {
+				return e.Retry(ctx, args[0])
+			})
 			if err != nil {
 				return err
 			}
