@@ -148,7 +148,7 @@ func TestLockHeld(t *testing.T) {
 	require.Equal(t, "creation", h.get(vm.ID).Status)
 	last, err := h.st.TaskRunLast(h.ctx)
 	require.NoError(t, err)
-	require.Empty(t, last, "a skipped task records no run")
+	require.NotContains(t, last, "process_vms", "a skipped task records no run")
 
 	h.out.Reset()
 	err = h.e.RunTask(h.ctx, processVMsTask(t))
