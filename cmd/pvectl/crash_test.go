@@ -33,7 +33,9 @@ import (
 // record, no leaked disk and nothing rejected by the schema validation.
 // Then half the fleet changes package and half terminates under kills
 // (crashChangeAndTerminate), and the rest goes through power actions,
-// suspend and unsuspend under kills (crashPowerAndSuspend, issue 11).
+// suspend and unsuspend under kills (crashPowerAndSuspend, issue 11);
+// then the VMs left ready are migrated, live and offline, there and back,
+// under kills (crashMigrate, issue 11).
 //
 // The kill instants come from a seeded RNG; the seed is logged, and
 // PVECTL_CRASH_SEED=N replays a run's kill schedule (the exact interleaving
@@ -265,6 +267,7 @@ func TestCrashKill9(t *testing.T) {
 
 	crashChangeAndTerminate(t, dir, sim, rng, nextNow, crashKills)
 	crashPowerAndSuspend(t, dir, sim, rng, nextNow, crashKills)
+	crashMigrate(t, dir, sim, rng, nextNow, crashKills)
 }
 
 // crashChangeAndTerminate is the crash test of issue 6 on the deployed
