@@ -61,6 +61,20 @@ func migrateVM(ctx context.Context, env *Env, vm store.VM) Result {
 	if vm.Node == target {
 		return Skip("already on node " + target)
 	}
+	// The step resolves only the VM's location: its config is read here,
+	// after the pending task was followed, and a VM gone from the node it
+	// was just found on has been moved by its migration, which ended
+	// between the two reads: look again, never hold it.
+	if env.VMConfig.Values == nil {
+		cfg, err := env.PVE.VMConfig(ctx, ref(vm))
+		if proxmox.IsNotFound(err) {
+			return Wait(fmt.Sprintf("VM %d is not on %s any more (its migration just ended?); looking again next tick", vm.VMID, vm.Node))
+		}
+		if err != nil {
+			return fromError("read config", err)
+		}
+		env.VMConfig = cfg
+	}
 	if env.VMConfig.Lock() == "migrate" {
 		if res := staleLock(ctx, env, &vm, "migrate"); res != nil {
 			return *res
@@ -68,6 +82,9 @@ func migrateVM(ctx context.Context, env *Env, vm store.VM) Result {
 		return Wait("migration in progress (VM locked: migrate)")
 	}
 	st, err := readStatus(ctx, env, vm)
+	if proxmox.IsNotFound(err) {
+		return Wait(fmt.Sprintf("VM %d is not on %s any more (moved?); looking again next tick", vm.VMID, vm.Node))
+	}
 	if err != nil {
 		return fromError("read VM status", err)
 	}

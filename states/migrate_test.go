@@ -1,11 +1,13 @@
 package states_test
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/pvectl/pvectl/providers/proxmox"
+	"github.com/pvectl/pvectl/providers/proxmox/pvesim"
 	"github.com/pvectl/pvectl/states"
 	"github.com/pvectl/pvectl/store"
 	"github.com/stretchr/testify/require"
@@ -139,4 +141,39 @@ func TestMigrateTargetNodeDown(t *testing.T) {
 	got = r.get(vm2.ID)
 	require.True(t, got.Held)
 	require.Contains(t, got.LastError, "node pve9 is not in the cluster")
+}
+
+// A migration that ends between the tick's location read (the VM still on
+// its old node) and its config read makes PVE answer 404 for the config:
+// the VM has moved, it is not gone. The step looks again instead of
+// holding the VM, with its task recorded and with the task's UPID lost to
+// a kill (the VM locked by a migration pvectl did not record).
+func TestMigrateConfigGoneMidMigration(t *testing.T) {
+	t.Parallel()
+	for _, lost := range []bool{false, true} {
+		r := newRig(t, false)
+		vm := r.deployed("m6", "small")
+		since := r.clk.Now()
+		r.migrate(vm, "pve2", true)
+		out := r.tick(time.Second)
+		require.Contains(t, out, "live migrate to pve2", "lost %v", lost)
+		got := r.get(vm.ID)
+		require.NotEmpty(t, got.PendingUPID)
+		if lost {
+			require.NoError(t, r.st.VMSetPendingTask(r.ctx, got.ID, got.Status, got.Version, "", "", "", r.clk.Now()))
+		}
+		r.sim.FailNext(pvesim.FailNext{Endpoint: "GET /nodes/{node}/qemu/{vmid}/config", Node: "pve1", VMID: vm.VMID,
+			Status: 500, Message: fmt.Sprintf("Configuration file 'nodes/pve1/qemu-server/%d.conf' does not exist", vm.VMID)})
+		out = r.tick(time.Second)
+		got = r.get(vm.ID)
+		require.False(t, got.Held, "lost %v: held: %s\n%s", lost, got.LastError, out)
+		out = r.run(vm.ID, states.Ready, 10, 20*time.Second)
+		got = r.get(vm.ID)
+		require.Equal(t, string(states.Ready), got.Status, "lost %v: %s", lost, out)
+		require.Equal(t, "pve2", got.Node)
+		st, _ := r.sim.VM(vm.VMID)
+		require.Equal(t, "pve2", st.Node)
+		require.Equal(t, "running", st.Status)
+		require.Equal(t, 1, r.tasksOf(vm.VMID, "qmigrate", since), "lost %v", lost)
+	}
 }

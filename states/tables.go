@@ -172,7 +172,7 @@ func UnsuspendTable() *Pipeline {
 func MigrateTable() *Pipeline {
 	return MustPipeline("migrate", Migrate, []Step{
 		{From: Migrate, To: MigrateMoved, Label: "Migrate VM", Heavy: true, Run: migrateVM,
-			Needs: NeedProduct | NeedConfig, Task: follows("migrate")},
+			Needs: NeedProduct | NeedLocation, Task: follows("migrate")},
 		{From: MigrateMoved, To: Ready, Label: "Verify IP set and firewall", Run: verifyFirewallAfterMigrate,
 			Needs: NeedProduct | NeedLocation},
 	})
