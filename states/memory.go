@@ -25,6 +25,10 @@ type StepMemory struct {
 	// RebootAt is when the reboot was requested (power_reboot), written
 	// before the request is sent.
 	RebootAt *time.Time `json:"reboot_at,omitempty"`
+	// RebootBaseline is what PVE's task list held for the VM just before
+	// the reboot was sent, written with RebootAt (nil: intent written by an
+	// earlier version of pvectl).
+	RebootBaseline *RebootBaseline `json:"reboot_baseline,omitempty"`
 	// LockSince is when the step first saw a lock no pvectl task holds (staleLock).
 	LockSince *time.Time `json:"lock_since,omitempty"`
 	// Backups are the terminate's backup deletions, by volume ID.
@@ -109,7 +113,7 @@ func decodeStepMemory(data string) (m StepMemory, legacy bool) {
 
 // encode renders the memory for step_data; nothing remembered is "".
 func (m StepMemory) encode() string {
-	if m.ShutdownAt == nil && m.StopAt == nil && m.RebootAt == nil && m.LockSince == nil && len(m.Backups) == 0 {
+	if m.ShutdownAt == nil && m.StopAt == nil && m.RebootAt == nil && m.RebootBaseline == nil && m.LockSince == nil && len(m.Backups) == 0 {
 		return ""
 	}
 	m.V = stepMemoryVersion

@@ -10,7 +10,6 @@ package states
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -151,12 +150,8 @@ func rebootVM(ctx context.Context, env *Env, vm store.VM) Result {
 		}
 		return submit(ctx, env, vm, "forced stop", task, err)
 	}
-	lister, ok := env.PVE.(proxmox.TaskLister)
-	if !ok {
-		return Permanent(errors.New("the PVE client cannot list tasks, which the reboot needs to send it at most once"))
-	}
 	if mem.RebootAt != nil {
-		task, found, err := sentReboot(ctx, lister, vm, *mem.RebootAt)
+		task, found, err := sentReboot(ctx, env.PVE, vm, mem)
 		if err != nil {
 			return fromError("list the VM's reboot tasks", err)
 		}
@@ -166,12 +161,12 @@ func rebootVM(ctx context.Context, env *Env, vm store.VM) Result {
 		}
 		env.Emit("PVE has no reboot task since the request: the reboot was not sent; sending it")
 	} else {
-		base, err := listRebootBaseline(ctx, lister, vm)
+		base, err := listRebootBaseline(ctx, env.PVE, vm)
 		if err != nil {
 			return fromError("list the VM's reboot tasks", err)
 		}
-		mem.RebootAt = stamp(env.Now())
-		if err := saveRebootMemory(ctx, env, &vm, mem, base); err != nil {
+		mem.RebootAt, mem.RebootBaseline = stamp(env.Now()), &base
+		if err := saveMemory(ctx, env, &vm, mem); err != nil {
 			return Retryable(err)
 		}
 	}
@@ -182,63 +177,28 @@ func rebootVM(ctx context.Context, env *Env, vm store.VM) Result {
 	return submit(ctx, env, vm, "reboot", task, err)
 }
 
-// rebootBaseline is what PVE's task list held for the VM just before the
+// RebootBaseline is what PVE's task list held for the VM just before the
 // reboot was sent: the start (PVE's clock, Unix seconds) of its newest
 // qmreboot task (0: none), and the UPIDs of those that started in that
 // second. A qmreboot task of the VM not among them, started then or later,
 // was sent after the intent. PVE's clock on both sides: a skew between
 // pvectl's and PVE's clocks, or a jump of pvectl's, changes nothing.
-type rebootBaseline struct {
+type RebootBaseline struct {
 	Since int64    `json:"since"`
 	Known []string `json:"known,omitempty"`
 }
 
-// rebootMemory is the reboot step's memory in step_data: StepMemory's
-// fields and the baseline, written together with RebootAt. (StepMemory
-// does not carry the baseline; a saveMemory after the reboot was followed,
-// such as the fallback's, drops it, and nothing needs it then.)
-type rebootMemory struct {
-	StepMemory
-	RebootBaseline *rebootBaseline `json:"reboot_baseline,omitempty"`
-}
-
-// saveRebootMemory stores mem and base in the VM's step data.
-func saveRebootMemory(ctx context.Context, env *Env, vm *store.VM, mem StepMemory, base rebootBaseline) error {
-	mem.V = stepMemoryVersion
-	b, err := json.Marshal(rebootMemory{StepMemory: mem, RebootBaseline: &base})
-	if err != nil {
-		return err
-	}
-	if err := env.Store.VMSetStepData(ctx, vm.ID, vm.Status, vm.Version, string(b), env.Now()); err != nil {
-		return err
-	}
-	vm.StepData = string(b)
-	return nil
-}
-
-// savedRebootBaseline is the baseline in the VM's step data; nil when none
-// was recorded (intent written by an earlier version of pvectl).
-func savedRebootBaseline(vm store.VM) *rebootBaseline {
-	var m struct {
-		RebootBaseline *rebootBaseline `json:"reboot_baseline"`
-	}
-	if json.Unmarshal([]byte(vm.StepData), &m) != nil {
-		return nil
-	}
-	return m.RebootBaseline
-}
-
 // listRebootBaseline reads the VM's qmreboot tasks before the reboot is sent.
-func listRebootBaseline(ctx context.Context, lister proxmox.TaskLister, vm store.VM) (rebootBaseline, error) {
-	tasks, err := lister.Tasks(ctx, vm.Node, proxmox.TaskFilter{VMID: vm.VMID, Type: rebootTaskType})
+func listRebootBaseline(ctx context.Context, pve proxmox.Client, vm store.VM) (RebootBaseline, error) {
+	tasks, err := pve.Tasks(ctx, vm.Node, proxmox.TaskFilter{VMID: vm.VMID, Type: rebootTaskType})
 	if err != nil {
-		return rebootBaseline{}, err
+		return RebootBaseline{}, err
 	}
-	var base rebootBaseline
+	var base RebootBaseline
 	for _, t := range tasks {
 		switch s := t.StartTime.Unix(); {
 		case s > base.Since:
-			base = rebootBaseline{Since: s, Known: []string{t.Task.UPID}}
+			base = RebootBaseline{Since: s, Known: []string{t.Task.UPID}}
 		case s == base.Since:
 			base.Known = append(base.Known, t.Task.UPID)
 		}
@@ -256,18 +216,18 @@ const rebootTaskType = "qmreboot"
 const rebootClockSkew = 2 * time.Minute
 
 // sentReboot looks in PVE's task list for the reboot sent after the intent
-// recorded at (pvectl's clock): a qmreboot task of the VM that is not in
+// recorded in mem (pvectl's clock): a qmreboot task of the VM that is not in
 // the baseline, the oldest such if there are several.
-func sentReboot(ctx context.Context, lister proxmox.TaskLister, vm store.VM, at time.Time) (proxmox.TaskRef, bool, error) {
+func sentReboot(ctx context.Context, pve proxmox.Client, vm store.VM, mem StepMemory) (proxmox.TaskRef, bool, error) {
 	f := proxmox.TaskFilter{VMID: vm.VMID, Type: rebootTaskType}
-	base := savedRebootBaseline(vm)
+	base := mem.RebootBaseline
 	switch {
 	case base == nil:
-		f.Since = at.Add(-rebootClockSkew)
+		f.Since = mem.RebootAt.Add(-rebootClockSkew)
 	case base.Since > 0:
 		f.Since = time.Unix(base.Since, 0)
 	}
-	tasks, err := lister.Tasks(ctx, vm.Node, f)
+	tasks, err := pve.Tasks(ctx, vm.Node, f)
 	if err != nil {
 		return proxmox.TaskRef{}, false, err
 	}

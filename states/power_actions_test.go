@@ -175,10 +175,6 @@ func (k killedAtReboot) Reboot(ctx context.Context, vm proxmox.VMRef, opts proxm
 	return proxmox.TaskRef{}, errKilled
 }
 
-func (k killedAtReboot) Tasks(ctx context.Context, node string, f proxmox.TaskFilter) ([]proxmox.TaskEntry, error) {
-	return k.Client.(proxmox.TaskLister).Tasks(ctx, node, f)
-}
-
 // A tick killed in the reboot step, after it committed its intent: PVE's
 // task list, not pvectl's clock or the guest's uptime, decides whether the
 // reboot was sent. Not sent: the next tick sends it, once, even when

@@ -115,19 +115,7 @@ type TaskEntry struct {
 // Running reports whether the task had not ended when it was listed.
 func (e TaskEntry) Running() bool { return e.Status == "RUNNING" }
 
-// TaskLister lists a node's tasks. The Adapter implements it; a Client
-// that does not cannot show what PVE already started.
-type TaskLister interface {
-	// Tasks lists the node's tasks that match f, newest first as PVE lists
-	// them, running ones and recently finished ones included (source=all:
-	// PVE's default, the archive, leaves out running tasks and may not yet
-	// hold one that just ended).
-	Tasks(ctx context.Context, node string, f TaskFilter) ([]TaskEntry, error)
-}
-
-var _ TaskLister = (*Adapter)(nil)
-
-// Tasks implements TaskLister.
+// Tasks implements Client.
 func (a *Adapter) Tasks(ctx context.Context, node string, f TaskFilter) ([]TaskEntry, error) {
 	if node == "" {
 		return nil, errorf(ClassInvalid, "tasks", "task list needs a node")

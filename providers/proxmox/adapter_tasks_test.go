@@ -70,8 +70,7 @@ func TestContractTaskStatusAndLog(t *testing.T) {
 func TestContractTaskList(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	lister, ok := b.c.(proxmox.TaskLister)
-	require.True(t, ok, "the adapter lists tasks")
+	lister := b.c
 	for _, id := range []int{101, 102} {
 		b.must(t)(b.c.Clone(b.ctx, proxmox.CloneRequest{Source: template, NewID: id, Mode: proxmox.CloneLinked}))
 		b.must(t)(b.c.Start(b.ctx, proxmox.VMRef{Node: "pve1", VMID: id}, proxmox.StartOptions{}))

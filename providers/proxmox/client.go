@@ -125,6 +125,13 @@ type Client interface {
 	// 0-based line start, at most limit lines (0 = PVE's default of 50).
 	TaskLog(ctx context.Context, task TaskRef, start, limit int) ([]TaskLogLine, error)
 
+	// Tasks lists the node's tasks that match f (GET /nodes/{node}/tasks),
+	// newest first as PVE lists them, running ones and recently finished
+	// ones included (source=all: PVE's default, the archive, leaves out
+	// running tasks and may not yet hold one that just ended). A token
+	// without Sys.Audit on the node sees only its own tasks.
+	Tasks(ctx context.Context, node string, f TaskFilter) ([]TaskEntry, error)
+
 	// FirewallOptions reads the VM's firewall options. Keys PVE does not
 	// report are nil (PVE's default applies).
 	FirewallOptions(ctx context.Context, vm VMRef) (FirewallOptions, error)

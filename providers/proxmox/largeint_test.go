@@ -93,6 +93,12 @@ func largeIntCalls() []largeIntCall {
 		}, func(s string) wireWant {
 			return wireWant{Method: "POST", Path: qemu(s, "/status/start"), Body: map[string]any{"timeout": num(s)}}
 		}},
+		{"Tasks", func(ctx context.Context, a *proxmox.Adapter, id int) error {
+			_, err := a.Tasks(ctx, "pve", proxmox.TaskFilter{VMID: id, Type: "qmreboot", Limit: id})
+			return err
+		}, func(s string) wireWant {
+			return wireWant{Method: "GET", Path: "/api2/json/nodes/pve/tasks", Query: url.Values{"source": {"all"}, "vmid": {s}, "typefilter": {"qmreboot"}, "limit": {s}}}
+		}},
 		{"Reboot", func(ctx context.Context, a *proxmox.Adapter, id int) error {
 			return task(a.Reboot(ctx, vmOf(id), proxmox.RebootOptions{Timeout: secs(id)}))
 		}, func(s string) wireWant {
