@@ -145,7 +145,7 @@ func PowerRebootTable() *Pipeline {
 func SuspendTable() *Pipeline {
 	return MustPipeline("suspend", Suspend, []Step{
 		{From: Suspend, To: SuspendStopped, Label: "Stop VM", Run: stopForSuspend, Needs: NeedLocation},
-		{From: SuspendStopped, To: Suspended, Label: "Disable onboot, tag suspended, revoke access", Run: markSuspended,
+		{From: SuspendStopped, To: Suspended, Label: "Mark suspended, revoke access", Run: markSuspended,
 			Needs: NeedLocation | NeedConfig},
 	})
 }
@@ -154,7 +154,7 @@ func SuspendTable() *Pipeline {
 // as they were, then the VM is started and back at ready.
 func UnsuspendTable() *Pipeline {
 	return MustPipeline("unsuspend", Unsuspend, []Step{
-		{From: Unsuspend, To: UnsuspendRestored, Label: "Restore access, onboot and tags", Run: restoreSuspended,
+		{From: Unsuspend, To: UnsuspendRestored, Label: "Restore access, onboot, tags", Run: restoreSuspended,
 			Needs: NeedLocation | NeedConfig},
 		{From: UnsuspendRestored, To: Ready, Label: "Start VM", Run: startVM,
 			Needs: NeedLocation, Task: follows("start"), OnTaskError: startTaskError},
