@@ -50,11 +50,8 @@ func TestSignedUpdateTCPFallbackStaysSigned_regression(t *testing.T) {
 		_ = w.WriteMsg(m)
 	})
 
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	require.NoError(t, err)
+	pc, ln := listenUDPAndTCP(t)
 	addr := pc.LocalAddr().String()
-	ln, err := net.Listen("tcp", addr)
-	require.NoError(t, err)
 	secrets := map[string]string{keyName: secret}
 	accept := func(mdns.Header) mdns.MsgAcceptAction { return mdns.MsgAccept }
 	udp := &mdns.Server{PacketConn: pc, Handler: handler, TsigSecret: secrets, MsgAcceptFunc: accept}
@@ -68,9 +65,29 @@ func TestSignedUpdateTCPFallbackStaysSigned_regression(t *testing.T) {
 	u.Timeout = 2 * time.Second
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	err = u.Publish(ctx, dns.Record{Zone: "example.test", Name: "vm1.example.test", Type: "A", Value: "192.0.2.10"})
+	err := u.Publish(ctx, dns.Record{Zone: "example.test", Name: "vm1.example.test", Type: "A", Value: "192.0.2.10"})
 	require.EqualValues(t, 1, udpSigned.Load(), "the UDP attempt is signed correctly (key and secret match)")
 	require.NoError(t, err, "the TCP retry of a signed update must still be signed")
 	require.EqualValues(t, 0, tcpUnsigned.Load(), "TCP retry was sent without its TSIG")
 	require.EqualValues(t, 1, tcpSigned.Load())
+}
+
+// listenUDPAndTCP listens on one loopback port for both UDP and TCP, as a
+// DNS server does. The kernel picks a free UDP port; its TCP twin may be
+// taken by another test's connection, so another port is tried then.
+func listenUDPAndTCP(t *testing.T) (net.PacketConn, net.Listener) {
+	t.Helper()
+	var lastErr error
+	for range 50 {
+		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+		require.NoError(t, err)
+		ln, err := net.Listen("tcp", pc.LocalAddr().String())
+		if err == nil {
+			return pc, ln
+		}
+		lastErr = err
+		_ = pc.Close()
+	}
+	require.NoError(t, lastErr, "no loopback port free for both UDP and TCP")
+	return nil, nil
 }
