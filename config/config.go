@@ -34,6 +34,7 @@ type Config struct {
 	DNS       DNS                `yaml:"dns"`
 	Tasks     Tasks              `yaml:"tasks"`
 	Suspend   Suspend            `yaml:"suspend"`
+	Backups   Backups            `yaml:"backups"`
 	// IPQuarantine keeps a freed address out of the pools this long, so no
 	// new VM gets it while resolvers still cache its old records. Unset:
 	// dns.ttl when DNS zones are configured, else 0. 0 turns it off.
@@ -99,6 +100,8 @@ type Product struct {
 	SnapshotLifetimeDays int `yaml:"snapshot_lifetime_days" valid:"0 (keep) or more"`
 	// BackupQuota: how many backups a VM may keep; 0 disables backups.
 	BackupQuota int `yaml:"backup_quota" valid:"0 (no backups) or more"`
+	// BackupStorage is where the product's backups go; "" = backups.storage.
+	BackupStorage string `yaml:"backup_storage"`
 }
 
 // Template is the VM a product is cloned from.

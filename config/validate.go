@@ -82,6 +82,7 @@ func (c *Config) applyDefaults() {
 		p.normalizeTemplates()
 		c.Products[name] = p
 	}
+	c.defaultBackups()
 	if c.DNS.Timeout == 0 {
 		c.DNS.Timeout = Duration(DefaultDNSTimeout)
 	}
@@ -171,6 +172,7 @@ func (c *Config) validate() error {
 	}
 
 	errs = append(errs, c.validateSuspend()...)
+	errs = append(errs, c.validateBackups()...)
 
 	// ip_pools
 	names := map[string]bool{}
