@@ -1,6 +1,7 @@
 package states_test
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -11,16 +12,21 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// configPuts returns the parameters of every PUT/POST …/config sent for vmid.
-func (r *rig) configPuts(vmid int) []map[string]string {
+// sentParams returns the parameters of every request sent with one of
+// methods to a path ending in suffix.
+func (r *rig) sentParams(suffix string, methods ...string) []map[string]string {
 	var out []map[string]string
-	suffix := "/qemu/" + strconv.Itoa(vmid) + "/config"
 	for _, q := range r.sim.Requests() {
-		if (q.Method == "PUT" || q.Method == "POST") && strings.HasSuffix(q.Path, suffix) {
+		if slices.Contains(methods, q.Method) && strings.HasSuffix(q.Path, suffix) {
 			out = append(out, q.Params)
 		}
 	}
 	return out
+}
+
+// configPuts returns the parameters of every PUT/POST …/config sent for vmid.
+func (r *rig) configPuts(vmid int) []map[string]string {
+	return r.sentParams("/qemu/"+strconv.Itoa(vmid)+"/config", "PUT", "POST")
 }
 
 // vm set-hostname renames the VM in PVE (name and description, marker

@@ -2,7 +2,6 @@ package states_test
 
 import (
 	"fmt"
-	"strings"
 	"testing"
 	"time"
 
@@ -21,15 +20,7 @@ func (r *rig) migrate(vm store.VM, node string, online bool) {
 }
 
 // migrateParams returns the parameters of every POST …/migrate sent.
-func (r *rig) migrateParams() []map[string]string {
-	var out []map[string]string
-	for _, q := range r.sim.Requests() {
-		if q.Method == "POST" && strings.HasSuffix(q.Path, "/migrate") {
-			out = append(out, q.Params)
-		}
-	}
-	return out
-}
+func (r *rig) migrateParams() []map[string]string { return r.sentParams("/migrate", "POST") }
 
 // A stopped VM is migrated offline: one qmigrate task, the record's node
 // and target follow, the IP set and firewall options are still there.
