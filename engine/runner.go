@@ -60,6 +60,7 @@ func (e *Engine) ProcessVMs(ctx context.Context) (Summary, error) {
 	e.RetryDNS(ctx) // DNS-dirty VMs in any state, with backoff; never fails the pass
 	e.keepSuspended(ctx)
 	e.startQueuedSuspends(ctx)
+	e.startQueuedBackups(ctx) // backups of ready/suspended VMs: quota rotation, then vzdump
 	now := e.Clock.Now()
 	vms, err := e.Store.VMsDue(ctx, now, finalStates())
 	if err != nil {
@@ -82,6 +83,7 @@ func (e *Engine) ProcessVMs(ctx context.Context) (Summary, error) {
 	env = e.safetyNet(env)
 	opts := e.Config.Tasks.ProcessVMs
 	r := &runPass{e: e, env: env, heavy: newNodeLimiter(opts.HeavyPerNode, pending, e.Pipelines)}
+	e.countBackupsHeavy(ctx, r.heavy) // a running vzdump is a heavy task on its node
 
 	work := make(chan store.VM)
 	var wg sync.WaitGroup
@@ -143,6 +145,9 @@ func (r *runPass) count(f func(*Summary)) {
 // does not complete.
 func (r *runPass) advance(ctx context.Context, vm store.VM, n int) {
 	r.count(func(s *Summary) { s.Processed++ })
+	if r.waitForBackup(ctx, vm) {
+		return // a backup's PVE task is in flight on the VM: no step runs
+	}
 	e := r.e
 	var runID int64
 	result, finished := RunSuccess, false
