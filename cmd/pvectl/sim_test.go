@@ -37,7 +37,8 @@ import (
 //	pvesim control METHOD PATH [JSON]  call pvesim's control API (/_sim/…), print the reply
 //	subst IN OUT                       copy IN to OUT expanding $VARS
 //	ticks N [STEP]                     N x (advance the simulator and PVECTL_NOW by STEP, default 1m;
-//	                                   pvectl run-task process_vms), output appended to ticks.out
+//	                                   pvectl run-task process_vms, or the pvectl arguments in
+//	                                   $TICKS_RUN, e.g. env TICKS_RUN=tick), output appended to ticks.out
 var sims sync.Map // work dir -> *pvesim.Sim
 
 func simFor(ts *testscript.TestScript) *pvesim.Sim {
@@ -284,7 +285,11 @@ func ticksCmd(ts *testscript.TestScript, neg bool, args []string) {
 		now = now.Add(step)
 		ts.Setenv("PVECTL_NOW", now.Format(time.RFC3339))
 		sim.Advance(step)
-		err = ts.Exec("pvectl", "run-task", "process_vms")
+		run := []string{"run-task", "process_vms"}
+		if v := ts.Getenv("TICKS_RUN"); v != "" {
+			run = strings.Fields(v)
+		}
+		err = ts.Exec("pvectl", run...)
 		fmt.Fprintf(f, "## tick %s\n%s%s", now.Format(time.RFC3339), ts.ReadFile("stdout"), ts.ReadFile("stderr"))
 		if err != nil {
 			ts.Fatalf("tick at %s failed: %v", now, err)
