@@ -198,26 +198,27 @@ func findVMNear(ctx context.Context, env *Env, vm store.VM) (proxmox.Resource, b
 	return findVM(ctx, env, vm.VMID)
 }
 
-// locate finds the VM in the cluster and records its node if it moved. A
-// missing VM is a permanent error: the record says it exists.
-func locate(ctx context.Context, env *Env, vm *store.VM) *Result {
+// locate finds the VM in the cluster and records its node if it moved,
+// and returns the config lock PVE shows on it ("" when none). A missing VM
+// is a permanent error: the record says it exists.
+func locate(ctx context.Context, env *Env, vm *store.VM) (lock string, res *Result) {
 	r, ok, err := findVMNear(ctx, env, *vm)
 	if err != nil {
 		res := fromError("find VM in cluster", err)
-		return &res
+		return "", &res
 	}
 	if !ok {
 		res := Permanent(fmt.Errorf("VM %d is not in the cluster; if it was removed by hand, use pvectl reset-status", vm.VMID))
-		return &res
+		return "", &res
 	}
 	if r.Node != vm.Node {
 		if err := env.Store.VMSetNode(ctx, vm.ID, vm.Status, vm.Version, r.Node, env.Now()); err != nil {
 			res := Retryable(err)
-			return &res
+			return "", &res
 		}
 		vm.Node = r.Node
 	}
-	return nil
+	return r.Lock, nil
 }
 
 // staleLock holds the VM when a config lock has blocked its step for

@@ -29,6 +29,12 @@ type StepMemory struct {
 	// the reboot was sent, written with RebootAt (nil: intent written by an
 	// earlier version of pvectl).
 	RebootBaseline *RebootBaseline `json:"reboot_baseline,omitempty"`
+	// RestoreAt is when the restore of the archive was requested (restore
+	// table), written with RestoreBaseline before the request is sent.
+	RestoreAt *time.Time `json:"restore_at,omitempty"`
+	// RestoreBaseline is what PVE's task list held for the VM's qmrestore
+	// tasks just before the restore was sent.
+	RestoreBaseline *RebootBaseline `json:"restore_baseline,omitempty"`
 	// LockSince is when the step first saw a lock no pvectl task holds (staleLock).
 	LockSince *time.Time `json:"lock_since,omitempty"`
 	// Backups are the terminate's backup deletions, by volume ID.
@@ -113,7 +119,8 @@ func decodeStepMemory(data string) (m StepMemory, legacy bool) {
 
 // encode renders the memory for step_data; nothing remembered is "".
 func (m StepMemory) encode() string {
-	if m.ShutdownAt == nil && m.StopAt == nil && m.RebootAt == nil && m.RebootBaseline == nil && m.LockSince == nil && len(m.Backups) == 0 {
+	if m.ShutdownAt == nil && m.StopAt == nil && m.RebootAt == nil && m.RebootBaseline == nil &&
+		m.RestoreAt == nil && m.RestoreBaseline == nil && m.LockSince == nil && len(m.Backups) == 0 {
 		return ""
 	}
 	m.V = stepMemoryVersion

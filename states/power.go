@@ -173,7 +173,8 @@ func verifyRunning(ctx context.Context, env *Env, vm store.VM) Result {
 
 // verifyRunningAfterChange waits for the guest like verifyRunning, then
 // frees the addresses the change took away and emits the "upgraded"
-// notification event (change-package).
+// notification event (change-package), or "backup restored" when the
+// change re-applied the product after a restore (restore_volid).
 func verifyRunningAfterChange(ctx context.Context, env *Env, vm store.VM) Result {
 	return awaitRunning(ctx, env, vm, func(vm store.VM) Result {
 		// The guest runs with its new addresses: the ones taken away are
@@ -183,6 +184,10 @@ func verifyRunningAfterChange(ctx context.Context, env *Env, vm store.VM) Result
 			if err := freeTakenAddresses(ctx, env, vm, CPStart); err != nil {
 				return Retryable(err)
 			}
+		}
+		if vm.RestoreVolid != "" {
+			env.Emit(fmt.Sprintf("event: backup restored — %s from %s", vm.Hostname, vm.RestoreVolid))
+			return Success()
 		}
 		env.Emit(fmt.Sprintf("event: upgraded — %s now runs product %s (package changed)", vm.Hostname, vm.Product))
 		return Success()

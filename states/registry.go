@@ -4,5 +4,5 @@ package states
 func Pipelines() Registry {
 	return Registry{Deploy(), ChangePackageTable(), TerminateTable(), ReinstallTable(), DNSRecords(),
 		PowerStartTable(), PowerStopTable(), PowerShutdownTable(), PowerRebootTable(),
-		SuspendTable(), UnsuspendTable(), MigrateTable(), SetHostnameTable()}
+		SuspendTable(), UnsuspendTable(), MigrateTable(), SetHostnameTable(), RestoreTable()}
 }

@@ -145,6 +145,15 @@ func SetHostnameFrom() []State { return []State{Ready, SetHostname, HostnameRena
 // MigrateFrom are the states a migrate request (vm migrate) is accepted from.
 func MigrateFrom() []State { return []State{Ready} }
 
+// RestoreFrom are the states a backup restore (backup restore) is
+// accepted from.
+func RestoreFrom() []State { return []State{Ready} }
+
+// Restoring reports whether s is a state of the restore table (restore,
+// restore_stopped, restore_snapshots_removed): the restore_backup task
+// drives them; process_vms leaves them alone.
+func Restoring(s State) bool { return s != Ready && slices.Contains(RestoreTable().States(), s) }
+
 // RequestSets names each request's source set, for CheckRequestSets and
 // the docs.
 func RequestSets() map[string][]State {
@@ -162,6 +171,7 @@ func RequestSets() map[string][]State {
 		"vm unsuspend":    UnsuspendFrom(),
 		"vm migrate":      MigrateFrom(),
 		"vm set-hostname": SetHostnameFrom(),
+		"backup restore":  RestoreFrom(),
 	}
 }
 

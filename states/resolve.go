@@ -3,6 +3,7 @@ package states
 import (
 	"context"
 	"errors"
+	"slices"
 
 	"github.com/pvectl/pvectl/providers/proxmox"
 	"github.com/pvectl/pvectl/store"
@@ -66,6 +67,16 @@ func (s Step) Call(ctx context.Context, env *Env, vm store.VM) Result {
 	return res
 }
 
+// pveLocks are the config locks of PVE's own jobs on a VM (vzdump, a
+// snapshot, its deletion, a rollback) that every step waits out instead of
+// failing: they end on their own. Clone and migrate locks are the steps'
+// own business (staleLock).
+var pveLocks = []string{"backup", "snapshot", "snapshot-delete", "rollback"}
+
+// WaitsForLock reports whether a step waits while PVE shows this config
+// lock on the VM.
+func WaitsForLock(lock string) bool { return slices.Contains(pveLocks, lock) }
+
 // resolve does steps 2–4 of Call.
 func (s Step) resolve(ctx context.Context, env *Env, vm store.VM) Result {
 	if s.Needs&NeedProduct != 0 {
@@ -81,8 +92,15 @@ func (s Step) resolve(ctx context.Context, env *Env, vm store.VM) Result {
 		}
 	}
 	if s.Needs&(NeedLocation|NeedConfig) != 0 {
-		if res := locate(ctx, env, &vm); res != nil {
+		lock, res := locate(ctx, env, &vm)
+		if res != nil {
 			return *res
+		}
+		// A backup, snapshot or rollback PVE is running on the VM: the
+		// step waits for it, unless its own task (a snapshot deletion) is
+		// what holds the lock.
+		if WaitsForLock(lock) && !pending(vm) {
+			return Wait("PVE lock " + lock)
 		}
 	}
 	if s.Needs&NeedConfig != 0 {

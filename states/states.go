@@ -138,6 +138,20 @@ const (
 	HostnameRenamed State = "hostname_renamed"
 )
 
+// Restore states (pvectl backup restore VM VOLID): the archive is in the
+// record (restore_volid) from the request until the VM is ready again. The
+// restore table hands the VM to the change-package table at its entry
+// (change_package), whose steps re-apply the VM's product and start it.
+const (
+	// Restore: a restore was requested; next, stop the VM (graceful, then forced).
+	Restore State = "restore"
+	// RestoreStopped: the VM is stopped; next, delete its snapshots.
+	RestoreStopped State = "restore_stopped"
+	// RestoreSnapshotsRemoved: the VM has no snapshots; next, restore the
+	// archive over it (then change_package re-applies the product).
+	RestoreSnapshotsRemoved State = "restore_snapshots_removed"
+)
+
 // Power action states: one small table per action, each entered from
 // Ready by its request (pvectl vm start|stop|shutdown|reboot) and ending
 // in Ready. The action a VM is carrying out is its state.
@@ -171,6 +185,7 @@ var all = []State{
 	Suspend, SuspendStopped, Suspended, Unsuspend, UnsuspendRestored,
 	Migrate, MigrateMoved,
 	SetHostname, HostnameRenamed,
+	Restore, RestoreStopped, RestoreSnapshotsRemoved,
 }
 
 // All returns every known state, sorted by name.

@@ -4,7 +4,8 @@
 // product, location and config; the PVE task it follows; whether it runs
 // with the VM stopped: see Step.Call). The step functions live by concern:
 // allocate.go, clone.go, dns.go, disks.go, network.go, cloudinit.go,
-// power.go, power_actions.go, suspend.go, migrate.go, backups.go and destroy.go.
+// power.go, power_actions.go, suspend.go, migrate.go, backups.go, restore.go and
+// destroy.go.
 
 package states
 
@@ -189,5 +190,23 @@ func SetHostnameTable() *Pipeline {
 	return MustPipeline("set_hostname", SetHostname, []Step{
 		{From: SetHostname, To: HostnameRenamed, Label: "Rename VM", Run: renameVM, Needs: NeedConfig},
 		{From: HostnameRenamed, To: Ready, Label: "Move DNS records", Run: resyncDNS},
+	})
+}
+
+// RestoreTable restores a backup over a ready VM (pvectl backup restore VM
+// VOLID): stopped (graceful, then forced after stop_timeout), its snapshots
+// deleted (one per tick), then PVE restores the archive over it (same
+// VMID, force=1, unique=0 so the MAC stays). The VM then goes on in the
+// change-package table at change_package, whose steps re-apply its current
+// product (addresses, IP set, DNS and cloud-init; CPU and RAM; disks grown,
+// never shrunk below the archive's; I/O limits; network; firewall) and
+// start it; its Verify running step emits the "backup restored" event.
+func RestoreTable() *Pipeline {
+	return MustPipeline("restore", Restore, []Step{
+		{From: Restore, To: RestoreStopped, Label: "Stop VM", Run: stopForChange, Needs: NeedLocation},
+		{From: RestoreStopped, To: RestoreSnapshotsRemoved, Label: "Delete snapshots", Run: removeSnapshotsForRestore, Stopped: true,
+			Needs: NeedLocation, Task: snapshotDeleteTask},
+		{From: RestoreSnapshotsRemoved, To: ChangePackage, Label: "Restore backup", Heavy: true, Run: restoreArchive,
+			Needs: NeedLocation, Task: restoreTask, OnTaskError: restoreTaskError},
 	})
 }

@@ -57,16 +57,19 @@ type VM struct {
 	MigrateOnline bool
 	// Template is the name, in the product's templates map, of the
 	// template the VM is cloned from; "" = the product's default.
-	Template  string
-	CreatedAt time.Time
-	UpdatedAt time.Time
+	Template string
+	// RestoreVolid is the backup a pending pvectl backup restore restores
+	// (a PVE volume id), from the request until the VM is ready again.
+	RestoreVolid string
+	CreatedAt    time.Time
+	UpdatedAt    time.Time
 }
 
 const vmColumns = `id, service_id, hostname, product, status, version, requested_node, target_node, node,
 	COALESCE(vmid, 0), pending_upid, pending_node, pending_step, step_waits, step_started_at,
 	attempts, next_attempt_at, held, last_error, COALESCE(idempotency_key, ''), request_digest,
 	ssh_keys, password, dns_dirty, mac, step_data, detached_volume, power_state, power_seen_at, power_force,
-	suspend_reason, suspend_pending, suspend_saved, migrate_node, migrate_online, template, created_at, updated_at`
+	suspend_reason, suspend_pending, suspend_saved, migrate_node, migrate_online, template, restore_volid, created_at, updated_at`
 
 type scanner interface{ Scan(...any) error }
 
@@ -79,7 +82,7 @@ func scanVM(r scanner) (VM, error) {
 		&v.StepWaits, &stepStarted, &v.Attempts, &next, &held, &v.LastError, &v.IdempotencyKey,
 		&v.RequestDigest, &v.SSHKeys, &v.Password, &dirty, &v.MAC, &v.StepData, &v.DetachedVolume,
 		&v.PowerState, &powerSeen, &force, &v.SuspendReason, &suspendPending, &v.SuspendSaved,
-		&v.MigrateNode, &online, &v.Template, &created, &updated)
+		&v.MigrateNode, &online, &v.Template, &v.RestoreVolid, &created, &updated)
 	if err != nil {
 		return VM{}, err
 	}
@@ -324,7 +327,7 @@ func (s *Store) VMApplyStep(ctx context.Context, o Outcome) (VM, error) {
 			args = append(args, ms(o.Now))
 		}
 		moved := b2i(o.ToStatus != o.FromStatus)
-		args = append(args, ms(o.Now), b2i(o.ClearPending), b2i(o.ClearPending), b2i(o.ClearPending), moved, moved)
+		args = append(args, ms(o.Now), b2i(o.ClearPending), b2i(o.ClearPending), b2i(o.ClearPending), moved, o.ToStatus, moved)
 		args = append(args, o.ID, o.FromStatus, o.FromVersion)
 		res, err := tx.ExecContext(ctx, `UPDATE vms SET status = ?, attempts = ?, next_attempt_at = ?,
 			held = ?, last_error = ?, step_waits = ?, step_started_at = `+stepStarted+`, updated_at = ?,
@@ -332,6 +335,7 @@ func (s *Store) VMApplyStep(ctx context.Context, o Outcome) (VM, error) {
 			pending_node = CASE WHEN ? THEN '' ELSE pending_node END,
 			pending_step = CASE WHEN ? THEN '' ELSE pending_step END,
 			step_data = CASE WHEN ? THEN '' ELSE step_data END,
+			restore_volid = CASE WHEN ? = 'ready' THEN '' ELSE restore_volid END,
 			version = version + ?
 			WHERE id = ? AND status = ? AND version = ?`, args...)
 		if err != nil {
@@ -421,7 +425,7 @@ func (s *Store) VMSetStatus(ctx context.Context, id int64, status string, now ti
 func setStatus(ctx context.Context, tx *sql.Tx, id int64, status string, now time.Time) error {
 	res, err := tx.ExecContext(ctx, `UPDATE vms SET status = ?, held = 0, next_attempt_at = 0,
 		attempts = 0, last_error = '', pending_upid = '', pending_node = '', pending_step = '', step_data = '',
-		step_waits = 0, step_started_at = ?, version = version + 1, updated_at = ? WHERE id = ?`,
+		step_waits = 0, step_started_at = ?, restore_volid = '', version = version + 1, updated_at = ? WHERE id = ?`,
 		status, ms(now), ms(now), id)
 	if err != nil {
 		return err
@@ -526,6 +530,9 @@ type RequestOpts struct {
 	// KeepQueuedSuspend: the request does not cancel a queued suspend
 	// (a rename is no reason to forget a billing suspend).
 	KeepQueuedSuspend bool
+	// RestoreVolid is a backup restore's volume (restore_volid); every
+	// other request clears it.
+	RestoreVolid string
 }
 
 // VMRequestWith is VMRequest that also records the request's options in
@@ -594,9 +601,9 @@ func (s *Store) VMRequestWith(ctx context.Context, id int64, allowed []string, t
 			step_started_at = ?, power_force = ?, suspend_pending = CASE WHEN ? THEN suspend_pending ELSE 0 END,
 			suspend_reason = CASE WHEN ? <> '' THEN ? ELSE suspend_reason END,
 			migrate_node = ?, migrate_online = ?, target_node = CASE WHEN ? <> '' THEN '' ELSE target_node END,
-			version = version + 1, updated_at = ? WHERE id = ?`,
+			restore_volid = ?, version = version + 1, updated_at = ? WHERE id = ?`,
 			to, product, ms(now), b2i(force), b2i(o.KeepQueuedSuspend), o.Reason, o.Reason, o.MigrateNode, b2i(o.MigrateOnline), o.MigrateNode,
-			ms(now), id); err != nil {
+			o.RestoreVolid, ms(now), id); err != nil {
 			return err
 		}
 		vm, err = scanVM(tx.QueryRowContext(ctx, `SELECT `+vmColumns+` FROM vms WHERE id = ?`, id))
