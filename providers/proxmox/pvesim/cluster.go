@@ -125,6 +125,17 @@ type StorageSpec struct {
 	Shared   bool     `yaml:"shared" json:"shared"`
 	Disabled bool     `yaml:"disabled" json:"disabled"`
 	Offline  bool     `yaml:"offline" json:"offline"` // "is not online"
+	// PruneBackups is the storage's retention (storage.cfg prune-backups):
+	// "" or "keep-all=1" keeps everything; "keep-last=N" makes vzdump with
+	// remove=1 (PVE's default) prune a guest's older unprotected backups,
+	// and vzdump with remove=0 fail once N unprotected backups exist. Other
+	// keep-* options are not simulated (New rejects them).
+	PruneBackups string `yaml:"prune_backups" json:"prune_backups,omitempty"`
+	// MaxProtectedBackups is storage.cfg max-protected-backups: how many
+	// protected backups a guest may have on this storage (-1 unlimited).
+	// Unset: unlimited for tokens with Datastore.Allocate on the storage,
+	// else 5 (PVE::Storage::get_max_protected_backups).
+	MaxProtectedBackups *int `yaml:"max_protected_backups" json:"max_protected_backups,omitempty"`
 }
 
 // TokenSpec is an API token.

@@ -52,6 +52,11 @@ type TaskFault struct {
 	KeepLock bool `json:"keep_lock,omitempty"`
 	// Hang: the task never finishes.
 	Hang bool `json:"hang,omitempty"`
+	// Log is what the failing worker logs before its final line, e.g. a
+	// vzdump ending "job errors" with "ERROR: Backup of VM 101 failed -
+	// vma_queue_write: write error - No space left on device" (the cause
+	// callers read from the log).
+	Log []string `json:"log,omitempty"`
 }
 
 // FaultState is the set of active faults.

@@ -63,6 +63,7 @@ var handlers = map[string]handlerDef{
 	"GET /nodes/{node}/storage/{storage}/status":              {fn: hStorageStatus, perm: storagePerm("Datastore.Audit")},
 	"GET /nodes/{node}/storage/{storage}/content":             {fn: hContentList, perm: storagePerm("Datastore.Audit")},
 	"GET /nodes/{node}/storage/{storage}/content/{volume}":    {fn: hContentGet, perm: storagePerm("Datastore.Audit")},
+	"PUT /nodes/{node}/storage/{storage}/content/{volume}":    {fn: hContentUpdate},
 	"DELETE /nodes/{node}/storage/{storage}/content/{volume}": {fn: hContentDelete, perm: storagePerm("Datastore.Allocate")},
 
 	// Tasks.

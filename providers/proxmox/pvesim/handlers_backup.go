@@ -3,187 +3,10 @@ package pvesim
 import (
 	"fmt"
 	"regexp"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
 )
-
-// ---- vzdump ----
-
-// vzdumpAuthz is the API-side check of pve-manager API2/VZDump.pm: only the
-// target storage. VM.Backup is checked by the worker (exec_backup).
-func vzdumpAuthz(c *call) *apiError {
-	if st := c.str("storage"); st != "" {
-		return c.check("/storage/"+st, "Datastore.AllocateSpace")
-	}
-	return nil
-}
-
-func hVzdump(c *call) (any, *apiError) {
-	s := c.s
-	nodeName := c.vars["node"]
-	var ids []int
-	all := c.bool("all")
-	if all {
-		for _, id := range sortedVMIDs(s) {
-			if s.vms[id].node == nodeName {
-				ids = append(ids, id)
-			}
-		}
-	} else {
-		for _, f := range vmidListSplit.Split(strings.TrimSpace(c.str("vmid")), -1) {
-			if id, err := strconv.Atoi(f); err == nil {
-				ids = append(ids, id)
-			}
-		}
-		sort.Ints(ids)
-	}
-	if len(ids) == 0 {
-		return nil, serverErr("no guests specified")
-	}
-	if (c.has("notes-template") || c.has("protected")) && !c.has("storage") {
-		field := "notes-template"
-		if !c.has("notes-template") {
-			field = "protected"
-		}
-		return nil, requiresErr(field, "'"+field+"' requires 'storage'")
-	}
-	stName := c.str("storage")
-	if stName == "" {
-		for _, sn := range s.nodes[nodeName].order {
-			if contains(s.nodes[nodeName].storages[sn].content, "backup") {
-				stName = sn
-				break
-			}
-		}
-	}
-	st, msg := s.checkStorage(nodeName, stName, "backup")
-	if msg != "" {
-		return nil, serverErr(msg)
-	}
-	id := ""
-	if len(ids) == 1 {
-		id = strconv.Itoa(ids[0])
-	}
-	o := spawnOpts{typ: "vzdump", id: id, vmids: ids}
-	o.log = []string{"INFO: starting new backup job: vzdump " + c.vzdumpCmdline()}
-
-	// exec_backup: VM.Backup on every listed guest that exists, checked by
-	// the worker before the first backup; with "all" the guests without it
-	// are skipped silently.
-	var permFail string
-	var todo []int
-	for _, vid := range ids {
-		if m := s.vms[vid]; m != nil && !c.can(fmt.Sprintf("/vms/%d", vid), "VM.Backup") {
-			if all {
-				continue
-			}
-			permFail = fmt.Sprintf("Permission check failed (/vms/%d, VM.Backup)", vid)
-			break
-		}
-		todo = append(todo, vid)
-	}
-	if permFail != "" {
-		o.run = errTask(permFail)
-		return c.spawn(o).upid, nil
-	}
-
-	ext := map[string]string{"": ".vma", "0": ".vma", "1": ".vma.lzo", "gzip": ".vma.gz", "lzo": ".vma.lzo", "zstd": ".vma.zst"}[c.str("compress")]
-	dur := s.duration("vzdump")
-	failed := false
-	var cur *vm // the guest being backed up (holding our "backup" lock)
-	var curStart time.Time
-	var t *task // set by each step and by run
-	logf := func(format string, a ...any) { t.log = append(t.log, fmt.Sprintf(format, a...)) }
-	// startGuest is exec_backup_task reaching a guest: the guest's config
-	// lock is taken with set_lock, which fails on a locked guest.
-	startGuest := func(vid int) {
-		logf("INFO: Starting Backup of VM %d (qemu)", vid)
-		m := s.vms[vid]
-		switch {
-		case m == nil || m.node != nodeName:
-			logf("ERROR: Backup of VM %d failed - unable to find VM %d", vid, vid)
-			failed = true
-		case m.conf["lock"] != "":
-			logf("ERROR: Backup of VM %d failed - %s", vid, lockedErr(m))
-			failed = true
-		default:
-			m.conf["lock"] = "backup"
-			cur, curStart = m, s.now()
-		}
-	}
-	release := func() {
-		if cur != nil && cur.conf["lock"] == "backup" {
-			delete(cur.conf, "lock")
-		}
-		cur = nil
-	}
-	finishGuest := func() {
-		if cur == nil {
-			return
-		}
-		m := cur
-		defer release()
-		name := fmt.Sprintf("vzdump-qemu-%d-%s%s", m.vmid, curStart.UTC().Format("2006_01_02-15_04_05"), ext)
-		volid := st.name + ":backup/" + name
-		size := s.vmDisk(m) / 8
-		if size > st.free() {
-			logf("ERROR: Backup of VM %d failed - vma_queue_write: write error - No space left on device", m.vmid)
-			failed = true
-			return
-		}
-		conf := copyMap(m.conf)
-		delete(conf, "lock")
-		notes := c.str("notes-template")
-		for k, v := range map[string]string{"{{guestname}}": m.conf["name"], "{{vmid}}": strconv.Itoa(m.vmid), "{{node}}": nodeName, "{{cluster}}": s.cluster.Name} {
-			notes = strings.ReplaceAll(notes, k, v)
-		}
-		st.volumes[volid] = &volume{volid: volid, format: strings.TrimPrefix(ext, "."), size: size, ctime: curStart.Unix(), vmid: m.vmid, content: "backup",
-			notes: notes, protected: c.bool("protected"), conf: conf}
-		st.used += size
-		logf("INFO: creating vzdump archive '%s'", volumePath(st, st.volumes[volid]))
-		logf("INFO: archive file size: %s", formatSize(size))
-		logf("INFO: Finished Backup of VM %d (00:00:%02d)", m.vmid, int(s.now().Sub(curStart)/time.Second)%60)
-	}
-	// The guests are backed up one after another, each taking an equal
-	// share of the task duration.
-	for i, vid := range todo {
-		o.steps = append(o.steps, spawnStep{after: dur * time.Duration(i) / time.Duration(len(todo)), fn: func(tk *task) {
-			t = tk
-			finishGuest()
-			startGuest(vid)
-		}})
-	}
-	o.run = func() (string, []string) {
-		finishGuest()
-		if failed {
-			return "job errors", []string{"INFO: Backup job finished with errors"}
-		}
-		return "OK", []string{"INFO: Backup job finished successfully"}
-	}
-	// the worker died (TaskFault): drop the backup lock unless told to keep it
-	o.onFail = release
-	tk := c.spawn(o)
-	t = tk
-	return tk.upid, nil
-}
-
-// vzdumpCmdline renders the job like PVE::VZDump::Common::command_line.
-func (c *call) vzdumpCmdline() string {
-	var parts []string
-	if v := c.str("vmid"); v != "" {
-		parts = append(parts, strings.Join(vmidListSplit.Split(strings.TrimSpace(v), -1), " "))
-	}
-	for _, k := range sortedKeys(c.params) {
-		if k == "vmid" || k == "node" {
-			continue
-		}
-		v, _ := scalar(c.params[k])
-		parts = append(parts, "--"+k+" "+v)
-	}
-	return strings.Join(parts, " ")
-}
 
 // ---- create / restore ----
 
@@ -307,29 +130,32 @@ func hCreate(c *call) (any, *apiError) {
 		}
 		return c.spawn(o).upid, nil
 	}
-	if existing != nil {
-		if !c.bool("force") {
-			return nil, serverErr(fmt.Sprintf("unable to restore VM %d - VM %d already exists on node '%s'", vmid, vmid, existing.node))
-		}
-		if existing.running {
-			return nil, serverErr(fmt.Sprintf("unable to restore VM %d - VM %d is running", vmid, vmid))
-		}
-		if existing.node != nodeName {
-			return nil, serverErr(fmt.Sprintf("unable to restore VM %d - VM %d already exists on node '%s'", vmid, vmid, existing.node))
-		}
-	}
+	// $parse_restore_archive: the archive's storage must be configured and
+	// active on this node (activate_volumes), the file must exist
+	// (abs_filesystem_path).
 	stName, _, _ := strings.Cut(archive, ":")
+	if _, msg := s.checkStorage(nodeName, stName, ""); msg != "" {
+		return nil, serverErr(msg)
+	}
 	ast := s.storageOn(nodeName, stName)
-	var backup *volume
-	if ast != nil {
-		backup = ast.volumes[archive]
-	}
+	backup := ast.volumes[archive]
 	if backup == nil || backup.content != "backup" {
-		return nil, serverErr(fmt.Sprintf("volume '%s' does not exist", archive))
+		return nil, serverErr(fmt.Sprintf("can't find file '%s'", archive))
 	}
-	if c.has("storage") {
-		if _, msg := s.checkStorage(nodeName, c.str("storage"), "images"); msg != "" {
-			return nil, serverErr(msg)
+	// create_and_lock_config($vmid, $force) under a 5 s config flock:
+	// check_vmid_unused (unless force), check_lock, then lock "create" is
+	// written before the worker starts. All of it dies synchronously with
+	// "unable to restore VM <vmid> - ".
+	emsg := fmt.Sprintf("unable to restore VM %d - ", vmid)
+	if existing != nil {
+		if s.flockWait(existing, false) > 5*time.Second {
+			return nil, serverErr(emsg + fmt.Sprintf("can't lock file '%s' - got timeout", lockFile(vmid)))
+		}
+		if !c.bool("force") || existing.node != nodeName {
+			return nil, serverErr(emsg + fmt.Sprintf("VM %d already exists on node '%s'", vmid, existing.node))
+		}
+		if existing.conf["lock"] != "" {
+			return nil, serverErr(emsg + lockedErr(existing))
 		}
 	}
 	m := existing
@@ -338,67 +164,159 @@ func hCreate(c *call) (any, *apiError) {
 		s.vms[vmid] = m
 	}
 	o := spawnOpts{typ: "qmrestore", id: strconv.Itoa(vmid), vmids: []int{vmid}, lockVM: m, lock: "create", flockVM: m}
-	if existing != nil && existing.conf["lock"] != "" {
-		o.run = errTask(lockedErr(existing))
-		o.lockVM = nil
-	} else {
-		o.onFail = func() {
-			if existing == nil && s.vms[vmid] == m {
-				s.freeDisks(m)
-				delete(s.vms, vmid)
+	// volumes this restore allocated: restore_destroy_volumes frees them
+	// when it fails
+	var allocated []string
+	notCleaned := fmt.Sprintf("error before or during data restore, some or all disks were not completely restored. VM %d state is NOT cleaned up.", vmid)
+	o.onFail = func() {
+		for _, volid := range allocated {
+			sn, _, _ := strings.Cut(volid, ":")
+			if st := s.storageOn(nodeName, sn); st != nil {
+				st.release(volid)
 			}
 		}
-		o.run = func() (string, []string) {
-			if existing != nil {
-				s.freeDisks(m)
+		// the config stays as it was (for a new VMID: the empty config
+		// create_and_lock_config wrote); only the lock goes
+	}
+	o.run = func() (string, []string) {
+		if m.conf["protection"] == "1" {
+			// check_protection($conf, $emsg) adds its own " - "
+			return emsg + "- protection mode enabled", []string{notCleaned}
+		}
+		if m.running {
+			return emsg + "vm is running", []string{notCleaned}
+		}
+		src := copyMap(backup.conf)
+		lines := []string{"restore vma archive: zstd -q -d -c " + volumePath(ast, backup) + "|vma extract -v -r /var/tmp/vzdumptmp" + strconv.Itoa(vmid) + ".fifo - /var/tmp/vzdumptmp" + strconv.Itoa(vmid)}
+		conf := map[string]string{}
+		inArchive := map[string]bool{}
+		var commented []string
+		for _, k := range sortedKeys(src) {
+			v := src[k]
+			if !diskKeyRe.MatchString(k) {
+				conf[k] = v
+				continue
 			}
-			conf := copyMap(backup.conf)
-			lines := []string{"restore vma archive: zstd -q -d -c " + volumePath(ast, backup)}
-			for _, k := range diskKeys(conf) {
-				if strings.HasPrefix(k, "unused") {
-					delete(conf, k)
+			d := parseDisk(v)
+			switch {
+			case d.storage == "" || d.isCDROM():
+				if d.isCDROM() && strings.Contains(d.volname, "cloudinit") {
+					stName := d.storage
+					if c.has("storage") {
+						stName = c.str("storage")
+					}
+					st, msg := s.checkStorage(nodeName, stName, "images")
+					if msg != "" {
+						return msg, append(lines, notCleaned)
+					}
+					d.storage, d.volname = stName, fmt.Sprintf("vm-%d-cloudinit", vmid)
+					st.volumes[stName+":"+d.volname] = &volume{volid: stName + ":" + d.volname, format: "raw", size: 4 << 20, vmid: vmid, content: "images"}
+					v = d.String()
+				}
+				conf[k] = v
+				continue
+			case contains(d.opts, "backup=0"):
+				// restore_update_config_line: print $outfd "#$line" (it
+				// becomes part of the description)
+				commented = append(commented, k+": "+v)
+				continue
+			}
+			stName := d.storage
+			if c.has("storage") {
+				stName = c.str("storage")
+			}
+			st, msg := s.checkStorage(nodeName, stName, "images")
+			if msg != "" {
+				return msg, append(lines, notCleaned)
+			}
+			d.storage, d.volname = stName, nextDiskName(st, vmid)
+			volid := stName + ":" + d.volname
+			if msg := st.alloc(volid, d.size, vmid, s.now().Unix(), true); msg != "" {
+				return msg, append(lines, notCleaned)
+			}
+			allocated = append(allocated, volid)
+			conf[k] = d.String()
+			inArchive[k] = true
+			lines = append(lines, fmt.Sprintf("new volume ID is '%s'", volid))
+		}
+		if len(commented) > 0 {
+			desc := conf["description"]
+			if desc != "" {
+				desc += "\n"
+			}
+			conf["description"] = desc + strings.Join(commented, "\n")
+		}
+		// restore_update_config_line: a new vmgenid always (unless 0),
+		// new MACs and SMBIOS UUID with unique
+		if g := conf["vmgenid"]; g != "" && g != "0" {
+			conf["vmgenid"] = fakeUUID(uint64(vmid) + uint64(s.now().UnixNano()))
+		}
+		if c.bool("unique") {
+			s.newMACs(conf, vmid)
+			if sm := conf["smbios1"]; sm != "" {
+				conf["smbios1"] = replaceUUID(sm, fakeUUID(uint64(vmid)<<8+uint64(s.now().UnixNano())))
+			}
+		}
+		// restore_cleanup_oldconf: the old VM's disks that the archive
+		// restores are freed, the others are kept (rescan adds them as
+		// unused); "after the restore we have no snapshots anymore"
+		var kept []string
+		if existing != nil {
+			for _, k := range diskKeys(m.conf) {
+				d := parseDisk(m.conf[k])
+				if d.storage == "" || d.isCDROM() {
 					continue
 				}
-				d := parseDisk(conf[k])
-				if d.storage == "" {
-					continue
-				}
-				stName := d.storage
-				if c.has("storage") {
-					stName = c.str("storage")
-				}
-				st, msg := s.checkStorage(nodeName, stName, "images")
-				if msg != "" {
-					return msg, lines
-				}
-				d.storage = stName
-				if d.isCDROM() {
-					if strings.Contains(d.volname, "cloudinit") {
-						d.volname = fmt.Sprintf("vm-%d-cloudinit", vmid)
-						st.volumes[stName+":"+d.volname] = &volume{volid: stName + ":" + d.volname, format: "raw", size: 4 << 20, vmid: vmid, content: "images"}
-						conf[k] = d.String()
+				volid := d.storage + ":" + d.volname
+				if inArchive[k] && !strings.HasPrefix(k, "unused") {
+					if st := s.storageOn(nodeName, d.storage); st != nil {
+						st.release(volid)
 					}
 					continue
 				}
-				d.volname = nextDiskName(st, vmid)
-				if msg := st.alloc(stName+":"+d.volname, d.size, vmid, s.now().Unix(), true); msg != "" {
-					return msg, lines
+				if v := s.storageOn(nodeName, d.storage); v != nil && v.volumes[volid] != nil && v.volumes[volid].vmid == vmid {
+					kept = append(kept, volid)
 				}
-				conf[k] = d.String()
-				lines = append(lines, fmt.Sprintf("new volume ID is '%s:%s'", stName, d.volname))
 			}
-			if c.bool("unique") {
-				s.newMACs(conf, vmid)
-				conf["vmgenid"] = fakeUUID(uint64(vmid) + uint64(s.now().UnixNano()))
-			}
-			conf["lock"] = "create"
-			m.conf = conf
-			m.snapshots = nil
-			if c.bool("start") && s.boots(m) {
-				m.running, m.startedAt = true, s.now()
-			}
-			return "OK", append(lines, "rescan volumes...")
 		}
+		lines = append(lines, "rescan volumes...")
+		for _, volid := range kept {
+			key := nextUnused(conf)
+			conf[key] = volid
+			lines = append(lines, fmt.Sprintf("VM %d add unreferenced volume '%s' as '%s' to config", vmid, volid, key))
+		}
+		conf["lock"] = "create"
+		m.conf = conf
+		m.snapshots = nil
+		if backup.hasFW {
+			m.firewall, m.ipsets = copyMap(backup.firewall), copyIPSets(backup.ipsets)
+		}
+		allocated = nil
+		if c.bool("start") && s.boots(m) {
+			m.running, m.startedAt = true, s.now()
+		}
+		return "OK", lines
 	}
 	return c.spawn(o).upid, nil
+}
+
+// nextUnused is the first free unusedN key.
+func nextUnused(conf map[string]string) string {
+	for i := 0; ; i++ {
+		if _, ok := conf[fmt.Sprintf("unused%d", i)]; !ok {
+			return fmt.Sprintf("unused%d", i)
+		}
+	}
+}
+
+// replaceUUID sets the uuid= of an smbios1 property string.
+func replaceUUID(smbios, uuid string) string {
+	parts := strings.Split(smbios, ",")
+	for i, p := range parts {
+		if strings.HasPrefix(p, "uuid=") {
+			parts[i] = "uuid=" + uuid
+			return strings.Join(parts, ",")
+		}
+	}
+	return strings.Join(append(parts, "uuid="+uuid), ",")
 }

@@ -71,8 +71,10 @@ func volumeEntry(v *volume) map[string]any {
 	}
 	if v.content == "backup" {
 		e["subtype"] = "qemu"
-		if v.notes != "" {
-			e["notes"] = v.notes
+		// list_volumes: the first line of the .notes file; protected
+		// only when the .protected file exists
+		if notes, _, _ := strings.Cut(v.notes, "\n"); notes != "" {
+			e["notes"] = notes
 		}
 		if v.protected {
 			e["protected"] = 1
@@ -106,8 +108,11 @@ func hContentList(c *call) (any, *apiError) {
 
 func (c *call) findVolume(st *storage) (*volume, *apiError) {
 	volid := c.vars["volume"]
-	if !strings.Contains(volid, ":") {
+	// Content.pm real_volume_id
+	if sid, _, ok := strings.Cut(volid, ":"); !ok {
 		volid = st.name + ":" + volid
+	} else if sid != st.name {
+		return nil, paramErr("volume", fmt.Sprintf("storage ID mismatch (%s != %s)", sid, st.name))
 	}
 	v := st.volumes[volid]
 	if v == nil {
@@ -163,7 +168,9 @@ func hContentDelete(c *call) (any, *apiError) {
 	}
 	o.run = func() (string, []string) {
 		if v.protected {
-			return fmt.Sprintf("cannot remove protected archive '%s'", volumePath(st, v)), nil
+			// vdisk_free -> Plugin::free_image
+			_, volname, _ := strings.Cut(v.volid, ":")
+			return fmt.Sprintf("cannot remove protected volume '%s' on '%s'", volname, st.name), nil
 		}
 		st.release(v.volid)
 		return "OK", []string{"Removed volume '" + v.volid + "'"}
@@ -177,4 +184,56 @@ func hContentDelete(c *call) (any, *apiError) {
 		}
 	}
 	return t.upid, nil
+}
+
+// volumeAccess is PVE::Storage::check_volume_access for a volume of a
+// storage: Datastore.Allocate on the storage, or for a backup
+// Datastore.AllocateSpace on the storage and VM.Backup on its guest.
+func (c *call) volumeAccess(st *storage, v *volume) *apiError {
+	if c.can("/storage/"+st.name, "Datastore.Allocate") {
+		return nil
+	}
+	if v.content == "backup" && v.vmid > 0 {
+		if e := c.check("/storage/"+st.name, "Datastore.AllocateSpace"); e != nil {
+			return e
+		}
+		return c.check(fmt.Sprintf("/vms/%d", v.vmid), "VM.Backup")
+	}
+	return c.check("/storage/"+st.name, "Datastore.Allocate")
+}
+
+// hContentUpdate is PUT …/content/{volume} (Content.pm updateattributes):
+// synchronous; notes and protected are files beside a backup archive
+// (Plugin::update_volume_attribute), the protected count is limited per
+// guest (PVE::Storage::update_volume_attribute).
+func hContentUpdate(c *call) (any, *apiError) {
+	st, err := c.contentStorage()
+	if err != nil {
+		return nil, err
+	}
+	v, err := c.findVolume(st)
+	if err != nil {
+		return nil, err
+	}
+	if e := c.volumeAccess(st, v); e != nil {
+		return nil, e
+	}
+	for _, attr := range []string{"notes", "protected"} {
+		if c.has(attr) && v.content != "backup" {
+			return nil, serverErr(fmt.Sprintf("only backups support attribute '%s'", attr))
+		}
+	}
+	if c.has("notes") {
+		v.notes = c.str("notes")
+	}
+	if c.has("protected") {
+		on := c.bool("protected")
+		if on && !v.protected && v.vmid > 0 {
+			if msg := c.protectedLimitErr(st, v.vmid); msg != "" {
+				return nil, serverErr(msg)
+			}
+		}
+		v.protected = on
+	}
+	return nil, nil
 }

@@ -53,6 +53,9 @@ type storage struct {
 	disabled  bool
 	offline   bool
 	volumes   map[string]*volume
+	// keepLast is the prune-backups keep-last (0: keep-all).
+	keepLast     int
+	maxProtected *int
 }
 
 type volume struct {
@@ -66,6 +69,10 @@ type volume struct {
 	protected bool
 	parent    string
 	conf      map[string]string // backups: the guest config
+	// backups: the guest firewall (qemu-server.fw), if it had one
+	firewall map[string]string
+	ipsets   []*ipset
+	hasFW    bool
 }
 
 type vm struct {
@@ -194,6 +201,11 @@ func New(c Cluster, opts ...Option) (*Sim, error) {
 			if st.total == 0 {
 				st.total = 1 << 40
 			}
+			keep, err := parsePrune(ss.PruneBackups)
+			if err != nil {
+				return nil, fmt.Errorf("pvesim: node %s: storage %s: %w", ns.Name, ss.Name, err)
+			}
+			st.keepLast, st.maxProtected = keep, ss.MaxProtectedBackups
 			n.storages[ss.Name] = st
 			n.order = append(n.order, ss.Name)
 		}

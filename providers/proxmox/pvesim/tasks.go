@@ -20,12 +20,13 @@ type task struct {
 	// ("OK", "WARNINGS: n" or an error text) and extra log lines.
 	run func() (string, []string)
 	// onFail cleans up after a failed task (e.g. clone removes the new config).
-	onFail   func()
-	lockVM   *vm
-	lock     string // config lock set while the task runs
-	keepLock bool
-	forced   string // exit status forced by a TaskFault
-	seq      int
+	onFail    func()
+	lockVM    *vm
+	lock      string // config lock set while the task runs
+	keepLock  bool
+	forced    string // exit status forced by a TaskFault
+	forcedLog []string
+	seq       int
 	// steps is work the worker does while it runs (before run), in time
 	// order; runTasks performs each step when the clock reaches it.
 	steps []*taskStep
@@ -144,6 +145,7 @@ func (s *Sim) spawn(o spawnOpts) *task {
 	}
 	if f := s.matchTaskFault(t); f != nil {
 		t.forced = f.ExitStatus
+		t.forcedLog = f.Log
 		t.keepLock = f.KeepLock
 		if f.Hang {
 			t.end = now.Add(100 * 365 * 24 * time.Hour)
@@ -230,7 +232,7 @@ func (s *Sim) finish(t *task) {
 	var lines []string
 	switch {
 	case t.forced != "" && !isSuccess(t.forced):
-		exit = t.forced
+		exit, lines = t.forced, t.forcedLog
 	default:
 		if t.run != nil {
 			exit, lines = t.run()

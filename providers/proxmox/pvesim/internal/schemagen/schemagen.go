@@ -55,6 +55,7 @@ var Endpoints = []string{
 	"GET /nodes/{node}/storage/{storage}/status",
 	"GET /nodes/{node}/storage/{storage}/content",
 	"GET /nodes/{node}/storage/{storage}/content/{volume}",
+	"PUT /nodes/{node}/storage/{storage}/content/{volume}",
 	"DELETE /nodes/{node}/storage/{storage}/content/{volume}",
 	"GET /nodes/{node}/tasks",
 	"GET /nodes/{node}/tasks/{upid}/status",
