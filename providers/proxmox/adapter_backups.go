@@ -2,6 +2,7 @@ package proxmox
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -25,11 +26,27 @@ func (a *Adapter) Backup(ctx context.Context, req BackupRequest) (TaskRef, error
 	if req.Protected {
 		p["protected"] = 1
 	}
-	if req.Remove != nil {
-		p["remove"] = boolInt(*req.Remove)
-	}
+	// remove=0 unless asked: see BackupRequest.Remove
+	p["remove"] = boolInt(req.Remove != nil && *req.Remove)
 	ci := callInfo{method: http.MethodPost, path: "/nodes/" + url.PathEscape(req.VM.Node) + "/vzdump", node: req.VM.Node, vmid: req.VM.VMID}
-	return a.task(ctx, ci, p)
+	var data *string
+	if err := a.call(ctx, ci, p, &data); err != nil {
+		return TaskRef{}, err
+	}
+	if data != nil && *data == "OK" {
+		// API2/VZDump.pm: "silent exit if specified VMs run on other nodes"
+		return TaskRef{}, &Error{Class: ClassPrecondition, Op: "backup", Node: req.VM.Node, VMID: req.VM.VMID,
+			Message: fmt.Sprintf("VM %d is not on node %s: PVE started no backup", req.VM.VMID, req.VM.Node)}
+	}
+	if data == nil || *data == "" {
+		return TaskRef{}, nil
+	}
+	ref, _, _, err := ParseUPID(*data)
+	if err != nil {
+		return TaskRef{}, &Error{Class: ClassUnknown, Op: ci.method + " " + ci.path, Node: ci.node, VMID: ci.vmid,
+			Message: fmt.Sprintf("PVE returned %q instead of a task UPID", *data)}
+	}
+	return ref, nil
 }
 
 func storagePath(node, storage string) string {
@@ -73,17 +90,40 @@ func (a *Adapter) StorageContent(ctx context.Context, node, storage string, f Co
 	return out, nil
 }
 
+func volumePath(node, storage, volid string) string {
+	segs := strings.Split(volid, "/")
+	for i, s := range segs {
+		segs[i] = url.PathEscape(s)
+	}
+	return storagePath(node, storage) + "/" + strings.Join(segs, "/")
+}
+
+// UpdateVolume implements Client.
+func (a *Adapter) UpdateVolume(ctx context.Context, node, storage, volid string, u VolumeUpdate) error {
+	if node == "" || storage == "" || volid == "" {
+		return errorf(ClassInvalid, "update volume", "node, storage and volume are required")
+	}
+	p := map[string]any{}
+	if u.Notes != nil {
+		p["notes"] = *u.Notes
+	}
+	if u.Protected != nil {
+		p["protected"] = boolInt(*u.Protected)
+	}
+	if len(p) == 0 {
+		return nil
+	}
+	ci := callInfo{method: http.MethodPut, path: volumePath(node, storage, volid), node: node}
+	return a.call(ctx, ci, p, nil)
+}
+
 // DeleteVolume implements Client. The volume id goes into the path with its
 // '/' kept (PVE's route takes the rest of the path as the volume).
 func (a *Adapter) DeleteVolume(ctx context.Context, node, storage, volid string) (TaskRef, error) {
 	if node == "" || storage == "" || volid == "" {
 		return TaskRef{}, errorf(ClassInvalid, "delete volume", "node, storage and volume are required")
 	}
-	segs := strings.Split(volid, "/")
-	for i, s := range segs {
-		segs[i] = url.PathEscape(s)
-	}
-	ci := callInfo{method: http.MethodDelete, path: storagePath(node, storage) + "/" + strings.Join(segs, "/"), node: node}
+	ci := callInfo{method: http.MethodDelete, path: volumePath(node, storage, volid), node: node}
 	return a.task(ctx, ci, nil)
 }
 

@@ -170,6 +170,10 @@ type Client interface {
 
 	// Backup starts a vzdump of one VM on its node and returns the vzdump
 	// task. The archive appears in the storage content when the task ends.
+	// Storage errors (unknown storage, no "backup" content), a locked VM
+	// (ConfigLock), a full storage and the storage's retention limits fail
+	// the task, not the call. A VM that is not on req.VM.Node gives
+	// ClassPrecondition (PVE answers "OK" and backs up nothing).
 	Backup(ctx context.Context, req BackupRequest) (TaskRef, error)
 
 	// StorageContent lists volumes of a storage as seen from a node,
@@ -180,9 +184,19 @@ type Client interface {
 	// imgdel task; the TaskRef is zero if PVE finished synchronously.
 	DeleteVolume(ctx context.Context, node, storage, volid string) (TaskRef, error)
 
+	// UpdateVolume sets a backup's notes and/or protection (PUT
+	// /nodes/{node}/storage/{storage}/content/{volume}), synchronously.
+	// Idempotent. A volume that is not a backup gives ClassInvalid; one
+	// protection too many for the guest ClassPrecondition.
+	UpdateVolume(ctx context.Context, node, storage, volid string, u VolumeUpdate) error
+
 	// Restore creates VM req.VMID from a backup archive (POST /nodes/{node}/qemu
 	// with archive) and returns the qmrestore task. An existing VMID without
-	// Force gives ClassAlreadyExists.
+	// Force gives ClassAlreadyExists, a locked one ClassLocked, a missing
+	// archive ClassNotFound; a running (or protection=1) VM fails the task
+	// with ClassPrecondition. With Force the VM's config, disks, firewall
+	// and IP sets become the archive's; its snapshots are gone and disks
+	// the archive does not hold stay as unusedN.
 	Restore(ctx context.Context, req RestoreRequest) (TaskRef, error)
 
 	// Snapshots lists a VM's snapshots, without PVE's "current" pseudo entry.

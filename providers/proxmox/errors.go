@@ -189,8 +189,16 @@ var patterns = []pattern{
 	{regexp.MustCompile(`VM is paused - cannot shutdown`), ClassPrecondition},
 	{regexp.MustCompile(`unable to remove VM \d+ - used in HA resources and purge parameter not set\.`), ClassPrecondition},
 	{regexp.MustCompile(`IPSet '[^']*' is not empty`), ClassPrecondition},
+	// Backups: a protected archive (imgdel: Plugin::free_image; vzdump's
+	// own prune: archive_remove), a restore over a running or protected VM
+	// (qemu-server create_vm; check_protection adds its own " - "), the
+	// storage's retention limits (VZDump.pm exec_backup_task).
+	{regexp.MustCompile(`cannot remove protected volume '[^']*' on '[^']*'`), ClassPrecondition},
 	{regexp.MustCompile(`cannot remove protected archive '[^']*'`), ClassPrecondition},
-	{regexp.MustCompile(`unable to restore VM \d+ - VM \d+ is running`), ClassPrecondition},
+	{regexp.MustCompile(`unable to restore VM \d+ - vm is running$`), ClassPrecondition},
+	{regexp.MustCompile(`unable to restore VM \d+ - - protection mode enabled$`), ClassPrecondition},
+	{regexp.MustCompile(`There is a max backup limit of \d+ enforced by the target storage or the vzdump parameters\. Either increase the limit or delete old backups\.`), ClassPrecondition},
+	{regexp.MustCompile(`The number of protected backups per guest is limited to \d+ on storage '[^']*'`), ClassPrecondition},
 	{regexp.MustCompile(`you can't convert a VM to template if VM is running`), ClassPrecondition},
 
 	// Not found: only the addressed object. Storage/node/disk come later or
@@ -202,6 +210,10 @@ var patterns = []pattern{
 	{regexp.MustCompile(`^no such IP/Network$`), ClassNotFound},
 	{regexp.MustCompile(`snapshot '[^']*' does not exist`), ClassNotFound},
 	{regexp.MustCompile(`volume '[^']*' does not exist`), ClassNotFound},
+	// restore: the archive is gone (abs_filesystem_path); vzdump: no such
+	// guest (exec_backup_task)
+	{regexp.MustCompile(`can't find file '[^']*'`), ClassNotFound},
+	{regexp.MustCompile(`unable to find VM '\d+'`), ClassNotFound},
 
 	// Storage.
 	{regexp.MustCompile(`storage '[^']*' is not online`), ClassStorageOffline},
@@ -209,6 +221,8 @@ var patterns = []pattern{
 	{regexp.MustCompile(`storage '[^']*' is disabled`), ClassStorage},
 	{regexp.MustCompile(`storage '[^']*' is not available on node '[^']*'`), ClassStorage},
 	{regexp.MustCompile(`^No such storage\.$`), ClassStorage}, // storage status: 400 errors.storage
+	// vzdump to a storage without content "backup" (VZDump::storage_info)
+	{regexp.MustCompile(`can't use storage '[^']*' for backups - wrong content type`), ClassStorage},
 	{regexp.MustCompile(`not enough free space \(`), ClassNoSpace},
 	{regexp.MustCompile(`No space left on device`), ClassNoSpace},
 
@@ -263,7 +277,41 @@ var patterns = []pattern{
 	{regexp.MustCompile(`^Method '[A-Z]+ [^']*' not implemented$`), ClassInvalid},
 	{regexp.MustCompile(`^Unexpected content for method '[A-Z]+'$`), ClassInvalid},
 	{regexp.MustCompile(`^SSH public key validation error$`), ClassInvalid},
+	{regexp.MustCompile(`only backups support attribute '[^']*'`), ClassInvalid},
+	{regexp.MustCompile(`storage ID mismatch \([^)]*\)`), ClassInvalid},
 }
+
+// reConfigLock is AbstractConfig::check_lock's message.
+var reConfigLock = regexp.MustCompile(`(?:VM|CT) is locked \(([a-z-]+)\)`)
+
+// ConfigLock returns the config lock named by a "VM is locked (<lock>)"
+// error ("backup", "clone", "create", "migrate", "snapshot", …), in its
+// message or (for a task such as vzdump that ends "job errors") in the
+// task log's ERROR line kept as Detail; "" for any other error, including
+// file-lock timeouts. A lock means "wait and try again": "backup" and
+// "snapshot" locks go away when the task holding them ends, while one left
+// by a dead worker stays until someone runs qm unlock.
+func ConfigLock(err error) string {
+	if err == nil {
+		return ""
+	}
+	texts := []string{err.Error()}
+	var pe *Error
+	if errors.As(err, &pe) {
+		texts = []string{pe.Message, pe.Detail}
+	}
+	for _, t := range texts {
+		if m := reConfigLock.FindStringSubmatch(t); m != nil {
+			return m[1]
+		}
+	}
+	return ""
+}
+
+// reNoSpace finds a full storage anywhere in a task log: vzdump writes
+// through a compressor, which reports "No space left on device" on its
+// own line, while the job's ERROR line says only "Broken pipe".
+var reNoSpace = regexp.MustCompile(`No space left on device`)
 
 // Access-control messages the suspend steps tell apart (IsUnknownPrincipal,
 // IsUnknownRole, IsUnknownPool): what an ACL or pool request names is gone.
@@ -485,6 +533,14 @@ func TaskFailure(s TaskStatus, log []TaskLogLine) error {
 			e.Class = ClassifyMessage(line)
 		}
 		break
+	}
+	if e.Class == ClassUnknown {
+		for _, l := range log {
+			if reNoSpace.MatchString(l.Text) {
+				e.Class = ClassNoSpace
+				break
+			}
+		}
 	}
 	return e
 }

@@ -75,7 +75,24 @@ var messageTable = []struct {
 	{"migrate running", 500, "can't migrate running VM without --online", nil, proxmox.ClassPrecondition, false},
 	{"start template", 0, "you can't start a vm if it's a template", nil, proxmox.ClassPrecondition, false},
 	{"paused shutdown", 0, "VM is paused - cannot shutdown", nil, proxmox.ClassPrecondition, false},
-	{"restore over running VM", 500, "unable to restore VM 100 - VM 100 is running", nil, proxmox.ClassPrecondition, false},
+	{"restore over running VM", 0, "unable to restore VM 100 - vm is running", nil, proxmox.ClassPrecondition, false},
+	{"restore over protected VM", 0, "unable to restore VM 100 - - protection mode enabled", nil, proxmox.ClassPrecondition, false},
+	{"restore over locked VM", 500, "unable to restore VM 100 - VM is locked (backup)", nil, proxmox.ClassLocked, false},
+	{"restore flock timeout", 500, "unable to restore VM 100 - can't lock file '/var/lock/qemu-server/lock-100.conf' - got timeout", nil, proxmox.ClassLocked, false},
+	{"restore archive gone", 500, "can't find file 'local:backup/vzdump-qemu-100-2025_01_01-00_00_00.vma.zst'", nil, proxmox.ClassNotFound, false},
+	{"protected volume", 0, "cannot remove protected volume 'backup/vzdump-qemu-100-2025_01_01-00_00_00.vma.zst' on 'local'", nil, proxmox.ClassPrecondition, false},
+	{"vzdump backup limit", 0, "There is a max backup limit of 3 enforced by the target storage or the vzdump parameters. Either increase the limit or delete old backups.", nil, proxmox.ClassPrecondition, false},
+	{"vzdump protected limit", 0, "The number of protected backups per guest is limited to 5 on storage 'local'", nil, proxmox.ClassPrecondition, false},
+	{"protect over limit", 500, "The number of protected backups per guest is limited to 5 on storage 'local'", nil, proxmox.ClassPrecondition, false},
+	{"vzdump locked guest", 0, "Backup of VM 100 failed - VM is locked (snapshot)", nil, proxmox.ClassLocked, false},
+	{"vzdump no such guest", 0, "Backup of VM 999 failed - unable to find VM '999'", nil, proxmox.ClassNotFound, false},
+	{"vzdump storage full", 0, "Backup of VM 100 failed - vma_queue_write: write error - No space left on device", nil, proxmox.ClassNoSpace, false},
+	{"vzdump wrong content", 0, "could not get storage information for 'local-lvm': can't use storage 'local-lvm' for backups - wrong content type", nil, proxmox.ClassStorage, false},
+	{"vzdump unknown storage", 0, "could not activate storage 'nosuch': storage 'nosuch' does not exist could not get storage information for 'nosuch': storage 'nosuch' does not exist", nil, proxmox.ClassStorage, false},
+	{"vzdump storage offline", 0, "could not activate storage 'nfs': storage 'nfs' is not online", nil, proxmox.ClassStorageOffline, false},
+	{"vzdump storage elsewhere", 0, "could not activate storage 'nfs': storage 'nfs' is not available on node 'pve2'", nil, proxmox.ClassStorage, false},
+	{"attribute of an image", 500, "only backups support attribute 'protected'", nil, proxmox.ClassInvalid, false},
+	{"volume storage mismatch", 400, "Parameter verification failed.", map[string]string{"volume": "storage ID mismatch (local != nfs)"}, proxmox.ClassInvalid, false},
 	{"template of running VM", 500, "you can't convert a VM to template if VM is running", nil, proxmox.ClassPrecondition, false},
 	{"ipset not empty", 500, "IPSet 'ipfilter-net0' is not empty", nil, proxmox.ClassPrecondition, false},
 	{"protected archive", 0, "cannot remove protected archive '/var/lib/vz/dump/vzdump-qemu-100-2025_01_01-00_00_00.vma.zst'", nil, proxmox.ClassPrecondition, false},
@@ -387,6 +404,18 @@ func TestTaskFailureReadsTheLog(t *testing.T) {
 			proxmox.ClassUnknown, "something new"},
 		{"storage cause", "migration aborted", lines("ERROR: storage 'fast' is not available on node 'pve2'"),
 			proxmox.ClassStorage, "storage 'fast' is not available on node 'pve2'"},
+		{"vzdump locked guest", "job errors", lines(
+			"INFO: status = running",
+			"ERROR: Backup of VM 101 failed - VM is locked (snapshot)",
+			"INFO: Failed at 2026-12-05 02:00:00",
+			"INFO: Backup job finished with errors",
+			"TASK ERROR: job errors"), proxmox.ClassLocked, "Backup of VM 101 failed - VM is locked (snapshot)"},
+		{"vzdump full storage through zstd", "job errors", lines(
+			"zstd: error 70 : Write error : cannot write block : No space left on device ",
+			"ERROR: vma_queue_write: write error - Broken pipe",
+			"INFO: aborting backup job",
+			"ERROR: Backup of VM 101 failed - vma_queue_write: write error - Broken pipe",
+			"INFO: Backup job finished with errors"), proxmox.ClassNoSpace, "Backup of VM 101 failed - vma_queue_write: write error - Broken pipe"},
 		{"known exit status keeps its class", "can't lock file '/var/lock/qemu-server/lock-101.conf' - got timeout",
 			lines("ERROR: VM 101 qmp command 'query-status' failed - got timeout"), proxmox.ClassLocked, "VM 101 qmp command 'query-status' failed - got timeout"},
 		{"no log", "migration aborted", nil, proxmox.ClassUnknown, ""},
@@ -436,4 +465,14 @@ func TestAccessPredicates(t *testing.T) {
 		require.Equal(t, tc.principal, proxmox.IsUnknownPrincipal(fmt.Errorf("wrapped: %w", err)), tc.msg)
 	}
 	require.False(t, proxmox.IsUnknownPrincipal(nil))
+}
+
+func TestConfigLock(t *testing.T) {
+	t.Parallel()
+	require.Equal(t, "backup", proxmox.ConfigLock(errors.New("500 unable to restore VM 100 - VM is locked (backup)")))
+	require.Equal(t, "snapshot-delete", proxmox.ConfigLock(&proxmox.Error{Class: proxmox.ClassLocked, Message: "VM is locked (snapshot-delete)"}))
+	require.Equal(t, "snapshot", proxmox.ConfigLock(&proxmox.Error{Class: proxmox.ClassLocked, Message: "job errors",
+		Detail: "Backup of VM 101 failed - VM is locked (snapshot)"}))
+	require.Empty(t, proxmox.ConfigLock(errors.New("can't lock file '/var/lock/qemu-server/lock-100.conf' - got timeout")))
+	require.Empty(t, proxmox.ConfigLock(nil))
 }

@@ -176,6 +176,14 @@ func largeIntCalls() []largeIntCall {
 		}, func(s string) wireWant {
 			return wireWant{Method: "DELETE", Path: "/api2/json/nodes/pve/storage/local/content/local:backup/vzdump-qemu-" + s + "-2025_01_01-00_00_00.vma.zst"}
 		}},
+		{"UpdateVolume", func(ctx context.Context, a *proxmox.Adapter, id int) error {
+			notes := "vm " + strconv.Itoa(id)
+			return a.UpdateVolume(ctx, "pve", "local", "local:backup/vzdump-qemu-"+strconv.Itoa(id)+"-2025_01_01-00_00_00.vma.zst",
+				proxmox.VolumeUpdate{Notes: &notes, Protected: proxmox.Bool(true)})
+		}, func(s string) wireWant {
+			return wireWant{Method: "PUT", Path: "/api2/json/nodes/pve/storage/local/content/local:backup/vzdump-qemu-" + s + "-2025_01_01-00_00_00.vma.zst",
+				Body: map[string]any{"notes": "vm " + s, "protected": num("1")}}
+		}},
 		{"Restore", func(ctx context.Context, a *proxmox.Adapter, id int) error {
 			return task(a.Restore(ctx, proxmox.RestoreRequest{VM: vmOf(id), Archive: "local:backup/x.vma.zst", Force: true, Unique: true}))
 		}, func(s string) wireWant {

@@ -380,8 +380,27 @@ type BackupRequest struct {
 	// NotesTemplate and Protected require Storage.
 	NotesTemplate string
 	Protected     bool
-	// Remove, when non-nil, overrides PVE's prune-after-backup default (1).
+	// Remove is vzdump's remove: prune the guest's older backups by the
+	// storage's retention (prune-backups) after this one. nil sends
+	// remove=0, unlike PVE's default of 1: pvectl rotates backups itself,
+	// and PVE's prune would delete unprotected archives pvectl still
+	// records. On a storage with a retention limit remove=0 makes the
+	// vzdump fail instead once the guest has that many unprotected backups
+	// ("There is a max backup limit of N …", ClassPrecondition): loud, not
+	// silent. Only Bool(true) lets PVE prune.
 	Remove *bool
+}
+
+// VolumeUpdate is PUT …/content/{volume}: a backup's notes and protection.
+// nil fields are not sent (left as they are).
+type VolumeUpdate struct {
+	// Notes replaces the notes; "" removes them.
+	Notes *string
+	// Protected protects (true) or unprotects (false) the backup. PVE
+	// limits protected backups per guest and storage (max-protected-backups,
+	// default 5 without Datastore.Allocate on the storage):
+	// ClassPrecondition past it.
+	Protected *bool
 }
 
 // ContentFilter narrows StorageContent. Zero values do not filter.
@@ -390,7 +409,9 @@ type ContentFilter struct {
 	VMID    int
 }
 
-// Volume is one entry of a storage's content.
+// Volume is one entry of a storage's content. For backups, Notes is only
+// the first line of the notes (PVE lists no more), Protected is false when
+// PVE leaves the key out, and CTime is the time in the archive's name.
 type Volume struct {
 	VolID     string
 	Content   string
