@@ -76,7 +76,7 @@ func TestTerminateRemovesBackupsFromEveryStorage(t *testing.T) {
 	require.Equal(t, 1, strings.Count(out, "· backup-del OK local:backup/vzdump-qemu-1000-"), out)
 	require.Equal(t, 1, strings.Count(out, "· backup-del OK nfs-backup:backup/vzdump-qemu-1000-"), "a shared storage is cleaned once:\n%s", out)
 	require.Equal(t, 1, strings.Count(out, "· backup-del ERR nfs-backup:backup/vzdump-qemu-1000-"), out)
-	require.Contains(t, out, "cannot remove protected archive")
+	require.Contains(t, out, "cannot remove protected volume")
 	require.Contains(t, out, "waiting (3 backup deletion(s) running)")
 	require.Contains(t, out, "terminate_stopped → terminate_backups_removed  skip (2 backup(s) removed, 1 failed (best effort))")
 	// Each deletion was submitted once.
