@@ -130,6 +130,7 @@ Exit codes: 0 ok, 1 failure, 2 bad usage or input (nothing was changed).`,
 		newPipelineCmd(g),
 		newResetStatusCmd(g),
 		newDNSCmd(g),
+		newBackupCmd(g),
 	)
 	strictGroups(root)
 	return root

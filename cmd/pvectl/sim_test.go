@@ -34,6 +34,7 @@ import (
 //	pvesim lock VMID [LOCK]            leave a config lock no task removes; no LOCK: unlock
 //	pvesim tasks [TYPE]                print TYPE ID STATUS EXITSTATUS per task
 //	pvesim volumes NODE STORAGE        print a storage's volume ids
+//	pvesim delete-volume NODE STORAGE VOLID|notes=TEXT  delete a volume (the backup whose notes contain TEXT) behind pvectl's back
 //	pvesim control METHOD PATH [JSON]  call pvesim's control API (/_sim/…), print the reply
 //	subst IN OUT                       copy IN to OUT expanding $VARS
 //	ticks N [STEP]                     N x (advance the simulator and PVECTL_NOW by STEP, default 1m;
@@ -242,6 +243,36 @@ func pvesimCmd(ts *testscript.TestScript, neg bool, args []string) {
 		out := ts.Stdout()
 		for _, v := range simFor(ts).StorageContent(args[1], args[2]) {
 			fmt.Fprintln(out, v.VolID)
+		}
+	case "delete-volume":
+		// pvesim delete-volume NODE STORAGE VOLID: delete a volume (a backup
+		// archive) behind pvectl's back, as an admin in the GUI, and let the
+		// imgdel task finish.
+		if len(args) != 4 {
+			ts.Fatalf("usage: pvesim delete-volume NODE STORAGE VOLID")
+		}
+		sim := simFor(ts)
+		volid := args[3]
+		if text, ok := strings.CutPrefix(volid, "notes="); ok {
+			// notes=TEXT: the one backup whose notes contain TEXT.
+			volid = ""
+			for _, v := range sim.StorageContent(args[1], args[2]) {
+				if v.Content == "backup" && strings.Contains(v.Notes, text) {
+					if volid != "" {
+						ts.Fatalf("more than one backup has %q in its notes", text)
+					}
+					volid = v.VolID
+				}
+			}
+			if volid == "" {
+				ts.Fatalf("no backup on %s/%s has %q in its notes", args[1], args[2], text)
+			}
+		}
+		task, err := simAdapter(ts).DeleteVolume(context.Background(), args[1], args[2], volid)
+		ts.Check(err)
+		if !task.IsZero() {
+			sim.Advance(time.Minute)
+			requireTaskOK(ts, sim, task.UPID)
 		}
 	case "control":
 		// pvesim control METHOD PATH [JSON]: e.g. POST /_sim/access/acl '{…}'
