@@ -95,6 +95,9 @@ cannot be read is a warning (its archives are missing). --json: see docs/cli.md.
 				return writeJSON(w, l)
 			}
 			printBackupList(w, l, e.Config.Backups.Location())
+			if err := printBackupSchedule(cmd.Context(), w, e, args[0]); err != nil {
+				return err
+			}
 			for _, warn := range l.Warnings {
 				fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s\n", warn)
 			}
