@@ -972,6 +972,8 @@ type BackupListing struct {
 	// Warnings: storages that could not be listed (their archives are
 	// missing from Backups).
 	Warnings []string `json:"warnings"`
+	// Schedule is the VM's backup schedule; null when it has none.
+	Schedule *ScheduleJSON `json:"schedule"`
 }
 
 // BackupListEntry is one archive or one row without an archive.
@@ -1019,6 +1021,12 @@ func (e *Engine) BackupList(ctx context.Context, ref string) (BackupListing, err
 		Backups: []BackupListEntry{}, Warnings: []string{}}
 	if p, ok := e.Config.Products[vm.Product]; ok {
 		out.Quota = p.BackupQuota
+	}
+	if sched, ok, err := e.BackupScheduleOf(ctx, vm); err != nil {
+		return out, err
+	} else if ok {
+		j := sched.JSON()
+		out.Schedule = &j
 	}
 	rows, err := e.Store.BackupsOf(ctx, vm.ID)
 	if err != nil {
