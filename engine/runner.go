@@ -54,19 +54,32 @@ func Backoff(attempts int, jitter float64) time.Duration {
 var endOfTime = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
 
 // ProcessVMs runs one pass of the step runner: every due VM takes up to
-// steps_per_tick steps, VMs in parallel up to concurrency.
+// steps_per_tick steps, VMs in parallel up to concurrency. The restore
+// table's states are restore_backup's (RestoreBackups), not this pass's.
 func (e *Engine) ProcessVMs(ctx context.Context) (Summary, error) {
 	start := time.Now()
 	e.RetryDNS(ctx) // DNS-dirty VMs in any state, with backoff; never fails the pass
 	e.keepSuspended(ctx)
 	e.startQueuedSuspends(ctx)
 	e.startQueuedBackups(ctx) // backups of ready/suspended VMs: quota rotation, then vzdump
+	return e.runSteps(ctx, "process_vms", start, func(s states.State) bool { return !states.Restoring(s) })
+}
+
+// runSteps is one pass of the step runner for task over the due VMs whose
+// status take accepts.
+func (e *Engine) runSteps(ctx context.Context, task string, start time.Time, take func(states.State) bool) (Summary, error) {
 	now := e.Clock.Now()
-	vms, err := e.Store.VMsDue(ctx, now, finalStates())
+	due, err := e.Store.VMsDue(ctx, now, finalStates())
 	if err != nil {
 		return Summary{}, err
 	}
-	e.Live.Logger().Debug().Int("due", len(vms)).Msgf("process_vms: %d VM(s) due", len(vms))
+	var vms []store.VM
+	for _, vm := range due {
+		if take(states.State(vm.Status)) {
+			vms = append(vms, vm)
+		}
+	}
+	e.Live.Logger().Debug().Int("due", len(vms)).Msgf("%s: %d VM(s) due", task, len(vms))
 	if len(vms) == 0 {
 		return Summary{}, nil // an idle tick prints nothing
 	}
@@ -82,7 +95,7 @@ func (e *Engine) ProcessVMs(ctx context.Context) (Summary, error) {
 	}
 	env = e.safetyNet(env)
 	opts := e.Config.Tasks.ProcessVMs
-	r := &runPass{e: e, env: env, heavy: newNodeLimiter(opts.HeavyPerNode, pending, e.Pipelines)}
+	r := &runPass{e: e, env: env, task: task, take: take, heavy: newNodeLimiter(opts.HeavyPerNode, pending, e.Pipelines)}
 	e.countBackupsHeavy(ctx, r.heavy) // a running vzdump is a heavy task on its node
 
 	work := make(chan store.VM)
@@ -107,7 +120,7 @@ func (e *Engine) ProcessVMs(ctx context.Context) (Summary, error) {
 	s := r.sum
 	r.mu.Unlock()
 	s.Duration = time.Since(start)
-	e.Live.TaskSummary("process_vms", s)
+	e.Live.TaskSummary(task, s)
 	return s, ctx.Err()
 }
 
@@ -130,6 +143,8 @@ func (e *Engine) safetyNet(env *states.Env) *states.Env {
 type runPass struct {
 	e     *Engine
 	env   *states.Env
+	task  string                  // process_vms, restore_backup
+	take  func(states.State) bool // the states this pass runs steps for
 	heavy *nodeLimiter
 	mu    sync.Mutex
 	sum   Summary
@@ -165,7 +180,7 @@ func (r *runPass) advance(ctx context.Context, vm store.VM, n int) {
 			return
 		}
 		if runID == 0 {
-			id, err := e.Store.RunStart(ctx, vm.ID, "process_vms", e.Clock.Now())
+			id, err := e.Store.RunStart(ctx, vm.ID, r.task, e.Clock.Now())
 			if err != nil {
 				r.storeError(vm, err)
 				result = RunError
@@ -236,7 +251,7 @@ func (r *runPass) advance(ctx context.Context, vm store.VM, n int) {
 		case outcome == RunSuccess:
 			r.count(func(s *Summary) { s.Advanced++ })
 			vm = next
-			if states.State(vm.Status).Final() {
+			if states.State(vm.Status).Final() || !r.take(states.State(vm.Status)) {
 				return
 			}
 		case outcome == RunWaiting:

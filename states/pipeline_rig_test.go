@@ -128,13 +128,16 @@ func newRigOn(t *testing.T, withDNS bool, cluster pvesim.Cluster) *rig {
 	return r
 }
 
-// tick advances pvesim and the engine clock by d and runs one process_vms pass.
+// tick advances pvesim and the engine clock by d and runs one process_vms
+// pass and one restore_backup pass, as a tick does.
 func (r *rig) tick(d time.Duration) string {
 	r.t.Helper()
 	r.clk.T = r.clk.T.Add(d)
 	r.sim.Advance(d)
 	r.out.Reset()
 	_, err := r.e.ProcessVMs(r.ctx)
+	require.NoError(r.t, err)
+	_, err = r.e.RestoreBackups(r.ctx)
 	require.NoError(r.t, err)
 	return r.out.String()
 }

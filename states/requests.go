@@ -149,10 +149,14 @@ func MigrateFrom() []State { return []State{Ready} }
 // accepted from.
 func RestoreFrom() []State { return []State{Ready} }
 
-// Restoring reports whether s is a state of the restore table (restore,
-// restore_stopped, restore_snapshots_removed): the restore_backup task
-// drives them; process_vms leaves them alone.
-func Restoring(s State) bool { return s != Ready && slices.Contains(RestoreTable().States(), s) }
+// Restoring reports whether s is a state the restore table has a step
+// from (restore, restore_stopped, restore_snapshots_removed; not the
+// change_package it hands over to): the restore_backup task drives them;
+// process_vms leaves them alone.
+func Restoring(s State) bool {
+	_, ok := RestoreTable().StepFrom(s)
+	return ok
+}
 
 // RequestSets names each request's source set, for CheckRequestSets and
 // the docs.

@@ -23,6 +23,11 @@ const (
 	// NeedConfig: the VM's current PVE config, as env.VMConfig (implies
 	// NeedLocation).
 	NeedConfig
+	// NeedUnlocked: the step acts on the VM in PVE but looks at it itself
+	// (the terminate's and the reinstall's steps): the runner reads the
+	// VM's status first, only for its lock (WaitsForLock), and leaves a
+	// VM it cannot find or read to the step.
+	NeedUnlocked
 )
 
 // follows is a Step.Task naming a task that is the same for every VM.
@@ -44,18 +49,25 @@ func follows(what string) func(*Env, store.VM) string {
 //     attempt looks again); ended OK → the function runs with env.TaskDone;
 //  4. the function, with the resolved product, location and config in env.
 //
+// While PVE holds a backup, snapshot, snapshot-delete or rollback lock on
+// the VM (WaitsForLock), a step that resolves its location or config, or
+// declares NeedUnlocked, waits ("PVE lock backup") without running, unless
+// its own task is in flight;
+// and any step whose error is PVE refusing because of such a lock waits
+// too (lockWait).
+//
 // A Stopped step whose result holds the VM starts it again (best effort), so
 // the customer is not left offline while it waits for an admin.
 func (s Step) Call(ctx context.Context, env *Env, vm store.VM) Result {
 	e := *env // the resolved values are this step's alone
 	env = &e
 	if !s.Stopped {
-		return s.resolve(ctx, env, vm)
+		return lockWait(s.resolve(ctx, env, vm))
 	}
 	if res := keepStopped(ctx, env, &vm); res != nil {
-		return *res
+		return lockWait(*res)
 	}
-	res := s.resolve(ctx, env, vm)
+	res := lockWait(s.resolve(ctx, env, vm))
 	if res.Kind != Fail || res.Goto != "" {
 		return res
 	}
@@ -76,6 +88,21 @@ var pveLocks = []string{"backup", "snapshot", "snapshot-delete", "rollback"}
 // WaitsForLock reports whether a step waits while PVE shows this config
 // lock on the VM.
 func WaitsForLock(lock string) bool { return slices.Contains(pveLocks, lock) }
+
+// lockWait turns a step's error that says PVE refused because of one of
+// its own jobs' locks ("VM is locked (backup)") into a wait: no attempt
+// counted, no backoff, no hold, no error_terminate; the step runs again
+// next tick. A failed task's reference is still dropped (ClearTask), so it
+// looks again.
+func lockWait(res Result) Result {
+	if !res.Kind.Failed() {
+		return res
+	}
+	if lock := proxmox.ConfigLock(res.Err); WaitsForLock(lock) {
+		return Result{Kind: Waiting, Reason: "PVE lock " + lock, ClearTask: res.ClearTask}
+	}
+	return res
+}
 
 // resolve does steps 2–4 of Call.
 func (s Step) resolve(ctx context.Context, env *Env, vm store.VM) Result {
@@ -101,6 +128,10 @@ func (s Step) resolve(ctx context.Context, env *Env, vm store.VM) Result {
 		// what holds the lock.
 		if WaitsForLock(lock) && !pending(vm) {
 			return Wait("PVE lock " + lock)
+		}
+	} else if s.Needs&NeedUnlocked != 0 && vm.VMID != 0 && vm.Node != "" && !pending(vm) {
+		if st, err := env.PVE.VMStatus(ctx, ref(vm)); err == nil && WaitsForLock(st.Lock) {
+			return Wait("PVE lock " + st.Lock)
 		}
 	}
 	if s.Needs&NeedConfig != 0 {

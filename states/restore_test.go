@@ -285,3 +285,55 @@ func TestStepsWaitForPVELocks(t *testing.T) {
 		})
 	}
 }
+
+// The terminate's steps look at PVE's lock too: a terminate during a
+// backup waits for it instead of sending a stop PVE refuses and ending in
+// error_terminate, then goes on.
+func TestTerminateWaitsForPVELock(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, false)
+	vm := r.deployed("l1", "small")
+	require.NoError(t, r.sim.LeaveLock(vm.VMID, "backup"))
+	r.request(vm, states.Terminate, "")
+	for range 3 {
+		require.Contains(t, r.tick(20*time.Second), "Stop VM  terminate  waiting (PVE lock backup)")
+	}
+	require.NoError(t, r.sim.LeaveLock(vm.VMID, ""))
+	out := r.run(vm.ID, states.Remove, 30, 20*time.Second)
+	require.Equal(t, string(states.Remove), r.get(vm.ID).Status, out)
+	require.NotContains(t, out, "error_terminate")
+}
+
+// A step that PVE refuses with "VM is locked (backup)" (or snapshot,
+// snapshot-delete, rollback) waits instead of failing: no attempt, no
+// backoff, no hold; the next tick runs it again.
+func TestLockedErrorIsAWait(t *testing.T) {
+	t.Parallel()
+	for _, lock := range []string{"backup", "snapshot", "snapshot-delete", "rollback"} {
+		t.Run(lock, func(t *testing.T) {
+			t.Parallel()
+			r := newRig(t, false)
+			vm := r.deployed("e1", "small")
+			r.request(vm, states.ChangePackage, "big")
+			r.until(vm.ID, states.CPStop, 20)
+			r.sim.FailNext(pvesim.FailNext{Endpoint: "PUT /nodes/{node}/qemu/{vmid}/config", Count: 1, Status: 500,
+				Message: "VM is locked (" + lock + ")"})
+			out := r.tick(20 * time.Second)
+			require.Contains(t, out, "Set CPU & RAM  cp_stop  waiting (PVE lock "+lock+")")
+			got := r.get(vm.ID)
+			require.Equal(t, string(states.CPStop), got.Status)
+			require.Zero(t, got.Attempts)
+			require.False(t, got.Held)
+			out = r.tick(20 * time.Second)
+			require.Contains(t, out, "Set CPU & RAM  cp_stop → cp_cpu_ram  success")
+		})
+	}
+	// Other locks keep their classification: a clone lock is a retryable error.
+	r := newRig(t, false)
+	vm := r.deployed("e2", "small")
+	r.request(vm, states.ChangePackage, "big")
+	r.until(vm.ID, states.CPStop, 20)
+	r.sim.FailNext(pvesim.FailNext{Endpoint: "PUT /nodes/{node}/qemu/{vmid}/config", Count: 1, Status: 500, Message: "VM is locked (clone)"})
+	require.Contains(t, r.tick(20*time.Second), "Set CPU & RAM  cp_stop  error: ")
+	require.Equal(t, 1, r.get(vm.ID).Attempts)
+}

@@ -74,10 +74,10 @@ func ChangePackageTable() *Pipeline {
 // allocated, and the cron leaves it alone until an admin resets it.
 func TerminateTable() *Pipeline {
 	return MustPipeline("terminate", Terminate, []Step{
-		{From: Terminate, To: TerminateStopped, Label: "Stop VM", Run: stopForTerminate},
-		{From: TerminateStopped, To: TerminateBackupsRemoved, Label: "Remove backups", Run: removeBackups},
+		{From: Terminate, To: TerminateStopped, Label: "Stop VM", Run: stopForTerminate, Needs: NeedUnlocked},
+		{From: TerminateStopped, To: TerminateBackupsRemoved, Label: "Remove backups", Run: removeBackups, Needs: NeedUnlocked},
 		{From: TerminateBackupsRemoved, To: TerminateDNSRemoved, Label: "Delete DNS records", Run: deleteDNSForTerminate},
-		{From: TerminateDNSRemoved, To: TerminateDeleted, Label: "Delete VM", Exit: ErrorTerminate, Run: deleteVM},
+		{From: TerminateDNSRemoved, To: TerminateDeleted, Label: "Delete VM", Exit: ErrorTerminate, Run: deleteVM, Needs: NeedUnlocked},
 		{From: TerminateDeleted, To: Remove, Label: "Release IPs and VMID", Run: releaseResources},
 	})
 }
@@ -87,7 +87,7 @@ func TerminateTable() *Pipeline {
 // step clones it afresh. Backups are kept.
 func ReinstallTable() *Pipeline {
 	return MustPipeline("reinstall", Reinstall, []Step{
-		{From: Reinstall, To: SetIP, Label: "Destroy VM for reinstall", Run: destroyForReinstall,
+		{From: Reinstall, To: SetIP, Label: "Destroy VM for reinstall", Run: destroyForReinstall, Needs: NeedUnlocked,
 			Task: follows("reinstall"), OnTaskError: reinstallTaskError},
 	})
 }
