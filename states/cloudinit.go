@@ -33,7 +33,8 @@ func configureCloudInit(ctx context.Context, env *Env, vm store.VM) Result {
 
 // applyCloudInit writes the VM's cloud-init keys: user, password (if the
 // record still has one), SSH keys, ipconfig0 from its addresses, name
-// servers. PVE applies them at the next boot. It reads the VM's config
+// servers, and the VM's name (cloud-init's hostname: see syncName) when a
+// VM of ours shows another. PVE applies them at the next boot. It reads the VM's config
 // first and writes nothing when every key already has its value (a password
 // still to be set is always written: PVE never shows it back). It reports
 // whether it wrote.
@@ -85,8 +86,14 @@ func applyCloudInit(ctx context.Context, env *Env, vm store.VM, p config.Product
 	if err != nil {
 		return false, err
 	}
+	renamed := false
+	if ours(cfg, vm) {
+		if renamed, err = syncName(ctx, env, vm, cfg); err != nil {
+			return false, err
+		}
+	}
 	if cloudInitCurrent(cfg, ci) {
-		return false, nil
+		return renamed, nil
 	}
 	return true, env.PVE.SetCloudInit(ctx, ref(vm), ci)
 }

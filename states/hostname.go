@@ -21,6 +21,22 @@ func renameVM(ctx context.Context, env *Env, vm store.VM) Result {
 	if !ours(cfg, vm) {
 		return Permanent(fmt.Errorf("VMID %d does not carry %q; not renaming it", vm.VMID, marker(vm)))
 	}
+	changed, err := syncName(ctx, env, vm, cfg)
+	if err != nil {
+		return fromError("rename VM", err)
+	}
+	if !changed {
+		return Skip("already named " + vm.Hostname)
+	}
+	return Success()
+}
+
+// syncName gives the VM in PVE the record's hostname where cfg shows
+// another: its name (which PVE's cloud-init hands the guest as hostname at
+// its next boot) and the description's hostname= line. It reports whether
+// it wrote. A rename, and a restore of a backup made before one (the
+// archive brings the old name back), both end here.
+func syncName(ctx context.Context, env *Env, vm store.VM, cfg proxmox.VMConfig) (bool, error) {
 	name, _ := cfg.Get("name")
 	desc := withHostnameLine(cfg.Description(), vm.Hostname)
 	set := map[string]string{}
@@ -31,15 +47,15 @@ func renameVM(ctx context.Context, env *Env, vm store.VM) Result {
 		set["description"] = desc
 	}
 	if len(set) == 0 {
-		return Skip("already named " + vm.Hostname)
+		return false, nil
 	}
 	if err := env.PVE.SetConfigSync(ctx, ref(vm), proxmox.ConfigChange{Set: set}); err != nil {
-		return fromError("rename VM", err)
+		return false, err
 	}
 	if name != vm.Hostname {
 		env.Emit(fmt.Sprintf("VM name %s → %s; the guest takes the new hostname from cloud-init at its next boot", name, vm.Hostname))
 	}
-	return Success()
+	return true, nil
 }
 
 // withHostnameLine returns the description with its hostname= line set to

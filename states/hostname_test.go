@@ -69,3 +69,26 @@ func TestSetHostnameRenamesAndMovesDNS(t *testing.T) {
 	require.Equal(t, "running", st.Status, "the VM keeps running")
 	require.Zero(t, r.tasksOf(vm.VMID, "qmstop", since)+r.tasksOf(vm.VMID, "qmshutdown", since)+r.tasksOf(vm.VMID, "qmstart", since))
 }
+
+// A backup made before a rename brings the old VM name back when it is
+// restored; the product re-apply after the restore renames it again, so PVE
+// (and cloud-init at the next boot) keep the record's hostname.
+func TestRestoreAfterRenameKeepsTheNewName(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, true)
+	vm := r.deployed("h2", "small")
+	volid := r.backupNow(vm)
+	_, err := r.e.SetHostname(r.ctx, "h2", "later.example.test")
+	require.NoError(t, err)
+	r.until(vm.ID, states.Ready, 5)
+	st, _ := r.sim.VM(vm.VMID)
+	require.Equal(t, "later.example.test", st.Config["name"])
+
+	r.restore(r.get(vm.ID), volid)
+	out := r.run(vm.ID, states.Ready, 40, 20*time.Second)
+	require.Equal(t, string(states.Ready), r.get(vm.ID).Status, out)
+	require.Contains(t, out, "VM name h2.example.test → later.example.test")
+	st, _ = r.sim.VM(vm.VMID)
+	require.Equal(t, "later.example.test", st.Config["name"])
+	require.Equal(t, "pvectl service=h2\nhostname=later.example.test", st.Config["description"])
+}
