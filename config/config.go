@@ -35,6 +35,7 @@ type Config struct {
 	Tasks     Tasks              `yaml:"tasks"`
 	Suspend   Suspend            `yaml:"suspend"`
 	Backups   Backups            `yaml:"backups"`
+	Stats     Stats              `yaml:"stats"`
 	// IPQuarantine keeps a freed address out of the pools this long, so no
 	// new VM gets it while resolvers still cache its old records. Unset:
 	// dns.ttl when DNS zones are configured, else 0. 0 turns it off.
@@ -98,6 +99,18 @@ type Product struct {
 	CloudInit       CloudInit           `yaml:"cloudinit"`
 	// SnapshotLifetimeDays: snapshots older than this are removed; 0 keeps them.
 	SnapshotLifetimeDays int `yaml:"snapshot_lifetime_days" valid:"0 (keep) or more"`
+	// SnapshotQuota: how many snapshots a VM may have; 0 = snapshots off.
+	SnapshotQuota int `yaml:"snapshot_quota" valid:"0 (no snapshots) or more"`
+	// TrafficLimitGB: the traffic (in + out, decimal GB) included per billing
+	// period; 0 = unlimited.
+	TrafficLimitGB int `yaml:"traffic_limit_gb" valid:"0 (unlimited) or more"`
+	// TrafficResetDay is the day of the month a billing period starts
+	// (1..28); default 1.
+	TrafficResetDay int `yaml:"traffic_reset_day" valid:"1..28"`
+	// TrafficAction over the limit: "" (an event line only) or "throttle"
+	// (the NIC's rate is set to TrafficThrottleMBps until the period ends).
+	TrafficAction       string `yaml:"traffic_action"`
+	TrafficThrottleMBps int    `yaml:"traffic_throttle_mbps" valid:"1 or more (MB/s)"`
 	// BackupQuota: how many backups a VM may keep; 0 disables backups.
 	BackupQuota int `yaml:"backup_quota" valid:"0 (no backups) or more"`
 	// BackupStorage is where the product's backups go; "" = backups.storage.

@@ -83,6 +83,7 @@ func (c *Config) applyDefaults() {
 		c.Products[name] = p
 	}
 	c.defaultBackups()
+	c.defaultStats()
 	if c.DNS.Timeout == 0 {
 		c.DNS.Timeout = Duration(DefaultDNSTimeout)
 	}
@@ -173,6 +174,7 @@ func (c *Config) validate() error {
 
 	errs = append(errs, c.validateSuspend()...)
 	errs = append(errs, c.validateBackups()...)
+	errs = append(errs, c.validateStats()...)
 
 	// ip_pools
 	names := map[string]bool{}

@@ -1,0 +1,36 @@
+package config_test
+
+import (
+	"testing"
+
+	"github.com/pvectl/pvectl/config"
+	"github.com/stretchr/testify/require"
+)
+
+func TestSnapshotAndTrafficKeys(t *testing.T) {
+	t.Parallel()
+	c, err := config.Parse("pvectl.yaml", []byte(minimal))
+	require.NoError(t, err)
+	p := c.Products["small"]
+	require.Equal(t, 0, p.SnapshotQuota)
+	require.Equal(t, 0, p.TrafficLimitGB)
+	require.Equal(t, 1, p.TrafficResetDay)
+	require.Equal(t, 400, c.Stats.RetentionDays)
+
+	c, err = config.Parse("pvectl.yaml", []byte(withProductLine("snapshot_quota: 3")+"stats: {retention_days: 90}\n"))
+	require.NoError(t, err)
+	require.Equal(t, 3, c.Products["small"].SnapshotQuota)
+	require.Equal(t, 90, c.Stats.RetentionDays)
+
+	for _, tc := range []struct{ line, want string }{
+		{"traffic_reset_day: 31", "products.small.traffic_reset_day: must be 1..28 (every month has it), got 31"},
+		{"traffic_action: block", `products.small.traffic_action: unknown "block"; valid: throttle, or omit it (an event line only)`},
+		{"traffic_action: throttle", "products.small.traffic_throttle_mbps: required with traffic_action: throttle"},
+		{"snapshot_quota: -1", "products.small.snapshot_quota: must be 0 (no snapshots) or more, got -1"},
+	} {
+		_, err := config.Parse("pvectl.yaml", []byte(withProductLine(tc.line)))
+		require.ErrorContains(t, err, tc.want, tc.line)
+	}
+	_, err = config.Parse("pvectl.yaml", []byte(minimal+"stats: {retention_days: 0}\n"))
+	require.NoError(t, err, "0 means the default")
+}
