@@ -61,6 +61,18 @@ func (a *Adapter) DeleteSnapshot(ctx context.Context, vm VMRef, name string, for
 	return a.task(ctx, vmCall(http.MethodDelete, vm, "/snapshot/"+url.PathEscape(name)), p)
 }
 
+// RollbackSnapshot implements Client.
+func (a *Adapter) RollbackSnapshot(ctx context.Context, vm VMRef, name string, start bool) (TaskRef, error) {
+	if err := checkVM("rollback snapshot", vm); err != nil {
+		return TaskRef{}, err
+	}
+	var p map[string]any
+	if start {
+		p = map[string]any{"start": 1}
+	}
+	return a.task(ctx, vmCall(http.MethodPost, vm, "/snapshot/"+url.PathEscape(name)+"/rollback"), p)
+}
+
 // RRDData implements Client.
 func (a *Adapter) RRDData(ctx context.Context, vm VMRef, tf Timeframe, cf ConsolidationFunction) ([]RRDPoint, error) {
 	if err := checkVM("rrddata", vm); err != nil {

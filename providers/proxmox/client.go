@@ -209,6 +209,12 @@ type Client interface {
 	// from the config even if its disks cannot be removed.
 	DeleteSnapshot(ctx context.Context, vm VMRef, name string, force bool) (TaskRef, error)
 
+	// RollbackSnapshot starts a qmrollback task: the VM's config and disks
+	// become the snapshot's (PVE stops a running VM first). With start the
+	// VM is started after a successful rollback; PVE starts it anyway when
+	// the snapshot holds RAM (vmstate). A missing snapshot fails the task.
+	RollbackSnapshot(ctx context.Context, vm VMRef, name string, start bool) (TaskRef, error)
+
 	// RRDData reads a VM's RRD statistics (GET …/rrddata).
 	RRDData(ctx context.Context, vm VMRef, timeframe Timeframe, cf ConsolidationFunction) ([]RRDPoint, error)
 

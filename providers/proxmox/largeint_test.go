@@ -204,6 +204,11 @@ func largeIntCalls() []largeIntCall {
 		}, func(s string) wireWant {
 			return wireWant{Method: "DELETE", Path: qemu(s, "/snapshot/s1"), Query: url.Values{"force": {"1"}}}
 		}},
+		{"RollbackSnapshot", func(ctx context.Context, a *proxmox.Adapter, id int) error {
+			return task(a.RollbackSnapshot(ctx, vmOf(id), "s1", true))
+		}, func(s string) wireWant {
+			return wireWant{Method: "POST", Path: qemu(s, "/snapshot/s1/rollback"), Body: map[string]any{"start": num("1")}}
+		}},
 		{"RRDData", func(ctx context.Context, a *proxmox.Adapter, id int) error {
 			_, err := a.RRDData(ctx, vmOf(id), proxmox.TimeframeDay, proxmox.CFMax)
 			return err

@@ -41,17 +41,22 @@ func hSnapCreate(c *call) (any, *apiError) {
 	if name == "current" || strings.EqualFold(name, "pending") {
 		return nil, serverErr(fmt.Sprintf("unable to use snapshot name '%s' (reserved name)", name))
 	}
-	for _, sn := range m.snapshots {
-		if sn.name == name {
-			return nil, serverErr(fmt.Sprintf("snapshot name '%s' already used", name))
-		}
-	}
 	o := spawnOpts{typ: "qmsnapshot", id: strconv.Itoa(m.vmid), vmids: []int{m.vmid}, flockVM: m}
 	if m.conf["lock"] != "" {
 		o.run = errTask(lockedErr(m))
 	} else {
 		o.lockVM, o.lock = m, "snapshot"
 		o.run = func() (string, []string) {
+			// PVE checks these in snapshot_prepare, inside the worker: the
+			// task fails, the POST itself succeeds.
+			for _, sn := range m.snapshots {
+				if sn.name == name {
+					return fmt.Sprintf("snapshot name '%s' already used", name), nil
+				}
+			}
+			if rawDisk(m.conf) {
+				return "snapshot feature is not available", nil
+			}
 			conf := copyMap(m.conf)
 			delete(conf, "lock")
 			sn := &snapshot{name: name, description: c.str("description"), parent: m.conf["parent"], snaptime: s.now().Unix(), vmstate: c.bool("vmstate") && m.running, conf: conf}
@@ -121,7 +126,8 @@ func hSnapRollback(c *call) (any, *apiError) {
 					conf["parent"] = name
 					conf["lock"] = "rollback"
 					m.conf = conf
-					if c.bool("start") && s.boots(m) {
+					// PVE starts the VM when the snapshot holds RAM, whatever start says.
+					if (c.bool("start") || sn.vmstate) && s.boots(m) {
 						m.running, m.startedAt = true, s.now()
 					}
 					return "OK", nil
@@ -131,6 +137,21 @@ func hSnapRollback(c *call) (any, *apiError) {
 		}
 	}
 	return c.spawn(o).upid, nil
+}
+
+// rawDisk reports whether one of the VM's disks is a raw file (format=raw or
+// a .raw volume on a directory storage): PVE cannot snapshot those.
+func rawDisk(conf map[string]string) bool {
+	for _, k := range diskKeys(conf) {
+		v := conf[k]
+		if strings.HasPrefix(k, "unused") || strings.Contains(v, "media=cdrom") {
+			continue
+		}
+		if strings.Contains(v, "format=raw") || strings.Contains(strings.SplitN(v, ",", 2)[0], ".raw") {
+			return true
+		}
+	}
+	return false
 }
 
 // ---- rrd ----
