@@ -155,6 +155,12 @@ func pvesimCmd(ts *testscript.TestScript, neg bool, args []string) {
 			}
 		}
 		ts.Fatalf("pvesim has no VM marked for service %s", args[1])
+	case "traffic", "traffic-match":
+		// pvesim traffic SERVICE IN OUT: the VM gets SetTrafficProfile(IN, OUT) (bytes/s).
+		// pvesim traffic-match SERVICE FILE: FILE is `pvectl stats SERVICE --csv`; its period
+		// total (in + out) must match what pvesim generated from the period start to now to
+		// within one RRD step (60 s) at the profile's peak rate.
+		statsSimCmd(ts, args)
 	case "cipassword":
 		// [!] pvesim cipassword VMID PW: the VM's cloud-init password is PW
 		// (PVE stores it hashed and never shows it; this checks the hash).

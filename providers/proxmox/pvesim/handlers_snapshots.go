@@ -173,10 +173,11 @@ func hRRD(c *call) (any, *apiError) {
 			e["maxcpu"], e["maxmem"], e["maxdisk"] = 2, m.memBytes(), s.vmDisk(m)
 			e["disk"], e["diskread"], e["diskwrite"] = 0, 0, 0
 			if m.running && ts >= m.startedAt.Unix() {
-				e["cpu"], e["mem"], e["netin"], e["netout"] = 0.0123, float64(m.memBytes())/2, m.netIn, m.netOut
+				e["cpu"], e["mem"] = 0.0123, float64(m.memBytes())/2
 			} else {
-				e["cpu"], e["mem"], e["netin"], e["netout"] = 0, 0, 0, 0
+				e["cpu"], e["mem"] = 0, 0
 			}
+			e["netin"], e["netout"] = m.rrdNet(ts, step, now) // rrd.go
 		}
 		out = append(out, e)
 	}

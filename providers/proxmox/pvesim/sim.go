@@ -87,6 +87,7 @@ type vm struct {
 	snapshots    []*snapshot
 	netIn        float64
 	netOut       float64
+	profiled     bool // traffic varies by hour (SetTrafficProfile; rrd.go)
 	neverRunning bool
 	flocks       []flock
 }
