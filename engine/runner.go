@@ -62,6 +62,7 @@ func (e *Engine) ProcessVMs(ctx context.Context) (Summary, error) {
 	e.keepSuspended(ctx)
 	e.startQueuedSuspends(ctx)
 	e.startQueuedBackups(ctx) // backups of ready/suspended VMs: quota rotation, then vzdump
+	e.driveSnapshots(ctx)     // snapshot create/delete/rollback of ready/suspended VMs
 	return e.runSteps(ctx, "process_vms", start, func(s states.State) bool { return !states.Restoring(s) })
 }
 

@@ -131,6 +131,7 @@ Exit codes: 0 ok, 1 failure, 2 bad usage or input (nothing was changed).`,
 		newResetStatusCmd(g),
 		newDNSCmd(g),
 		newBackupCmd(g),
+		newSnapshotCmd(g),
 		newStatsCmd(g),
 	)
 	strictGroups(root)
