@@ -35,7 +35,9 @@ import (
 // (crashChangeAndTerminate), and the rest goes through power actions,
 // suspend and unsuspend under kills (crashPowerAndSuspend, issue 11);
 // then the VMs left ready are migrated, live and offline, there and back,
-// under kills (crashMigrate, issue 11).
+// under kills (crashMigrate, issue 11); then a few of them are backed up,
+// rotated, backed up by a schedule and restored under kills (crashBackups,
+// issue 12).
 //
 // The kill instants come from a seeded RNG; the seed is logged, and
 // PVECTL_CRASH_SEED=N replays a run's kill schedule (the exact interleaving
@@ -268,6 +270,7 @@ func TestCrashKill9(t *testing.T) {
 	crashChangeAndTerminate(t, dir, sim, rng, nextNow, crashKills)
 	crashPowerAndSuspend(t, dir, sim, rng, nextNow, crashKills)
 	crashMigrate(t, dir, sim, rng, nextNow, crashKills)
+	crashBackups(t, dir, sim, rng, nextNow)
 }
 
 // crashChangeAndTerminate is the crash test of issue 6 on the deployed
@@ -552,7 +555,8 @@ func startPvesimBinary(t *testing.T, dir string) *pvesimProc {
 	require.NoError(t, os.WriteFile(clusterFile, cb, 0o600))
 
 	cmd := exec.Command(bin, "--listen", "127.0.0.1:0", "--cluster", clusterFile, "--task-duration", "300ms",
-		"--task-duration-type", "qmclone=1s", "--task-duration-type", "qmigrate=1s")
+		"--task-duration-type", "qmclone=1s", "--task-duration-type", "qmigrate=1s",
+		"--task-duration-type", "vzdump=500ms", "--task-duration-type", "qmrestore=500ms") // crashBackups
 	stdout, err := cmd.StdoutPipe()
 	require.NoError(t, err)
 	var stderr bytes.Buffer
