@@ -107,8 +107,9 @@ type Product struct {
 	// TrafficResetDay is the day of the month a billing period starts
 	// (1..28); default 1.
 	TrafficResetDay int `yaml:"traffic_reset_day" valid:"1..28"`
-	// TrafficAction over the limit: "" (an event line only) or "throttle"
-	// (the NIC's rate is set to TrafficThrottleMBps until the period ends).
+	// TrafficAction over the limit: only "" (an event line) for now; a
+	// throttle (TrafficThrottleMBps on the NIC until the period ends) is
+	// refused at load until it is built.
 	TrafficAction       string `yaml:"traffic_action"`
 	TrafficThrottleMBps int    `yaml:"traffic_throttle_mbps" valid:"1 or more (MB/s)"`
 	// BackupQuota: how many backups a VM may keep; 0 disables backups.

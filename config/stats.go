@@ -44,17 +44,11 @@ func (c *Config) validateStats() []error {
 		if p.TrafficResetDay < 1 || p.TrafficResetDay > 28 {
 			errs = append(errs, c.Errorf(k+".traffic_reset_day", "must be 1..28 (every month has it), got %d", p.TrafficResetDay))
 		}
-		switch p.TrafficAction {
-		case "":
-		case "throttle":
-			if p.TrafficThrottleMBps < 1 {
-				errs = append(errs, c.Errorf(k+".traffic_throttle_mbps", "required with traffic_action: throttle: the NIC's rate (MB/s) over the limit"))
-			}
-			if p.TrafficLimitGB == 0 {
-				errs = append(errs, c.Errorf(k+".traffic_action", "throttle needs traffic_limit_gb > 0"))
-			}
-		default:
-			errs = append(errs, c.Errorf(k+".traffic_action", "unknown %q; valid: throttle, or omit it (an event line only)", p.TrafficAction))
+		if p.TrafficAction != "" {
+			errs = append(errs, c.Errorf(k+".traffic_action", "%q is not available yet: over the limit pvectl only logs an event line; omit traffic_action", p.TrafficAction))
+		}
+		if p.TrafficThrottleMBps != 0 {
+			errs = append(errs, c.Errorf(k+".traffic_throttle_mbps", "not available yet (no traffic_action uses it); omit it"))
 		}
 	}
 	return errs

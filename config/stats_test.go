@@ -24,8 +24,8 @@ func TestSnapshotAndTrafficKeys(t *testing.T) {
 
 	for _, tc := range []struct{ line, want string }{
 		{"traffic_reset_day: 31", "products.small.traffic_reset_day: must be 1..28 (every month has it), got 31"},
-		{"traffic_action: block", `products.small.traffic_action: unknown "block"; valid: throttle, or omit it (an event line only)`},
-		{"traffic_action: throttle", "products.small.traffic_throttle_mbps: required with traffic_action: throttle"},
+		{"traffic_action: throttle", `products.small.traffic_action: "throttle" is not available yet`},
+		{"traffic_throttle_mbps: 5", "products.small.traffic_throttle_mbps: not available yet"},
 		{"snapshot_quota: -1", "products.small.snapshot_quota: must be 0 (no snapshots) or more, got -1"},
 	} {
 		_, err := config.Parse("pvectl.yaml", []byte(withProductLine(tc.line)))
