@@ -25,7 +25,8 @@ package engine
 //   - Look-back: slots are looked for after the time the schedule's slots
 //     were last handled (checked_until), or, for a schedule never handled or
 //     handled at a time later than now (a clock stepped back), after now −
-//     grace − 24h; never before the schedule was last saved, and never more
+//     grace − 24h; never before the schedule was last saved (a slot starting
+//     the instant it was saved is included), and never more
 //     than ScheduleLookback back (a pvectl stopped for a month does not
 //     record every slot of the month as skipped).
 
@@ -429,8 +430,10 @@ func PlanSlots(b store.BackupSchedule, loc *time.Location, grace time.Duration, 
 	if floor := now.Add(-ScheduleLookback); from.Before(floor) {
 		from = floor
 	}
-	if !b.UpdatedAt.After(now) && b.UpdatedAt.After(from) {
-		from = b.UpdatedAt
+	// A slot that starts the instant the schedule was saved is the
+	// schedule's (the interval is open at from).
+	if saved := b.UpdatedAt.Add(-time.Nanosecond); !b.UpdatedAt.After(now) && saved.After(from) {
+		from = saved
 	}
 	var out []SlotPlan
 	for _, s := range ScheduleSlots(b.Days, b.AtMinute, loc, from, now) {

@@ -35,6 +35,12 @@ type StepMemory struct {
 	// RestoreBaseline is what PVE's task list held for the VM's qmrestore
 	// tasks just before the restore was sent.
 	RestoreBaseline *RebootBaseline `json:"restore_baseline,omitempty"`
+	// RestoreAdditional is the volume of the VM's additional disk (the one
+	// pvectl created) just before the restore was sent. PVE keeps a disk
+	// the archive does not hold as an unusedN entry; the restore step
+	// attaches it again as the additional disk instead of leaving it to
+	// leak while the change-package creates a new, empty one.
+	RestoreAdditional string `json:"restore_additional,omitempty"`
 	// LockSince is when the step first saw a lock no pvectl task holds (staleLock).
 	LockSince *time.Time `json:"lock_since,omitempty"`
 	// Backups are the terminate's backup deletions, by volume ID.
@@ -120,7 +126,7 @@ func decodeStepMemory(data string) (m StepMemory, legacy bool) {
 // encode renders the memory for step_data; nothing remembered is "".
 func (m StepMemory) encode() string {
 	if m.ShutdownAt == nil && m.StopAt == nil && m.RebootAt == nil && m.RebootBaseline == nil &&
-		m.RestoreAt == nil && m.RestoreBaseline == nil && m.LockSince == nil && len(m.Backups) == 0 {
+		m.RestoreAt == nil && m.RestoreBaseline == nil && m.RestoreAdditional == "" && m.LockSince == nil && len(m.Backups) == 0 {
 		return ""
 	}
 	m.V = stepMemoryVersion

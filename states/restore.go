@@ -76,6 +76,9 @@ func restoreTask(_ *Env, vm store.VM) string {
 // stopped again first, graceful then forced.
 func restoreArchive(ctx context.Context, env *Env, vm store.VM) Result {
 	if env.TaskDone {
+		if res := reattachAdditionalDisk(ctx, env, vm); res != nil {
+			return *res
+		}
 		env.Emit(fmt.Sprintf("restored %s over VMID %d; re-applying product %s", vm.RestoreVolid, vm.VMID, vm.Product))
 		return Success()
 	}
@@ -107,6 +110,17 @@ func restoreArchive(ctx context.Context, env *Env, vm store.VM) Result {
 			return fromError("list the VM's restore tasks", err)
 		}
 		mem.RestoreAt, mem.RestoreBaseline = stamp(env.Now()), &base
+		// The additional disk's volume, remembered once per restore (a
+		// failed restore may already have turned it into unusedN).
+		if mem.RestoreAdditional == "" {
+			cfg, err := env.PVE.VMConfig(ctx, ref(vm))
+			if err != nil {
+				return fromError("read config", err)
+			}
+			if key, ok := findAdditionalDisk(cfg); ok {
+				mem.RestoreAdditional, _ = proxmox.ParsePropertyString(cfg.Values[key])
+			}
+		}
 		if err := saveMemory(ctx, env, &vm, mem); err != nil {
 			return Retryable(err)
 		}
@@ -114,6 +128,55 @@ func restoreArchive(ctx context.Context, env *Env, vm store.VM) Result {
 	env.Emit(fmt.Sprintf("restoring %s over VMID %d on %s", vm.RestoreVolid, vm.VMID, vm.Node))
 	task, err := env.PVE.Restore(ctx, proxmox.RestoreRequest{VM: ref(vm), Archive: vm.RestoreVolid, Force: true})
 	return submit(ctx, env, vm, "restore", task, err)
+}
+
+// reattachAdditionalDisk runs once the restore ended OK. An archive made
+// before the VM had its additional disk does not hold it: PVE restores the
+// other disks and keeps the additional disk's volume as an unusedN entry
+// (qmrestore frees only the volumes the archive replaces). Left there, it
+// would leak: the change-package that follows finds no additional disk and
+// creates a new, empty one. The step attaches the kept volume again under
+// the key the product's bus gives (with pvectl's serial), so the customer
+// keeps the data on it and the change-package resizes it if needed. When
+// the archive brought an additional disk of its own, the kept volume is
+// left where PVE put it and the log names it. Look before acting: a volume
+// already attached is not attached again (a crash after the update).
+// nil: go on.
+func reattachAdditionalDisk(ctx context.Context, env *Env, vm store.VM) *Result {
+	volid := memory(vm).RestoreAdditional
+	if volid == "" {
+		return nil
+	}
+	cfg, err := env.PVE.VMConfig(ctx, ref(vm))
+	if err != nil {
+		res := fromError("read config", err)
+		return &res
+	}
+	unused := ""
+	for _, k := range sortedKeys(cfg.Values) {
+		if v, _ := proxmox.ParsePropertyString(cfg.Values[k]); v != volid {
+			continue
+		}
+		if !strings.HasPrefix(k, "unused") {
+			return nil // attached (by an earlier attempt, or the archive had it)
+		}
+		unused = k
+	}
+	if unused == "" {
+		return nil // PVE did not keep it (the archive replaced it)
+	}
+	if key, ok := findAdditionalDisk(cfg); ok {
+		env.Emit(fmt.Sprintf("the archive brought its own additional disk (%s); the VM's previous one, %s, is kept as %s: delete it in PVE once it is no longer needed", key, volid, unused))
+		return nil
+	}
+	key := additionalDiskKey(cfg, env.Product)
+	env.Emit(fmt.Sprintf("the archive has no additional disk: attaching the VM's own (%s, kept by PVE as %s) again as %s", volid, unused, key))
+	change := proxmox.ConfigChange{Set: map[string]string{key: volid + ",serial=pvectl-additional"}, Digest: cfg.Digest}
+	if err := env.PVE.SetConfigSync(ctx, ref(vm), change); err != nil {
+		res := fromError("attach "+volid+" as "+key, err)
+		return &res
+	}
+	return nil
 }
 
 // restoreTaskError: a restore task that ended with an error is the step's

@@ -102,6 +102,14 @@ func TestRestoreReappliesProduct(t *testing.T) {
 			r.snapshot(vm, "before")
 			r.snapshot(vm, "later")
 			since := r.clk.Now()
+			var additionalBefore string // the VM's additional disk's volume before the restore
+			if st, ok := r.sim.VM(vm.VMID); ok {
+				for k, v := range st.Config {
+					if strings.Contains(v, "pvectl-additional") && !strings.HasPrefix(k, "unused") {
+						additionalBefore, _, _ = strings.Cut(v, ",")
+					}
+				}
+			}
 
 			r.restore(vm, volid)
 			out := r.run(vm.ID, states.Ready, 60, 20*time.Second)
@@ -130,6 +138,26 @@ func TestRestoreReappliesProduct(t *testing.T) {
 			require.Equal(t, tc.scsi0, diskSize(cfg["scsi0"]), cfg["scsi0"])
 			hasAdditional := slices.ContainsFunc([]string{"scsi1", "scsi2"}, func(k string) bool { return strings.Contains(cfg[k], "pvectl-additional") })
 			require.Equal(t, tc.additional, hasAdditional, cfg)
+			// No disk leaked: no unusedN entry, every volume of the VM in a
+			// config key; an additional disk the archive lacked is the VM's
+			// own, attached again (its data kept), not a new empty one.
+			referenced := map[string]bool{}
+			for k, v := range cfg {
+				require.False(t, strings.HasPrefix(k, "unused"), "leaked disk %s: %v", k, cfg)
+				volid, _, _ := strings.Cut(v, ",")
+				referenced[volid] = true
+			}
+			for _, v := range r.sim.StorageContent(vm.Node, "local-lvm") {
+				if v.VMID == vm.VMID {
+					require.True(t, referenced[v.VolID], "volume %s in no config key: %v", v.VolID, cfg)
+				}
+			}
+			if tc.additional && additionalBefore != "" {
+				require.Contains(t, out, "the archive has no additional disk: attaching the VM's own ("+additionalBefore)
+				require.True(t, slices.ContainsFunc([]string{"scsi1", "scsi2"}, func(k string) bool {
+					return strings.HasPrefix(cfg[k], additionalBefore+",") && strings.Contains(cfg[k], "pvectl-additional")
+				}), "the VM's own additional disk %s attached again: %v", additionalBefore, cfg)
+			}
 			require.Contains(t, cfg["net0"], mac, "unique=0: the MAC stays")
 			require.Equal(t, mac, got.MAC)
 

@@ -207,6 +207,6 @@ func RestoreTable() *Pipeline {
 		{From: RestoreStopped, To: RestoreSnapshotsRemoved, Label: "Delete snapshots", Run: removeSnapshotsForRestore, Stopped: true,
 			Needs: NeedLocation, Task: snapshotDeleteTask},
 		{From: RestoreSnapshotsRemoved, To: ChangePackage, Label: "Restore backup", Heavy: true, Run: restoreArchive,
-			Needs: NeedLocation, Task: restoreTask, OnTaskError: restoreTaskError},
+			Needs: NeedProduct | NeedLocation, Task: restoreTask, OnTaskError: restoreTaskError},
 	})
 }

@@ -86,8 +86,17 @@ func crashBackups(t *testing.T, dir string, sim *pvesimProc, rng *rand.Rand, nex
 	}
 	var fleet []vmJSON
 	vms0 := listVMs(t, dir)
-	slices.SortStableFunc(vms0, func(a, b vmJSON) int { // xl first: they change package before the restore
-		return strings.Compare(strconv.FormatBool(a.Product != "xl"), strconv.FormatBool(b.Product != "xl"))
+	rank := map[string]int{"xl": 0, "small": 1} // they change package before the restore
+	slices.SortStableFunc(vms0, func(a, b vmJSON) int {
+		ra, oka := rank[a.Product]
+		rb, okb := rank[b.Product]
+		if !oka {
+			ra = 2
+		}
+		if !okb {
+			rb = 2
+		}
+		return ra - rb
 	})
 	for _, v := range vms0 {
 		if v.Status == "ready" && v.VMID != nil && pve0[*v.VMID].Status == "running" && len(fleet) < 4 {
@@ -486,18 +495,22 @@ func crashBackups(t *testing.T, dir string, sim *pvesimProc, rng *rand.Rand, nex
 	// Round 3: restore. Each VM changes package first (unkilled ticks), so
 	// the archive brings back the old product and the re-apply matters.
 	//
-	// Only xl → small: an archive without the additional disk restored
-	// over a VM that has one leaves the VM's disk as unused0 (PVE's rescan
-	// after a restore) and the re-apply creates a new one beside it; that
-	// leak is known (see the report of issue 12's crash test) and not what
-	// this phase tests. Other products keep theirs.
+	// xl → small: the archive brings back an additional disk the product
+	// no longer has (the re-apply removes it again). small → big: the
+	// archive has no additional disk while the VM has one; PVE keeps the
+	// VM's as unused0 and the restore step attaches it again (no leaked
+	// volume, no second disk). Others keep theirs.
 	product := map[string]string{}
 	for _, v := range fleet {
 		product[v.ServiceID] = v.Product
-		if v.Product != "xl" {
+		switch v.Product {
+		case "xl":
+			product[v.ServiceID] = "small"
+		case "small":
+			product[v.ServiceID] = "big"
+		default:
 			continue
 		}
-		product[v.ServiceID] = "small"
 		p := pvectlProc(t, dir, []string{nextNow()}, "vm", "change-package", v.ServiceID, "--product", product[v.ServiceID])
 		require.Equal(t, 0, p.exitCode(), "change-package: %s%s", p.stdout.String(), p.stderr.String())
 	}
@@ -513,6 +526,13 @@ func crashBackups(t *testing.T, dir string, sim *pvesimProc, rng *rand.Rand, nex
 		}
 		return true
 	}
+	grown := 0
+	for svc, p := range product {
+		if p == "big" && slices.ContainsFunc(fleet, func(v vmJSON) bool { return v.ServiceID == svc && v.Product == "small" }) {
+			grown++
+		}
+	}
+	require.GreaterOrEqual(t, grown, 1, "a VM whose archive lacks the additional disk it has at the restore: %v", product)
 	round("change-package before the restore", 80, func(int) bool { return false }, nil, allReady)
 
 	// Snapshots on half the VMs: the restore deletes them first.
@@ -595,8 +615,16 @@ func crashBackups(t *testing.T, dir string, sim *pvesimProc, rng *rand.Rand, nex
 		require.NotNil(t, m, "%s: net0 %q", ctxt, pv.Config["net0"])
 		require.Equal(t, mac[v.ServiceID], m[1], "%s: MAC", ctxt)
 		require.Empty(t, pv.Snapshots, "%s: snapshots left", ctxt)
-		for k := range pv.Config {
+		referenced := map[string]bool{}
+		for k, val := range pv.Config {
 			require.False(t, strings.HasPrefix(k, "unused"), "%s: leaked disk %s", ctxt, k)
+			volid, _ := proxmox.ParsePropertyString(val)
+			referenced[volid] = true
+		}
+		vols, err := pveAPI.StorageContent(ctx, pv.Node, "local-lvm", proxmox.ContentFilter{Content: "images", VMID: id})
+		require.NoError(t, err)
+		for _, vol := range vols {
+			require.True(t, referenced[vol.VolID], "%s: volume %s on local-lvm is in no config key (leaked): %v", ctxt, vol.VolID, pv.Config)
 		}
 		restores := 0
 		for _, tk := range tasks3[id] {

@@ -286,6 +286,7 @@ func (s *Sim) applyConfig(m *vm, c *call) string {
 		}
 		m.conf[k] = v
 	}
+	dropReaddedUnused(m.conf)
 	return ""
 }
 
@@ -338,7 +339,40 @@ func (s *Sim) allocDiskValue(m *vm, key, v string) (string, string) {
 		d.size = size
 		return d.String(), ""
 	}
+	// An existing volume (create_disks): one new to this key must exist,
+	// and PVE writes its size into the drive.
+	if !d.isCDROM() {
+		if old := parseDisk(m.conf[key]); old.storage != d.storage || old.volname != d.volname {
+			if st := s.storageOn(m.node, d.storage); st != nil {
+				vol := st.volumes[d.storage+":"+d.volname]
+				if vol == nil {
+					return "", fmt.Sprintf("volume %s:%s does not exist", d.storage, d.volname)
+				}
+				d.size = vol.size
+				return d.String(), ""
+			}
+		}
+	}
 	return v, ""
+}
+
+// dropReaddedUnused is write_vm_config's cleanup: an unusedN entry whose
+// volume a drive key uses again is removed ("remove 'unusedX' settings if
+// we re-add a volume").
+func dropReaddedUnused(conf map[string]string) {
+	used := map[string]bool{}
+	for k, v := range conf {
+		if diskKeyRe.MatchString(k) && !strings.HasPrefix(k, "unused") {
+			if d := parseDisk(v); d.storage != "" {
+				used[d.storage+":"+d.volname] = true
+			}
+		}
+	}
+	for k, v := range conf {
+		if strings.HasPrefix(k, "unused") && used[v] {
+			delete(conf, k)
+		}
+	}
 }
 
 // ---- resize ----

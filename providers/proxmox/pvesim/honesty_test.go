@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/url"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -289,5 +290,32 @@ func TestResizeReadsSizeInWorker(t *testing.T) {
 	require.Equal(t, "OK", e.waitTask(up1)["exitstatus"])
 	require.Equal(t, "shrinking disks is not supported", e.waitTask(up2)["exitstatus"])
 	require.Equal(t, "local-lvm:vm-101-disk-0,size=12G", e.config("101")["scsi0"])
+	e.sim.RequireNoRejections(t)
+}
+
+// A volume kept as unusedN attached again under a drive key: PVE writes
+// its size into the drive (create_disks) and drops the unusedN entry when
+// it writes the config (write_vm_config: "remove 'unusedX' settings if we
+// re-add a volume"); a volume that does not exist is refused.
+func TestReattachUnusedVolume(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	addVM(t, e.sim, 101)
+	r := e.do("PUT", "/nodes/pve1/qemu/101/config", form("scsi1", "local-lvm:2,serial=data"))
+	require.Equal(t, 200, r.code, r.status)
+	volid, _, _ := strings.Cut(e.config("101")["scsi1"].(string), ",")
+	r = e.do("PUT", "/nodes/pve1/qemu/101/config", form("delete", "scsi1"))
+	require.Equal(t, 200, r.code, r.status)
+	require.Equal(t, volid, e.config("101")["unused0"])
+
+	r = e.do("PUT", "/nodes/pve1/qemu/101/config", form("scsi2", volid+",serial=data"))
+	require.Equal(t, 200, r.code, r.status)
+	cfg := e.config("101")
+	require.Equal(t, volid+",serial=data,size=2G", cfg["scsi2"])
+	require.NotContains(t, cfg, "unused0")
+
+	r = e.do("PUT", "/nodes/pve1/qemu/101/config", form("scsi3", "local-lvm:vm-101-disk-77"))
+	require.Contains(t, r.status, "volume local-lvm:vm-101-disk-77 does not exist")
+	require.NotContains(t, e.config("101"), "scsi3")
 	e.sim.RequireNoRejections(t)
 }
