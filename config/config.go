@@ -107,10 +107,10 @@ type Product struct {
 	// TrafficResetDay is the day of the month a billing period starts
 	// (1..28); default 1.
 	TrafficResetDay int `yaml:"traffic_reset_day" valid:"1..28"`
-	// TrafficAction over the limit: only "" (an event line) for now; a
-	// throttle (TrafficThrottleMBps on the NIC until the period ends) is
-	// refused at load until it is built.
-	TrafficAction       string `yaml:"traffic_action"`
+	// TrafficAction over the limit: "" or "log" (an event line once per
+	// period), or "throttle" (also TrafficThrottleMBps as the NIC's rate
+	// until the period ends).
+	TrafficAction       string `yaml:"traffic_action" valid:"log or throttle"`
 	TrafficThrottleMBps int    `yaml:"traffic_throttle_mbps" valid:"1 or more (MB/s)"`
 	// BackupQuota: how many backups a VM may keep; 0 disables backups.
 	BackupQuota int `yaml:"backup_quota" valid:"0 (no backups) or more"`

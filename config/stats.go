@@ -27,6 +27,12 @@ func (c *Config) defaultStats() {
 	}
 }
 
+// Over-limit actions (products.*.traffic_action).
+const (
+	TrafficActionLog      = "log"
+	TrafficActionThrottle = "throttle"
+)
+
 func (c *Config) validateStats() []error {
 	var errs []error
 	if c.Stats.RetentionDays < 1 {
@@ -44,11 +50,22 @@ func (c *Config) validateStats() []error {
 		if p.TrafficResetDay < 1 || p.TrafficResetDay > 28 {
 			errs = append(errs, c.Errorf(k+".traffic_reset_day", "must be 1..28 (every month has it), got %d", p.TrafficResetDay))
 		}
-		if p.TrafficAction != "" {
-			errs = append(errs, c.Errorf(k+".traffic_action", "%q is not available yet: over the limit pvectl only logs an event line; omit traffic_action", p.TrafficAction))
-		}
-		if p.TrafficThrottleMBps != 0 {
-			errs = append(errs, c.Errorf(k+".traffic_throttle_mbps", "not available yet (no traffic_action uses it); omit it"))
+		switch p.TrafficAction {
+		case "", TrafficActionLog:
+			if p.TrafficThrottleMBps != 0 {
+				errs = append(errs, c.Errorf(k+".traffic_throttle_mbps", "is only used with traffic_action: throttle; set that or omit traffic_throttle_mbps"))
+			}
+		case TrafficActionThrottle:
+			if p.TrafficLimitGB == 0 {
+				errs = append(errs, c.Errorf(k+".traffic_action", "throttle needs a traffic_limit_gb (1 or more): with 0 (unlimited) nothing is ever over the limit"))
+			}
+			if p.TrafficThrottleMBps < 1 {
+				errs = append(errs, c.Errorf(k+".traffic_throttle_mbps", "must be 1 or more (MB/s, the NIC rate over the limit) with traffic_action: throttle, got %d", p.TrafficThrottleMBps))
+			} else if r := p.Network.RateMBps; r > 0 && p.TrafficThrottleMBps >= r {
+				errs = append(errs, c.Errorf(k+".traffic_throttle_mbps", "%d MB/s is not below the product's network.rate_mbps (%d): the throttle would not slow the VM down", p.TrafficThrottleMBps, r))
+			}
+		default:
+			errs = append(errs, c.Errorf(k+".traffic_action", "%q is not one of: log (the default: an event line once per period), throttle (the NIC's rate set to traffic_throttle_mbps until the period ends)", p.TrafficAction))
 		}
 	}
 	return errs

@@ -8,7 +8,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pvectl/pvectl/config"
 	"github.com/pvectl/pvectl/providers/proxmox"
+	"github.com/pvectl/pvectl/states"
 	"github.com/pvectl/pvectl/store"
 )
 
@@ -23,7 +25,7 @@ const collectStatsWorkers = 16
 func CollectStatsTask() Task {
 	return Task{
 		Name:            "collect_stats",
-		Description:     "read each VM's rrddata (netin/netout) into hourly traffic buckets, replacing buckets read again; purge old ones; log over-limit events",
+		Description:     "read each VM's rrddata (netin/netout) into hourly traffic buckets, replacing buckets read again; purge old ones; log over-limit events; set and lift traffic throttles",
 		DefaultInterval: CollectStatsInterval,
 		Run: func(ctx context.Context, e *Engine) (TaskCounts, error) {
 			r, err := e.CollectStats(ctx)
@@ -40,7 +42,9 @@ type StatsRun struct {
 	DayReads  int // VMs whose day frame was read to fill a gap
 	Purged    int64
 	OverLimit int // over-limit events logged this run
-	Message   string
+	// NICChanges: net0 rates set or lifted by the traffic throttle.
+	NICChanges int
+	Message    string
 }
 
 // HourBucket is one VM's traffic in one UTC hour as integrated from RRD
@@ -188,14 +192,25 @@ func (e *Engine) CollectStats(ctx context.Context) (StatsRun, error) {
 	}
 	r.Buckets = len(all)
 	for _, vm := range todo {
-		n, err := e.checkTrafficLimit(ctx, vm, now)
+		if _, inPVE := nodeOf[vm.VMID]; inPVE {
+			vm.Node = nodeOf[vm.VMID] // where it is now (a migration the record has not seen yet)
+		}
+		o, err := e.checkTraffic(ctx, env.PVE, vm, now)
 		if err != nil {
 			return r, err
 		}
-		r.OverLimit += n
+		if o.problem != nil {
+			r.Errors++
+			e.Live.Logger().Warn().Str("vm", vm.ServiceID).Err(o.problem).Msgf("%s  collect_stats: %v", vm.ServiceID, o.problem)
+		}
+		r.OverLimit += o.events
+		r.NICChanges += o.nics
 	}
 	r.Message = fmt.Sprintf("%d VM(s), %d hourly bucket(s) written, %d gap fill(s) from the day frame, %d error(s), %d old bucket(s) purged",
 		r.Processed, r.Buckets, r.DayReads, r.Errors, r.Purged)
+	if r.NICChanges > 0 {
+		r.Message += fmt.Sprintf(", %d NIC rate change(s) (traffic throttle)", r.NICChanges)
+	}
 	e.Live.Logger().Debug().Str("task", "collect_stats").Msg("collect_stats: " + r.Message)
 	return r, nil
 }
@@ -249,31 +264,127 @@ func BillingPeriod(t time.Time, resetDay int) (time.Time, time.Time) {
 	return start, start.AddDate(0, 1, 0)
 }
 
-// checkTrafficLimit logs the over-limit event once per billing period.
-func (e *Engine) checkTrafficLimit(ctx context.Context, vm store.VM, now time.Time) (int, error) {
+// trafficOutcome is what checkTraffic did for one VM.
+type trafficOutcome struct {
+	events int // over-limit events logged
+	nics   int // net0 rates changed by the throttle
+	// problem: PVE could not be asked or refused (the VM counts as an
+	// error; the run goes on).
+	problem error
+}
+
+// checkTraffic logs the over-limit event once per billing period and, for
+// a product with traffic_action throttle, keeps the VM's throttle as the
+// period's traffic says (throttle). A store error is returned as err.
+func (e *Engine) checkTraffic(ctx context.Context, pve proxmox.Client, vm store.VM, now time.Time) (trafficOutcome, error) {
+	var out trafficOutcome
 	p, ok := e.Config.Products[vm.Product]
-	if !ok || p.TrafficLimitGB <= 0 {
-		return 0, nil
+	if !ok {
+		return out, nil
 	}
-	start, end := BillingPeriod(now, p.TrafficResetDay)
-	rows, err := e.Store.TrafficHours(ctx, vm.ServiceID, start, end)
+	want, until := 0, time.Time{}
+	if p.TrafficLimitGB > 0 {
+		start, end := BillingPeriod(now, p.TrafficResetDay)
+		rows, err := e.Store.TrafficHours(ctx, vm.ServiceID, start, end)
+		if err != nil {
+			return out, err
+		}
+		var total int64
+		for _, r := range rows {
+			total += r.BytesIn + r.BytesOut
+		}
+		if total > int64(p.TrafficLimitGB)*1_000_000_000 {
+			first, err := e.Store.TrafficLimitMark(ctx, vm.ServiceID, start, now)
+			if err != nil {
+				return out, err
+			}
+			if first {
+				out.events++
+				e.Live.Logger().Info().Str("vm", vm.ServiceID).Msgf("%s  event: traffic limit reached — %.1f GB of %d GB this period (since %s)",
+					vm.ServiceID, float64(total)/1e9, p.TrafficLimitGB, start.Format("2006-01-02"))
+			}
+			if p.TrafficAction == config.TrafficActionThrottle {
+				want, until = p.TrafficThrottleMBps, end
+			}
+		}
+	}
+	if want == 0 && vm.ThrottleMBps == 0 {
+		return out, nil
+	}
+	err := e.throttle(ctx, pve, vm, p, want, until, now, &out)
+	return out, err
+}
+
+// throttle brings the VM's throttle to want MB/s until `until` (want 0:
+// none), intent first: the record is written before net0 is changed, and
+// cleared only after net0 is back at the product's rate, so a crash at any
+// instant is finished by the next run (SyncNICRate looks before it
+// changes anything). net0 is only touched while the VM is ready or
+// suspended with no PVE task of a step in flight; a VM in a pipeline gets
+// the rate from the change-package's network step (states.NICRate), or at
+// a later run.
+func (e *Engine) throttle(ctx context.Context, pve proxmox.Client, vm store.VM, p config.Product, want int, until, now time.Time, out *trafficOutcome) error {
+	log := e.Live.Logger()
+	settled := (vm.Status == string(states.Ready) || vm.Status == string(states.Suspended)) && vm.PendingUPID == ""
+	if want > 0 {
+		if vm.ThrottleMBps != want || !vm.ThrottleUntil.Equal(until) {
+			if err := e.Store.VMSetThrottle(ctx, vm.ID, want, until, now); err != nil {
+				return err
+			}
+			vm.ThrottleMBps, vm.ThrottleUntil = want, until
+		}
+		if !settled {
+			return nil
+		}
+		rate := states.NICRate(p, vm, now)
+		changed, err := states.SyncNICRate(ctx, pve, vm, rate)
+		if err != nil {
+			out.problem = fmt.Errorf("throttle net0 to %d MB/s: %w", rate, err)
+			return nil
+		}
+		if !changed {
+			return nil
+		}
+		log.Info().Str("vm", vm.ServiceID).Msgf("%s  event: traffic throttled — net0 rate %d MB/s until %s (the period's end; traffic_limit_gb %d)",
+			vm.ServiceID, rate, until.UTC().Format("2006-01-02 15:04 UTC"), p.TrafficLimitGB)
+		out.nics++
+		return nil
+	}
+	// Lifted: the period ended, or the VM is no longer over its product's
+	// limit (a change-package, a raised limit). The throttle is ended in
+	// the record first, so a change-package from now on applies the
+	// product's rate.
+	if vm.Throttled(now) > 0 {
+		if err := e.Store.VMSetThrottle(ctx, vm.ID, vm.ThrottleMBps, now, now); err != nil {
+			return err
+		}
+		vm.ThrottleUntil = now
+	}
+	if !settled {
+		return nil
+	}
+	rate := states.NICRate(p, vm, now)
+	changed, err := states.SyncNICRate(ctx, pve, vm, rate)
 	if err != nil {
-		return 0, err
+		out.problem = fmt.Errorf("lift the throttle (net0 back to %s): %w", rateText(rate), err)
+		return nil
 	}
-	var total int64
-	for _, r := range rows {
-		total += r.BytesIn + r.BytesOut
+	if err := e.Store.VMSetThrottle(ctx, vm.ID, 0, time.Time{}, now); err != nil {
+		return err
 	}
-	if total <= int64(p.TrafficLimitGB)*1_000_000_000 {
-		return 0, nil
+	log.Info().Str("vm", vm.ServiceID).Msgf("%s  event: traffic throttle lifted — net0 back at the product's rate (%s)", vm.ServiceID, rateText(rate))
+	if changed {
+		out.nics++
 	}
-	first, err := e.Store.TrafficLimitMark(ctx, vm.ServiceID, start, now)
-	if err != nil || !first {
-		return 0, err
+	return nil
+}
+
+// rateText renders a NIC rate for a log line.
+func rateText(mbps int) string {
+	if mbps == 0 {
+		return "unlimited"
 	}
-	e.Live.Logger().Info().Str("vm", vm.ServiceID).Msgf("%s  event: traffic limit reached — %.1f GB of %d GB this period (since %s)",
-		vm.ServiceID, float64(total)/1e9, p.TrafficLimitGB, start.Format("2006-01-02"))
-	return 1, nil
+	return fmt.Sprintf("%d MB/s", mbps)
 }
 
 // GB is a decimal gigabyte, as providers bill.

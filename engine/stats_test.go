@@ -2,10 +2,12 @@ package engine_test
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/pvectl/pvectl/config"
 	"github.com/pvectl/pvectl/engine"
 	"github.com/pvectl/pvectl/providers/proxmox"
 	"github.com/pvectl/pvectl/providers/proxmox/pvesim"
@@ -188,4 +190,80 @@ func TestCollectStatsRetentionAndLimit(t *testing.T) {
 	first, err = r.st.TrafficLimitMark(ctx, "web1", t0, t0)
 	require.NoError(t, err)
 	require.False(t, first)
+}
+
+// traffic_action throttle: over the limit, net0 gets the product's
+// traffic_throttle_mbps until the period ends, intent first; a run again
+// changes nothing; a rate changed in PVE is set again; a VM in a pipeline
+// gets the intent only (its network step applies it); at the next period
+// the throttle is lifted and net0 is back at the product's rate.
+func TestTrafficThrottle(t *testing.T) {
+	t.Parallel()
+	r := newStatsRig(t)
+	p := r.e.Config.Products["small"]
+	p.TrafficLimitGB, p.TrafficAction, p.TrafficThrottleMBps = 1, config.TrafficActionThrottle, 2
+	p.Network.RateMBps = 0
+	r.e.Config.Products["small"] = p
+	net0 := "virtio=BC:24:11:00:00:01,bridge=vmbr0,firewall=1"
+	for _, id := range []int{1001, 1002} {
+		require.NoError(t, r.sim.AddVM(pvesim.VMSpec{VMID: id, Node: "pve1", Running: true,
+			Config: map[string]string{"name": "vm" + strconv.Itoa(id), "net0": net0}}))
+		r.sim.SetTrafficProfile(id, 400_000, 100_000) // 1.8 GB an hour
+	}
+	web1 := r.record("web1", string(states.Ready), 1001, "running")
+	web2 := r.record("web2", string(states.ChangePackage), 1002, "running") // in a pipeline
+	netOf := func(vmid int) string {
+		t.Helper()
+		st, ok := r.sim.VM(vmid)
+		require.True(t, ok)
+		return st.Config["net0"]
+	}
+	periodEnd := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+
+	r.advance(time.Hour)
+	r.out.Reset()
+	res := r.collect()
+	require.Equal(t, 2, res.OverLimit)
+	require.Equal(t, 1, res.NICChanges)
+	require.Zero(t, res.Errors)
+	require.Equal(t, net0+",rate=2", netOf(1001))
+	require.Equal(t, net0, netOf(1002), "a VM in a pipeline: its network step applies the rate")
+	for _, id := range []int64{web1.ID, web2.ID} {
+		got := r.get(id)
+		require.Equal(t, 2, got.ThrottleMBps, got.ServiceID)
+		require.True(t, got.ThrottleUntil.Equal(periodEnd), "%s: %s", got.ServiceID, got.ThrottleUntil)
+	}
+	require.Contains(t, r.out.String(), "web1  event: traffic throttled — net0 rate 2 MB/s until 2026-12-01 00:00 UTC")
+	require.Contains(t, res.Message, "1 NIC rate change(s) (traffic throttle)")
+
+	r.advance(time.Hour)
+	require.Zero(t, r.collect().NICChanges, "already throttled: nothing to change")
+	require.Equal(t, net0+",rate=2", netOf(1001))
+
+	// Someone set the rate back in PVE: the next run sets it again.
+	require.NoError(t, r.pve.SetConfigSync(r.ctx, proxmox.VMRef{Node: "pve1", VMID: 1001}, proxmox.ConfigChange{Set: map[string]string{"net0": net0}}))
+	r.advance(time.Hour)
+	require.Equal(t, 1, r.collect().NICChanges)
+	require.Equal(t, net0+",rate=2", netOf(1001))
+
+	// The next billing period: lifted; web2, still in its pipeline, has
+	// its throttle ended in the record but kept until it is ready.
+	r.advance(periodEnd.Add(10 * time.Minute).Sub(r.clk.T))
+	r.out.Reset()
+	res = r.collect()
+	require.Zero(t, res.OverLimit)
+	require.Equal(t, 1, res.NICChanges)
+	require.Equal(t, net0, netOf(1001))
+	require.Zero(t, r.get(web1.ID).ThrottleMBps)
+	require.Contains(t, r.out.String(), "web1  event: traffic throttle lifted — net0 back at the product's rate (unlimited)")
+	got := r.get(web2.ID)
+	require.Equal(t, 2, got.ThrottleMBps, "kept until web2 is ready")
+	require.Zero(t, got.Throttled(r.clk.T), "but ended: a change-package applies the product's rate")
+
+	require.NoError(t, r.st.VMSetStatus(r.ctx, web2.ID, string(states.Ready), r.clk.T))
+	r.advance(time.Minute)
+	res = r.collect()
+	require.Zero(t, res.NICChanges, "web2's NIC never had the rate")
+	require.Zero(t, r.get(web2.ID).ThrottleMBps)
+	require.Equal(t, net0, netOf(1002))
 }

@@ -72,7 +72,8 @@ func sameProps(a, b string) bool {
 	return slices.Equal(pa, pb)
 }
 
-// configureNetwork sets net0 from the product (NeedProduct, NeedConfig).
+// configureNetwork sets net0 from the product (NeedProduct, NeedConfig),
+// with the traffic throttle's rate while it lasts (nicNetwork).
 func configureNetwork(ctx context.Context, env *Env, vm store.VM) Result {
 	cur, _ := env.VMConfig.Get("net0")
 	if vm.MAC == "" {
@@ -80,7 +81,7 @@ func configureNetwork(ctx context.Context, env *Env, vm store.VM) Result {
 			_ = env.Store.VMSetMAC(ctx, vm.ID, mac, env.Now())
 		}
 	}
-	next := netValue(cur, env.Product.Network, vm.MAC)
+	next := netValue(cur, nicNetwork(env.Product, vm, env.Now()), vm.MAC)
 	if sameProps(cur, next) {
 		return Skip("no change")
 	}

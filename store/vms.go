@@ -61,28 +61,34 @@ type VM struct {
 	// RestoreVolid is the backup a pending pvectl backup restore restores
 	// (a PVE volume id), from the request until the VM is ready again.
 	RestoreVolid string
-	CreatedAt    time.Time
-	UpdatedAt    time.Time
+	// ThrottleMBps, while the time is before ThrottleUntil, is the NIC rate
+	// (MB/s) the VM has instead of its product's: it went over its traffic
+	// limit in the billing period ending at ThrottleUntil (traffic_action
+	// throttle). 0 = not throttled.
+	ThrottleMBps  int
+	ThrottleUntil time.Time
+	CreatedAt     time.Time
+	UpdatedAt     time.Time
 }
 
 const vmColumns = `id, service_id, hostname, product, status, version, requested_node, target_node, node,
 	COALESCE(vmid, 0), pending_upid, pending_node, pending_step, step_waits, step_started_at,
 	attempts, next_attempt_at, held, last_error, COALESCE(idempotency_key, ''), request_digest,
 	ssh_keys, password, dns_dirty, mac, step_data, detached_volume, power_state, power_seen_at, power_force,
-	suspend_reason, suspend_pending, suspend_saved, migrate_node, migrate_online, template, restore_volid, created_at, updated_at`
+	suspend_reason, suspend_pending, suspend_saved, migrate_node, migrate_online, template, restore_volid, throttle_mbps, throttle_until, created_at, updated_at`
 
 type scanner interface{ Scan(...any) error }
 
 func scanVM(r scanner) (VM, error) {
 	var v VM
-	var stepStarted, next, created, updated, powerSeen int64
+	var stepStarted, next, created, updated, powerSeen, throttleUntil int64
 	var held, dirty, force, suspendPending, online int
 	err := r.Scan(&v.ID, &v.ServiceID, &v.Hostname, &v.Product, &v.Status, &v.Version,
 		&v.RequestedNode, &v.TargetNode, &v.Node, &v.VMID, &v.PendingUPID, &v.PendingNode, &v.PendingStep,
 		&v.StepWaits, &stepStarted, &v.Attempts, &next, &held, &v.LastError, &v.IdempotencyKey,
 		&v.RequestDigest, &v.SSHKeys, &v.Password, &dirty, &v.MAC, &v.StepData, &v.DetachedVolume,
 		&v.PowerState, &powerSeen, &force, &v.SuspendReason, &suspendPending, &v.SuspendSaved,
-		&v.MigrateNode, &online, &v.Template, &v.RestoreVolid, &created, &updated)
+		&v.MigrateNode, &online, &v.Template, &v.RestoreVolid, &v.ThrottleMBps, &throttleUntil, &created, &updated)
 	if err != nil {
 		return VM{}, err
 	}
@@ -92,6 +98,9 @@ func scanVM(r scanner) (VM, error) {
 	v.MigrateOnline = online == 1
 	if powerSeen != 0 {
 		v.PowerSeenAt = fromMS(powerSeen)
+	}
+	if throttleUntil != 0 {
+		v.ThrottleUntil = fromMS(throttleUntil)
 	}
 	return v, nil
 }
@@ -498,6 +507,27 @@ func (s *Store) VMClearPassword(ctx context.Context, id int64, now time.Time) er
 func (s *Store) VMSetMAC(ctx context.Context, id int64, mac string, now time.Time) error {
 	_, err := s.exec(ctx, `UPDATE vms SET mac = ?, updated_at = ? WHERE id = ?`, mac, ms(now), id)
 	return err
+}
+
+// VMSetThrottle records the VM's traffic throttle: rate mbps until the
+// billing period ends (until), or, with 0, none. It is the throttle's
+// intent and outcome at once: collect_stats writes it before it changes
+// the NIC, and clears it once the NIC is back at the product's rate.
+func (s *Store) VMSetThrottle(ctx context.Context, id int64, mbps int, until, now time.Time) error {
+	u := int64(0)
+	if mbps > 0 {
+		u = ms(until)
+	}
+	_, err := s.exec(ctx, `UPDATE vms SET throttle_mbps = ?, throttle_until = ?, updated_at = ? WHERE id = ?`, mbps, u, ms(now), id)
+	return err
+}
+
+// Throttled reports the NIC rate the throttle sets at now (0: none).
+func (v VM) Throttled(now time.Time) int {
+	if v.ThrottleMBps > 0 && now.Before(v.ThrottleUntil) {
+		return v.ThrottleMBps
+	}
+	return 0
 }
 
 // ErrWrongState means a request does not fit the VM's current status.

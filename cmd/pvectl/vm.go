@@ -117,9 +117,19 @@ type vmJSON struct {
 	Template string `json:"template"`
 	// Suspend is set while the VM is suspended or being suspended, or a
 	// suspend is queued until it is ready; null otherwise.
-	Suspend   *suspendJSON `json:"suspend"`
-	CreatedAt time.Time    `json:"created_at"`
-	UpdatedAt time.Time    `json:"updated_at"`
+	Suspend *suspendJSON `json:"suspend"`
+	// Throttle is set while the VM's NIC is throttled for going over its
+	// traffic limit (traffic_action throttle); null otherwise.
+	Throttle  *throttleJSON `json:"throttle"`
+	CreatedAt time.Time     `json:"created_at"`
+	UpdatedAt time.Time     `json:"updated_at"`
+}
+
+// throttleJSON is a traffic throttle: the NIC's rate (MB/s) until the
+// billing period ends.
+type throttleJSON struct {
+	RateMBps int       `json:"rate_mbps"`
+	Until    time.Time `json:"until"`
 }
 
 // powerJSON is the VM's PVE power state as a step last read it; null when
@@ -170,6 +180,9 @@ func toVMJSON(ctx context.Context, e *engine.Engine, vm engine.VM) (vmJSON, erro
 	}
 	if vm.SuspendPending || states.Suspending(states.State(vm.Status)) {
 		j.Suspend = &suspendJSON{Reason: vm.SuspendReason, Pending: vm.SuspendPending}
+	}
+	if r := vm.Throttled(e.Clock.Now()); r > 0 {
+		j.Throttle = &throttleJSON{RateMBps: r, Until: vm.ThrottleUntil}
 	}
 	for _, ip := range ips {
 		j.IPs = append(j.IPs, ip.Address)
@@ -325,6 +338,9 @@ func newVMShowCmd(g *globals) *cobra.Command {
 					fmt.Fprintf(w, "suspend:     queued until ready (%s)\n", dash(vm.SuspendReason))
 				} else if states.Suspending(states.State(vm.Status)) {
 					fmt.Fprintf(w, "suspend:     %s\n", dash(vm.SuspendReason))
+				}
+				if j.Throttle != nil {
+					fmt.Fprintf(w, "throttle:    net0 at %d MB/s until %s (over its traffic limit)\n", j.Throttle.RateMBps, j.Throttle.Until.UTC().Format("2006-01-02 15:04 UTC"))
 				}
 				if note := vmNote(vmJSON{Held: j.Held, NextAttempt: j.NextAttempt}, e.Clock.Now()); note != "" {
 					fmt.Fprintf(w, "state:       %s\n", note)
