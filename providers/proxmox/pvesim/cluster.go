@@ -81,6 +81,10 @@ type Cluster struct {
 	// Access seeds users, groups, tokens, roles, pools and ACL entries
 	// (handlers_access.go).
 	Access AccessSpec `yaml:"access" json:"access"`
+	// Traffic is the rrddata traffic every VM gets when it is created
+	// (clone, restore, vms above without their own): base rates in bytes/s,
+	// daily to vary them by hour of day (rrd.go). Default: none.
+	Traffic *TrafficSpec `yaml:"traffic" json:"traffic"`
 }
 
 // DurationSpec sets simulated times.
@@ -165,6 +169,8 @@ type VMSpec struct {
 	// Disks named here are allocated on their storage.
 	Config  map[string]string `yaml:"config" json:"config"`
 	Running bool              `yaml:"running" json:"running"`
+	// Traffic is the VM's rrddata traffic (default: Cluster.Traffic).
+	Traffic *TrafficSpec `yaml:"traffic" json:"traffic"`
 }
 
 // DefaultStart is the manual clock's default start time.

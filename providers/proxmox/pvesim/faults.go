@@ -212,7 +212,7 @@ func (s *Sim) StartOutOfBand(vmid int) error {
 		return fmt.Errorf("pvesim: no VM %d", vmid)
 	}
 	if !m.running {
-		m.running, m.startedAt = true, s.now()
+		m.setRunning(true, s.now())
 	}
 	return nil
 }

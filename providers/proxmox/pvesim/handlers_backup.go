@@ -97,6 +97,7 @@ func hCreate(c *call) (any, *apiError) {
 			return nil, serverErr(fmt.Sprintf("unable to create VM %d - VM %d already exists on node '%s'", vmid, vmid, existing.node))
 		}
 		m := &vm{vmid: vmid, node: nodeName, conf: map[string]string{"lock": "create"}, created: s.now(), firewall: map[string]string{}}
+		s.applyTraffic(m, nil)
 		s.vms[vmid] = m
 		o := spawnOpts{typ: "qmcreate", id: strconv.Itoa(vmid), vmids: []int{vmid}, lockVM: m, lock: "create"}
 		o.onFail = func() {
@@ -124,7 +125,7 @@ func hCreate(c *call) (any, *apiError) {
 			m.conf["smbios1"] = "uuid=" + fakeUUID(uint64(vmid)<<8)
 			m.conf["lock"] = "create"
 			if c.bool("start") && s.boots(m) {
-				m.running, m.startedAt = true, s.now()
+				m.setRunning(true, s.now())
 			}
 			return "OK", nil
 		}
@@ -161,6 +162,7 @@ func hCreate(c *call) (any, *apiError) {
 	m := existing
 	if m == nil {
 		m = &vm{vmid: vmid, node: nodeName, conf: map[string]string{}, created: s.now(), firewall: map[string]string{}}
+		s.applyTraffic(m, nil)
 		s.vms[vmid] = m
 	}
 	o := spawnOpts{typ: "qmrestore", id: strconv.Itoa(vmid), vmids: []int{vmid}, lockVM: m, lock: "create", flockVM: m}
@@ -287,13 +289,14 @@ func hCreate(c *call) (any, *apiError) {
 		}
 		conf["lock"] = "create"
 		m.conf = conf
+		m.noteNICRate(s.now())
 		m.snapshots = nil
 		if backup.hasFW {
 			m.firewall, m.ipsets = copyMap(backup.firewall), copyIPSets(backup.ipsets)
 		}
 		allocated = nil
 		if c.bool("start") && s.boots(m) {
-			m.running, m.startedAt = true, s.now()
+			m.setRunning(true, s.now())
 		}
 		return "OK", lines
 	}

@@ -104,6 +104,7 @@ func hClone(c *call) (any, *apiError) {
 		o.run = errTask(fmt.Sprintf("unable to create VM %d: config file already exists", newid))
 	} else {
 		newVM = &vm{vmid: newid, node: target, conf: map[string]string{"lock": "clone"}, created: s.now(), firewall: map[string]string{}}
+		s.applyTraffic(newVM, nil)
 		s.vms[newid] = newVM
 		o.lockVM, o.lock = newVM, "clone"
 		o.onFail = func() {
@@ -177,6 +178,7 @@ func hClone(c *call) (any, *apiError) {
 			}
 			conf["lock"] = "clone" // removed by finish
 			newVM.conf = conf
+			newVM.noteNICRate(s.now())
 			return "OK", lines
 		}
 	}

@@ -120,7 +120,7 @@ func hPower(typ string) handlerFunc {
 					return startFailed, append([]string{"generating cloud-init ISO"}, bridgeMissingLog(m.vmid, key, model, bridge)...)
 				}
 				if !m.neverRunning {
-					m.running, m.startedAt = true, s.now()
+					m.setRunning(true, s.now())
 				}
 				return "OK", []string{"generating cloud-init ISO"}
 			case "qmreboot":
@@ -131,7 +131,7 @@ func hPower(typ string) handlerFunc {
 				}
 				return "OK", []string{"requesting reboot of VM " + strconv.Itoa(m.vmid)}
 			default:
-				m.running = false
+				m.setRunning(false, s.now())
 				return "OK", nil
 			}
 		}
@@ -287,6 +287,7 @@ func (s *Sim) applyConfig(m *vm, c *call) string {
 		m.conf[k] = v
 	}
 	dropReaddedUnused(m.conf)
+	m.noteNICRate(s.now())
 	return ""
 }
 

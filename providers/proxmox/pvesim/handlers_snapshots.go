@@ -121,14 +121,15 @@ func hSnapRollback(c *call) (any, *apiError) {
 		o.run = func() (string, []string) {
 			for _, sn := range m.snapshots {
 				if sn.name == name {
-					m.running = false
+					m.setRunning(false, s.now())
 					conf := copyMap(sn.conf)
 					conf["parent"] = name
 					conf["lock"] = "rollback"
 					m.conf = conf
+					m.noteNICRate(s.now())
 					// PVE starts the VM when the snapshot holds RAM, whatever start says.
 					if (c.bool("start") || sn.vmstate) && s.boots(m) {
-						m.running, m.startedAt = true, s.now()
+						m.setRunning(true, s.now())
 					}
 					return "OK", nil
 				}

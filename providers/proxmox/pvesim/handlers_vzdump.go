@@ -443,7 +443,8 @@ func hVzdump(c *call) (any, *apiError) {
 		switch {
 		case curMode == "stop" && m.running:
 			logf("INFO: stopping virtual guest")
-			m.running, stoppedForBk = false, true
+			m.setRunning(false, s.now())
+			stoppedForBk = true
 		case curMode == "suspend":
 			logf("INFO: suspending guest")
 		}
@@ -470,7 +471,7 @@ func hVzdump(c *call) (any, *apiError) {
 			delete(cur.conf, "lock")
 		}
 		if cur != nil && stoppedForBk {
-			cur.running = true // restarted after the backup
+			cur.setRunning(true, s.now()) // restarted after the backup
 		}
 		cur = nil
 	}

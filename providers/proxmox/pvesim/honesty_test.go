@@ -319,3 +319,39 @@ func TestReattachUnusedVolume(t *testing.T) {
 	require.NotContains(t, e.config("101"), "scsi3")
 	e.sim.RequireNoRejections(t)
 }
+
+// rrddata traffic follows the VM's run history and its NIC's rate limit:
+// the cluster's traffic section gives every VM its rates; net0's rate
+// (MB/s) caps them from the moment it is set; a stop leaves a gap, and the
+// history before a restart is kept (PVE's RRD files keep it).
+func TestTrafficRunHistoryAndRateCap(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(c *pvesim.Cluster) { c.Traffic = &pvesim.TrafficSpec{In: 4 << 20, Out: 1 << 19} })
+	net0 := "virtio=BC:24:11:00:00:01,bridge=vmbr0"
+	require.NoError(t, e.sim.AddVM(pvesim.VMSpec{VMID: 101, Node: "pve1", Running: true,
+		Config: map[string]string{"name": "vm", "net0": net0}})) // started an hour ago
+	t0 := e.sim.Clock().Now()
+	in, out := e.sim.TrafficGenerated(101, t0.Add(-time.Hour), t0)
+	require.Equal(t, float64(4<<20)*3600, in)
+	require.Equal(t, float64(1<<19)*3600, out)
+
+	r := e.do("PUT", "/nodes/pve1/qemu/101/config", form("net0", net0+",rate=1"))
+	require.Equal(t, 200, r.code, r.status)
+	e.sim.Advance(time.Hour)
+	in, out = e.sim.TrafficGenerated(101, t0, t0.Add(time.Hour))
+	require.Equal(t, float64(1<<20)*3600, in, "capped at 1 MB/s")
+	require.Equal(t, float64(1<<19)*3600, out, "below the cap")
+
+	e.waitTask(e.upid(e.do("POST", "/nodes/pve1/qemu/101/status/stop", nil)))
+	stopped := e.sim.Clock().Now()
+	e.sim.Advance(30 * time.Minute)
+	e.waitTask(e.upid(e.do("POST", "/nodes/pve1/qemu/101/status/start", nil)))
+	e.sim.Advance(time.Hour)
+	in, _ = e.sim.TrafficGenerated(101, t0.Add(-time.Hour), t0)
+	require.Equal(t, float64(4<<20)*3600, in, "the history before the restart is kept")
+	in, _ = e.sim.TrafficGenerated(101, stopped, stopped.Add(30*time.Minute))
+	require.Zero(t, in, "nothing while stopped")
+	in, _ = e.sim.TrafficGenerated(101, stopped.Add(32*time.Minute), stopped.Add(92*time.Minute))
+	require.Equal(t, float64(1<<20)*3600, in, "running again, still capped")
+	e.sim.RequireNoRejections(t)
+}

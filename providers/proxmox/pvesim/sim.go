@@ -87,7 +87,9 @@ type vm struct {
 	snapshots    []*snapshot
 	netIn        float64
 	netOut       float64
-	profiled     bool // traffic varies by hour (SetTrafficProfile; rrd.go)
+	profiled     bool      // traffic varies by hour (SetTrafficProfile; rrd.go)
+	runs         []runSpan // when it ran (rrd.go)
+	caps         []rateCap // net0 rate limits over time (rrd.go)
 	neverRunning bool
 	flocks       []flock
 }
@@ -276,9 +278,10 @@ func (s *Sim) addVM(v VMSpec) error {
 		st.used += d.size
 	}
 	if v.Running && m.conf["template"] != "1" {
-		m.running = true
-		m.startedAt = s.clock.Now().Add(-time.Hour)
+		m.setRunning(true, s.clock.Now().Add(-time.Hour))
 	}
+	s.applyTraffic(m, v.Traffic)
+	m.noteNICRate(s.clock.Now().Add(-time.Hour))
 	s.vms[v.VMID] = m
 	return nil
 }
