@@ -510,6 +510,17 @@ func crashMigrate(t *testing.T, dir string, sim *pvesimProc, rng *rand.Rand, nex
 		asks2[v.ServiceID] = a
 	}
 	round("migrate round 2", asks2)
+	// migrate_moved lasts one short step: when no kill landed in it, more
+	// rounds (each VM back to another node) until one does, at most four.
+	for extra := 0; killedIn["migrate_moved"] < 1 && extra < 4; extra++ {
+		next := map[string]migAsk{}
+		for _, v := range listVMs(t, dir) {
+			if a, ok := asks1[v.ServiceID]; ok {
+				next[v.ServiceID] = migAsk{from: v.Node, online: a.online, node: otherNode(v.Node)}
+			}
+		}
+		round(fmt.Sprintf("migrate round %d (no kill in migrate_moved yet)", 3+extra), next)
+	}
 
 	t.Logf("migrate: %d kills; VMs by state at the kills: %v; kills after a tick kept the target but before PVE was asked: %d; migrations whose UPID a kill kept from the record: %d; total %s",
 		totalKills, killedIn, targetOnly, lostUPIDs, time.Since(began).Round(time.Millisecond))
