@@ -206,7 +206,12 @@ func (e *Engine) queueSnapshotOp(ctx context.Context, vm VM, res Result, what st
 
 // snapRun writes a VM's snapshot lines (live and in the VM's log).
 func (e *Engine) snapLine(ctx context.Context, vm VM, result string, failed bool) {
-	run := &backupRun{e: e, ctx: ctx, vm: vm, task: "process_vms"}
+	e.snapLineFor(ctx, vm, "process_vms", result, failed)
+}
+
+// snapLineFor is snapLine for a run of task.
+func (e *Engine) snapLineFor(ctx context.Context, vm VM, task, result string, failed bool) {
+	run := &backupRun{e: e, ctx: ctx, vm: vm, task: task}
 	e.Live.Step(StepLine{VM: vm.ServiceID, Hostname: vm.Hostname, Step: SnapshotLabel, From: vm.Status, To: vm.Status,
 		Result: result, Failed: failed})
 	bg := context.WithoutCancel(ctx)
@@ -574,6 +579,9 @@ func (e *Engine) RemoveSnapshots(ctx context.Context) (RemoveSnapshotsReport, er
 				return r, err
 			} else if created {
 				r.Queued++
+				// The audit trail: why a snapshot went away is in pvectl log VM.
+				e.snapLineFor(ctx, vm, "remove_snapshots", fmt.Sprintf("snapshot delete %s queued: taken %s, older than the product's snapshot_lifetime_days (%d)",
+					sn.Name, sn.SnapTime.UTC().Format("2006-01-02 15:04 UTC"), p.SnapshotLifetimeDays), false)
 			}
 		}
 	}

@@ -86,7 +86,15 @@ func pvesimCmd(ts *testscript.TestScript, neg bool, args []string) {
 		ts.Check(err)
 		simFor(ts).FailNext(pvesim.FailNext{Endpoint: args[1], Count: n, Status: status, Message: strings.Join(args[4:], " ")})
 	case "fail-task":
-		simFor(ts).FailTask(pvesim.TaskFault{Type: args[1], ExitStatus: strings.Join(args[2:], " "), Count: 1})
+		// pvesim fail-task [-count=N] TYPE EXITSTATUS...: the next (N) tasks
+		// of TYPE fail with EXITSTATUS.
+		count := 1
+		if n, ok := strings.CutPrefix(args[1], "-count="); ok {
+			c, err := strconv.Atoi(n)
+			ts.Check(err)
+			count, args = c, args[1:]
+		}
+		simFor(ts).FailTask(pvesim.TaskFault{Type: args[1], ExitStatus: strings.Join(args[2:], " "), Count: count})
 	case "start-vm":
 		// pvesim start-vm VMID: start the VM behind pvectl's back (PVE GUI).
 		id, err := strconv.Atoi(args[1])
