@@ -36,6 +36,7 @@ type Config struct {
 	Suspend   Suspend            `yaml:"suspend"`
 	Backups   Backups            `yaml:"backups"`
 	Stats     Stats              `yaml:"stats"`
+	Health    Health             `yaml:"health"`
 	// IPQuarantine keeps a freed address out of the pools this long, so no
 	// new VM gets it while resolvers still cache its old records. Unset:
 	// dns.ttl when DNS zones are configured, else 0. 0 turns it off.

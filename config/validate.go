@@ -84,6 +84,7 @@ func (c *Config) applyDefaults() {
 	}
 	c.defaultBackups()
 	c.defaultStats()
+	c.defaultHealth()
 	if c.DNS.Timeout == 0 {
 		c.DNS.Timeout = Duration(DefaultDNSTimeout)
 	}
@@ -175,6 +176,7 @@ func (c *Config) validate() error {
 	errs = append(errs, c.validateSuspend()...)
 	errs = append(errs, c.validateBackups()...)
 	errs = append(errs, c.validateStats()...)
+	errs = append(errs, c.validateHealth()...)
 
 	// ip_pools
 	names := map[string]bool{}

@@ -303,6 +303,7 @@ func (r *runPass) outcome(ctx context.Context, vm store.VM, to states.State, res
 	case states.Waiting:
 		o.StepWaits++
 		o.LastError = cur.LastError
+		o.WaitReason = res.Reason
 	case states.Retry:
 		o.Attempts++
 		o.StepWaits = 0

@@ -425,3 +425,26 @@ func b2i(b bool) int {
 	}
 	return 0
 }
+
+// QuickCheck runs SQLite's PRAGMA quick_check (a fast integrity check of
+// the database file: pages, records, UNIQUE and NOT NULL, without the
+// index-to-table cross-check) and returns its problems; none means the
+// file is sound.
+func (s *Store) QuickCheck(ctx context.Context) ([]string, error) {
+	rows, err := s.db.QueryContext(ctx, `PRAGMA quick_check(20)`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var line string
+		if err := rows.Scan(&line); err != nil {
+			return nil, err
+		}
+		if line != "ok" {
+			out = append(out, line)
+		}
+	}
+	return out, rows.Err()
+}

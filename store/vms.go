@@ -67,15 +67,18 @@ type VM struct {
 	// throttle). 0 = not throttled.
 	ThrottleMBps  int
 	ThrottleUntil time.Time
-	CreatedAt     time.Time
-	UpdatedAt     time.Time
+	// WaitReason is why the step waited at its last run ("" when it did
+	// not wait); StepStartedAt is when the VM entered its status.
+	WaitReason string
+	CreatedAt  time.Time
+	UpdatedAt  time.Time
 }
 
 const vmColumns = `id, service_id, hostname, product, status, version, requested_node, target_node, node,
 	COALESCE(vmid, 0), pending_upid, pending_node, pending_step, step_waits, step_started_at,
 	attempts, next_attempt_at, held, last_error, COALESCE(idempotency_key, ''), request_digest,
 	ssh_keys, password, dns_dirty, mac, step_data, detached_volume, power_state, power_seen_at, power_force,
-	suspend_reason, suspend_pending, suspend_saved, migrate_node, migrate_online, template, restore_volid, throttle_mbps, throttle_until, created_at, updated_at`
+	suspend_reason, suspend_pending, suspend_saved, migrate_node, migrate_online, template, restore_volid, throttle_mbps, throttle_until, wait_reason, created_at, updated_at`
 
 type scanner interface{ Scan(...any) error }
 
@@ -88,7 +91,7 @@ func scanVM(r scanner) (VM, error) {
 		&v.StepWaits, &stepStarted, &v.Attempts, &next, &held, &v.LastError, &v.IdempotencyKey,
 		&v.RequestDigest, &v.SSHKeys, &v.Password, &dirty, &v.MAC, &v.StepData, &v.DetachedVolume,
 		&v.PowerState, &powerSeen, &force, &v.SuspendReason, &suspendPending, &v.SuspendSaved,
-		&v.MigrateNode, &online, &v.Template, &v.RestoreVolid, &v.ThrottleMBps, &throttleUntil, &created, &updated)
+		&v.MigrateNode, &online, &v.Template, &v.RestoreVolid, &v.ThrottleMBps, &throttleUntil, &v.WaitReason, &created, &updated)
 	if err != nil {
 		return VM{}, err
 	}
@@ -160,10 +163,10 @@ func (s *Store) VMCreate(ctx context.Context, n NewVM) (vm VM, created bool, err
 			key = n.IdempotencyKey
 		}
 		res, err := tx.ExecContext(ctx, `INSERT INTO vms (service_id, hostname, product, status,
-			requested_node, idempotency_key, request_digest, ssh_keys, password, template, created_at, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			requested_node, idempotency_key, request_digest, ssh_keys, password, template, step_started_at, created_at, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			n.ServiceID, n.Hostname, n.Product, n.Status, n.RequestedNode, key, n.RequestDigest,
-			n.SSHKeys, n.Password, n.Template, ms(n.Now), ms(n.Now))
+			n.SSHKeys, n.Password, n.Template, ms(n.Now), ms(n.Now), ms(n.Now))
 		if err != nil {
 			if strings.Contains(err.Error(), "UNIQUE constraint failed: vms.service_id") {
 				return fmt.Errorf("service id %q: %w", n.ServiceID, ErrDuplicate)
@@ -306,6 +309,8 @@ type Outcome struct {
 	Held        bool
 	LastError   string
 	StepWaits   int
+	// WaitReason is why the step waits (a Waiting outcome); "" otherwise.
+	WaitReason string
 	// ClearPending drops the stored task reference (the step finished).
 	ClearPending bool
 	Now          time.Time
@@ -330,7 +335,7 @@ func (s *Store) VMApplyStep(ctx context.Context, o Outcome) (VM, error) {
 	var vm VM
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		stepStarted := `step_started_at`
-		args := []any{o.ToStatus, o.Attempts, ms(clampRetry(o.NextAttempt, o.Now)), b2i(o.Held), o.LastError, o.StepWaits}
+		args := []any{o.ToStatus, o.Attempts, ms(clampRetry(o.NextAttempt, o.Now)), b2i(o.Held), o.LastError, o.WaitReason, o.StepWaits}
 		if o.ToStatus != o.FromStatus {
 			stepStarted = `?`
 			args = append(args, ms(o.Now))
@@ -339,7 +344,7 @@ func (s *Store) VMApplyStep(ctx context.Context, o Outcome) (VM, error) {
 		args = append(args, ms(o.Now), b2i(o.ClearPending), b2i(o.ClearPending), b2i(o.ClearPending), moved, o.ToStatus, moved)
 		args = append(args, o.ID, o.FromStatus, o.FromVersion)
 		res, err := tx.ExecContext(ctx, `UPDATE vms SET status = ?, attempts = ?, next_attempt_at = ?,
-			held = ?, last_error = ?, step_waits = ?, step_started_at = `+stepStarted+`, updated_at = ?,
+			held = ?, last_error = ?, wait_reason = ?, step_waits = ?, step_started_at = `+stepStarted+`, updated_at = ?,
 			pending_upid = CASE WHEN ? THEN '' ELSE pending_upid END,
 			pending_node = CASE WHEN ? THEN '' ELSE pending_node END,
 			pending_step = CASE WHEN ? THEN '' ELSE pending_step END,
@@ -434,7 +439,7 @@ func (s *Store) VMSetStatus(ctx context.Context, id int64, status string, now ti
 func setStatus(ctx context.Context, tx *sql.Tx, id int64, status string, now time.Time) error {
 	res, err := tx.ExecContext(ctx, `UPDATE vms SET status = ?, held = 0, next_attempt_at = 0,
 		attempts = 0, last_error = '', pending_upid = '', pending_node = '', pending_step = '', step_data = '',
-		step_waits = 0, step_started_at = ?, restore_volid = '', version = version + 1, updated_at = ? WHERE id = ?`,
+		step_waits = 0, step_started_at = ?, restore_volid = '', wait_reason = '', version = version + 1, updated_at = ? WHERE id = ?`,
 		status, ms(now), ms(now), id)
 	if err != nil {
 		return err
@@ -628,7 +633,7 @@ func (s *Store) VMRequestWith(ctx context.Context, id int64, allowed []string, t
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE vms SET status = ?, product = ?, held = 0, next_attempt_at = 0,
 			attempts = 0, last_error = '', pending_upid = '', pending_node = '', pending_step = '', step_data = '', step_waits = 0,
-			step_started_at = ?, power_force = ?, suspend_pending = CASE WHEN ? THEN suspend_pending ELSE 0 END,
+			wait_reason = '', step_started_at = ?, power_force = ?, suspend_pending = CASE WHEN ? THEN suspend_pending ELSE 0 END,
 			suspend_reason = CASE WHEN ? <> '' THEN ? ELSE suspend_reason END,
 			migrate_node = ?, migrate_online = ?, target_node = CASE WHEN ? <> '' THEN '' ELSE target_node END,
 			restore_volid = ?, version = version + 1, updated_at = ? WHERE id = ?`,

@@ -65,6 +65,10 @@ func runArgs(args []string, stdout, stderr io.Writer) int {
 	if err == nil {
 		return exitOK
 	}
+	var es exitStatus
+	if errors.As(err, &es) {
+		return es.code
+	}
 	fmt.Fprintln(stderr, "pvectl:", err)
 	return exitCode(err)
 }
@@ -133,6 +137,7 @@ Exit codes: 0 ok, 1 failure, 2 bad usage or input (nothing was changed).`,
 		newBackupCmd(g),
 		newSnapshotCmd(g),
 		newStatsCmd(g),
+		newHealthCmd(g),
 	)
 	strictGroups(root)
 	return root

@@ -95,6 +95,9 @@ func pvesimCmd(ts *testscript.TestScript, neg bool, args []string) {
 			count, args = c, args[1:]
 		}
 		simFor(ts).FailTask(pvesim.TaskFault{Type: args[1], ExitStatus: strings.Join(args[2:], " "), Count: count})
+	case "hang-task":
+		// pvesim hang-task TYPE: the next task of TYPE never finishes.
+		simFor(ts).FailTask(pvesim.TaskFault{Type: args[1], Hang: true, Count: 1})
 	case "start-vm":
 		// pvesim start-vm VMID: start the VM behind pvectl's back (PVE GUI).
 		id, err := strconv.Atoi(args[1])

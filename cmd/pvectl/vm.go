@@ -120,9 +120,16 @@ type vmJSON struct {
 	Suspend *suspendJSON `json:"suspend"`
 	// Throttle is set while the VM's NIC is throttled for going over its
 	// traffic limit (traffic_action throttle); null otherwise.
-	Throttle  *throttleJSON `json:"throttle"`
-	CreatedAt time.Time     `json:"created_at"`
-	UpdatedAt time.Time     `json:"updated_at"`
+	Throttle *throttleJSON `json:"throttle"`
+	// StateSince is when the VM entered its status (kept across waits and
+	// retries); WaitReason why its step waited at its last run ("" when
+	// it did not); Stuck is set when it has been in a non-final state for
+	// longer than health.stuck_after allows (null otherwise).
+	StateSince time.Time     `json:"state_since"`
+	WaitReason string        `json:"wait_reason"`
+	Stuck      *engine.Stuck `json:"stuck"`
+	CreatedAt  time.Time     `json:"created_at"`
+	UpdatedAt  time.Time     `json:"updated_at"`
 }
 
 // throttleJSON is a traffic throttle: the NIC's rate (MB/s) until the
@@ -181,6 +188,13 @@ func toVMJSON(ctx context.Context, e *engine.Engine, vm engine.VM) (vmJSON, erro
 	if vm.SuspendPending || states.Suspending(states.State(vm.Status)) {
 		j.Suspend = &suspendJSON{Reason: vm.SuspendReason, Pending: vm.SuspendPending}
 	}
+	j.StateSince, j.WaitReason = vm.StepStartedAt, vm.WaitReason
+	if j.StateSince.IsZero() {
+		j.StateSince = vm.CreatedAt
+	}
+	if st, ok := e.StuckOf(vm, e.Clock.Now()); ok {
+		j.Stuck = &st
+	}
 	if r := vm.Throttled(e.Clock.Now()); r > 0 {
 		j.Throttle = &throttleJSON{RateMBps: r, Until: vm.ThrottleUntil}
 	}
@@ -230,7 +244,7 @@ func powerText(p *powerJSON, now time.Time) string {
 
 func newVMListCmd(g *globals) *cobra.Command {
 	var status, power string
-	var asJSON bool
+	var asJSON, stuck bool
 	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List VM records with status, VMID, node, IPs and last error",
@@ -255,6 +269,11 @@ func newVMListCmd(g *globals) *cobra.Command {
 			}
 			rows := []vmJSON{}
 			for _, vm := range vms {
+				if stuck {
+					if _, ok := e.StuckOf(vm, e.Clock.Now()); !ok {
+						continue
+					}
+				}
 				j, err := toVMJSON(cmd.Context(), e, vm)
 				if err != nil {
 					return err
@@ -279,6 +298,7 @@ func newVMListCmd(g *globals) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&status, "status", "", "only VMs in this state")
 	cmd.Flags().StringVar(&power, "power", "", "only VMs whose PVE power state, as last seen, is this (running, stopped)")
+	cmd.Flags().BoolVar(&stuck, "stuck", false, "only VMs in one state longer than health.stuck_after allows (not held, not in a final state)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON (stable shape, see docs/cli.md)")
 	return cmd
 }
@@ -289,6 +309,11 @@ func vmNote(j vmJSON, now time.Time) string {
 		parts = append(parts, "HELD")
 	} else if j.NextAttempt != nil && j.NextAttempt.After(now) {
 		parts = append(parts, "retry in "+j.NextAttempt.Sub(now).Round(time.Second).String())
+	}
+	if j.Stuck != nil {
+		parts = append(parts, "STUCK: "+strings.TrimPrefix(j.Stuck.Text(), "stuck: "))
+	} else if !j.Held && !states.State(j.Status).Final() && !j.StateSince.IsZero() && now.Sub(j.StateSince) >= time.Minute {
+		parts = append(parts, "in "+j.Status+" for "+engine.ShortDuration(now.Sub(j.StateSince)))
 	}
 	if j.DNSDirty {
 		parts = append(parts, "DNS pending")
@@ -342,7 +367,15 @@ func newVMShowCmd(g *globals) *cobra.Command {
 				if j.Throttle != nil {
 					fmt.Fprintf(w, "throttle:    net0 at %d MB/s until %s (over its traffic limit)\n", j.Throttle.RateMBps, j.Throttle.Until.UTC().Format("2006-01-02 15:04 UTC"))
 				}
-				if note := vmNote(vmJSON{Held: j.Held, NextAttempt: j.NextAttempt}, e.Clock.Now()); note != "" {
+				now := e.Clock.Now()
+				fmt.Fprintf(w, "in state:    %s for %s (since %s)\n", j.Status, engine.ShortDuration(max(now.Sub(j.StateSince), 0)), j.StateSince.UTC().Format("2006-01-02 15:04:05 UTC"))
+				if j.WaitReason != "" && !states.State(j.Status).Final() {
+					fmt.Fprintf(w, "waiting:     %s\n", j.WaitReason)
+				}
+				if j.Stuck != nil {
+					fmt.Fprintf(w, "STUCK:       %s\n", strings.TrimPrefix(j.Stuck.Text(), "stuck: "))
+				}
+				if note := vmNote(vmJSON{Status: j.Status, Held: j.Held, NextAttempt: j.NextAttempt}, e.Clock.Now()); note != "" {
 					fmt.Fprintf(w, "state:       %s\n", note)
 				}
 				if j.LastError != "" {

@@ -56,6 +56,17 @@ func (a *Adapter) ClusterResources(ctx context.Context, kind ResourceType) ([]Re
 	return out, nil
 }
 
+// Version implements Client.
+func (a *Adapter) Version(ctx context.Context) (string, error) {
+	var raw struct {
+		Version string `json:"version"`
+	}
+	if err := a.call(ctx, callInfo{method: http.MethodGet, path: "/version"}, nil, &raw); err != nil {
+		return "", err
+	}
+	return raw.Version, nil
+}
+
 // NodeStatus implements Client.
 func (a *Adapter) NodeStatus(ctx context.Context, node string) (NodeStatus, error) {
 	var raw struct {

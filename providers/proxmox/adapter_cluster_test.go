@@ -155,3 +155,13 @@ func TestContractStorageStatus(t *testing.T) {
 	_, err = b.c.StorageContent(b.ctx, "pve2", "nfs-off", proxmox.ContentFilter{})
 	requireClass(t, proxmox.ClassStorageOffline, err)
 }
+
+func TestContractVersion(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	v, err := b.c.Version(b.ctx)
+	require.NoError(t, err)
+	require.Equal(t, "8.4.5", v)
+	_, err = b.badAuth.Version(b.ctx)
+	requireClass(t, proxmox.ClassAuth, err)
+}

@@ -41,6 +41,10 @@ type Client interface {
 	// created may show Status "unknown" for a few seconds.
 	ClusterResources(ctx context.Context, kind ResourceType) ([]Resource, error)
 
+	// Version reads PVE's version (GET /version): the cheapest
+	// authenticated call, for reachability checks (pvectl health).
+	Version(ctx context.Context) (string, error)
+
 	// NodeStatus reads one node's status (GET /nodes/{node}/status). An
 	// unreachable node gives a Transient error (595).
 	NodeStatus(ctx context.Context, node string) (NodeStatus, error)
