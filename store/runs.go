@@ -3,6 +3,8 @@ package store
 import (
 	"context"
 	"database/sql"
+	"errors"
+	"strings"
 	"time"
 )
 
@@ -18,6 +20,11 @@ type Run struct {
 	FinishedAt time.Time
 	Result     string
 	Lines      []RunLine
+	// Repeats counts the waiting runs at the same step folded into this
+	// one (collapseWait); LastAt and LastResult are the newest one's.
+	Repeats    int
+	LastAt     time.Time
+	LastResult string
 }
 
 // RunLine is one logged step or event of a run.
@@ -68,7 +75,7 @@ func (s *Store) RunFinish(ctx context.Context, runID int64, result string, now t
 // RunsForVM returns a VM's newest runs first, each with its lines in order.
 // afterLine > 0 returns only lines with a greater id (for --follow).
 func (s *Store) RunsForVM(ctx context.Context, vmID int64, limit int) ([]Run, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT id, vm_id, task, started_at, finished_at, result
+	rows, err := s.db.QueryContext(ctx, `SELECT id, vm_id, task, started_at, finished_at, result, repeats, last_at, last_result
 		FROM runs WHERE vm_id = ? ORDER BY id DESC LIMIT ?`, vmID, limit)
 	if err != nil {
 		return nil, err
@@ -76,12 +83,15 @@ func (s *Store) RunsForVM(ctx context.Context, vmID int64, limit int) ([]Run, er
 	var runs []Run
 	for rows.Next() {
 		var r Run
-		var st, fin int64
-		if err := rows.Scan(&r.ID, &r.VMID, &r.Task, &st, &fin, &r.Result); err != nil {
+		var st, fin, last int64
+		if err := rows.Scan(&r.ID, &r.VMID, &r.Task, &st, &fin, &r.Result, &r.Repeats, &last, &r.LastResult); err != nil {
 			rows.Close()
 			return nil, err
 		}
 		r.StartedAt, r.FinishedAt = fromMS(st), fromMS(fin)
+		if last != 0 {
+			r.LastAt = fromMS(last)
+		}
 		runs = append(runs, r)
 	}
 	rows.Close()
@@ -169,4 +179,70 @@ func (s *Store) TaskRunLast(ctx context.Context) (map[string]TaskRun, error) {
 		out[r.Task] = r
 	}
 	return out, rows.Err()
+}
+
+// collapseWait folds the just finished waiting run runID of VM vmID into
+// the VM's previous run when that one waited at the same step of the same
+// task and this one has nothing but its step line: the previous run's
+// repeats, last_at and last_result are updated and this run is deleted.
+// So a wait of many ticks keeps the run that started it (and its lines) in
+// the log instead of pushing it out with RunsKeptPerVM copies of "still
+// waiting". Called in the transaction that finished the run.
+func collapseWait(ctx context.Context, tx *sql.Tx, runID, vmID int64, now time.Time) error {
+	type line struct{ step, from, result string }
+	var cur []line
+	rows, err := tx.QueryContext(ctx, `SELECT step, from_state, result FROM run_lines WHERE run_id = ? ORDER BY id`, runID)
+	if err != nil {
+		return err
+	}
+	for rows.Next() {
+		var l line
+		if err := rows.Scan(&l.step, &l.from, &l.result); err != nil {
+			rows.Close()
+			return err
+		}
+		cur = append(cur, l)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil || len(cur) != 1 {
+		return err
+	}
+	var task string
+	if err := tx.QueryRowContext(ctx, `SELECT task FROM runs WHERE id = ?`, runID).Scan(&task); err != nil {
+		return err
+	}
+	var prevID int64
+	var prevTask, prevResult string
+	err = tx.QueryRowContext(ctx, `SELECT id, task, result FROM runs WHERE vm_id = ? AND id < ? ORDER BY id DESC LIMIT 1`,
+		vmID, runID).Scan(&prevID, &prevTask, &prevResult)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if prevResult != "waiting" || prevTask != task {
+		return nil
+	}
+	var last line
+	err = tx.QueryRowContext(ctx, `SELECT step, from_state, result FROM run_lines WHERE run_id = ? ORDER BY id DESC LIMIT 1`,
+		prevID).Scan(&last.step, &last.from, &last.result)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if last.step != cur[0].step || last.from != cur[0].from || !strings.HasPrefix(last.result, "waiting") {
+		return nil
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE runs SET repeats = repeats + 1, last_at = ?, last_result = ?, finished_at = ? WHERE id = ?`,
+		ms(now), cur[0].result, ms(now), prevID); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM run_lines WHERE run_id = ?`, runID); err != nil {
+		return err
+	}
+	_, err = tx.ExecContext(ctx, `DELETE FROM runs WHERE id = ?`, runID)
+	return err
 }

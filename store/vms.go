@@ -367,6 +367,11 @@ func (s *Store) VMApplyStep(ctx context.Context, o Outcome) (VM, error) {
 				if _, err := tx.ExecContext(ctx, `UPDATE runs SET finished_at = ?, result = ? WHERE id = ?`, ms(o.Now), o.FinishRun, l.RunID); err != nil {
 					return err
 				}
+				if o.FinishRun == "waiting" {
+					if err := collapseWait(ctx, tx, l.RunID, o.ID, o.Now); err != nil {
+						return err
+					}
+				}
 			}
 		}
 		vm, err = scanVM(tx.QueryRowContext(ctx, `SELECT `+vmColumns+` FROM vms WHERE id = ?`, o.ID))

@@ -140,6 +140,9 @@ func printRun(w io.Writer, r engine.Run) {
 	for _, l := range r.Lines {
 		printLine(w, l)
 	}
+	if r.Repeats > 0 {
+		fmt.Fprintf(w, "  … and %d more waiting run(s) at this step, the last at %s: %s\n", r.Repeats, r.LastAt.Format(time.RFC3339), r.LastResult)
+	}
 }
 
 // printRequest prints a request (an audit event) of the log on one line:
@@ -204,6 +207,15 @@ type runJSON struct {
 	StartedAt time.Time  `json:"started_at"`
 	Result    string     `json:"result"`
 	Lines     []lineJSON `json:"lines"`
+	// Repeated: the waiting runs at the same step folded into this one
+	// (count, the newest's time and result); null when none were.
+	Repeated *repeatedJSON `json:"repeated"`
+}
+
+type repeatedJSON struct {
+	Count      int       `json:"count"`
+	LastAt     time.Time `json:"last_at"`
+	LastResult string    `json:"last_result"`
 }
 
 func logJSON(vm engine.VM, runs []engine.Run) map[string]any {
@@ -216,6 +228,9 @@ func logJSON(vm engine.VM, runs []engine.Run) map[string]any {
 		rj := runJSON{Kind: kind, ID: r.ID, Task: r.Task, StartedAt: r.StartedAt, Result: r.Result, Lines: []lineJSON{}}
 		for _, l := range r.Lines {
 			rj.Lines = append(rj.Lines, toLineJSON(r, l))
+		}
+		if r.Repeats > 0 {
+			rj.Repeated = &repeatedJSON{Count: r.Repeats, LastAt: r.LastAt, LastResult: r.LastResult}
 		}
 		out = append(out, rj)
 	}
