@@ -429,10 +429,12 @@ func crashBackups(t *testing.T, dir string, sim *pvesimProc, rng *rand.Rand, nex
 	nowEnv := nextNow()
 	clock, err := time.Parse(time.RFC3339, strings.TrimPrefix(nowEnv, "PVECTL_NOW="))
 	require.NoError(t, err)
-	// Each request moves the clock a minute: the slot is five minutes after
-	// the last schedule is saved, so killed ticks run before it is due too (a slot at the very instant of the save is
-	// not run: slots are those after the save).
-	slotAt := clock.UTC().Add(time.Duration(len(fleet)+5) * time.Minute).Truncate(time.Minute)
+	// Each request and each tick moves the clock a minute: the slot is
+	// twelve minutes after the last schedule is saved, so about seven
+	// killed ticks run before it is due (a kill that lands there is counted
+	// as "slot not queued"; with five minutes, all of them missed about one
+	// run in ten).
+	slotAt := clock.UTC().Add(time.Duration(len(fleet)+12) * time.Minute).Truncate(time.Minute)
 	slot := slotAt.Format("2006-01-02T15:04")
 	for svc := range vmid {
 		p := pvectlProc(t, dir, []string{nextNow()}, "backup", "schedule", svc, "--days", "daily", "--at", slotAt.Format("15:04"))
