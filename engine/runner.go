@@ -122,6 +122,10 @@ func (e *Engine) runSteps(ctx context.Context, task string, start time.Time, tak
 	r.mu.Unlock()
 	s.Duration = time.Since(start)
 	e.Live.TaskSummary(task, s)
+	if line, err := r.pve.summary(task); err != nil {
+		e.Live.Logger().Error().Str("task", task).Msg(line)
+		return s, err
+	}
 	return s, ctx.Err()
 }
 
@@ -147,6 +151,7 @@ type runPass struct {
 	task  string                  // process_vms, restore_backup
 	take  func(states.State) bool // the states this pass runs steps for
 	heavy *nodeLimiter
+	pve   pveBreaker
 	mu    sync.Mutex
 	sum   Summary
 }
@@ -160,6 +165,9 @@ func (r *runPass) count(f func(*Summary)) {
 // advance runs up to n steps for one VM, stopping at the first step that
 // does not complete.
 func (r *runPass) advance(ctx context.Context, vm store.VM, n int) {
+	if r.pve.skip() {
+		return // PVE is down or refuses the token: not touched this tick
+	}
 	r.count(func(s *Summary) { s.Processed++ })
 	if r.waitForBackup(ctx, vm) {
 		return // a backup's PVE task is in flight on the VM: no step runs
@@ -199,7 +207,7 @@ func (r *runPass) advance(ctx context.Context, vm store.VM, n int) {
 		began := time.Now()
 		e.Live.Logger().Debug().Str("vm", vm.ServiceID).Str("step", step.Label).
 			Msgf("%s  %s: running %q (version %d, attempts %d, pending %q)", vm.ServiceID, vm.Status, step.Label, vm.Version, vm.Attempts, vm.PendingUPID)
-		res := runStep(ctx, step, &env, vm)
+		res := r.pve.observe(runStep(ctx, step, &env, vm))
 		took := time.Since(began)
 
 		outcome := resultOf(res)
@@ -301,7 +309,9 @@ func (r *runPass) outcome(ctx context.Context, vm store.VM, to states.State, res
 	case states.Done, states.Skipped, states.PartlyDone:
 		o.ToStatus, o.Attempts, o.StepWaits, o.ClearPending = string(to), 0, 0, true
 	case states.Waiting:
-		o.StepWaits++
+		if !res.Outage {
+			o.StepWaits++
+		}
 		o.LastError = cur.LastError
 		o.WaitReason = res.Reason
 	case states.Retry:

@@ -54,6 +54,10 @@ type Result struct {
 	// Goto, with Kind Fail, moves the VM to a state outside the table (the
 	// terminate table's error_terminate) instead of holding it.
 	Goto State
+	// Outage, with Kind Waiting: the step could not reach PVE (the runner's
+	// circuit breaker turned its error into a wait): no attempt and no
+	// wait of the step are counted.
+	Outage bool
 }
 
 // FailTo moves the VM to state s with err as its last error.

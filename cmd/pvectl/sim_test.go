@@ -4,12 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pvectl/pvectl/providers/proxmox"
@@ -40,7 +42,8 @@ import (
 //	ticks N [STEP]                     N x (advance the simulator and PVECTL_NOW by STEP, default 1m;
 //	                                   pvectl run-task process_vms, or the pvectl arguments in
 //	                                   $TICKS_RUN, e.g. env TICKS_RUN=tick), output appended to ticks.out
-var sims sync.Map // work dir -> *pvesim.Sim
+var sims sync.Map  // work dir -> *pvesim.Sim
+var downs sync.Map // work dir -> *atomic.Bool (pvesim down/up)
 
 func simFor(ts *testscript.TestScript) *pvesim.Sim {
 	v, ok := sims.Load(ts.Getenv("WORK"))
@@ -68,7 +71,24 @@ func pvesimCmd(ts *testscript.TestScript, neg bool, args []string) {
 		ts.Check(err)
 		sim, err := pvesim.New(c, pvesim.WithManualClock(start))
 		ts.Check(err)
-		srv := httptest.NewServer(sim.Handler())
+		// pvesim down/up: while down, every connection is closed without an
+		// answer (pveproxy stopped, the host rebooting, a network cut).
+		down := &atomic.Bool{}
+		downs.Store(ts.Getenv("WORK"), down)
+		ts.Defer(func() { downs.Delete(ts.Getenv("WORK")) })
+		h := sim.Handler()
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if down.Load() {
+				if hj, ok := w.(http.Hijacker); ok {
+					if c, _, err := hj.Hijack(); err == nil {
+						_ = c.Close()
+						return
+					}
+				}
+				panic(http.ErrAbortHandler)
+			}
+			h.ServeHTTP(w, r)
+		}))
 		ts.Defer(srv.Close)
 		sims.Store(ts.Getenv("WORK"), sim)
 		ts.Defer(func() { sims.Delete(ts.Getenv("WORK")) })
@@ -95,6 +115,14 @@ func pvesimCmd(ts *testscript.TestScript, neg bool, args []string) {
 			count, args = c, args[1:]
 		}
 		simFor(ts).FailTask(pvesim.TaskFault{Type: args[1], ExitStatus: strings.Join(args[2:], " "), Count: count})
+	case "down", "up":
+		// pvesim down|up: PVE's API stops answering (connections closed) or
+		// answers again.
+		v, ok := downs.Load(ts.Getenv("WORK"))
+		if !ok {
+			ts.Fatalf("pvesim not started")
+		}
+		v.(*atomic.Bool).Store(args[0] == "down")
 	case "hang-task":
 		// pvesim hang-task TYPE: the next task of TYPE never finishes.
 		simFor(ts).FailTask(pvesim.TaskFault{Type: args[1], Hang: true, Count: 1})
@@ -339,8 +367,12 @@ func ticksCmd(ts *testscript.TestScript, neg bool, args []string) {
 		}
 		err = ts.Exec("pvectl", run...)
 		fmt.Fprintf(f, "## tick %s\n%s%s", now.Format(time.RFC3339), ts.ReadFile("stdout"), ts.ReadFile("stderr"))
-		if err != nil {
+		// "! ticks": every tick must fail (a task failed as a whole).
+		if err != nil && !neg {
 			ts.Fatalf("tick at %s failed: %v", now, err)
+		}
+		if err == nil && neg {
+			ts.Fatalf("tick at %s succeeded", now)
 		}
 	}
 }
