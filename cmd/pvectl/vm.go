@@ -410,14 +410,35 @@ func newVMShowCmd(g *globals) *cobra.Command {
 }
 
 func newVMRetryCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
-		Use:   "retry VM",
+	var all, yes bool
+	var f engine.RetryFilter
+	cmd := &cobra.Command{
+		Use:   "retry VM | retry --all [--held] [--state S] [--error-class C] [--yes]",
 		Short: "Release a held VM (or end its backoff) so the next tick retries its step",
 		Long: `Release a VM that a permanent error held (403, missing storage or template, …) after
 you fixed the cause, or end a retry backoff early. The VM stays at its step; the next
-tick runs that step again. Nothing is sent to Proxmox here.`,
-		Args: exactArgs(1, "a VM (service id or hostname)"),
+tick runs that step again. Nothing is sent to Proxmox here.
+
+--all releases every VM that is held or backing off (after an outage, a fixed token or
+storage), narrowed by --held (only held ones), --state S and --error-class C (the class at
+the end of the last error: permission denied, storage unavailable, …). Without --yes it
+only lists what it would release (a dry run).`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			switch {
+			case all && len(args) > 0:
+				return usagef("give a VM or --all, not both")
+			case !all && len(args) != 1:
+				return usagef("retry takes a VM (service id or hostname), or --all")
+			case !all && (yes || f.HeldOnly || f.Status != "" || f.ErrorClass != ""):
+				return usagef("--held, --state, --error-class and --yes go with --all")
+			}
+			return nil
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
+			w := cmd.OutOrStdout()
+			if all {
+				return retryAll(cmd, g, f, yes)
+			}
 			res, err := g.request(cmd, func(ctx context.Context, e *engine.Engine) (engine.Result, error) {
 				return e.Retry(ctx, args[0])
 			})
@@ -425,11 +446,67 @@ tick runs that step again. Nothing is sent to Proxmox here.`,
 				return err
 			}
 			if !res.Changed {
-				fmt.Fprintf(cmd.OutOrStdout(), "VM %s is not held or backing off (status %s); nothing to do\n", res.VM.ServiceID, res.VM.Status)
+				fmt.Fprintf(w, "VM %s is not held or backing off (status %s); nothing to do\n", res.VM.ServiceID, res.VM.Status)
 				return nil
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "VM %s released at %s; the next tick retries it\n", res.VM.ServiceID, res.VM.Status)
+			fmt.Fprintf(w, "VM %s released at %s; the next tick retries it\n", res.VM.ServiceID, res.VM.Status)
 			return nil
 		},
 	}
+	cmd.Flags().BoolVar(&all, "all", false, "every VM held or backing off (a dry run without --yes)")
+	cmd.Flags().BoolVar(&f.HeldOnly, "held", false, "with --all: only held VMs")
+	cmd.Flags().StringVar(&f.Status, "state", "", "with --all: only VMs in this state")
+	cmd.Flags().StringVar(&f.ErrorClass, "error-class", "", "with --all: only VMs whose last error has this class (permission denied, storage unavailable, …)")
+	cmd.Flags().BoolVar(&yes, "yes", false, "with --all: release them (without it, only list them)")
+	return cmd
+}
+
+// retryAll is vm retry --all: a dry run listing the VMs, or with yes their
+// release, one request each (each audited like vm retry VM).
+func retryAll(cmd *cobra.Command, g *globals, f engine.RetryFilter, yes bool) error {
+	if err := f.Validate(); err != nil {
+		return err
+	}
+	w := cmd.OutOrStdout()
+	e, closeFn, err := g.openEngine(cmd.Context())
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	vms, err := e.RetryCandidates(cmd.Context(), f)
+	if err != nil {
+		return err
+	}
+	if len(vms) == 0 {
+		fmt.Fprintln(w, "no VM is held or backing off that matches; nothing to do")
+		return nil
+	}
+	now := e.Clock.Now()
+	for _, vm := range vms {
+		why := "held"
+		if !vm.Held {
+			why = "retry in " + vm.NextAttemptAt.Sub(now).Round(time.Second).String()
+		}
+		fmt.Fprintf(w, "%s  %s  %s  %s\n", vm.ServiceID, vm.Status, why, truncate(vm.LastError, 160))
+	}
+	if !yes {
+		fmt.Fprintf(w, "%d VM(s) would be released; run again with --yes to release them\n", len(vms))
+		return nil
+	}
+	released, failed := 0, 0
+	for _, vm := range vms {
+		res, err := e.Retry(cmd.Context(), vm.ServiceID)
+		switch {
+		case err != nil:
+			failed++
+			fmt.Fprintf(w, "%s: not released: %v\n", vm.ServiceID, err)
+		case res.Changed:
+			released++
+		}
+	}
+	fmt.Fprintf(w, "%d VM(s) released; the next tick retries them\n", released)
+	if failed > 0 {
+		return failure{fmt.Errorf("%d VM(s) could not be released (moved meanwhile?)", failed)}
+	}
+	return nil
 }

@@ -548,3 +548,14 @@ func TaskFailure(s TaskStatus, log []TaskLogLine) error {
 var logStampRE = regexp.MustCompile(`^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d `)
 
 var abortedRE = regexp.MustCompile(`^\w+ aborted \(duration [0-9:]+\): (.+)$`)
+
+// ClassNames lists the names of the error classes, as errors print them
+// at their end ("… [permission denied]"), sorted.
+func ClassNames() []string {
+	out := make([]string, 0, len(classInfo))
+	for _, i := range classInfo {
+		out = append(out, i.name)
+	}
+	sort.Strings(out)
+	return out
+}
