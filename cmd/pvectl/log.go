@@ -90,6 +90,7 @@ top. With --follow, new lines are printed as ticks write them (Ctrl-C to stop); 
 				fmt.Fprintf(w, "%s\n", b)
 			}
 			var lastRun, lastLine int64
+			repeats := map[int64]int{} // waiting runs folded into a run, as last printed
 			show := func(list []engine.Run) {
 				for i := len(list) - 1; i >= 0; i-- {
 					r := list[i]
@@ -104,6 +105,20 @@ top. With --follow, new lines are printed as ticks write them (Ctrl-C to stop); 
 						if l.ID > lastLine {
 							emitLine(r, l)
 							lastLine = l.ID
+						}
+					}
+					// A later waiting run at the same step was folded into
+					// this one: say so instead of printing nothing.
+					if r.Repeats > repeats[r.ID] {
+						repeats[r.ID] = r.Repeats
+						if asJSON {
+							b, _ := json.Marshal(struct {
+								Run      int64         `json:"run"`
+								Repeated *repeatedJSON `json:"repeated"`
+							}{r.ID, &repeatedJSON{Count: r.Repeats, LastAt: r.LastAt, LastResult: r.LastResult}})
+							fmt.Fprintf(w, "%s\n", b)
+						} else {
+							fmt.Fprintf(w, "  … and %d more waiting run(s) at this step, the last at %s: %s\n", r.Repeats, r.LastAt.Format(time.RFC3339), r.LastResult)
 						}
 					}
 				}

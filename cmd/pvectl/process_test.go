@@ -140,8 +140,9 @@ func TestLogFollowPrintsNewLinesAsTicksWriteThem(t *testing.T) {
 	c := pvectlProc(t, dir, env, "vm", "create", "--service-id", "f1", "--product", "small", "--hostname", "f1.example.test")
 	require.Equal(t, 0, c.exitCode(), c.stderr.String())
 
-	// The config points at an unreachable PVE: the step fails and logs it.
-	// A first tick writes run 1 before --follow starts.
+	// The config points at an unreachable PVE: the step waits and logs it
+	// (an outage counts no attempt). A first tick writes run 1 before
+	// --follow starts.
 	tick := pvectlProc(t, dir, env, "run-task", "process_vms")
 	require.Equal(t, 0, tick.exitCode(), tick.stderr.String())
 
@@ -154,18 +155,18 @@ func TestLogFollowPrintsNewLinesAsTicksWriteThem(t *testing.T) {
 	t.Cleanup(func() { _ = f.cmd.Process.Kill() })
 
 	// --follow has printed the existing run: it is running and reading.
-	require.Eventually(t, func() bool { return strings.Contains(out.String(), "error: list cluster resources") },
+	require.Eventually(t, func() bool { return strings.Contains(out.String(), "waiting (PVE unreachable: list cluster resources") },
 		30*time.Second, 50*time.Millisecond, "follow never printed the existing run: %q", out.String())
 	require.Equal(t, 1, strings.Count(out.String(), "run #"), out.String())
 
-	// Only now, past the VM's backoff, a second tick writes run 2; --follow
-	// must print it without being restarted.
+	// Only now a second tick waits again at the same step: its run is
+	// folded into run 1, and --follow must say so without being restarted.
 	tick = pvectlProc(t, dir, []string{"PVECTL_NOW=2026-11-25T13:00:00Z"}, "run-task", "process_vms")
 	require.Equal(t, 0, tick.exitCode(), tick.stderr.String())
-	require.Eventually(t, func() bool { return strings.Count(out.String(), "run #") == 2 },
-		30*time.Second, 50*time.Millisecond, "follow never printed the new run: %q", out.String())
-	require.Eventually(t, func() bool { return strings.Count(out.String(), "error: list cluster resources") == 2 },
-		30*time.Second, 50*time.Millisecond, "follow never printed the new run's line: %q", out.String())
+	require.Eventually(t, func() bool {
+		return strings.Contains(out.String(), "… and 1 more waiting run(s) at this step, the last at 2026-11-25T13:00:00Z: waiting (PVE unreachable: list cluster resources")
+	}, 30*time.Second, 50*time.Millisecond, "follow never printed the folded run: %q", out.String())
+	require.Equal(t, 1, strings.Count(out.String(), "run #"), out.String())
 
 	require.NoError(t, f.cmd.Process.Signal(syscall.SIGINT))
 	require.Equal(t, 0, f.exitCode(), "log --follow exits cleanly on Ctrl-C: %s", f.stderr.String())

@@ -413,7 +413,7 @@ func newVMRetryCmd(g *globals) *cobra.Command {
 	var all, yes bool
 	var f engine.RetryFilter
 	cmd := &cobra.Command{
-		Use:   "retry VM | retry --all [--held] [--state S] [--error-class C] [--yes]",
+		Use:   "retry (VM | --all [--held] [--state S] [--error-class C] [--yes])",
 		Short: "Release a held VM (or end its backoff) so the next tick retries its step",
 		Long: `Release a VM that a permanent error held (403, missing storage or template, …) after
 you fixed the cause, or end a retry backoff early. The VM stays at its step; the next
