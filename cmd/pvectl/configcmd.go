@@ -14,12 +14,20 @@ func newConfigCmd(g *globals) *cobra.Command {
 		Use:   "config",
 		Short: "Inspect the configuration file",
 	}
-	cmd.AddCommand(&cobra.Command{
-		Use:   "check",
-		Short: "Validate the config file and print a short summary",
+	var online bool
+	check := &cobra.Command{
+		Use:   "check [--online]",
+		Short: "Validate the config file and print a short summary (--online: ask PVE and DNS too)",
 		Long: `Validate the config file strictly (unknown keys, wrong types, missing or invalid
 values are errors naming the file, line and key; exit 2) and print a summary of
-products, IP pools, DNS zones and task intervals. Contacts nothing.`,
+products, IP pools, DNS zones and task intervals. Contacts nothing.
+
+--online then asks PVE and the DNS servers whether what the config names exists, one
+line each: the token is accepted; every node named is online; every template exists and
+is a template; every storage a product uses is on its nodes, available, and holds its
+content (images, backup); every bridge a product or IP pool uses is on its nodes; every
+DNS zone answers and accepts pvectl's signed updates. Exit 1 if a line says FAIL. Changes
+nothing.`,
 		Args: exactArgs(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := g.loadConfig()
@@ -67,8 +75,31 @@ products, IP pools, DNS zones and task intervals. Contacts nothing.`,
 				}
 				fmt.Fprintf(tw, "  %s\t%s\n", t.Name, s)
 			}
-			return tw.Flush()
+			if err := tw.Flush(); err != nil || !online {
+				return err
+			}
+			// No store is needed (it may not exist yet): only the config.
+			clock, err := engine.ClockFromEnv()
+			if err != nil {
+				return usageError{err}
+			}
+			oe := &engine.Engine{Config: c, Clock: clock, NewEnv: newEnv}
+			fmt.Fprintln(out, "online:")
+			failed := 0
+			for _, r := range oe.CheckOnline(cmd.Context()) {
+				if r.Status == engine.CheckFail {
+					failed++
+				}
+				fmt.Fprintf(out, "  %-5s %-10s %s\n", strings.ToUpper(r.Status), r.What, r.Detail)
+			}
+			if failed > 0 {
+				return failure{fmt.Errorf("config check --online: %d check(s) failed", failed)}
+			}
+			fmt.Fprintln(out, "  every online check passed")
+			return nil
 		},
-	})
+	}
+	check.Flags().BoolVar(&online, "online", false, "also ask PVE and the DNS servers whether what the config names exists")
+	cmd.AddCommand(check)
 	return cmd
 }

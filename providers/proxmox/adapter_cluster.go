@@ -56,6 +56,22 @@ func (a *Adapter) ClusterResources(ctx context.Context, kind ResourceType) ([]Re
 	return out, nil
 }
 
+// NodeBridges implements Client.
+func (a *Adapter) NodeBridges(ctx context.Context, node string) ([]string, error) {
+	var raw []struct {
+		Iface string `json:"iface"`
+	}
+	if err := a.call(ctx, callInfo{method: http.MethodGet, path: "/nodes/" + node + "/network", node: node},
+		map[string]any{"type": "any_bridge"}, &raw); err != nil {
+		return nil, err
+	}
+	out := make([]string, 0, len(raw))
+	for _, r := range raw {
+		out = append(out, r.Iface)
+	}
+	return out, nil
+}
+
 // Version implements Client.
 func (a *Adapter) Version(ctx context.Context) (string, error) {
 	var raw struct {

@@ -165,3 +165,15 @@ func TestContractVersion(t *testing.T) {
 	_, err = b.badAuth.Version(b.ctx)
 	requireClass(t, proxmox.ClassAuth, err)
 }
+
+func TestContractNodeBridges(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	br, err := b.c.NodeBridges(b.ctx, "pve1")
+	require.NoError(t, err)
+	require.Equal(t, []string{"vmbr0", "vmbr1"}, br)
+	_, err = b.c.NodeBridges(b.ctx, "nosuchnode")
+	requireClass(t, proxmox.ClassInvalid, err)
+	_, err = b.badAuth.NodeBridges(b.ctx, "pve1")
+	requireClass(t, proxmox.ClassAuth, err)
+}

@@ -41,6 +41,10 @@ type Client interface {
 	// created may show Status "unknown" for a few seconds.
 	ClusterResources(ctx context.Context, kind ResourceType) ([]Resource, error)
 
+	// NodeBridges lists a node's bridges (GET /nodes/{node}/network with
+	// type=any_bridge): the names a netN may use as its bridge.
+	NodeBridges(ctx context.Context, node string) ([]string, error)
+
 	// Version reads PVE's version (GET /version): the cheapest
 	// authenticated call, for reachability checks (pvectl health).
 	Version(ctx context.Context) (string, error)

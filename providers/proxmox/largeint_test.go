@@ -251,7 +251,7 @@ func TestWireLargeIntegers(t *testing.T) {
 
 	// The table covers every Client method except those with neither a VMID
 	// nor an integer parameter.
-	noInts := map[string]bool{"ClusterResources": true, "Version": true, "NodeStatus": true, "StorageStatus": true, "TaskStatus": true,
+	noInts := map[string]bool{"ClusterResources": true, "Version": true, "NodeBridges": true, "NodeStatus": true, "StorageStatus": true, "TaskStatus": true,
 		"ACL": true, "GrantACL": true, "RevokeACL": true}
 	var want, got []string
 	ct := reflect.TypeOf((*proxmox.Client)(nil)).Elem()

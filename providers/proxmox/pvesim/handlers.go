@@ -59,6 +59,7 @@ var handlers = map[string]handlerDef{
 
 	// Backups and storage ({volume} takes the rest of the path).
 	"POST /nodes/{node}/vzdump":                               {fn: hVzdump, authz: vzdumpAuthz},
+	"GET /nodes/{node}/network":                               {fn: hNodeNetwork},
 	"GET /nodes/{node}/storage":                               {fn: hStorageList},
 	"GET /nodes/{node}/storage/{storage}/status":              {fn: hStorageStatus, perm: storagePerm("Datastore.Audit")},
 	"GET /nodes/{node}/storage/{storage}/content":             {fn: hContentList, perm: storagePerm("Datastore.Audit")},

@@ -237,3 +237,26 @@ func hContentUpdate(c *call) (any, *apiError) {
 	}
 	return nil, nil
 }
+
+// hNodeNetwork is GET /nodes/{node}/network (permission: any user): the
+// node's interfaces: a physical NIC (eno1) and its bridges, each bridge
+// with that NIC as its port; "type" filters (bridge, any_bridge and
+// any_local_bridge list the bridges, eth the NIC, the others nothing).
+func hNodeNetwork(c *call) (any, *apiError) {
+	n := c.s.nodes[c.vars["node"]]
+	typ := c.str("type")
+	out := []any{}
+	if typ == "" || typ == "eth" {
+		out = append(out, map[string]any{"iface": "eno1", "type": "eth", "active": 1, "exists": 1,
+			"method": "manual", "method6": "manual", "families": []string{"inet"}, "priority": 1})
+	}
+	switch typ {
+	case "", "bridge", "any_bridge", "any_local_bridge":
+		for i, b := range n.bridges {
+			out = append(out, map[string]any{"iface": b, "type": "bridge", "active": 1, "autostart": 1,
+				"bridge_ports": "eno1", "bridge_stp": "off", "bridge_fd": "0", "method": "manual", "method6": "manual",
+				"families": []string{"inet"}, "priority": 2 + i})
+		}
+	}
+	return out, nil
+}

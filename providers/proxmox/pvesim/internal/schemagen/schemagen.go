@@ -51,6 +51,7 @@ var Endpoints = []string{
 	"POST /nodes/{node}/qemu/{vmid}/snapshot/{snapname}/rollback",
 	"GET /nodes/{node}/qemu/{vmid}/rrddata",
 	"POST /nodes/{node}/vzdump",
+	"GET /nodes/{node}/network",
 	"GET /nodes/{node}/storage",
 	"GET /nodes/{node}/storage/{storage}/status",
 	"GET /nodes/{node}/storage/{storage}/content",
