@@ -37,6 +37,8 @@ type Config struct {
 	Backups   Backups            `yaml:"backups"`
 	Stats     Stats              `yaml:"stats"`
 	Health    Health             `yaml:"health"`
+	// Notifications: where events are delivered (notifications.go).
+	Notifications Notifications `yaml:"notifications"`
 	// IPQuarantine keeps a freed address out of the pools this long, so no
 	// new VM gets it while resolvers still cache its old records. Unset:
 	// dns.ttl when DNS zones are configured, else 0. 0 turns it off.

@@ -85,6 +85,7 @@ func (c *Config) applyDefaults() {
 	c.defaultBackups()
 	c.defaultStats()
 	c.defaultHealth()
+	c.defaultNotifications()
 	if c.DNS.Timeout == 0 {
 		c.DNS.Timeout = Duration(DefaultDNSTimeout)
 	}
@@ -177,6 +178,7 @@ func (c *Config) validate() error {
 	errs = append(errs, c.validateBackups()...)
 	errs = append(errs, c.validateStats()...)
 	errs = append(errs, c.validateHealth()...)
+	errs = append(errs, c.validateNotifications()...)
 
 	// ip_pools
 	names := map[string]bool{}

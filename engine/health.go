@@ -147,6 +147,9 @@ func (e *Engine) Health(ctx context.Context) HealthReport {
 	if c, ok := e.healthDNS(ctx); ok {
 		add(c)
 	}
+	if c, ok := e.healthNotifications(ctx); ok {
+		add(c)
+	}
 	add(e.healthStore(ctx))
 	add(e.healthDisk())
 
@@ -308,6 +311,21 @@ func (e *Engine) healthDNS(ctx context.Context) (HealthCheck, bool) {
 	}
 	c.Detail = fmt.Sprintf("%dms (%d zone(s))", ms, len(rows))
 	return c, true
+}
+
+// healthNotifications: parked deliveries are degraded; none configured
+// and none stored: no check.
+func (e *Engine) healthNotifications(ctx context.Context) (HealthCheck, bool) {
+	pending, parked, err := e.Store.OutboxCounts(ctx)
+	switch {
+	case err != nil:
+		return HealthCheck{Name: "notify", Status: Degraded, Detail: "cannot read the outbox: " + err.Error()}, true
+	case len(e.Config.Notifications.Channels()) == 0 && pending+parked == 0:
+		return HealthCheck{}, false
+	case parked > 0:
+		return HealthCheck{Name: "notify", Status: Degraded, Detail: fmt.Sprintf("%d notification(s) parked after notifications.max_attempts (pvectl notifications --failed); %d pending", parked, pending)}, true
+	}
+	return HealthCheck{Name: "notify", Status: Healthy, Detail: fmt.Sprintf("%d pending, none parked", pending)}, true
 }
 
 func (e *Engine) healthStore(ctx context.Context) HealthCheck {

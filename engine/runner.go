@@ -328,6 +328,8 @@ func (r *runPass) outcome(ctx context.Context, vm store.VM, to states.State, res
 			o.ToStatus, o.Held, o.ClearPending = string(to), false, true
 		}
 	}
+	// A notification the outcome causes is written with it (the outbox).
+	o.Events = r.e.outboxFor(cur, o)
 	return o, nil
 }
 

@@ -314,6 +314,9 @@ type Outcome struct {
 	// ClearPending drops the stored task reference (the step finished).
 	ClearPending bool
 	Now          time.Time
+	// Events are notifications written to the outbox in the same
+	// transaction as the outcome.
+	Events []OutboxEvent
 	// Line, if set, is appended to its run in the same transaction, and
 	// FinishRun, if set, closes that run with this result: one commit (one
 	// fsync) per step instead of three.
@@ -356,6 +359,9 @@ func (s *Store) VMApplyStep(ctx context.Context, o Outcome) (VM, error) {
 			return err
 		}
 		if err := oneRow(res, o.ID); err != nil {
+			return err
+		}
+		if err := insertOutbox(ctx, tx, o.Events, o.Now); err != nil {
 			return err
 		}
 		if l := o.Line; l != nil {

@@ -40,10 +40,11 @@ func TestScripts(t *testing.T) {
 		},
 		RequireExplicitExec: true,
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			"pvesim": pvesimCmd,
-			"subst":  substCmd,
-			"ticks":  ticksCmd,
-			"named":  namedCmd, // real BIND 9, see dns_test.go
+			"pvesim":  pvesimCmd,
+			"subst":   substCmd,
+			"ticks":   ticksCmd,
+			"named":   namedCmd,   // real BIND 9, see dns_test.go
+			"webhook": webhookCmd, // a webhook receiver, see webhook_test.go
 			// exitcode N CMD ARGS... runs CMD and requires exit status N;
 			// its stdout and stderr stay available to stdout/stderr checks.
 			"exitcode": func(ts *testscript.TestScript, neg bool, args []string) {

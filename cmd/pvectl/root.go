@@ -138,6 +138,7 @@ Exit codes: 0 ok, 1 failure, 2 bad usage or input (nothing was changed).`,
 		newSnapshotCmd(g),
 		newStatsCmd(g),
 		newHealthCmd(g),
+		newNotificationsCmd(g),
 	)
 	strictGroups(root)
 	return root
