@@ -1,9 +1,11 @@
 package config
 
 import (
+	"net/mail"
 	"net/url"
 	"slices"
 	"strings"
+	"text/template"
 	"time"
 )
 
@@ -14,6 +16,7 @@ import (
 // id for de-duplication).
 type Notifications struct {
 	Webhook *Webhook `yaml:"webhook"`
+	SMTP    *SMTP    `yaml:"smtp"`
 	// Events limits what is sent (names in NotificationEvents); empty = all.
 	Events []string `yaml:"events"`
 	// MaxAttempts: a delivery failing this many times is parked (shown by
@@ -28,6 +31,38 @@ type Webhook struct {
 	Secret  Secret   `yaml:"secret"`
 	Timeout Duration `yaml:"timeout"` // default 10s
 }
+
+// SMTP delivers events as mail.
+type SMTP struct {
+	Host string `yaml:"host"`
+	// Port: default 587 (STARTTLS), 465 with tls: implicit, 25 with none.
+	Port int `yaml:"port" valid:"1..65535"`
+	// TLS: starttls (default: STARTTLS required), implicit (TLS from the
+	// first byte, "SMTPS"), or none (a relay on localhost only).
+	TLS      string   `yaml:"tls"`
+	Username string   `yaml:"username"`
+	Password Secret   `yaml:"password"`
+	From     string   `yaml:"from"`
+	To       []string `yaml:"to"`
+	Timeout  Duration `yaml:"timeout"` // default 10s
+	// Subject and Body are Go text/templates over the event (fields Event,
+	// ID, At, ServiceID, Hostname, Product, VMID, Node, Status, Detail).
+	Subject string `yaml:"subject"`
+	Body    string `yaml:"body"`
+}
+
+// Default mail templates.
+const (
+	DefaultMailSubject = "[pvectl] {{.Event}}: {{.ServiceID}} ({{.Hostname}})"
+	DefaultMailBody    = `Event:    {{.Event}}
+VM:       {{.ServiceID}} ({{.Hostname}}), product {{.Product}}
+Status:   {{.Status}}{{if .VMID}}
+VMID:     {{.VMID}} on {{.Node}}{{end}}{{if .Detail}}
+Detail:   {{.Detail}}{{end}}
+At:       {{.At}}
+Event id: {{.ID}}
+`
+)
 
 // NotificationEvents are the events pvectl sends.
 var NotificationEvents = []string{"vm_ready", "vm_changed", "vm_terminated", "vm_held", "terminate_failed",
@@ -45,6 +80,9 @@ func (n Notifications) Channels() []string {
 	if n.Webhook != nil {
 		out = append(out, "webhook")
 	}
+	if n.SMTP != nil {
+		out = append(out, "smtp")
+	}
 	return out
 }
 
@@ -60,6 +98,23 @@ func (c *Config) defaultNotifications() {
 	}
 	if n.Webhook != nil && n.Webhook.Timeout == 0 {
 		n.Webhook.Timeout = Duration(DefaultWebhookTimeout)
+	}
+	if m := n.SMTP; m != nil {
+		if m.TLS == "" {
+			m.TLS = "starttls"
+		}
+		if m.Port == 0 {
+			m.Port = map[string]int{"starttls": 587, "implicit": 465, "none": 25}[m.TLS]
+		}
+		if m.Timeout == 0 {
+			m.Timeout = Duration(DefaultWebhookTimeout)
+		}
+		if m.Subject == "" {
+			m.Subject = DefaultMailSubject
+		}
+		if m.Body == "" {
+			m.Body = DefaultMailBody
+		}
 	}
 }
 
@@ -84,6 +139,37 @@ func (c *Config) validateNotifications() []error {
 		}
 		if w.Secret == "" {
 			errs = append(errs, c.Errorf("notifications.webhook.secret", "is required: the receiver checks the X-Pvectl-Signature header with it"))
+		}
+	}
+	if m := n.SMTP; m != nil {
+		k := "notifications.smtp."
+		if m.Host == "" {
+			errs = append(errs, c.Errorf(k+"host", "is required"))
+		}
+		if !slices.Contains([]string{"starttls", "implicit", "none"}, m.TLS) {
+			errs = append(errs, c.Errorf(k+"tls", "%q is not one of: starttls (STARTTLS required, port 587), implicit (TLS from the start, port 465), none (no TLS: a relay on localhost)", m.TLS))
+		}
+		if m.Port < 1 || m.Port > 65535 {
+			errs = append(errs, c.Errorf(k+"port", "must be 1..65535, got %d", m.Port))
+		}
+		if _, err := mail.ParseAddress(m.From); err != nil {
+			errs = append(errs, c.Errorf(k+"from", "must be a mail address, got %q", m.From))
+		}
+		if len(m.To) == 0 {
+			errs = append(errs, c.Errorf(k+"to", "needs at least one address"))
+		}
+		for _, to := range m.To {
+			if _, err := mail.ParseAddress(to); err != nil {
+				errs = append(errs, c.Errorf(k+"to", "%q is not a mail address", to))
+			}
+		}
+		if (m.Username == "") != (m.Password == "") {
+			errs = append(errs, c.Errorf(k+"username", "username and password go together (both for SMTP AUTH, neither without)"))
+		}
+		for _, t := range [][2]string{{"subject", m.Subject}, {"body", m.Body}} {
+			if _, err := template.New(t[0]).Option("missingkey=error").Parse(t[1]); err != nil {
+				errs = append(errs, c.Errorf(k+t[0], "is not a valid template: %v", err))
+			}
 		}
 	}
 	return errs

@@ -11,7 +11,11 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"strings"
+	"text/template"
 	"time"
+
+	"github.com/wneessen/go-mail"
 
 	"github.com/pvectl/pvectl/states"
 	"github.com/pvectl/pvectl/store"
@@ -27,7 +31,7 @@ const notifyBatch = 200
 func NotifyTask() Task {
 	return Task{
 		Name:            "notify",
-		Description:     "deliver notifications from the outbox (webhook), retrying with backoff; a delivery failing notifications.max_attempts times is parked",
+		Description:     "deliver notifications from the outbox (webhook, mail), retrying with backoff; a delivery failing notifications.max_attempts times is parked",
 		DefaultInterval: NotifyInterval,
 		Run: func(ctx context.Context, e *Engine) (TaskCounts, error) {
 			r, err := e.Notify(ctx)
@@ -172,6 +176,8 @@ func (e *Engine) deliver(ctx context.Context, row store.OutboxRow) error {
 	switch row.Channel {
 	case "webhook":
 		return e.deliverWebhook(ctx, row)
+	case "smtp":
+		return e.deliverSMTP(ctx, row)
 	}
 	return fmt.Errorf("channel %q is not configured any more", row.Channel)
 }
@@ -214,6 +220,71 @@ func (e *Engine) deliverWebhook(ctx context.Context, row store.OutboxRow) error 
 	snippet, _ := io.ReadAll(io.LimitReader(resp.Body, 200))
 	if resp.StatusCode/100 != 2 {
 		return fmt.Errorf("POST %s: %s %s", w.URL, resp.Status, bytes.TrimSpace(snippet))
+	}
+	return nil
+}
+
+// deliverSMTP mails the event to notifications.smtp.to: subject and body
+// from the configured templates, Message-ID from the event id (a repeat
+// after a crash carries the same one), STARTTLS required, implicit TLS or
+// none as configured, SMTP AUTH when a username is set.
+func (e *Engine) deliverSMTP(ctx context.Context, row store.OutboxRow) error {
+	m := e.Config.Notifications.SMTP
+	if m == nil {
+		return fmt.Errorf("channel smtp is not configured any more")
+	}
+	var p EventPayload
+	if err := json.Unmarshal([]byte(row.Payload), &p); err != nil {
+		return fmt.Errorf("event %s: %w", row.EventID, err)
+	}
+	render := func(name, tpl string) (string, error) {
+		t, err := template.New(name).Option("missingkey=error").Parse(tpl)
+		if err != nil {
+			return "", err
+		}
+		var b strings.Builder
+		if err := t.Execute(&b, p); err != nil {
+			return "", fmt.Errorf("notifications.smtp.%s: %w", name, err)
+		}
+		return b.String(), nil
+	}
+	subject, err := render("subject", m.Subject)
+	if err != nil {
+		return err
+	}
+	body, err := render("body", m.Body)
+	if err != nil {
+		return err
+	}
+	msg := mail.NewMsg()
+	if err := msg.From(m.From); err != nil {
+		return err
+	}
+	if err := msg.To(m.To...); err != nil {
+		return err
+	}
+	msg.Subject(strings.ReplaceAll(subject, "\n", " "))
+	msg.SetBodyString(mail.TypeTextPlain, body)
+	msg.SetMessageIDWithValue(row.EventID + "@pvectl")
+	msg.SetGenHeader("X-Pvectl-Event", row.Event)
+	opts := []mail.Option{mail.WithPort(m.Port), mail.WithTimeout(m.Timeout.D())}
+	switch m.TLS {
+	case "implicit":
+		opts = append(opts, mail.WithSSL())
+	case "none":
+		opts = append(opts, mail.WithTLSPolicy(mail.NoTLS))
+	default:
+		opts = append(opts, mail.WithTLSPolicy(mail.TLSMandatory))
+	}
+	if m.Username != "" {
+		opts = append(opts, mail.WithSMTPAuth(mail.SMTPAuthPlain), mail.WithUsername(m.Username), mail.WithPassword(m.Password.Reveal()))
+	}
+	c, err := mail.NewClient(m.Host, opts...)
+	if err != nil {
+		return err
+	}
+	if err := c.DialAndSendWithContext(ctx, msg); err != nil {
+		return fmt.Errorf("mail to %s via %s:%d: %w", strings.Join(m.To, ", "), m.Host, m.Port, err)
 	}
 	return nil
 }
