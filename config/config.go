@@ -39,6 +39,8 @@ type Config struct {
 	Health    Health             `yaml:"health"`
 	// Notifications: where events are delivered (notifications.go).
 	Notifications Notifications `yaml:"notifications"`
+	// Purge: how long housekeeping rows are kept (purge.go).
+	Purge Purge `yaml:"purge"`
 	// IPQuarantine keeps a freed address out of the pools this long, so no
 	// new VM gets it while resolvers still cache its old records. Unset:
 	// dns.ttl when DNS zones are configured, else 0. 0 turns it off.

@@ -179,6 +179,7 @@ func (c *Config) validate() error {
 	errs = append(errs, c.validateStats()...)
 	errs = append(errs, c.validateHealth()...)
 	errs = append(errs, c.validateNotifications()...)
+	errs = append(errs, c.validatePurge()...)
 
 	// ip_pools
 	names := map[string]bool{}

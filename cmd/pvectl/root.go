@@ -139,6 +139,7 @@ Exit codes: 0 ok, 1 failure, 2 bad usage or input (nothing was changed).`,
 		newStatsCmd(g),
 		newHealthCmd(g),
 		newNotificationsCmd(g),
+		newPurgeCmd(g),
 	)
 	strictGroups(root)
 	return root
