@@ -41,6 +41,9 @@ type Config struct {
 	Notifications Notifications `yaml:"notifications"`
 	// Purge: how long housekeeping rows are kept (purge.go).
 	Purge Purge `yaml:"purge"`
+	// MetricsFile: after every tick, pvectl's state as a Prometheus text
+	// file here (node_exporter's textfile collector); "" = none.
+	MetricsFile string `yaml:"metrics_file"`
 	// IPQuarantine keeps a freed address out of the pools this long, so no
 	// new VM gets it while resolvers still cache its old records. Unset:
 	// dns.ttl when DNS zones are configured, else 0. 0 turns it off.

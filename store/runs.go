@@ -181,6 +181,25 @@ func (s *Store) TaskRunLast(ctx context.Context) (map[string]TaskRun, error) {
 	return out, rows.Err()
 }
 
+// TaskRunLastOK returns when each task's newest successful run finished.
+func (s *Store) TaskRunLastOK(ctx context.Context) (map[string]time.Time, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT task, MAX(finished_at) FROM task_runs WHERE result = 'ok' GROUP BY task`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]time.Time{}
+	for rows.Next() {
+		var task string
+		var fin int64
+		if err := rows.Scan(&task, &fin); err != nil {
+			return nil, err
+		}
+		out[task] = fromMS(fin)
+	}
+	return out, rows.Err()
+}
+
 // collapseWait folds the just finished waiting run runID of VM vmID into
 // the VM's previous run when that one waited at the same step of the same
 // task and this one has nothing but its step line: the previous run's

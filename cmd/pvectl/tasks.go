@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"text/tabwriter"
@@ -12,7 +14,8 @@ import (
 )
 
 func newTickCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
+	var metrics string
+	cmd := &cobra.Command{
 		Use:   "tick",
 		Short: "Run every scheduled task that is due (what cron runs every minute)",
 		Long: `Run every scheduled task whose interval has passed since its last start. Each task
@@ -29,9 +32,23 @@ Crontab:  * * * * * pvectl tick`,
 				return err
 			}
 			defer closeFn()
-			return e.Tick(cmd.Context())
+			err = e.Tick(cmd.Context())
+			path := metrics
+			if path == "" {
+				path = e.Config.MetricsFile
+			}
+			if path != "" {
+				// Written whatever the tick's result: a failing tick is
+				// what the metrics are for.
+				if merr := e.WriteMetrics(context.WithoutCancel(cmd.Context()), path); merr != nil {
+					return errors.Join(err, fmt.Errorf("write metrics to %s: %w", path, merr))
+				}
+			}
+			return err
 		},
 	}
+	cmd.Flags().StringVar(&metrics, "metrics-file", "", "after the tick, write Prometheus metrics to this file (node_exporter textfile collector; default: metrics_file in the config)")
+	return cmd
 }
 
 func newRunTaskCmd(g *globals) *cobra.Command {
