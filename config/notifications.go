@@ -66,7 +66,7 @@ Event id: {{.ID}}
 
 // NotificationEvents are the events pvectl sends.
 var NotificationEvents = []string{"vm_ready", "vm_changed", "vm_terminated", "vm_held", "terminate_failed",
-	"backup_restored", "vm_suspended", "vm_unsuspended"}
+	"backup_failed", "backup_restored", "vm_suspended", "vm_unsuspended"}
 
 // Notification defaults.
 const (

@@ -284,7 +284,7 @@ func (e *Engine) heavyPerNode(ctx context.Context, backups []Backup) (map[string
 // driveBackup takes a backup one move further; see startQueuedBackups.
 func (e *Engine) driveBackup(ctx context.Context, pve proxmox.Client, vm VM, b Backup, heavy map[string]int, run *backupRun) {
 	fail := func(msg string) {
-		if err := e.Store.BackupFail(ctx, b.ID, b.State, msg, e.Clock.Now()); err == nil {
+		if err := e.Store.BackupFail(ctx, b.ID, b.State, msg, e.Clock.Now(), e.backupFailed(vm, b, msg, e.Clock.Now())...); err == nil {
 			run.line("backup failed: "+msg, true)
 		}
 	}
@@ -396,7 +396,7 @@ func (e *Engine) sendVzdump(ctx context.Context, pve proxmox.Client, vm VM, b Ba
 		run.line(fmt.Sprintf("vzdump: %v (looked at again next tick)", err), true)
 		return
 	case err != nil:
-		if ferr := e.Store.BackupFail(ctx, b.ID, store.BackupStateRunning, "vzdump: "+states.ErrText(err), e.Clock.Now()); ferr == nil {
+		if ferr := e.Store.BackupFail(ctx, b.ID, store.BackupStateRunning, "vzdump: "+states.ErrText(err), e.Clock.Now(), e.backupFailed(vm, b, "vzdump: "+states.ErrText(err), e.Clock.Now())...); ferr == nil {
 			run.line("backup failed: vzdump: "+states.ErrText(err), true)
 		}
 		return
@@ -497,7 +497,7 @@ func (e *Engine) resolveBackupStart(ctx context.Context, pve proxmox.Client, vm 
 	}
 	if !maySend {
 		msg := fmt.Sprintf("the VM is %s; the vzdump was not sent", vm.Status)
-		if e.Store.BackupFail(ctx, b.ID, store.BackupStateRunning, msg, e.Clock.Now()) == nil {
+		if e.Store.BackupFail(ctx, b.ID, store.BackupStateRunning, msg, e.Clock.Now(), e.backupFailed(vm, b, msg, e.Clock.Now())...) == nil {
 			run.line("backup failed: "+msg, true)
 		}
 		return
@@ -521,7 +521,7 @@ func (e *Engine) sendDelete(ctx context.Context, pve proxmox.Client, vm VM, b Ba
 		return false
 	case err != nil:
 		msg := fmt.Sprintf("quota: could not delete %s: %s", v.VolID, states.ErrText(err))
-		if e.Store.BackupFail(ctx, b.ID, store.BackupStateRotating, msg, e.Clock.Now()) == nil {
+		if e.Store.BackupFail(ctx, b.ID, store.BackupStateRotating, msg, e.Clock.Now(), e.backupFailed(vm, b, msg, e.Clock.Now())...) == nil {
 			run.line("backup failed: "+msg, true)
 		}
 		return false
@@ -556,7 +556,7 @@ func (e *Engine) followRotation(ctx context.Context, pve proxmox.Client, vm VM, 
 		case st.Err() != nil:
 			line := taskErrorLine(ctx, pve, st)
 			msg := fmt.Sprintf("quota: deleting %s failed: %s", volid, line)
-			if e.Store.BackupFail(ctx, b.ID, store.BackupStateRotating, msg, e.Clock.Now()) == nil {
+			if e.Store.BackupFail(ctx, b.ID, store.BackupStateRotating, msg, e.Clock.Now(), e.backupFailed(vm, b, msg, e.Clock.Now())...) == nil {
 				run.line("backup failed: "+msg, true)
 			}
 			return false
@@ -849,6 +849,9 @@ func (e *Engine) backupEnded(ctx context.Context, pve proxmox.Client, b Backup) 
 		}
 	} else if !b.StartedAt.IsZero() {
 		took = e.Clock.Now().Sub(b.StartedAt)
+	}
+	if !end.OK {
+		end.Events = e.backupFailed(vm, b, end.Error, end.Now)
 	}
 	if err := e.Store.BackupFinish(ctx, end); err != nil {
 		if errors.Is(err, store.ErrConflict) {

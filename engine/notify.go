@@ -96,16 +96,30 @@ func eventOf(cur store.VM, o store.Outcome) (event, detail string) {
 // is filtered out).
 func (e *Engine) outboxFor(cur store.VM, o store.Outcome) []store.OutboxEvent {
 	ev, detail := eventOf(cur, o)
-	n := e.Config.Notifications
-	chans := n.Channels()
-	if ev == "" || len(chans) == 0 || !n.Wants(ev) {
+	if ev == "" {
 		return nil
 	}
-	p := EventPayload{ID: fmt.Sprintf("pvectl-%d-%d-%s", cur.ID, o.Now.UnixMilli(), ev), Event: ev, At: o.Now.UTC(),
-		ServiceID: cur.ServiceID, Hostname: cur.Hostname, Product: cur.Product, VMID: cur.VMID, Node: cur.Node,
-		Status: o.ToStatus, Detail: detail}
+	return e.eventRows(cur, ev, fmt.Sprintf("pvectl-%d-%d-%s", cur.ID, o.Now.UnixMilli(), ev), o.ToStatus, detail, o.Now)
+}
+
+// backupFailed is the backup_failed notification of backup b of vm (its id
+// is the backup row's, so a repeat is the same event).
+func (e *Engine) backupFailed(vm store.VM, b store.Backup, errText string, now time.Time) []store.OutboxEvent {
+	return e.eventRows(vm, "backup_failed", fmt.Sprintf("pvectl-%d-backup-%d-backup_failed", vm.ID, b.ID), vm.Status, errText, now)
+}
+
+// eventRows is the outbox rows of event ev about vm for the configured
+// channels (none when notifications are off or ev is filtered out).
+func (e *Engine) eventRows(vm store.VM, ev, id, status, detail string, now time.Time) []store.OutboxEvent {
+	n := e.Config.Notifications
+	chans := n.Channels()
+	if len(chans) == 0 || !n.Wants(ev) {
+		return nil
+	}
+	p := EventPayload{ID: id, Event: ev, At: now.UTC(), ServiceID: vm.ServiceID, Hostname: vm.Hostname, Product: vm.Product,
+		VMID: vm.VMID, Node: vm.Node, Status: status, Detail: detail}
 	b, _ := json.Marshal(p) // plain values: cannot fail
-	return []store.OutboxEvent{{EventID: p.ID, Event: ev, ServiceID: cur.ServiceID, Payload: string(b), Channels: chans}}
+	return []store.OutboxEvent{{EventID: p.ID, Event: ev, ServiceID: vm.ServiceID, Payload: string(b), Channels: chans}}
 }
 
 // NotifyRun is what one notify run did.

@@ -285,6 +285,9 @@ type BackupEnd struct {
 	Size  int64
 	Error string
 	Now   time.Time
+	// Events (a failed backup's notification) are written to the outbox
+	// in the same transaction when the backup failed.
+	Events []OutboxEvent
 }
 
 // BackupFinish records the end of a running backup whose UPID is e.UPID
@@ -294,21 +297,32 @@ func (s *Store) BackupFinish(ctx context.Context, e BackupEnd) error {
 	if e.OK {
 		state = BackupStateOK
 	}
-	res, err := s.exec(ctx, `UPDATE backups SET state = ?, volid = ?, size = ?, error = ?, ended_at = ?
-		WHERE id = ? AND state = 'running' AND upid = ?`, state, e.VolID, e.Size, e.Error, ms(e.Now), e.ID, e.UPID)
-	if err != nil {
-		return err
-	}
-	return backupRow(res, e.ID, "running task "+e.UPID)
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE backups SET state = ?, volid = ?, size = ?, error = ?, ended_at = ?
+			WHERE id = ? AND state = 'running' AND upid = ?`, state, e.VolID, e.Size, e.Error, ms(e.Now), e.ID, e.UPID)
+		if err != nil {
+			return err
+		}
+		if err := backupRow(res, e.ID, "running task "+e.UPID); err != nil || e.OK {
+			return err
+		}
+		return insertOutbox(ctx, tx, e.Events, e.Now)
+	})
 }
 
 // BackupFail ends a backup that is still in state from (queued, rotating,
-// or running without a task) as failed with errText.
-func (s *Store) BackupFail(ctx context.Context, id int64, from, errText string, now time.Time) error {
-	res, err := s.exec(ctx, `UPDATE backups SET state = 'failed', error = ?, ended_at = ?
-		WHERE id = ? AND state = ? AND (state <> 'running' OR upid = '')`, errText, ms(now), id, from)
-	if err != nil {
-		return err
-	}
-	return backupRow(res, id, from)
+// or running without a task) as failed with errText, and writes evs (its
+// notification) to the outbox in the same transaction.
+func (s *Store) BackupFail(ctx context.Context, id int64, from, errText string, now time.Time, evs ...OutboxEvent) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE backups SET state = 'failed', error = ?, ended_at = ?
+			WHERE id = ? AND state = ? AND (state <> 'running' OR upid = '')`, errText, ms(now), id, from)
+		if err != nil {
+			return err
+		}
+		if err := backupRow(res, id, from); err != nil {
+			return err
+		}
+		return insertOutbox(ctx, tx, evs, now)
+	})
 }
