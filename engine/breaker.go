@@ -47,8 +47,8 @@ func PVEOutage(err error) bool {
 	return false
 }
 
-// isOpen reports whether the pass has stopped calling PVE; a VM not
-// touched because of it is counted.
+// skip reports whether the pass has stopped calling PVE; a VM not touched
+// because of it is counted.
 func (b *pveBreaker) skip() bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()

@@ -233,11 +233,15 @@ func (e *Engine) healthTasks(ctx context.Context, now time.Time) HealthCheck {
 			worst = level
 		}
 	}
+	interval := map[string]time.Duration{}
+	for _, t := range e.Tasks() {
+		interval[t.Name] = e.Interval(t)
+	}
 	for _, t := range ts {
 		if !t.Enabled {
 			continue
 		}
-		iv, _ := time.ParseDuration(t.Interval)
+		iv := interval[t.Name]
 		level := Degraded
 		if t.Name == "process_vms" {
 			level = Unhealthy
@@ -250,7 +254,7 @@ func (e *Engine) healthTasks(ctx context.Context, now time.Time) HealthCheck {
 		case now.Sub(*t.LastStart) > 3*iv:
 			note(level, fmt.Sprintf("%s last ran %s ago (interval %s)", t.Name, ShortDuration(now.Sub(*t.LastStart)), iv))
 		case t.LastResult == "error" || t.LastResult == "interrupted":
-			note(Degraded, fmt.Sprintf("%s last run %s: %s", t.Name, t.LastResult, truncateText(t.LastMessage, 160)))
+			note(Degraded, fmt.Sprintf("%s last run %s: %s", t.Name, t.LastResult, truncate(t.LastMessage, 160)))
 		}
 	}
 	if len(problems) == 0 {
@@ -335,7 +339,7 @@ func (e *Engine) healthStore(ctx context.Context) HealthCheck {
 		return HealthCheck{Name: "store", Status: Unhealthy, Detail: "integrity check failed to run: " + err.Error()}
 	case len(problems) > 0:
 		sort.Strings(problems)
-		return HealthCheck{Name: "store", Status: Unhealthy, Detail: "the database is damaged (PRAGMA quick_check): " + truncateText(strings.Join(problems, "; "), 300) + "; see docs/troubleshooting.md"}
+		return HealthCheck{Name: "store", Status: Unhealthy, Detail: "the database is damaged (PRAGMA quick_check): " + truncate(strings.Join(problems, "; "), 300) + "; see docs/troubleshooting.md"}
 	}
 	return HealthCheck{Name: "store", Status: Healthy, Detail: "quick_check ok"}
 }
@@ -351,7 +355,7 @@ func (e *Engine) healthDisk() HealthCheck {
 	}
 	free := int64(st.Bavail) * int64(st.Bsize)
 	limit := int64(e.Config.Health.MinFreeDiskMB) << 20
-	c.Detail = fmt.Sprintf("%s free in %s", humanBytes(free), e.StateDir)
+	c.Detail = fmt.Sprintf("%s free in %s", FormatSize(free), e.StateDir)
 	switch {
 	case free < limit/10:
 		c.Status = Unhealthy
@@ -362,23 +366,6 @@ func (e *Engine) healthDisk() HealthCheck {
 		c.Detail += fmt.Sprintf(" (health.min_free_disk_mb %d)", e.Config.Health.MinFreeDiskMB)
 	}
 	return c
-}
-
-func humanBytes(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	}
-	return fmt.Sprintf("%d bytes", n)
-}
-
-func truncateText(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
 }
 
 // HealthUnknown is the report of a health check that could not run (no

@@ -118,7 +118,7 @@ top. With --follow, new lines are printed as ticks write them (Ctrl-C to stop); 
 							}{r.ID, &repeatedJSON{Count: r.Repeats, LastAt: r.LastAt, LastResult: r.LastResult}})
 							fmt.Fprintf(w, "%s\n", b)
 						} else {
-							fmt.Fprintf(w, "  … and %d more waiting run(s) at this step, the last at %s: %s\n", r.Repeats, r.LastAt.Format(time.RFC3339), r.LastResult)
+							fmt.Fprintln(w, repeatedLine(r))
 						}
 					}
 				}
@@ -156,8 +156,13 @@ func printRun(w io.Writer, r engine.Run) {
 		printLine(w, l)
 	}
 	if r.Repeats > 0 {
-		fmt.Fprintf(w, "  … and %d more waiting run(s) at this step, the last at %s: %s\n", r.Repeats, r.LastAt.Format(time.RFC3339), r.LastResult)
+		fmt.Fprintln(w, repeatedLine(r))
 	}
+}
+
+// repeatedLine says how many later waiting runs were folded into r.
+func repeatedLine(r engine.Run) string {
+	return fmt.Sprintf("  … and %d more waiting run(s) at this step, the last at %s: %s", r.Repeats, r.LastAt.Format(time.RFC3339), r.LastResult)
 }
 
 // printRequest prints a request (an audit event) of the log on one line:
