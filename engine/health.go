@@ -150,6 +150,9 @@ func (e *Engine) Health(ctx context.Context) HealthReport {
 	if c, ok := e.healthNotifications(ctx); ok {
 		add(c)
 	}
+	if c, ok := e.healthFindings(ctx); ok {
+		add(c)
+	}
 	add(e.healthStore(ctx))
 	add(e.healthDisk())
 
@@ -175,6 +178,31 @@ func (e *Engine) Health(ctx context.Context) HealthReport {
 		r.Summary = strings.Join(bad, "; ")
 	}
 	return r
+}
+
+// healthFindings: what the last reconcile run found (orphans, drift)
+// needs an admin: degraded. Reported only when the reconcile task is on.
+func (e *Engine) healthFindings(ctx context.Context) (HealthCheck, bool) {
+	t, ok := e.LookupTask("reconcile")
+	if !ok || e.Interval(t) == 0 {
+		return HealthCheck{}, false
+	}
+	c := HealthCheck{Name: "orphans", Status: Healthy}
+	fs, err := e.Store.Findings(ctx)
+	if err != nil {
+		return HealthCheck{Name: "orphans", Status: Degraded, Detail: "cannot read reconcile findings: " + err.Error()}, true
+	}
+	if len(fs) == 0 {
+		c.Detail = "the last reconcile run found nothing"
+		return c, true
+	}
+	r := Reconciliation{}
+	for _, f := range fs {
+		r.Findings = append(r.Findings, findingOf(f))
+	}
+	c.Status = Degraded
+	c.Detail = fmt.Sprintf("%d finding(s) from reconcile: %s (pvectl orphans --last)", len(fs), r.kindCounts())
+	return c, true
 }
 
 func (e *Engine) healthVMs(ctx context.Context, now time.Time, r *HealthReport) HealthCheck {

@@ -26,7 +26,7 @@ type TaskCounts struct {
 // StandardTasks are the scheduled tasks pvectl runs, in the order a tick
 // runs them.
 func StandardTasks() []Task {
-	return []Task{ProcessVMsTask(), RefreshPowerTask(), RestoreBackupTask(), BackupStatusTask(), ScheduleBackupTask(), RemoveSnapshotsTask(), CollectStatsTask(), NotifyTask(), PurgeTask()}
+	return []Task{ProcessVMsTask(), RefreshPowerTask(), RestoreBackupTask(), BackupStatusTask(), ScheduleBackupTask(), RemoveSnapshotsTask(), CollectStatsTask(), ReconcileTask(), NotifyTask(), PurgeTask()}
 }
 
 // Tasks is the engine's task list: TaskList when set, else StandardTasks.

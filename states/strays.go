@@ -121,19 +121,11 @@ func FindStrays(ctx context.Context, env *Env) ([]Stray, error) {
 			continue
 		}
 		owner, known := owners[r.VMID]
-		ref := proxmox.VMRef{Node: r.Node, VMID: r.VMID}
-		cfg, err := env.PVE.VMConfig(ctx, ref)
-		if proxmox.IsNotFound(err) {
-			continue // destroyed since the list was made
-		}
+		ref, cfg, svc, marked, err := markedConfig(ctx, env, r)
 		if err != nil {
-			return nil, fmt.Errorf("read config of VM %d: %w", r.VMID, err)
+			return nil, err
 		}
-		svc, marked := markerService(cfg)
-		if !marked && !cfg.HasTag(MarkerTag) {
-			continue
-		}
-		if known && (owner == svc || !marked) {
+		if !marked || (known && (owner == svc || svc == "")) {
 			continue
 		}
 		addrs, err := vmAddresses(ctx, env, ref, cfg)
@@ -145,6 +137,44 @@ func FindStrays(ctx context.Context, env *Env) ([]Stray, error) {
 	slices.SortFunc(out, func(a, b Stray) int { return a.VMID - b.VMID })
 	return out, nil
 }
+
+// StrayOf reads a PVE VM's config and tells whether it carries pvectl's
+// marker line or tag, as a Stray with the addresses it uses. A VM destroyed
+// since it was listed is not marked.
+func StrayOf(ctx context.Context, env *Env, r proxmox.Resource) (Stray, bool, error) {
+	return strayOf(ctx, env, r)
+}
+
+func strayOf(ctx context.Context, env *Env, r proxmox.Resource) (Stray, bool, error) {
+	ref, cfg, svc, marked, err := markedConfig(ctx, env, r)
+	if err != nil || !marked {
+		return Stray{}, false, err
+	}
+	addrs, err := vmAddresses(ctx, env, ref, cfg)
+	if err != nil {
+		return Stray{}, false, err
+	}
+	return Stray{VMID: r.VMID, Node: r.Node, ServiceID: svc, Addresses: addrs}, true, nil
+}
+
+// markedConfig reads a listed VM's config and tells whether it carries
+// pvectl's marker line (svc is its service id) or only its tag. A VM
+// destroyed since it was listed is not marked.
+func markedConfig(ctx context.Context, env *Env, r proxmox.Resource) (ref proxmox.VMRef, cfg proxmox.VMConfig, svc string, marked bool, err error) {
+	ref = proxmox.VMRef{Node: r.Node, VMID: r.VMID}
+	cfg, err = env.PVE.VMConfig(ctx, ref)
+	if proxmox.IsNotFound(err) {
+		return ref, cfg, "", false, nil // destroyed since the list was made
+	}
+	if err != nil {
+		return ref, cfg, "", false, fmt.Errorf("read config of VM %d: %w", r.VMID, err)
+	}
+	svc, marked = markerService(cfg)
+	return ref, cfg, svc, marked || cfg.HasTag(MarkerTag), nil
+}
+
+// MarkerService returns the service id of the VM's `pvectl service=ID` line.
+func MarkerService(cfg proxmox.VMConfig) (string, bool) { return markerService(cfg) }
 
 // markerService returns the service id of the VM's `pvectl service=ID` line.
 func markerService(cfg proxmox.VMConfig) (string, bool) {

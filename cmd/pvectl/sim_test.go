@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -37,6 +38,7 @@ import (
 //	pvesim tasks [TYPE]                print TYPE ID STATUS EXITSTATUS per task
 //	pvesim volumes NODE STORAGE        print a storage's volume ids
 //	pvesim delete-volume NODE STORAGE VOLID|notes=TEXT  delete a volume (the backup whose notes contain TEXT) behind pvectl's back
+//	pvesim api METHOD PATH [K=V...]    a PVE API call as an admin (GUI, qm) behind pvectl's back; prints the reply
 //	pvesim control METHOD PATH [JSON]  call pvesim's control API (/_sim/…), print the reply
 //	subst IN OUT                       copy IN to OUT expanding $VARS
 //	ticks N [STEP]                     N x (advance the simulator and PVECTL_NOW by STEP, default 1m;
@@ -318,6 +320,41 @@ func pvesimCmd(ts *testscript.TestScript, neg bool, args []string) {
 		if !task.IsZero() {
 			sim.Advance(time.Minute)
 			requireTaskOK(ts, sim, task.UPID)
+		}
+	case "api":
+		// pvesim api METHOD PATH [KEY=VALUE...]: a PVE API call as an admin
+		// would make it (the GUI, qm, pvesh) behind pvectl's back, through
+		// the simulator's schema check; prints the reply's data. A task it
+		// starts is left for the next advance.
+		if len(args) < 3 {
+			ts.Fatalf("usage: pvesim api METHOD PATH [KEY=VALUE...]")
+		}
+		form := url.Values{}
+		for _, kv := range args[3:] {
+			k, v, ok := strings.Cut(kv, "=")
+			if !ok {
+				ts.Fatalf("pvesim api: %q is not KEY=VALUE", kv)
+			}
+			form.Add(k, v)
+		}
+		target, body := "/api2/json"+args[2], ""
+		if args[1] == http.MethodGet || args[1] == http.MethodDelete {
+			if len(form) > 0 {
+				target += "?" + form.Encode()
+			}
+		} else {
+			body = form.Encode()
+		}
+		req := httptest.NewRequest(args[1], target, strings.NewReader(body))
+		req.Header.Set("Authorization", "PVEAPIToken="+ts.Getenv("PVE_TOKEN_ID")+"="+ts.Getenv("PVE_TOKEN_SECRET"))
+		if body != "" {
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		}
+		rec := httptest.NewRecorder()
+		simFor(ts).Handler().ServeHTTP(rec, req)
+		ts.Stdout().Write(rec.Body.Bytes())
+		if (rec.Code >= 400) != neg {
+			ts.Fatalf("pvesim api %s %s: %d %s", args[1], args[2], rec.Code, rec.Body.String())
 		}
 	case "control":
 		// pvesim control METHOD PATH [JSON]: e.g. POST /_sim/access/acl '{…}'
