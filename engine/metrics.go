@@ -207,16 +207,16 @@ func stepResult(res states.Result, applyErr error) (result, class string) {
 	case states.Waiting:
 		return "waiting", ""
 	case states.Retry:
-		return "retry", ErrorClass(res.Err)
+		return "retry", errorClass(res.Err)
 	default:
-		return "failed", ErrorClass(res.Err)
+		return "failed", errorClass(res.Err)
 	}
 }
 
-// ErrorClass names an error's class for metrics: a PVE error's class
+// errorClass names an error's class for metrics: a PVE error's class
 // (proxmox.ClassNames: "transient", "permission denied", …), "dns" for a
 // DNS error, "other" for anything else.
-func ErrorClass(err error) string {
+func errorClass(err error) string {
 	var pe *proxmox.Error
 	var de *dns.Error
 	switch {
