@@ -36,6 +36,9 @@ type Engine struct {
 	// Actor names who makes requests in their audit lines; "" = the OS
 	// user (CurrentUser).
 	Actor string
+	// Metrics counts step runs and PVE requests for WriteMetrics; nil (a
+	// tick that writes no metrics) counts nothing.
+	Metrics *Metrics
 
 	envOnce sync.Once
 	env     *states.Env

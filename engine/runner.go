@@ -207,7 +207,8 @@ func (r *runPass) advance(ctx context.Context, vm store.VM, n int) {
 		began := time.Now()
 		e.Live.Logger().Debug().Str("vm", vm.ServiceID).Str("step", step.Label).
 			Msgf("%s  %s: running %q (version %d, attempts %d, pending %q)", vm.ServiceID, vm.Status, step.Label, vm.Version, vm.Attempts, vm.PendingUPID)
-		res := r.pve.observe(runStep(ctx, step, &env, vm))
+		raw := runStep(ctx, step, &env, vm)
+		res := r.pve.observe(raw)
 		took := time.Since(began)
 
 		outcome := resultOf(res)
@@ -251,6 +252,7 @@ func (r *runPass) advance(ctx context.Context, vm store.VM, n int) {
 				Step: step.Label, From: line.From, To: line.To, Result: line.Result, Duration: took})
 		}
 		e.Live.Step(line)
+		e.Metrics.Step(step.Label, raw, err)
 
 		switch {
 		case err != nil:

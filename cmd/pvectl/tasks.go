@@ -32,11 +32,16 @@ Crontab:  * * * * * pvectl tick`,
 				return err
 			}
 			defer closeFn()
-			err = e.Tick(cmd.Context())
 			path := metrics
 			if path == "" {
 				path = e.Config.MetricsFile
 			}
+			if path != "" {
+				// Step runs and PVE requests are counted only when
+				// they are written.
+				e.Metrics = engine.NewMetrics()
+			}
+			err = e.Tick(cmd.Context())
 			if path != "" {
 				// Written whatever the tick's result: a failing tick is
 				// what the metrics are for.

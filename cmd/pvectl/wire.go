@@ -22,10 +22,14 @@ func scheduledTasks() []engine.Task { return append(engine.StandardTasks(), test
 // DNS updater from the config.
 func newEnv(_ context.Context, e *engine.Engine) (*states.Env, error) {
 	c := e.Config
-	pve, err := proxmox.New(proxmox.Options{URL: c.Proxmox.URL, TokenID: c.Proxmox.TokenID,
+	opts := proxmox.Options{URL: c.Proxmox.URL, TokenID: c.Proxmox.TokenID,
 		TokenSecret: c.Proxmox.TokenSecret.Reveal(), CAFile: c.Proxmox.CAFile,
 		InsecureSkipVerify: c.Proxmox.InsecureSkipVerify, Timeout: c.Proxmox.Timeout.D(),
-		UserAgent: "pvectl/" + version})
+		UserAgent: "pvectl/" + version}
+	if e.Metrics != nil {
+		opts.Observe = e.Metrics.ObservePVE // PVE request latency, for the metrics file
+	}
+	pve, err := proxmox.New(opts)
 	if err != nil {
 		return nil, err
 	}

@@ -36,6 +36,15 @@ type Options struct {
 	Timeout time.Duration
 	// UserAgent; "" = "pvectl".
 	UserAgent string
+	// Observe, when set, is called after every HTTP request the adapter
+	// sends (each try of a retried read counts) with the request's method,
+	// its endpoint's path template as PVE's API schema names it
+	// ("/nodes/{node}/qemu/{vmid}/config": never a concrete node, VMID,
+	// UPID or volume, and never a query string or a credential), how long
+	// the request took and its error (nil on success; a *Error). It is
+	// called from the goroutine that made the request, so it must be safe
+	// for concurrent use. pvectl's metrics use it (docs/monitoring.md).
+	Observe func(method, template string, d time.Duration, err error)
 }
 
 const redacted = "[REDACTED]"
@@ -80,10 +89,11 @@ func (o Options) MarshalJSON() ([]byte, error) { return json.Marshal(o.redacted(
 
 // Adapter implements Client on go-proxmox.
 type Adapter struct {
-	c      *goproxmox.Client
-	secret string
-	base   string
-	retry  readRetry
+	c       *goproxmox.Client
+	secret  string
+	base    string
+	retry   readRetry
+	observe func(method, template string, d time.Duration, err error)
 }
 
 var _ Client = (*Adapter)(nil)
@@ -138,7 +148,7 @@ func New(opts Options) (*Adapter, error) {
 		goproxmox.WithHTTPClient(hc),
 		goproxmox.WithUserAgent(ua),
 	)
-	return &Adapter{c: c, secret: opts.TokenSecret, base: base, retry: defaultReadRetry()}, nil
+	return &Adapter{c: c, secret: opts.TokenSecret, base: base, retry: defaultReadRetry(), observe: opts.Observe}, nil
 }
 
 // String describes the adapter without credentials.
@@ -188,6 +198,7 @@ func (t *statusTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 type callInfo struct {
 	method string
 	path   string
+	tmpl   string // path's template in PVE's API schema: "/nodes/{node}/status"
 	node   string
 	vmid   int
 }
@@ -224,8 +235,18 @@ func (a *Adapter) call(ctx context.Context, ci callInfo, params map[string]any, 
 	}
 }
 
-// send sends one request, once.
+// send sends one request, once, and tells Options.Observe how it went.
 func (a *Adapter) send(ctx context.Context, ci callInfo, params map[string]any, out any) error {
+	if a.observe == nil {
+		return a.sendOnce(ctx, ci, params, out)
+	}
+	began := time.Now()
+	err := a.sendOnce(ctx, ci, params, out)
+	a.observe(ci.method, ci.tmpl, time.Since(began), err)
+	return err
+}
+
+func (a *Adapter) sendOnce(ctx context.Context, ci callInfo, params map[string]any, out any) error {
 	var err error
 	switch ci.method {
 	case http.MethodGet, http.MethodDelete:
@@ -397,12 +418,35 @@ func (a *Adapter) task(ctx context.Context, ci callInfo, params map[string]any) 
 	return ref, nil
 }
 
-func vmPath(vm VMRef, suffix string) string {
-	return "/nodes/" + url.PathEscape(vm.Node) + "/qemu/" + strconv.Itoa(vm.VMID) + suffix
+// vmCall is a call to /nodes/{node}/qemu/{vmid} followed by suffix, a
+// path template whose placeholders ("/firewall/ipset/{name}") args fill in
+// order, path-escaped.
+func vmCall(method string, vm VMRef, suffix string, args ...string) callInfo {
+	tmpl := "/nodes/{node}/qemu/{vmid}" + suffix
+	path := fillPath(tmpl, append([]string{vm.Node, strconv.Itoa(vm.VMID)}, args...))
+	return callInfo{method: method, path: path, tmpl: tmpl, node: vm.Node, vmid: vm.VMID}
 }
 
-func vmCall(method string, vm VMRef, suffix string) callInfo {
-	return callInfo{method: method, path: vmPath(vm, suffix), node: vm.Node, vmid: vm.VMID}
+// fillPath replaces tmpl's {placeholders}, in order, with args,
+// path-escaped. The count must match: a mismatch is a bug in the caller.
+func fillPath(tmpl string, args []string) string {
+	var b strings.Builder
+	rest := tmpl
+	for _, arg := range args {
+		i := strings.IndexByte(rest, '{')
+		j := strings.IndexByte(rest, '}')
+		if i < 0 || j < i {
+			panic("proxmox: more arguments than placeholders in " + tmpl)
+		}
+		b.WriteString(rest[:i])
+		b.WriteString(url.PathEscape(arg))
+		rest = rest[j+1:]
+	}
+	if strings.IndexByte(rest, '{') >= 0 {
+		panic("proxmox: fewer arguments than placeholders in " + tmpl)
+	}
+	b.WriteString(rest)
+	return b.String()
 }
 
 func checkVM(op string, vm VMRef) error {

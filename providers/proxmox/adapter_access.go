@@ -24,7 +24,7 @@ type aclJSON struct {
 // ACL implements Client.
 func (a *Adapter) ACL(ctx context.Context) ([]ACLEntry, error) {
 	var raw []aclJSON
-	if err := a.call(ctx, callInfo{method: http.MethodGet, path: "/access/acl"}, nil, &raw); err != nil {
+	if err := a.call(ctx, callInfo{method: http.MethodGet, path: "/access/acl", tmpl: "/access/acl"}, nil, &raw); err != nil {
 		return nil, err
 	}
 	out := make([]ACLEntry, 0, len(raw))
@@ -65,7 +65,7 @@ func (a *Adapter) updateACL(ctx context.Context, op string, e ACLEntry, del bool
 	} else {
 		p["propagate"] = boolInt(e.Propagate)
 	}
-	return a.call(ctx, callInfo{method: http.MethodPut, path: "/access/acl"}, p, nil)
+	return a.call(ctx, callInfo{method: http.MethodPut, path: "/access/acl", tmpl: "/access/acl"}, p, nil)
 }
 
 // AddToPool implements Client.
@@ -90,11 +90,11 @@ func (a *Adapter) updatePool(ctx context.Context, op, pool string, vmid int, del
 	for k, v := range p {
 		withID[k] = v
 	}
-	err := a.call(ctx, callInfo{method: http.MethodPut, path: "/pools", vmid: vmid}, withID, nil)
+	err := a.call(ctx, callInfo{method: http.MethodPut, path: "/pools", tmpl: "/pools", vmid: vmid}, withID, nil)
 	var pe *Error
 	if errors.As(err, &pe) && pe.HTTPStatus == http.StatusNotImplemented {
 		// PVE before 8.1: only the per-pool path exists.
-		err = a.call(ctx, callInfo{method: http.MethodPut, path: "/pools/" + url.PathEscape(pool), vmid: vmid}, p, nil)
+		err = a.call(ctx, callInfo{method: http.MethodPut, path: "/pools/" + url.PathEscape(pool), tmpl: "/pools/{poolid}", vmid: vmid}, p, nil)
 	}
 	return err
 }

@@ -28,7 +28,7 @@ func (a *Adapter) Backup(ctx context.Context, req BackupRequest) (TaskRef, error
 	}
 	// remove=0 unless asked: see BackupRequest.Remove
 	p["remove"] = boolInt(req.Remove != nil && *req.Remove)
-	ci := callInfo{method: http.MethodPost, path: "/nodes/" + url.PathEscape(req.VM.Node) + "/vzdump", node: req.VM.Node, vmid: req.VM.VMID}
+	ci := callInfo{method: http.MethodPost, path: "/nodes/" + url.PathEscape(req.VM.Node) + "/vzdump", tmpl: "/nodes/{node}/vzdump", node: req.VM.Node, vmid: req.VM.VMID}
 	var data *string
 	if err := a.call(ctx, ci, p, &data); err != nil {
 		return TaskRef{}, err
@@ -77,7 +77,7 @@ func (a *Adapter) StorageContent(ctx context.Context, node, storage string, f Co
 		Notes     string   `json:"notes"`
 		Protected flexBool `json:"protected"`
 	}
-	ci := callInfo{method: http.MethodGet, path: storagePath(node, storage), node: node, vmid: f.VMID}
+	ci := callInfo{method: http.MethodGet, path: storagePath(node, storage), tmpl: "/nodes/{node}/storage/{storage}/content", node: node, vmid: f.VMID}
 	if err := a.call(ctx, ci, p, &raw); err != nil {
 		return nil, err
 	}
@@ -89,6 +89,10 @@ func (a *Adapter) StorageContent(ctx context.Context, node, storage string, f Co
 	}
 	return out, nil
 }
+
+// volumeTmpl is volumePath's template: a volume ID's slashes are part of
+// {volume}.
+const volumeTmpl = "/nodes/{node}/storage/{storage}/content/{volume}"
 
 func volumePath(node, storage, volid string) string {
 	segs := strings.Split(volid, "/")
@@ -113,7 +117,7 @@ func (a *Adapter) UpdateVolume(ctx context.Context, node, storage, volid string,
 	if len(p) == 0 {
 		return nil
 	}
-	ci := callInfo{method: http.MethodPut, path: volumePath(node, storage, volid), node: node}
+	ci := callInfo{method: http.MethodPut, path: volumePath(node, storage, volid), tmpl: volumeTmpl, node: node}
 	return a.call(ctx, ci, p, nil)
 }
 
@@ -123,7 +127,7 @@ func (a *Adapter) DeleteVolume(ctx context.Context, node, storage, volid string)
 	if node == "" || storage == "" || volid == "" {
 		return TaskRef{}, errorf(ClassInvalid, "delete volume", "node, storage and volume are required")
 	}
-	ci := callInfo{method: http.MethodDelete, path: volumePath(node, storage, volid), node: node}
+	ci := callInfo{method: http.MethodDelete, path: volumePath(node, storage, volid), tmpl: volumeTmpl, node: node}
 	return a.task(ctx, ci, nil)
 }
 
@@ -148,6 +152,6 @@ func (a *Adapter) Restore(ctx context.Context, req RestoreRequest) (TaskRef, err
 	if req.Unique {
 		p["unique"] = 1
 	}
-	ci := callInfo{method: http.MethodPost, path: "/nodes/" + url.PathEscape(req.VM.Node) + "/qemu", node: req.VM.Node, vmid: req.VM.VMID}
+	ci := callInfo{method: http.MethodPost, path: "/nodes/" + url.PathEscape(req.VM.Node) + "/qemu", tmpl: "/nodes/{node}/qemu", node: req.VM.Node, vmid: req.VM.VMID}
 	return a.task(ctx, ci, p)
 }

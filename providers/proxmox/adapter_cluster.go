@@ -40,7 +40,7 @@ func (a *Adapter) ClusterResources(ctx context.Context, kind ResourceType) ([]Re
 		params = map[string]any{"type": string(kind)}
 	}
 	var raw []resourceJSON
-	if err := a.call(ctx, callInfo{method: http.MethodGet, path: "/cluster/resources"}, params, &raw); err != nil {
+	if err := a.call(ctx, callInfo{method: http.MethodGet, path: "/cluster/resources", tmpl: "/cluster/resources"}, params, &raw); err != nil {
 		return nil, err
 	}
 	out := make([]Resource, 0, len(raw))
@@ -61,7 +61,7 @@ func (a *Adapter) NodeBridges(ctx context.Context, node string) ([]string, error
 	var raw []struct {
 		Iface string `json:"iface"`
 	}
-	if err := a.call(ctx, callInfo{method: http.MethodGet, path: "/nodes/" + node + "/network", node: node},
+	if err := a.call(ctx, callInfo{method: http.MethodGet, path: "/nodes/" + node + "/network", tmpl: "/nodes/{node}/network", node: node},
 		map[string]any{"type": "any_bridge"}, &raw); err != nil {
 		return nil, err
 	}
@@ -77,7 +77,7 @@ func (a *Adapter) Version(ctx context.Context) (string, error) {
 	var raw struct {
 		Version string `json:"version"`
 	}
-	if err := a.call(ctx, callInfo{method: http.MethodGet, path: "/version"}, nil, &raw); err != nil {
+	if err := a.call(ctx, callInfo{method: http.MethodGet, path: "/version", tmpl: "/version"}, nil, &raw); err != nil {
 		return "", err
 	}
 	return raw.Version, nil
@@ -98,7 +98,7 @@ func (a *Adapter) NodeStatus(ctx context.Context, node string) (NodeStatus, erro
 		} `json:"cpuinfo"`
 		PVEVersion string `json:"pveversion"`
 	}
-	ci := callInfo{method: http.MethodGet, path: "/nodes/" + url.PathEscape(node) + "/status", node: node}
+	ci := callInfo{method: http.MethodGet, path: "/nodes/" + url.PathEscape(node) + "/status", tmpl: "/nodes/{node}/status", node: node}
 	if node == "" {
 		return NodeStatus{}, errorf(ClassInvalid, "node status", "node is required")
 	}
@@ -131,7 +131,7 @@ func (a *Adapter) StorageStatus(ctx context.Context, node, storage string) (Stor
 	if node == "" || storage == "" {
 		return StorageStatus{}, errorf(ClassInvalid, "storage status", "node and storage are required")
 	}
-	ci := callInfo{method: http.MethodGet, path: "/nodes/" + url.PathEscape(node) + "/storage/" + url.PathEscape(storage) + "/status", node: node}
+	ci := callInfo{method: http.MethodGet, path: "/nodes/" + url.PathEscape(node) + "/storage/" + url.PathEscape(storage) + "/status", tmpl: "/nodes/{node}/storage/{storage}/status", node: node}
 	if err := a.call(ctx, ci, nil, &raw); err != nil {
 		return StorageStatus{}, err
 	}

@@ -3,7 +3,6 @@ package proxmox
 import (
 	"context"
 	"net/http"
-	"net/url"
 )
 
 // VM firewall options and IP sets.
@@ -112,7 +111,7 @@ func (a *Adapter) DeleteIPSet(ctx context.Context, vm VMRef, name string, force 
 	if force {
 		p = map[string]any{"force": 1}
 	}
-	return a.call(ctx, vmCall(http.MethodDelete, vm, "/firewall/ipset/"+url.PathEscape(name)), p, nil)
+	return a.call(ctx, vmCall(http.MethodDelete, vm, "/firewall/ipset/{name}", name), p, nil)
 }
 
 // IPSetEntries implements Client.
@@ -126,7 +125,7 @@ func (a *Adapter) IPSetEntries(ctx context.Context, vm VMRef, name string) ([]IP
 		NoMatch flexBool `json:"nomatch"`
 		Digest  string   `json:"digest"`
 	}
-	if err := a.call(ctx, vmCall(http.MethodGet, vm, "/firewall/ipset/"+url.PathEscape(name)), nil, &raw); err != nil {
+	if err := a.call(ctx, vmCall(http.MethodGet, vm, "/firewall/ipset/{name}", name), nil, &raw); err != nil {
 		return nil, err
 	}
 	out := make([]IPSetEntry, 0, len(raw))
@@ -148,7 +147,7 @@ func (a *Adapter) AddIPSetEntry(ctx context.Context, vm VMRef, name string, e IP
 	if e.NoMatch {
 		p["nomatch"] = 1
 	}
-	return a.call(ctx, vmCall(http.MethodPost, vm, "/firewall/ipset/"+url.PathEscape(name)), p, nil)
+	return a.call(ctx, vmCall(http.MethodPost, vm, "/firewall/ipset/{name}", name), p, nil)
 }
 
 // RemoveIPSetEntry implements Client. The CIDR's '/' is sent as %2F, as
@@ -157,5 +156,5 @@ func (a *Adapter) RemoveIPSetEntry(ctx context.Context, vm VMRef, name, cidr str
 	if err := checkVM("remove ipset entry", vm); err != nil {
 		return err
 	}
-	return a.call(ctx, vmCall(http.MethodDelete, vm, "/firewall/ipset/"+url.PathEscape(name)+"/"+url.PathEscape(cidr)), nil, nil)
+	return a.call(ctx, vmCall(http.MethodDelete, vm, "/firewall/ipset/{name}/{cidr}", name, cidr), nil, nil)
 }

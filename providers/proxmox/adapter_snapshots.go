@@ -3,7 +3,6 @@ package proxmox
 import (
 	"context"
 	"net/http"
-	"net/url"
 )
 
 // Snapshots and RRD statistics.
@@ -58,7 +57,7 @@ func (a *Adapter) DeleteSnapshot(ctx context.Context, vm VMRef, name string, for
 	if force {
 		p = map[string]any{"force": 1}
 	}
-	return a.task(ctx, vmCall(http.MethodDelete, vm, "/snapshot/"+url.PathEscape(name)), p)
+	return a.task(ctx, vmCall(http.MethodDelete, vm, "/snapshot/{snapname}", name), p)
 }
 
 // RollbackSnapshot implements Client.
@@ -70,7 +69,7 @@ func (a *Adapter) RollbackSnapshot(ctx context.Context, vm VMRef, name string, s
 	if start {
 		p = map[string]any{"start": 1}
 	}
-	return a.task(ctx, vmCall(http.MethodPost, vm, "/snapshot/"+url.PathEscape(name)+"/rollback"), p)
+	return a.task(ctx, vmCall(http.MethodPost, vm, "/snapshot/{snapname}/rollback", name), p)
 }
 
 // RRDData implements Client.

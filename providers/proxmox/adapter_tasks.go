@@ -19,7 +19,7 @@ func taskCall(t TaskRef, suffix string) (callInfo, error) {
 	}
 	// The UPID goes into the path as is (':', '@', '!' are valid there),
 	// as PVE's own clients send it.
-	return callInfo{method: http.MethodGet, path: "/nodes/" + url.PathEscape(t.Node) + "/tasks/" + t.UPID + suffix, node: t.Node}, nil
+	return callInfo{method: http.MethodGet, path: "/nodes/" + url.PathEscape(t.Node) + "/tasks/" + t.UPID + suffix, tmpl: "/nodes/{node}/tasks/{upid}" + suffix, node: t.Node}, nil
 }
 
 // TaskStatus implements Client. It decodes the status itself: go-proxmox's
@@ -120,7 +120,7 @@ func (a *Adapter) Tasks(ctx context.Context, node string, f TaskFilter) ([]TaskE
 	if node == "" {
 		return nil, errorf(ClassInvalid, "tasks", "task list needs a node")
 	}
-	ci := callInfo{method: http.MethodGet, path: "/nodes/" + url.PathEscape(node) + "/tasks", node: node}
+	ci := callInfo{method: http.MethodGet, path: "/nodes/" + url.PathEscape(node) + "/tasks", tmpl: "/nodes/{node}/tasks", node: node}
 	p := map[string]any{"source": "all"}
 	if f.VMID != 0 {
 		p["vmid"] = f.VMID
