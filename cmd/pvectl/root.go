@@ -140,6 +140,7 @@ Exit codes: 0 ok, 1 failure, 2 bad usage or input (nothing was changed).`,
 		newHealthCmd(g),
 		newNotificationsCmd(g),
 		newPurgeCmd(g),
+		newAuditCmd(g),
 	)
 	strictGroups(root)
 	return root
