@@ -48,6 +48,7 @@ func TestDefaults(t *testing.T) {
 	require.Equal(t, 1, c.Tasks.ProcessVMs.StepsPerTick)
 	require.Equal(t, config.DefaultConcurrency, c.Tasks.ProcessVMs.Concurrency)
 	require.Equal(t, 10*time.Second, c.Proxmox.Timeout.D())
+	require.Equal(t, 90*24*time.Hour, c.Purge.RemovedKept())
 }
 
 func TestErrorsNameFileLineAndKey(t *testing.T) {
@@ -77,6 +78,8 @@ func TestErrorsNameFileLineAndKey(t *testing.T) {
 			`pvectl.yaml:11: ip_pools[0].network: required, a CIDR like 192.0.2.0/24`},
 		{"dns zone without secret", minimal + "dns:\n  zones:\n    - {name: example.com, server: 127.0.0.1:53, key_name: k}\n",
 			`pvectl.yaml:12: dns.zones[0].secret: required`},
+		{"negative purge.removed_days", minimal + "purge:\n  removed_days: -1\n",
+			`purge.removed_days: must be 0 (keep) or more, got -1`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

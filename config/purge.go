@@ -11,12 +11,17 @@ type Purge struct {
 	// NotificationsDays: delivered notifications older than this are
 	// deleted; pending and parked ones are kept. Default 30.
 	NotificationsDays *int `yaml:"notifications_days" valid:"0 (keep) or more"`
+	// RemovedDays: records in remove for longer than this are deleted with
+	// their logs; who held their VMID and addresses stays in the audit
+	// (pvectl audit). Default 90.
+	RemovedDays *int `yaml:"removed_days" valid:"0 (keep) or more"`
 }
 
 // Purge defaults.
 const (
 	DefaultPurgeTaskRunsDays      = 30
 	DefaultPurgeNotificationsDays = 30
+	DefaultPurgeRemovedDays       = 90
 )
 
 func daysOr(p *int, def int) time.Duration {
@@ -35,6 +40,9 @@ func (p Purge) NotificationsKept() time.Duration {
 	return daysOr(p.NotificationsDays, DefaultPurgeNotificationsDays)
 }
 
+// RemovedKept is how long records in remove are kept (0: forever).
+func (p Purge) RemovedKept() time.Duration { return daysOr(p.RemovedDays, DefaultPurgeRemovedDays) }
+
 func (c *Config) validatePurge() []error {
 	var errs []error
 	if p := c.Purge.TaskRunsDays; p != nil && *p < 0 {
@@ -42,6 +50,9 @@ func (c *Config) validatePurge() []error {
 	}
 	if p := c.Purge.NotificationsDays; p != nil && *p < 0 {
 		errs = append(errs, c.Errorf("purge.notifications_days", "must be 0 (keep) or more, got %d", *p))
+	}
+	if p := c.Purge.RemovedDays; p != nil && *p < 0 {
+		errs = append(errs, c.Errorf("purge.removed_days", "must be 0 (keep) or more, got %d", *p))
 	}
 	return errs
 }

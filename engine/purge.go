@@ -15,11 +15,11 @@ const PurgeInterval = 24 * time.Hour
 func PurgeTask() Task {
 	return Task{
 		Name:            "purge",
-		Description:     "delete task runs older than purge.task_runs_days (each task's newest kept) and notifications delivered more than purge.notifications_days ago",
+		Description:     "delete task runs older than purge.task_runs_days (each task's newest kept), notifications delivered more than purge.notifications_days ago, and records in remove for more than purge.removed_days (their VMID and addresses kept in the audit)",
 		DefaultInterval: PurgeInterval,
 		Run: func(ctx context.Context, e *Engine) (TaskCounts, error) {
 			c, err := e.Purge(ctx, false)
-			return TaskCounts{Processed: int(c.TaskRuns + c.Notifications), Message: PurgeMessage(c, false)}, err
+			return TaskCounts{Processed: int(c.TaskRuns + c.Notifications + c.RemovedVMs), Message: PurgeMessage(c, false)}, err
 		},
 	}
 }
@@ -34,7 +34,12 @@ func (e *Engine) Purge(ctx context.Context, dry bool) (store.PurgeCounts, error)
 		return now.Add(-keep)
 	}
 	p := e.Config.Purge
-	return e.Store.Purge(ctx, before(p.TaskRunsKept()), before(p.NotificationsKept()), dry)
+	return e.Store.Purge(ctx, store.PurgeBefore{
+		TaskRuns:      before(p.TaskRunsKept()),
+		Notifications: before(p.NotificationsKept()),
+		Removed:       before(p.RemovedKept()),
+		Now:           now,
+	}, dry)
 }
 
 // PurgeMessage says what a purge deleted or would delete.
@@ -43,5 +48,5 @@ func PurgeMessage(c store.PurgeCounts, dry bool) string {
 	if dry {
 		verb = "would delete"
 	}
-	return fmt.Sprintf("%s %d task run(s) and %d delivered notification(s)", verb, c.TaskRuns, c.Notifications)
+	return fmt.Sprintf("%s %d task run(s), %d delivered notification(s) and %d removed VM record(s)", verb, c.TaskRuns, c.Notifications, c.RemovedVMs)
 }

@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pvectl/pvectl/engine"
 	"github.com/pvectl/pvectl/store"
 	"github.com/stretchr/testify/require"
 )
@@ -14,6 +15,7 @@ import (
 func TestPurge(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, "")
+	gone := h.vm("gone", "remove") // removed at t0; purge.removed_days defaults to 90
 	at := func(days int) time.Time { return t0.Add(time.Duration(days) * 24 * time.Hour) }
 	for _, r := range []struct {
 		task string
@@ -43,7 +45,7 @@ func TestPurge(t *testing.T) {
 
 	dry, err := h.e.Purge(h.ctx, true)
 	require.NoError(t, err)
-	require.Equal(t, store.PurgeCounts{TaskRuns: 2, Notifications: 1}, dry, "process_vms days 0 and 1; collect_stats' only run is its newest")
+	require.Equal(t, store.PurgeCounts{TaskRuns: 2, Notifications: 1}, dry, "process_vms days 0 and 1; collect_stats' only run is its newest; the record removed 45 days ago stays")
 	done, err := h.e.Purge(h.ctx, false)
 	require.NoError(t, err)
 	require.Equal(t, dry, done)
@@ -63,9 +65,20 @@ func TestPurge(t *testing.T) {
 	require.ElementsMatch(t, []string{"old-parked", "old-pending", "new-delivered"}, ids)
 
 	zero := 0
-	h.e.Config.Purge.TaskRunsDays, h.e.Config.Purge.NotificationsDays = &zero, &zero
+	h.e.Config.Purge.TaskRunsDays, h.e.Config.Purge.NotificationsDays, h.e.Config.Purge.RemovedDays = &zero, &zero, &zero
 	h.at(400 * 24 * time.Hour)
 	kept, err := h.e.Purge(h.ctx, true)
 	require.NoError(t, err)
-	require.Zero(t, kept.TaskRuns+kept.Notifications, "0 keeps forever")
+	require.Zero(t, kept.TaskRuns+kept.Notifications+kept.RemovedVMs, "0 keeps forever")
+
+	h.e.Config.Purge.RemovedDays = nil
+	purged, err := h.e.Purge(h.ctx, false)
+	require.NoError(t, err)
+	require.Equal(t, store.PurgeCounts{RemovedVMs: 1}, purged, "the default 90 days have passed")
+	require.Equal(t, "deleted 0 task run(s), 0 delivered notification(s) and 1 removed VM record(s)", engine.PurgeMessage(purged, false))
+	_, err = h.st.VMGet(h.ctx, gone.ID)
+	require.Error(t, err)
+	audit, err := h.st.AuditVMID(h.ctx, 0)
+	require.NoError(t, err)
+	require.Empty(t, audit, "a record that never had a VMID is not listed under VMID 0")
 }

@@ -86,11 +86,18 @@ func (s *Store) addressTimes(ctx context.Context, q string, args ...any) (map[st
 }
 
 // freeIPs deletes the VM's addresses matching cond (an SQL condition on
-// ip_allocations, after vm_id) and records when each was freed.
+// ip_allocations, after vm_id) and records when each was freed (ip_released,
+// the quarantine, keyed by address and kept whatever happens to the record)
+// and that the VM held it until now (ip_history, the record's own).
 func freeIPs(ctx context.Context, tx *sql.Tx, vmID int64, cond string, now time.Time) error {
 	if _, err := tx.ExecContext(ctx, `INSERT INTO ip_released (address, pool, released_at)
 		SELECT address, pool, ? FROM ip_allocations WHERE vm_id = ?`+cond+`
 		ON CONFLICT (address) DO UPDATE SET pool = excluded.pool, released_at = excluded.released_at`, ms(now), vmID); err != nil {
+		return err
+	}
+	// The record remembers what it held (pvectl audit ip), until it is deleted.
+	if _, err := tx.ExecContext(ctx, `INSERT INTO ip_history (vm_id, address, family, pool, allocated_at, released_at)
+		SELECT vm_id, address, family, pool, created_at, ? FROM ip_allocations WHERE vm_id = ?`+cond+` ORDER BY id`, ms(now), vmID); err != nil {
 		return err
 	}
 	_, err := tx.ExecContext(ctx, `DELETE FROM ip_allocations WHERE vm_id = ?`+cond, vmID)

@@ -10,13 +10,26 @@ import (
 type PurgeCounts struct {
 	TaskRuns      int64
 	Notifications int64
+	// RemovedVMs: records in remove deleted (each leaves a vm_audit row).
+	RemovedVMs int64
 }
 
-// Purge deletes task runs started before runsBefore (each task's newest run
-// is kept, so pvectl tasks and pvectl health still see it) and delivered
-// notifications delivered before notesBefore (pending and parked ones are
-// kept). A zero time keeps that kind. dry counts without deleting.
-func (s *Store) Purge(ctx context.Context, runsBefore, notesBefore time.Time, dry bool) (PurgeCounts, error) {
+// PurgeBefore is what a purge lets go: rows older than each time; a zero
+// time keeps that kind. Now is when the purge runs (the audit rows' time).
+type PurgeBefore struct {
+	TaskRuns      time.Time // task runs started before
+	Notifications time.Time // notifications delivered before
+	Removed       time.Time // records that reached remove before
+	Now           time.Time
+}
+
+// Purge deletes task runs started before b.TaskRuns (each task's newest run
+// is kept, so pvectl tasks and pvectl health still see it), notifications
+// delivered before b.Notifications (pending and parked ones are kept), and
+// records that reached remove before b.Removed with nothing left to do,
+// each replaced by its vm_audit row (see purgeRemoved). dry counts without
+// deleting.
+func (s *Store) Purge(ctx context.Context, b PurgeBefore, dry bool) (PurgeCounts, error) {
 	var c PurgeCounts
 	runsWhere := `started_at < ? AND id NOT IN (SELECT MAX(id) FROM task_runs GROUP BY task)`
 	notesWhere := `delivered_at <> 0 AND delivered_at < ?`
@@ -35,10 +48,14 @@ func (s *Store) Purge(ctx context.Context, runsBefore, notesBefore time.Time, dr
 			*n, err = res.RowsAffected()
 			return err
 		}
-		if err := run("task_runs", runsWhere, runsBefore, &c.TaskRuns); err != nil {
+		if err := run("task_runs", runsWhere, b.TaskRuns, &c.TaskRuns); err != nil {
 			return err
 		}
-		return run("outbox", notesWhere, notesBefore, &c.Notifications)
+		return run("outbox", notesWhere, b.Notifications, &c.Notifications)
 	})
+	if err != nil || b.Removed.IsZero() {
+		return c, err
+	}
+	c.RemovedVMs, err = s.purgeRemoved(ctx, b.Removed, b.Now, dry)
 	return c, err
 }

@@ -672,8 +672,12 @@ func (s *Store) VMReleaseResources(ctx context.Context, id int64, status string,
 }
 
 func releaseResources(ctx context.Context, tx *sql.Tx, id int64, now time.Time) error {
-	if _, err := tx.ExecContext(ctx, `UPDATE vms SET vmid = NULL, node = '', target_node = '', pending_upid = '',
-		pending_node = '', pending_step = '', updated_at = ? WHERE id = ?`, ms(now), id); err != nil {
+	// last_vmid/last_node keep what was released for pvectl audit vmid.
+	if _, err := tx.ExecContext(ctx, `UPDATE vms SET last_vmid = COALESCE(vmid, last_vmid),
+		last_node = CASE WHEN vmid IS NOT NULL AND node <> '' THEN node ELSE last_node END,
+		released_at = CASE WHEN vmid IS NOT NULL THEN ? ELSE released_at END,
+		vmid = NULL, node = '', target_node = '', pending_upid = '',
+		pending_node = '', pending_step = '', updated_at = ? WHERE id = ?`, ms(now), ms(now), id); err != nil {
 		return err
 	}
 	// An address whose DNS records are still published (a delete failed)
@@ -705,13 +709,16 @@ func (s *Store) VMSetDetachedVolume(ctx context.Context, id int64, status string
 
 // VMDelete deletes a record, its addresses, DNS records and logs, if it is
 // still at status/version. It never touches Proxmox. Its addresses go into
-// quarantine from now.
+// quarantine from now; its VMID and addresses stay in the audit (vm_audit).
 func (s *Store) VMDelete(ctx context.Context, id int64, status string, version int64, now time.Time) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		if err := guard(ctx, tx, id, status, version); err != nil {
 			return err
 		}
 		if err := freeIPs(ctx, tx, id, "", now); err != nil {
+			return err
+		}
+		if err := auditRecord(ctx, tx, id, AuditDeleteRecord, now); err != nil {
 			return err
 		}
 		res, err := tx.ExecContext(ctx, `DELETE FROM vms WHERE id = ?`, id)

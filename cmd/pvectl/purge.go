@@ -12,10 +12,12 @@ func newPurgeCmd(g *globals) *cobra.Command {
 	var dry bool
 	cmd := &cobra.Command{
 		Use:   "purge [--dry-run]",
-		Short: "Delete old task runs and delivered notifications now (the daily purge task's work)",
-		Long: `Delete task runs older than purge.task_runs_days (each task's newest run is kept) and
+		Short: "Delete old task runs, delivered notifications and removed VM records now (the daily purge task's work)",
+		Long: `Delete task runs older than purge.task_runs_days (each task's newest run is kept),
 notifications delivered more than purge.notifications_days ago (pending and parked ones
-are kept), as the daily purge task does. --dry-run only counts them.`,
+are kept), and the records of VMs in remove for more than purge.removed_days (with their
+logs; who held their VMID and addresses stays, see pvectl audit), as the daily purge task
+does. --dry-run only counts them.`,
 		Args: exactArgs(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			open := g.openWritable

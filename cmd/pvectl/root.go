@@ -141,6 +141,7 @@ Exit codes: 0 ok, 1 failure, 2 bad usage or input (nothing was changed).`,
 		newNotificationsCmd(g),
 		newPurgeCmd(g),
 		newOrphansCmd(g),
+		newAuditCmd(g),
 	)
 	strictGroups(root)
 	return root
