@@ -75,6 +75,10 @@ func TestErrorsNameFileLineAndKey(t *testing.T) {
 			`pvectl.yaml:5: vmid_range: invalid range 2000..1999`},
 		{"pool without network", minimal + "ip_pools:\n  - {name: v4, nodes: [pve1], family: 4, bridge: vmbr0, gateway: 192.0.2.1}\n",
 			`pvectl.yaml:11: ip_pools[0].network: required, a CIDR like 192.0.2.0/24`},
+		{"gateway inside the range", minimal + "ip_pools:\n  - {name: v4, nodes: [pve1], family: 4, bridge: vmbr0, network: 192.0.2.0/24, gateway: 192.0.2.15, first: 192.0.2.10, last: 192.0.2.20}\n",
+			`pvectl.yaml:11: ip_pools[0].gateway: gateway 192.0.2.15 lies inside first..last (192.0.2.10..192.0.2.20), so a VM could be given it`},
+		{"gateway at the range's end", minimal + "ip_pools:\n  - {name: v6, nodes: [pve1], family: 6, bridge: vmbr0, network: \"2001:db8::/64\", gateway: \"2001:db8::1ff\", first: \"2001:db8::100\", last: \"2001:db8::1ff\"}\n",
+			`ip_pools[0].gateway: gateway 2001:db8::1ff lies inside first..last`},
 		{"dns zone without secret", minimal + "dns:\n  zones:\n    - {name: example.com, server: 127.0.0.1:53, key_name: k}\n",
 			`pvectl.yaml:12: dns.zones[0].secret: required`},
 	}

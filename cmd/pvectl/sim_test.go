@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -38,6 +39,8 @@ import (
 //	pvesim volumes NODE STORAGE        print a storage's volume ids
 //	pvesim delete-volume NODE STORAGE VOLID|notes=TEXT  delete a volume (the backup whose notes contain TEXT) behind pvectl's back
 //	pvesim control METHOD PATH [JSON]  call pvesim's control API (/_sim/…), print the reply
+//	pvesim revoke-priv PRIV...         pvectl's token holds every privilege but these (privilege separation)
+//	pvesim restore-privs               pvectl's token holds every privilege again
 //	subst IN OUT                       copy IN to OUT expanding $VARS
 //	ticks N [STEP]                     N x (advance the simulator and PVECTL_NOW by STEP, default 1m;
 //	                                   pvectl run-task process_vms, or the pvectl arguments in
@@ -318,6 +321,26 @@ func pvesimCmd(ts *testscript.TestScript, neg bool, args []string) {
 		if !task.IsZero() {
 			sim.Advance(time.Minute)
 			requireTaskOK(ts, sim, task.UPID)
+		}
+	case "revoke-priv", "restore-privs":
+		var grants []pvesim.Grant
+		if args[0] == "revoke-priv" {
+			if len(args) < 2 {
+				ts.Fatalf("usage: pvesim revoke-priv PRIV...")
+			}
+			var keep []string
+			for _, p := range pvesim.Privileges {
+				if !slices.Contains(args[1:], p) {
+					keep = append(keep, p)
+				}
+			}
+			if len(keep) != len(pvesim.Privileges)-len(args[1:]) {
+				ts.Fatalf("unknown privilege in %v", args[1:])
+			}
+			grants = []pvesim.Grant{{Path: "/", Privs: keep}}
+		}
+		if !simFor(ts).SetTokenGrants(pvesim.DefaultTokenID, grants) {
+			ts.Fatalf("no token %s", pvesim.DefaultTokenID)
 		}
 	case "control":
 		// pvesim control METHOD PATH [JSON]: e.g. POST /_sim/access/acl '{…}'
