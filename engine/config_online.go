@@ -47,7 +47,8 @@ func productNodes(c *config.Config, p config.Product) []string {
 }
 
 // CheckOnline asks PVE (and the DNS servers) whether what the config names
-// exists: the token is accepted, every node named is online, every
+// exists: the token is accepted and holds the privileges pvectl needs
+// (NeededPrivileges), every node named is online, every
 // template is a template, every storage a product uses is on its nodes and
 // holds its content, every bridge is on its nodes, every DNS zone answers.
 // One line each; it changes nothing.

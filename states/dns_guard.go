@@ -212,7 +212,9 @@ func uncheckedLine(vm store.VM, err error) string {
 
 // notPublished records recs as failed with reason, unsent, each with its `· fwd|rev ERR` line,
 // so that the VM's DNS state shows them and the background retry publishes them once the
-// hostname check passes. It returns how many there were.
+// hostname check passes. It returns how many there were. A reason that is
+// dns.KindNotSent (the pass stopped sending to the zone's server) prints and
+// records nothing.
 func notPublished(ctx context.Context, env *Env, vm store.VM, recs []dns.Record, reason error) int {
 	if dns.IsNotSent(reason) {
 		return len(recs) // the server's breaker is open: the pass's one line says so
