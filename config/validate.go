@@ -233,6 +233,10 @@ func (c *Config) validate() error {
 		if a, err1 := netip.ParseAddr(p.First); err1 == nil {
 			if b, err2 := netip.ParseAddr(p.Last); err2 == nil && b.Less(a) {
 				bad(k+".last", "last %s is before first %s", p.Last, p.First)
+			} else if g, err3 := netip.ParseAddr(p.Gateway); err2 == nil && err3 == nil && !g.Less(a) && !b.Less(g) {
+				// pvectl would hand the router's address to a VM.
+				bad(k+".gateway", "gateway %s lies inside first..last (%s..%s), so a VM could be given it; start the range after the gateway or end it before",
+					p.Gateway, p.First, p.Last)
 			}
 		}
 		// The network and broadcast addresses of an IPv4 subnet are not

@@ -47,7 +47,8 @@ func productNodes(c *config.Config, p config.Product) []string {
 }
 
 // CheckOnline asks PVE (and the DNS servers) whether what the config names
-// exists: the token is accepted, every node named is online, every
+// exists: the token is accepted and holds the privileges pvectl needs
+// (NeededPrivileges), every node named is online, every
 // template is a template, every storage a product uses is on its nodes and
 // holds its content, every bridge is on its nodes, every DNS zone answers.
 // One line each; it changes nothing.
@@ -74,7 +75,7 @@ func (e *Engine) CheckOnline(ctx context.Context) []OnlineCheck {
 		return out // nothing else can be asked
 	}
 	add("pve", CheckOK, "%s answers as PVE %s with token %s (%dms)", c.Proxmox.URL, v, c.Proxmox.TokenID, time.Since(start).Milliseconds())
-	add("privileges", CheckSkip, "not checked: pvectl does not read /access/permissions yet; a missing privilege shows as a 403 that holds the VM")
+	e.checkPrivileges(ctx, pve, add)
 
 	res, err := pve.ClusterResources(ctx, proxmox.ResourceAll)
 	if err != nil {
@@ -252,4 +253,122 @@ func (e *Engine) CheckOnline(ctx context.Context) []OnlineCheck {
 		}
 	}
 	return out
+}
+
+// PrivilegeNeed is a privilege pvectl's token needs on an ACL path, and what
+// for.
+type PrivilegeNeed struct {
+	Path string
+	Priv string
+	Why  string
+}
+
+// NeededPrivileges lists the privileges pvectl's token needs for this
+// config, by the PVE calls the engine makes: deploy (clone the templates,
+// configure and resize, cloud-init, firewall IP set, start), migrate,
+// power actions, terminate; snapshots and backups when a product has a
+// quota; suspend's access revocation when it is on; each disk and backup
+// storage; each node's status; each bridge (PVE 8 checks SDN.Use on the
+// bridge's local zone when a NIC is set).
+func NeededPrivileges(c *config.Config) []PrivilegeNeed {
+	var out []PrivilegeNeed
+	seen := map[string]bool{}
+	need := func(path, why string, privs ...string) {
+		for _, p := range privs {
+			if k := path + " " + p; !seen[k] {
+				seen[k] = true
+				out = append(out, PrivilegeNeed{Path: path, Priv: p, Why: why})
+			}
+		}
+	}
+	need("/vms", "deploy, change, terminate", "VM.Allocate", "VM.Audit", "VM.Clone", "VM.Config.CPU", "VM.Config.Memory",
+		"VM.Config.Disk", "VM.Config.Network", "VM.Config.Options", "VM.Config.Cloudinit", "VM.PowerMgmt", "VM.Migrate")
+	snapshots, backups := false, false
+	var storages, nodes, bridges []string
+	for _, pn := range c.ProductNames() {
+		p := c.Products[pn]
+		tpls := []config.Template{p.Template}
+		for _, tn := range p.TemplateNames() {
+			tpls = append(tpls, p.Templates[tn])
+		}
+		for _, t := range tpls {
+			if t.VMID > 0 {
+				need(fmt.Sprintf("/vms/%d", t.VMID), "product "+pn+" template", "VM.Audit", "VM.Clone")
+			}
+		}
+		snapshots = snapshots || p.SnapshotQuota > 0
+		if p.BackupQuota > 0 {
+			backups = true
+			need("/storage/"+c.BackupStorageOf(p), "product "+pn+" backups", "Datastore.AllocateSpace", "Datastore.Allocate", "Datastore.Audit")
+		}
+		storages = append(storages, p.SystemDisk.Storage)
+		if p.AdditionalDisk.SizeGB > 0 {
+			storages = append(storages, p.AdditionalDisk.Storage)
+		}
+		nodes = append(nodes, productNodes(c, p)...)
+		bridges = append(bridges, p.Network.Bridge)
+	}
+	if snapshots {
+		need("/vms", "snapshots", "VM.Snapshot", "VM.Snapshot.Rollback")
+	}
+	if backups {
+		need("/vms", "backups", "VM.Backup")
+	}
+	if c.Suspend.RevokeAccessOn() {
+		need("/vms", "suspend's access revocation (suspend.revoke_access)", "Permissions.Modify")
+		need("/pool", "suspend's access revocation (suspend.revoke_access)", "Pool.Allocate")
+	}
+	for _, pool := range c.IPPools {
+		nodes = append(nodes, pool.Nodes...)
+		bridges = append(bridges, pool.Bridge)
+	}
+	sort.Strings(storages)
+	for _, st := range slices.Compact(storages) {
+		if st != "" {
+			need("/storage/"+st, "VM disks", "Datastore.AllocateSpace", "Datastore.Audit")
+		}
+	}
+	sort.Strings(nodes)
+	for _, n := range slices.Compact(nodes) {
+		if n != "" && n != "auto" {
+			need("/nodes/"+n, "node status", "Sys.Audit")
+		}
+	}
+	sort.Strings(bridges)
+	for _, b := range slices.Compact(bridges) {
+		if b != "" {
+			need("/sdn/zones/localnetwork/"+b, "VM network on bridge "+b, "SDN.Use")
+		}
+	}
+	return out
+}
+
+// checkPrivileges asks PVE for the token's privileges on every path
+// NeededPrivileges names: one FAIL line per missing privilege, one OK line
+// when none is missing.
+func (e *Engine) checkPrivileges(ctx context.Context, pve proxmox.Client, add func(what, status, format string, args ...any)) {
+	needs := NeededPrivileges(e.Config)
+	have := map[string]map[string]bool{}
+	missing := 0
+	paths := 0
+	for _, n := range needs {
+		privs, ok := have[n.Path]
+		if !ok {
+			var err error
+			privs, err = pve.Permissions(ctx, n.Path)
+			if err != nil {
+				add("privileges", CheckFail, "cannot read the token's privileges on %s (GET /access/permissions): %v", n.Path, err)
+				return
+			}
+			have[n.Path] = privs
+			paths++
+		}
+		if !privs[n.Priv] {
+			missing++
+			add("privileges", CheckFail, "%s on %s missing (needed for %s)", n.Priv, n.Path, n.Why)
+		}
+	}
+	if missing == 0 {
+		add("privileges", CheckOK, "token %s holds all %d privilege(s) pvectl needs on %d path(s)", e.Config.Proxmox.TokenID, len(needs), paths)
+	}
 }

@@ -58,17 +58,20 @@ var endOfTime = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
 // table's states are restore_backup's (RestoreBackups), not this pass's.
 func (e *Engine) ProcessVMs(ctx context.Context) (Summary, error) {
 	start := time.Now()
-	e.RetryDNS(ctx) // DNS-dirty VMs in any state, with backoff; never fails the pass
+	dnsb := e.newDNSBreaker() // one per pass, per DNS server: the retry and the steps share it
+	e.retryDNS(ctx, dnsb)     // DNS-dirty VMs in any state, with backoff; never fails the pass
 	e.keepSuspended(ctx)
 	e.startQueuedSuspends(ctx)
 	e.startQueuedBackups(ctx) // backups of ready/suspended VMs: quota rotation, then vzdump
 	e.driveSnapshots(ctx)     // snapshot create/delete/rollback of ready/suspended VMs
-	return e.runSteps(ctx, "process_vms", start, func(s states.State) bool { return !states.Restoring(s) })
+	s, err := e.runSteps(ctx, "process_vms", start, func(s states.State) bool { return !states.Restoring(s) }, dnsb)
+	e.warnDNSBreaker(dnsb, "process_vms")
+	return s, err
 }
 
 // runSteps is one pass of the step runner for task over the due VMs whose
 // status take accepts.
-func (e *Engine) runSteps(ctx context.Context, task string, start time.Time, take func(states.State) bool) (Summary, error) {
+func (e *Engine) runSteps(ctx context.Context, task string, start time.Time, take func(states.State) bool, dnsb *dnsBreaker) (Summary, error) {
 	now := e.Clock.Now()
 	due, err := e.Store.VMsDue(ctx, now, finalStates())
 	if err != nil {
@@ -95,6 +98,11 @@ func (e *Engine) runSteps(ctx context.Context, task string, start time.Time, tak
 		return Summary{}, err
 	}
 	env = e.safetyNet(env)
+	if dnsb != nil && env.DNS != nil {
+		pass := *env
+		pass.DNS = dnsb.wrap(env.DNS)
+		env = &pass
+	}
 	opts := e.Config.Tasks.ProcessVMs
 	r := &runPass{e: e, env: env, task: task, take: take, heavy: newNodeLimiter(opts.HeavyPerNode, pending, e.Pipelines)}
 	e.countBackupsHeavy(ctx, r.heavy) // a running vzdump is a heavy task on its node

@@ -164,22 +164,53 @@ func DeleteDNS(ctx context.Context, env *Env, vm store.VM) (failed int) {
 }
 
 // RetryDNS brings a DNS-dirty VM's records in line with its current plan:
-// it publishes the planned records not recorded as published and deletes
-// recorded records the plan no longer has (in zones still configured). Each
-// outcome is a live line. It returns how many operations failed and how many
-// were tried; err is a store error (then nothing was sent). It does not
-// change the VM's DNS-dirty flag: the caller does, with its backoff.
+// see RetryDNSDetail. It returns how many operations failed and how many
+// were tried; err is a store error (then nothing was sent).
 func RetryDNS(ctx context.Context, env *Env, vm store.VM) (failed, tried int, err error) {
+	r, err := RetryDNSDetail(ctx, env, vm)
+	return r.Failed, r.Tried, err
+}
+
+// DNSRetryResult counts a VM's DNS retry: operations tried and failed, the
+// failures that say a server is down (dns.IsOutage: unreachable, timeout,
+// SERVFAIL, not sent) and those never sent because the pass stopped
+// sending to their server (dns.IsNotSent).
+type DNSRetryResult struct {
+	Tried, Failed, Outage, NotSent int
+}
+
+func (r *DNSRetryResult) count(n int, err error) {
+	r.Tried += n
+	if err == nil {
+		return
+	}
+	r.Failed += n
+	if dns.IsOutage(err) {
+		r.Outage += n
+	}
+	if dns.IsNotSent(err) {
+		r.NotSent += n
+	}
+}
+
+// RetryDNSDetail brings a DNS-dirty VM's records in line with its current
+// plan: it publishes the planned records not recorded as published and
+// deletes recorded records the plan no longer has (in zones still
+// configured). Each outcome is a live line, except an operation not sent
+// (its server's breaker is open), which prints and records nothing. err is
+// a store error (then nothing was sent). It does not change the VM's
+// DNS-dirty flag: the caller does, with its backoff.
+func RetryDNSDetail(ctx context.Context, env *Env, vm store.VM) (res DNSRetryResult, err error) {
 	if env.DNS == nil || len(env.Zones) == 0 {
-		return 0, 0, nil
+		return res, nil
 	}
 	ips, err := env.Store.IPsForVM(ctx, vm.ID)
 	if err != nil {
-		return 0, 0, err
+		return res, err
 	}
 	rows, err := env.Store.DNSRecords(ctx, vm.ID)
 	if err != nil {
-		return 0, 0, err
+		return res, err
 	}
 	plan := plannedRecords(env, vm, ips)
 	published := map[string]bool{}
@@ -189,10 +220,7 @@ func RetryDNS(ctx context.Context, env *Env, vm store.VM) (failed, tried int, er
 		}
 	}
 	for _, rec := range staleRecords(env, rows, plan) {
-		tried++
-		if deleteRecord(ctx, env, vm, rec) != nil {
-			failed++
-		}
+		res.count(1, deleteRecord(ctx, env, vm, rec))
 	}
 	var pending []dns.Record
 	for _, rec := range plan {
@@ -208,26 +236,26 @@ func RetryDNS(ctx context.Context, env *Env, vm store.VM) (failed, tried int, er
 		switch err := checkVMHostname(ctx, env, vm, rows, ips); {
 		case errors.As(err, &he):
 			env.Emit("· fwd ERR " + he.Error() + "; nothing published")
-			n := notPublished(ctx, env, vm, pending, errForeignName(he))
-			tried, failed, pending = tried+n, failed+n, nil
+			reason := errForeignName(he)
+			res.count(notPublished(ctx, env, vm, pending, reason), reason)
+			pending = nil
 		case err != nil:
-			env.Emit(uncheckedLine(vm, err))
-			n := notPublished(ctx, env, vm, pending, err)
-			tried, failed, pending = tried+n, failed+n, nil
+			if !dns.IsNotSent(err) {
+				env.Emit(uncheckedLine(vm, err))
+			}
+			res.count(notPublished(ctx, env, vm, pending, err), err)
+			pending = nil
 		}
 	}
 	for _, rec := range pending {
-		tried++
-		if publishRecord(ctx, env, vm, rec) != nil {
-			failed++
-		}
+		res.count(1, publishRecord(ctx, env, vm, rec))
 	}
-	if failed == 0 {
+	if res.Failed == 0 {
 		if err := freeTakenAddresses(ctx, env, vm, Ready, Remove); err != nil {
-			return failed, tried, err
+			return res, err
 		}
 	}
-	return failed, tried, nil
+	return res, nil
 }
 
 // DNSPlan returns the records the VM should have now: A/AAAA and PTR of its
@@ -290,6 +318,9 @@ func publishRecord(ctx context.Context, env *Env, vm store.VM, rec dns.Record) e
 	if env.DNS != nil {
 		err = env.DNS.Publish(ctx, rec)
 	}
+	if dns.IsNotSent(err) {
+		return err // nothing sent: nothing to print or record
+	}
 	env.Emit(dns.Line(dns.ActionPublish, rec, err))
 	row := store.DNSRecord{VMID: vm.ID, Zone: rec.Zone, Name: rec.Name, Type: rec.Type, Value: rec.Value,
 		TTL: int(rec.TTL), State: "published"}
@@ -311,6 +342,9 @@ func deleteRecord(ctx context.Context, env *Env, vm store.VM, rec dns.Record) er
 	err := error(errNoDNS)
 	if env.DNS != nil {
 		err = env.DNS.Delete(ctx, rec)
+	}
+	if dns.IsNotSent(err) {
+		return err // nothing sent: the record stays recorded for the retry
 	}
 	env.Emit(dns.Line(dns.ActionDelete, rec, err))
 	if err != nil {

@@ -212,8 +212,13 @@ func uncheckedLine(vm store.VM, err error) string {
 
 // notPublished records recs as failed with reason, unsent, each with its `· fwd|rev ERR` line,
 // so that the VM's DNS state shows them and the background retry publishes them once the
-// hostname check passes. It returns how many there were.
+// hostname check passes. It returns how many there were. A reason that is
+// dns.KindNotSent (the pass stopped sending to the zone's server) prints and
+// records nothing.
 func notPublished(ctx context.Context, env *Env, vm store.VM, recs []dns.Record, reason error) int {
+	if dns.IsNotSent(reason) {
+		return len(recs) // the server's breaker is open: the pass's one line says so
+	}
 	for _, rec := range recs {
 		env.Emit(dns.Line(dns.ActionPublish, rec, reason))
 		row := store.DNSRecord{VMID: vm.ID, Zone: rec.Zone, Name: rec.Name, Type: rec.Type, Value: rec.Value,
@@ -253,7 +258,9 @@ func guardDNS(ctx context.Context, env *Env, vm store.VM, ips []store.IPAllocati
 		r := Permanent(fmt.Errorf("%w. Nothing was published: %s", he, he.Fix(vm.ServiceID)))
 		return &r, nil
 	default:
-		env.Emit(uncheckedLine(vm, err))
+		if !dns.IsNotSent(err) {
+			env.Emit(uncheckedLine(vm, err))
+		}
 		return nil, err
 	}
 }

@@ -23,7 +23,8 @@ values are errors naming the file, line and key; exit 2) and print a summary of
 products, IP pools, DNS zones and task intervals. Contacts nothing.
 
 --online then asks PVE and the DNS servers whether what the config names exists, one
-line each: the token is accepted; every node named is online; every template exists and
+line each: the token is accepted and holds every privilege pvectl needs on the paths it
+uses (GET /access/permissions; one line per missing privilege); every node named is online; every template exists and
 is a template; every storage a product uses is on its nodes, available, and holds its
 content (images, backup); every bridge a product or IP pool uses is on its nodes; every
 DNS zone answers and accepts pvectl's signed updates. Exit 1 if a line says FAIL. Changes

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -40,6 +41,8 @@ import (
 //	pvesim delete-volume NODE STORAGE VOLID|notes=TEXT  delete a volume (the backup whose notes contain TEXT) behind pvectl's back
 //	pvesim api METHOD PATH [K=V...]    a PVE API call as an admin (GUI, qm) behind pvectl's back; prints the reply
 //	pvesim control METHOD PATH [JSON]  call pvesim's control API (/_sim/…), print the reply
+//	pvesim revoke-priv PRIV...         pvectl's token holds every privilege but these (privilege separation)
+//	pvesim restore-privs               pvectl's token holds every privilege again
 //	subst IN OUT                       copy IN to OUT expanding $VARS
 //	ticks N [STEP]                     N x (advance the simulator and PVECTL_NOW by STEP, default 1m;
 //	                                   pvectl run-task process_vms, or the pvectl arguments in
@@ -355,6 +358,26 @@ func pvesimCmd(ts *testscript.TestScript, neg bool, args []string) {
 		ts.Stdout().Write(rec.Body.Bytes())
 		if (rec.Code >= 400) != neg {
 			ts.Fatalf("pvesim api %s %s: %d %s", args[1], args[2], rec.Code, rec.Body.String())
+		}
+	case "revoke-priv", "restore-privs":
+		var grants []pvesim.Grant
+		if args[0] == "revoke-priv" {
+			if len(args) < 2 {
+				ts.Fatalf("usage: pvesim revoke-priv PRIV...")
+			}
+			var keep []string
+			for _, p := range pvesim.Privileges {
+				if !slices.Contains(args[1:], p) {
+					keep = append(keep, p)
+				}
+			}
+			if len(keep) != len(pvesim.Privileges)-len(args[1:]) {
+				ts.Fatalf("unknown privilege in %v", args[1:])
+			}
+			grants = []pvesim.Grant{{Path: "/", Privs: keep}}
+		}
+		if !simFor(ts).SetTokenGrants(pvesim.DefaultTokenID, grants) {
+			ts.Fatalf("no token %s", pvesim.DefaultTokenID)
 		}
 	case "control":
 		// pvesim control METHOD PATH [JSON]: e.g. POST /_sim/access/acl '{…}'

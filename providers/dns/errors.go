@@ -30,6 +30,9 @@ const (
 	KindRcode       Kind = "rcode"       // any other RCODE (FORMERR, NOTIMP, YXDOMAIN, …); see Error.Rcode
 	KindBadReply    Kind = "bad-reply"   // a reply that does not verify or cannot be parsed
 	KindConfig      Kind = "config"      // invalid zone configuration or record; nothing was sent
+	// KindNotSent: nothing was sent because the server failed too often in a row in this
+	// process_vms pass (its circuit breaker is open); the caller prints and records nothing.
+	KindNotSent Kind = "not-sent"
 )
 
 // Error is the error of every Updater method.
@@ -88,6 +91,8 @@ func (e *Error) Short() string {
 		return "unreachable"
 	case KindTimeout, KindCanceled:
 		return string(e.Kind)
+	case KindNotSent:
+		return "not sent (" + e.Msg + ")"
 	default:
 		if e.Msg != "" {
 			return string(e.Kind) + ": " + e.Msg
@@ -104,11 +109,26 @@ func (e *Error) Unwrap() error { return e.Err }
 // configuration errors need a person (although retrying them is harmless).
 func (e *Error) Temporary() bool {
 	switch e.Kind {
-	case KindUnreachable, KindTimeout, KindCanceled, KindServFail, KindBadReply, KindBadTime:
+	case KindUnreachable, KindTimeout, KindCanceled, KindServFail, KindBadReply, KindBadTime, KindNotSent:
 		return true
 	}
 	return false
 }
+
+// IsOutage reports whether err says the zone's server is down rather than refusing pvectl
+// anything: unreachable, timeout, SERVFAIL, or not sent because of that (KindNotSent). A VM's
+// DNS retry that failed only for these does not back off: the server, not the VM, is the
+// problem.
+func IsOutage(err error) bool {
+	switch KindOf(err) {
+	case KindUnreachable, KindTimeout, KindServFail, KindNotSent:
+		return true
+	}
+	return false
+}
+
+// IsNotSent reports whether err is KindNotSent: the operation was never sent.
+func IsNotSent(err error) bool { return KindOf(err) == KindNotSent }
 
 // KindOf returns the Kind of err if it is (or wraps) an *Error, and "" otherwise.
 func KindOf(err error) Kind {

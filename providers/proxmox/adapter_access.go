@@ -35,6 +35,24 @@ func (a *Adapter) ACL(ctx context.Context) ([]ACLEntry, error) {
 	return out, nil
 }
 
+// Permissions implements Client. PVE answers a map path → privilege →
+// propagate flag; a privilege listed is held on the path whatever the flag
+// (it says whether the grant also holds below the path).
+func (a *Adapter) Permissions(ctx context.Context, path string) (map[string]bool, error) {
+	if path == "" || path[0] != '/' {
+		return nil, errorf(ClassInvalid, "permissions", "an ACL path starting with / is required, got %q", path)
+	}
+	var raw map[string]map[string]flexBool
+	if err := a.call(ctx, callInfo{method: http.MethodGet, path: "/access/permissions"}, map[string]any{"path": path}, &raw); err != nil {
+		return nil, err
+	}
+	out := map[string]bool{}
+	for priv := range raw[path] {
+		out[priv] = true
+	}
+	return out, nil
+}
+
 // GrantACL implements Client.
 func (a *Adapter) GrantACL(ctx context.Context, e ACLEntry) error {
 	return a.updateACL(ctx, "grant acl", e, false)

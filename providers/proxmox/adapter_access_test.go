@@ -133,3 +133,41 @@ func TestContractPools(t *testing.T) {
 		})
 	}
 }
+
+// GET /access/permissions: the token's effective privileges on a path,
+// inherited from above; the audit-only token lacks what it was not given;
+// a path that is not an ACL path is refused before anything is sent.
+func TestContractPermissions(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	for _, tc := range []struct {
+		name    string
+		c       proxmox.Client
+		path    string
+		has     []string
+		hasNot  []string
+		invalid bool
+	}{
+		{"full token on /vms", b.c, "/vms", []string{"VM.Allocate", "VM.Clone", "VM.Config.Disk", "Permissions.Modify"}, nil, false},
+		{"full token on a storage", b.c, "/storage/local-lvm", []string{"Datastore.AllocateSpace", "Datastore.Audit"}, nil, false},
+		{"audit token on a VM, inherited from /", b.limited, "/vms/1000", []string{"VM.Audit"}, []string{"VM.Allocate", "VM.PowerMgmt"}, false},
+		{"audit token on a node", b.limited, "/nodes/pve1", []string{"Sys.Audit"}, []string{"Sys.Modify"}, false},
+		{"not an ACL path", b.c, "vms", nil, nil, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			got, err := tc.c.Permissions(b.ctx, tc.path)
+			if tc.invalid {
+				requireClass(t, proxmox.ClassInvalid, err)
+				return
+			}
+			require.NoError(t, err)
+			for _, p := range tc.has {
+				require.True(t, got[p], "%s on %s", p, tc.path)
+			}
+			for _, p := range tc.hasNot {
+				require.False(t, got[p], "%s on %s", p, tc.path)
+			}
+		})
+	}
+}

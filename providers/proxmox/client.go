@@ -231,6 +231,12 @@ type Client interface {
 	// /access.
 	ACL(ctx context.Context) ([]ACLEntry, error)
 
+	// Permissions returns the token's effective privileges on path (GET
+	// /access/permissions?path=…): the privileges it holds there, whether
+	// granted on path itself or inherited from above. Any token may ask
+	// about itself.
+	Permissions(ctx context.Context, path string) (map[string]bool, error)
+
 	// GrantACL adds one entry (PUT /access/acl: path, roles, users|groups|
 	// tokens, propagate). Idempotent. A principal or role that does not
 	// exist gives ClassInvalid with IsUnknownPrincipal / IsUnknownRole.

@@ -252,7 +252,7 @@ func TestWireLargeIntegers(t *testing.T) {
 	// The table covers every Client method except those with neither a VMID
 	// nor an integer parameter.
 	noInts := map[string]bool{"ClusterResources": true, "Version": true, "NodeBridges": true, "NodeStatus": true, "StorageStatus": true, "TaskStatus": true,
-		"ACL": true, "GrantACL": true, "RevokeACL": true}
+		"ACL": true, "Permissions": true, "GrantACL": true, "RevokeACL": true}
 	var want, got []string
 	ct := reflect.TypeOf((*proxmox.Client)(nil)).Elem()
 	for i := range ct.NumMethod() {

@@ -73,12 +73,13 @@ var handlers = map[string]handlerDef{
 	"GET /nodes/{node}/tasks/{upid}/log":    {fn: hTaskLog},
 
 	// Access control: ACL and pools (handlers_access.go).
-	"GET /access/acl":     {fn: hACLGet},
-	"PUT /access/acl":     {fn: hACLPut, authz: aclAuthz},
-	"GET /pools":          {fn: hPoolsGet},
-	"PUT /pools":          {fn: hPoolPut, perm: poolPerm("Pool.Allocate")},
-	"GET /pools/{poolid}": {fn: hPoolGet, perm: poolPerm("Pool.Audit")},
-	"PUT /pools/{poolid}": {fn: hPoolPut, perm: poolPerm("Pool.Allocate")},
+	"GET /access/acl":         {fn: hACLGet},
+	"GET /access/permissions": {fn: hPermissions},
+	"PUT /access/acl":         {fn: hACLPut, authz: aclAuthz},
+	"GET /pools":              {fn: hPoolsGet},
+	"PUT /pools":              {fn: hPoolPut, perm: poolPerm("Pool.Allocate")},
+	"GET /pools/{poolid}":     {fn: hPoolGet, perm: poolPerm("Pool.Audit")},
+	"PUT /pools/{poolid}":     {fn: hPoolPut, perm: poolPerm("Pool.Allocate")},
 }
 
 type handlerDef struct {

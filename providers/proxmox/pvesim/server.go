@@ -293,6 +293,8 @@ func (s *Sim) authenticate(r *http.Request) (TokenSpec, string, bool) {
 		return TokenSpec{}, "Authentication failed!", false
 	}
 	id, secret := strings.TrimSpace(rest[:i]), strings.TrimSpace(rest[i+1:])
+	s.mu.Lock() // SetTokenGrants changes a token's grants
+	defer s.mu.Unlock()
 	for _, t := range s.cluster.Tokens {
 		if t.ID == id && t.Secret == secret {
 			return t, "", true

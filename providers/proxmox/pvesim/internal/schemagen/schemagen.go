@@ -62,6 +62,7 @@ var Endpoints = []string{
 	"GET /nodes/{node}/tasks/{upid}/status",
 	"GET /nodes/{node}/tasks/{upid}/log",
 	"GET /access/acl",
+	"GET /access/permissions",
 	"PUT /access/acl",
 	"GET /pools",
 	"PUT /pools",
