@@ -37,5 +37,5 @@ func RestoreBackupTask() Task {
 // restore table (restore, restore_stopped, restore_snapshots_removed): one
 // step each (steps_per_tick), never past the table.
 func (e *Engine) RestoreBackups(ctx context.Context) (Summary, error) {
-	return e.runSteps(ctx, "restore_backup", time.Now(), states.Restoring)
+	return e.runSteps(ctx, "restore_backup", time.Now(), e.Live.Mark(), states.Restoring)
 }
