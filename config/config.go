@@ -44,6 +44,10 @@ type Config struct {
 	// MetricsFile: after every tick, pvectl's state as a Prometheus text
 	// file here (node_exporter's textfile collector); "" = none.
 	MetricsFile string `yaml:"metrics_file"`
+	// Timezone is the zone every time pvectl prints for people is shown
+	// in (live lines, vm list/show, log, …): UTC when unset, Local, or an
+	// IANA name. JSON output stays RFC 3339 UTC. --tz overrides it.
+	Timezone string `yaml:"timezone"`
 	// IPQuarantine keeps a freed address out of the pools this long, so no
 	// new VM gets it while resolvers still cache its old records. Unset:
 	// dns.ttl when DNS zones are configured, else 0. 0 turns it off.

@@ -127,6 +127,10 @@ func (c *Config) validate() error {
 	var errs []error
 	bad := func(key, format string, args ...any) { errs = append(errs, c.Errorf(key, format, args...)) }
 
+	if _, err := LoadZone(c.Timezone); err != nil {
+		bad("timezone", "%v", err)
+	}
+
 	// proxmox
 	px := c.Proxmox
 	if px.URL == "" {

@@ -91,7 +91,7 @@ func (e *Engine) BackupNow(ctx context.Context, ref, note string, protected bool
 	}
 	if !created {
 		res.Notes = append(res.Notes, fmt.Sprintf("VM %s: a backup is already %s (queued %s); nothing changed",
-			vm.ServiceID, b.State, b.QueuedAt.Format(time.RFC3339)))
+			vm.ServiceID, b.State, e.HumanTime(b.QueuedAt)))
 		return res, nil
 	}
 	res.Changed, res.Audit = true, audit
@@ -201,7 +201,7 @@ func (r *runPass) waitForBackup(ctx context.Context, vm VM) bool {
 		_ = e.Store.RunAppendLine(bg, store.RunLine{RunID: runID, At: now, Step: step, From: vm.Status, To: vm.Status, Result: result})
 		_ = e.Store.RunFinish(bg, runID, string(RunWaiting), now)
 	}
-	e.Live.Step(StepLine{VM: vm.ServiceID, Hostname: vm.Hostname, Step: step, From: vm.Status, To: vm.Status, Result: result})
+	e.Live.Step(StepLine{VM: vm.ServiceID, Hostname: vm.Hostname, Step: step, From: vm.Status, To: vm.Status, Result: result, Waiting: true})
 	r.count(func(s *Summary) { s.Waiting++ })
 	return true
 }

@@ -39,6 +39,9 @@ type Engine struct {
 	// Metrics counts step runs and PVE requests for WriteMetrics; nil (a
 	// tick that writes no metrics) counts nothing.
 	Metrics *Metrics
+	// Loc is the zone human output prints times in (--tz, timezone);
+	// nil = UTC.
+	Loc *time.Location
 
 	envOnce sync.Once
 	env     *states.Env
@@ -49,9 +52,12 @@ type Engine struct {
 var ErrLockHeld = errors.New("lock held")
 
 // lockHeldError says who holds the lock; it matches ErrLockHeld.
-type lockHeldError struct{ holder LockHolder }
+type lockHeldError struct {
+	holder LockHolder
+	loc    *time.Location
+}
 
-func (e lockHeldError) Error() string        { return e.holder.Describe() }
+func (e lockHeldError) Error() string        { return e.holder.DescribeIn(e.loc) }
 func (e lockHeldError) Is(target error) bool { return target == ErrLockHeld }
 
 // ValidateConfig checks the parts of the config that name engine things
@@ -134,7 +140,7 @@ func (e *Engine) Tick(ctx context.Context) error {
 		iv := e.Interval(t)
 		if iv == 0 || !due(last[t.Name].StartedAt, iv, now) {
 			e.Live.Logger().Debug().Str("task", t.Name).Msgf("task %s not due (interval %s, last start %s)",
-				t.Name, iv, last[t.Name].StartedAt.Format(time.RFC3339))
+				t.Name, iv, e.HumanTime(last[t.Name].StartedAt))
 			continue
 		}
 		if err := e.RunTask(ctx, t); err != nil && !errors.Is(err, ErrLockHeld) {
@@ -152,7 +158,7 @@ func (e *Engine) RunTask(ctx context.Context, t Task) error {
 	}
 	if !ok {
 		e.Live.Skipped(t.Name, holder)
-		return fmt.Errorf("task %s: %w", t.Name, lockHeldError{holder})
+		return fmt.Errorf("task %s: %w", t.Name, lockHeldError{holder, e.Zone()})
 	}
 	defer func() { _ = lock.Unlock() }()
 

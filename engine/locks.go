@@ -24,15 +24,18 @@ type LockHolder struct {
 	Since time.Time
 }
 
-// Describe renders the holder for messages.
-func (h LockHolder) Describe() string {
+// Describe renders the holder for messages, its time in UTC.
+func (h LockHolder) Describe() string { return h.DescribeIn(time.UTC) }
+
+// DescribeIn renders the holder for messages, its time in loc.
+func (h LockHolder) DescribeIn(loc *time.Location) string {
 	if h.PID == 0 {
 		return "lock held by another process"
 	}
 	if h.Since.IsZero() { // a holder that did not write the file (flock(1), or just starting)
 		return fmt.Sprintf("lock held by pid %d", h.PID)
 	}
-	return fmt.Sprintf("lock held by pid %d since %s", h.PID, h.Since.UTC().Format(time.RFC3339))
+	return fmt.Sprintf("lock held by pid %d since %s", h.PID, HumanTime(h.Since, loc))
 }
 
 // TaskLock is a held task lock.

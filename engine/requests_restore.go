@@ -89,7 +89,7 @@ func (e *Engine) RestoreBackup(ctx context.Context, ref, volid string, ask Ask) 
 	}
 	when := "unknown time"
 	if !found.CTime.IsZero() {
-		when = found.CTime.UTC().Format("2006-01-02 15:04:05 UTC")
+		when = e.HumanTime(found.CTime)
 	}
 	if err := ask.confirm(fmt.Sprintf("Stop VM %s, delete its snapshots and overwrite its disks with backup %s (from %s)?", vm.ServiceID, volid, when)); err != nil {
 		return res, err

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pvectl/pvectl/states"
@@ -57,21 +58,22 @@ var endOfTime = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
 // steps_per_tick steps, VMs in parallel up to concurrency. The restore
 // table's states are restore_backup's (RestoreBackups), not this pass's.
 func (e *Engine) ProcessVMs(ctx context.Context) (Summary, error) {
-	start := time.Now()
+	start, mark := time.Now(), e.Live.Mark()
 	dnsb := e.newDNSBreaker() // one per pass, per DNS server: the retry and the steps share it
 	e.retryDNS(ctx, dnsb)     // DNS-dirty VMs in any state, with backoff; never fails the pass
 	e.keepSuspended(ctx)
 	e.startQueuedSuspends(ctx)
 	e.startQueuedBackups(ctx) // backups of ready/suspended VMs: quota rotation, then vzdump
 	e.driveSnapshots(ctx)     // snapshot create/delete/rollback of ready/suspended VMs
-	s, err := e.runSteps(ctx, "process_vms", start, func(s states.State) bool { return !states.Restoring(s) }, dnsb)
+	s, err := e.runSteps(ctx, "process_vms", start, mark, func(s states.State) bool { return !states.Restoring(s) }, dnsb)
 	e.warnDNSBreaker(dnsb, "process_vms")
 	return s, err
 }
 
 // runSteps is one pass of the step runner for task over the due VMs whose
-// status take accepts.
-func (e *Engine) runSteps(ctx context.Context, task string, start time.Time, take func(states.State) bool, dnsb *dnsBreaker) (Summary, error) {
+// status take accepts. start and mark (Live.Mark) are taken when the task
+// began; dnsb is the pass's DNS breaker.
+func (e *Engine) runSteps(ctx context.Context, task string, start time.Time, mark int64, take func(states.State) bool, dnsb *dnsBreaker) (Summary, error) {
 	now := e.Clock.Now()
 	due, err := e.Store.VMsDue(ctx, now, finalStates())
 	if err != nil {
@@ -129,7 +131,7 @@ func (e *Engine) runSteps(ctx context.Context, task string, start time.Time, tak
 	s := r.sum
 	r.mu.Unlock()
 	s.Duration = time.Since(start)
-	e.Live.TaskSummary(task, s)
+	e.Live.TaskSummary(task, s, mark)
 	if line, err := r.pve.summary(task); err != nil {
 		e.Live.Logger().Error().Str("task", task).Msg(line)
 		return s, err
@@ -210,7 +212,8 @@ func (r *runPass) advance(ctx context.Context, vm store.VM, n int) {
 		// task, so a step that only looks (and skips) never waits for one.
 		env.HeavySlot = func(node string) bool { return r.heavy.acquire(node) }
 		env.HeavyLimit = r.heavy.limit
-		env.Emit = e.emitter(ctx, vm, runID, step.Label)
+		emit, emitted := e.emitter(ctx, vm, runID, step.Label), &atomic.Bool{}
+		env.Emit = func(detail string) { emitted.Store(true); emit(detail) }
 
 		began := time.Now()
 		e.Live.Logger().Debug().Str("vm", vm.ServiceID).Str("step", step.Label).
@@ -222,6 +225,10 @@ func (r *runPass) advance(ctx context.Context, vm store.VM, n int) {
 		outcome := resultOf(res)
 		line := StepLine{VM: vm.ServiceID, Hostname: vm.Hostname, Step: step.Label, From: vm.Status,
 			To: string(step.To), Result: res.Label(), Failed: outcome == RunError, Duration: took}
+		// A wait is left out of a quiet tick unless the step said
+		// something on the way (it started a restore, forced a stop) or
+		// waits for PVE to answer again (an outage needs attention).
+		line.Waiting = outcome == RunWaiting && !emitted.Load() && !res.Outage
 		if outcome != RunSuccess {
 			line.To = vm.Status
 		}

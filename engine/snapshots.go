@@ -177,9 +177,9 @@ func (e *Engine) snapshotOnExisting(ctx context.Context, ref, name, op string, a
 			snap = s
 		}
 	}
-	q := fmt.Sprintf("Delete snapshot %s of VM %s (taken %s)?", name, vm.ServiceID, snap.SnapTime.UTC().Format(time.RFC3339))
+	q := fmt.Sprintf("Delete snapshot %s of VM %s (taken %s)?", name, vm.ServiceID, e.HumanTime(snap.SnapTime))
 	if op == store.SnapOpRollback {
-		q = fmt.Sprintf("Roll VM %s back to snapshot %s (taken %s)? Everything since is lost.", vm.ServiceID, name, snap.SnapTime.UTC().Format(time.RFC3339))
+		q = fmt.Sprintf("Roll VM %s back to snapshot %s (taken %s)? Everything since is lost.", vm.ServiceID, name, e.HumanTime(snap.SnapTime))
 	}
 	if err := ask.confirm(q); err != nil {
 		return res, err
@@ -196,7 +196,7 @@ func (e *Engine) queueSnapshotOp(ctx context.Context, vm VM, res Result, what st
 	}
 	if !created {
 		res.Notes = append(res.Notes, fmt.Sprintf("VM %s: snapshot %s of %q is already %s (queued %s); nothing changed",
-			vm.ServiceID, o.Op, o.Name, o.State, o.QueuedAt.Format(time.RFC3339)))
+			vm.ServiceID, o.Op, o.Name, o.State, e.HumanTime(o.QueuedAt)))
 		return res, nil
 	}
 	res.Changed, res.Audit = true, audit

@@ -94,7 +94,7 @@ cannot be read is a warning (its archives are missing). --json: see docs/cli.md.
 			if asJSON {
 				return writeJSON(w, l)
 			}
-			printBackupList(w, l, e.Config.Backups.Location())
+			printBackupList(w, l, e.Zone())
 			if err := printBackupSchedule(cmd.Context(), w, e, args[0]); err != nil {
 				return err
 			}
@@ -123,9 +123,9 @@ func printBackupList(w io.Writer, l engine.BackupListing, loc *time.Location) {
 			vol = "(no archive)"
 		}
 		if b.CTime != nil {
-			created = b.CTime.In(loc).Format("2006-01-02 15:04")
+			created = engine.HumanTime(*b.CTime, loc)
 		} else if b.QueuedAt != nil {
-			created = "queued " + b.QueuedAt.In(loc).Format("2006-01-02 15:04")
+			created = "queued " + engine.HumanTime(*b.QueuedAt, loc)
 		}
 		if b.VolID != "" {
 			size = engine.FormatSize(b.Size)

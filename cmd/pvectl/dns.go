@@ -111,7 +111,7 @@ the zone's server answers now (a direct, non-recursive query). Read-only.`,
 			if asJSON {
 				return writeJSON(cmd.OutOrStdout(), j)
 			}
-			printDNSShow(cmd.OutOrStdout(), j, e.Clock.Now())
+			printDNSShow(cmd.OutOrStdout(), j, e.Clock.Now(), e.Zone())
 			return nil
 		},
 	}
@@ -119,7 +119,7 @@ the zone's server answers now (a direct, non-recursive query). Read-only.`,
 	return cmd
 }
 
-func printDNSShow(w io.Writer, j engine.DNSView, now time.Time) {
+func printDNSShow(w io.Writer, j engine.DNSView, now time.Time, loc *time.Location) {
 	fmt.Fprintf(w, "VM %s (%s), status %s\n", j.ServiceID, j.Hostname, j.Status)
 	switch {
 	case !j.Dirty:
@@ -128,7 +128,7 @@ func printDNSShow(w io.Writer, j engine.DNSView, now time.Time) {
 		fmt.Fprintf(w, "dns: DIRTY — some records are not in place; process_vms retries them at its next run (%d retries failed so far)\n", j.Attempts)
 	default:
 		fmt.Fprintf(w, "dns: DIRTY — some records are not in place; %d retries failed, next at %s (in %s)\n",
-			j.Attempts, j.NextRetry.Format(time.RFC3339), max(0, j.NextRetry.Sub(now)).Round(time.Second))
+			j.Attempts, engine.HumanTime(*j.NextRetry, loc), max(0, j.NextRetry.Sub(now)).Round(time.Second))
 	}
 	if len(j.Records) == 0 {
 		fmt.Fprintln(w, "no records (no DNS zones match, or no addresses yet)")

@@ -42,7 +42,7 @@ top. With --follow, new lines are printed as ticks write them (Ctrl-C to stop); 
 			if err != nil {
 				return err
 			}
-			w := cmd.OutOrStdout()
+			w, loc := cmd.OutOrStdout(), e.Zone()
 			if asJSON && !follow {
 				return writeJSON(w, logJSON(vm, list))
 			}
@@ -58,7 +58,7 @@ top. With --follow, new lines are printed as ticks write them (Ctrl-C to stop); 
 			}
 			if !follow {
 				for _, r := range list {
-					printRun(w, r)
+					printRun(w, r, loc)
 				}
 				return nil
 			}
@@ -69,10 +69,10 @@ top. With --follow, new lines are printed as ticks write them (Ctrl-C to stop); 
 				case asJSON:
 				case engine.IsRequest(r):
 					for _, l := range r.Lines {
-						printRequest(w, r, l)
+						printRequest(w, r, l, loc)
 					}
 				default:
-					fmt.Fprintf(w, "run #%d  %s  %s\n", r.ID, r.StartedAt.Format(time.RFC3339), r.Task)
+					fmt.Fprintf(w, "run #%d  %s  %s\n", r.ID, engine.HumanTime(r.StartedAt, loc), r.Task)
 				}
 			}
 			emitLine := func(r engine.Run, l engine.RunLine) {
@@ -80,7 +80,7 @@ top. With --follow, new lines are printed as ticks write them (Ctrl-C to stop); 
 					return // printed with its run
 				}
 				if !asJSON {
-					printLine(w, l)
+					printLine(w, l, loc)
 					return
 				}
 				b, _ := json.Marshal(struct {
@@ -118,7 +118,7 @@ top. With --follow, new lines are printed as ticks write them (Ctrl-C to stop); 
 							}{r.ID, &repeatedJSON{Count: r.Repeats, LastAt: r.LastAt, LastResult: r.LastResult}})
 							fmt.Fprintf(w, "%s\n", b)
 						} else {
-							fmt.Fprintln(w, repeatedLine(r))
+							fmt.Fprintln(w, repeatedLine(r, loc))
 						}
 					}
 				}
@@ -144,31 +144,31 @@ top. With --follow, new lines are printed as ticks write them (Ctrl-C to stop); 
 	return cmd
 }
 
-func printRun(w io.Writer, r engine.Run) {
+func printRun(w io.Writer, r engine.Run, loc *time.Location) {
 	if engine.IsRequest(r) {
 		for _, l := range r.Lines {
-			printRequest(w, r, l)
+			printRequest(w, r, l, loc)
 		}
 		return
 	}
-	fmt.Fprintf(w, "run #%d  %s  %s  %s\n", r.ID, r.StartedAt.Format(time.RFC3339), r.Task, r.Result)
+	fmt.Fprintf(w, "run #%d  %s  %s  %s\n", r.ID, engine.HumanTime(r.StartedAt, loc), r.Task, r.Result)
 	for _, l := range r.Lines {
-		printLine(w, l)
+		printLine(w, l, loc)
 	}
 	if r.Repeats > 0 {
-		fmt.Fprintln(w, repeatedLine(r))
+		fmt.Fprintln(w, repeatedLine(r, loc))
 	}
 }
 
 // repeatedLine says how many later waiting runs were folded into r.
-func repeatedLine(r engine.Run) string {
-	return fmt.Sprintf("  … and %d more waiting run(s) at this step, the last at %s: %s", r.Repeats, r.LastAt.Format(time.RFC3339), r.LastResult)
+func repeatedLine(r engine.Run, loc *time.Location) string {
+	return fmt.Sprintf("  … and %d more waiting run(s) at this step, the last at %s: %s", r.Repeats, engine.HumanTime(r.LastAt, loc), r.LastResult)
 }
 
 // printRequest prints a request (an audit event) of the log on one line:
 // what, from → to, who and options.
-func printRequest(w io.Writer, r engine.Run, l engine.RunLine) {
-	fmt.Fprintf(w, "request #%d  %s  %s  %s  %s\n", r.ID, l.At.Format(time.RFC3339), l.Step, requestArrow(l), l.Detail)
+func printRequest(w io.Writer, r engine.Run, l engine.RunLine, loc *time.Location) {
+	fmt.Fprintf(w, "request #%d  %s  %s  %s  %s\n", r.ID, engine.HumanTime(l.At, loc), l.Step, requestArrow(l), l.Detail)
 }
 
 func requestArrow(l engine.RunLine) string {
@@ -181,9 +181,11 @@ func requestArrow(l engine.RunLine) string {
 	return l.From + " → " + l.To
 }
 
-func printLine(w io.Writer, l engine.RunLine) {
+// printLine prints a line of a run: its time of day in loc, under the
+// run's header that shows the date and the zone.
+func printLine(w io.Writer, l engine.RunLine, loc *time.Location) {
 	if engine.IsEvent(l) {
-		fmt.Fprintf(w, "  %s      %s\n", l.At.Format("15:04:05"), l.Detail)
+		fmt.Fprintf(w, "  %s      %s\n", engine.ClockTime(l.At, loc), l.Detail)
 		return
 	}
 	arrow := l.From + " → " + l.To
@@ -194,7 +196,7 @@ func printLine(w io.Writer, l engine.RunLine) {
 	if engine.LineFailed(l) {
 		mark = "!!"
 	}
-	fmt.Fprintf(w, "%s%s  %-30s %-45s %s (%s)\n", mark, l.At.Format("15:04:05"), l.Step, arrow, l.Result, l.Duration.Round(time.Millisecond))
+	fmt.Fprintf(w, "%s%s  %-30s %-45s %s (%s)\n", mark, engine.ClockTime(l.At, loc), l.Step, arrow, l.Result, l.Duration.Round(time.Millisecond))
 }
 
 type lineJSON struct {

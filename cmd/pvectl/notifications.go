@@ -68,7 +68,7 @@ notifications.max_attempts; pvectl health reports parked ones). See docs/monitor
 			tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 			fmt.Fprintln(tw, "CREATED\tEVENT\tVM\tCHANNEL\tSTATE\tATTEMPTS\tLAST ERROR")
 			for _, j := range out {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", j.CreatedAt.UTC().Format(time.RFC3339), j.Event, j.ServiceID, j.Channel,
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", e.HumanTime(j.CreatedAt), j.Event, j.ServiceID, j.Channel,
 					j.State, j.Attempts, dash(truncate(j.LastError, 160)))
 			}
 			return tw.Flush()

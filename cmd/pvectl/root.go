@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/pvectl/pvectl/config"
 	"github.com/pvectl/pvectl/engine"
@@ -46,6 +47,8 @@ type globals struct {
 	stateDir   string
 	logFormat  string
 	verbose    bool
+	tz         string         // --tz as given; "" = the config's timezone
+	zone       *time.Location // --tz resolved (PersistentPreRunE); nil = not given
 	stdout     io.Writer
 	stderr     io.Writer
 }
@@ -120,7 +123,19 @@ Exit codes: 0 ok, 1 failure, 2 bad usage or input (nothing was changed).`,
 	pf.StringVar(&g.configPath, "config", envOr("PVECTL_CONFIG", config.DefaultPath), "config file (env PVECTL_CONFIG)")
 	pf.StringVar(&g.stateDir, "state-dir", envOr("PVECTL_STATE_DIR", "/var/lib/pvectl"), "state directory: database and locks (env PVECTL_STATE_DIR)")
 	pf.StringVar(&g.logFormat, "log-format", "console", "output format of log lines: console or json")
-	pf.BoolVarP(&g.verbose, "verbose", "v", false, "also print debug lines")
+	pf.BoolVarP(&g.verbose, "verbose", "v", false, "also print debug lines (and, for tick, the lines of VMs that only wait)")
+	pf.StringVar(&g.tz, "tz", "", "time zone of printed times: "+config.ZoneHelp+" (default: timezone in the config, else UTC; JSON stays UTC)")
+	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
+		if !cmd.Flags().Changed("tz") {
+			return nil
+		}
+		loc, err := config.LoadZone(g.tz)
+		if err != nil {
+			return usagef("--tz: %v", err)
+		}
+		g.zone = loc
+		return nil
+	}
 
 	root.AddCommand(
 		newInitCmd(g),
@@ -231,7 +246,11 @@ func (g *globals) openEngine(ctx context.Context) (*engine.Engine, func(), error
 	if err != nil {
 		return nil, nil, usageError{err}
 	}
-	live, err := engine.NewLive(g.stdout, g.logFormat, g.verbose, clock)
+	zone := g.zone
+	if zone == nil {
+		zone = c.Zone()
+	}
+	live, err := engine.NewLiveWith(g.stdout, engine.LiveOptions{Format: g.logFormat, Verbose: g.verbose, Clock: clock, Zone: zone})
 	if err != nil {
 		return nil, nil, usageError{err}
 	}
@@ -239,7 +258,7 @@ func (g *globals) openEngine(ctx context.Context) (*engine.Engine, func(), error
 	if err != nil {
 		return nil, nil, err
 	}
-	e := &engine.Engine{Config: c, Store: st, StateDir: g.stateDir, Clock: clock, Live: live,
+	e := &engine.Engine{Config: c, Store: st, StateDir: g.stateDir, Clock: clock, Live: live, Loc: zone,
 		Pipelines: pipelines(), TaskList: scheduledTasks(), NewEnv: newEnv}
 	return e, func() { _ = st.Close() }, nil
 }

@@ -84,7 +84,7 @@ listed without a time). --json: see docs/cli.md.`,
 			if asJSON {
 				return writeJSON(cmd.OutOrStdout(), l)
 			}
-			printSnapshotList(cmd.OutOrStdout(), l, e.Config.Backups.Location())
+			printSnapshotList(cmd.OutOrStdout(), l, e.Zone())
 			return nil
 		},
 	}
@@ -113,7 +113,7 @@ func printSnapshotList(w io.Writer, l engine.SnapshotListing, loc *time.Location
 	for _, s := range l.Snapshots {
 		at, vmstate, parent, pending := "-", "no", s.Parent, s.Pending
 		if !s.Time.IsZero() {
-			at = s.Time.In(loc).Format("2006-01-02 15:04")
+			at = engine.HumanTime(s.Time, loc)
 		}
 		if s.VMState {
 			vmstate = "yes"

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"strings"
 	"text/tabwriter"
-	"time"
 
 	"github.com/pvectl/pvectl/engine"
 	"github.com/spf13/cobra"
@@ -21,8 +20,12 @@ func newTickCmd(g *globals) *cobra.Command {
 		Long: `Run every scheduled task whose interval has passed since its last start. Each task
 takes its own lock in <state-dir>/locks/ without waiting; a task whose lock is held
 by another process is reported ("skipped: lock held by pid N since T") and left for
-the next tick. Prints one line per VM step as it completes and a summary per task;
-prints nothing at all when nothing was due, so cron mails only what matters.
+the next tick. Prints what changed state, failed or needs attention: one line per
+VM step that advanced or failed as it completes, warnings (a DNS record that could
+not be published is retried), and a task's summary when the task advanced or
+failed something. A tick where every VM only waits prints nothing at all, so cron
+mails only what matters; -v adds the waiting lines, the summaries and debug lines
+(what run-task prints). Times are in --tz / timezone (UTC by default).
 
 Crontab:  * * * * * pvectl tick`,
 		Args: exactArgs(0, "no arguments"),
@@ -32,6 +35,9 @@ Crontab:  * * * * * pvectl tick`,
 				return err
 			}
 			defer closeFn()
+			// Cron mails whatever a tick prints: without -v, only what
+			// changed state, failed or needs attention.
+			e.Live.SetQuiet(!g.verbose)
 			path := metrics
 			if path == "" {
 				path = e.Config.MetricsFile
@@ -111,7 +117,7 @@ func newTasksCmd(g *globals) *cobra.Command {
 				}
 				last, res, lock := "never", "-", "free"
 				if r.LastStart != nil {
-					last = r.LastStart.UTC().Format(time.RFC3339)
+					last = e.HumanTime(*r.LastStart)
 					res = r.LastResult
 					if r.LastResult == "ok" || r.LastResult == "error" {
 						res = fmt.Sprintf("%s (%d processed, %d errors)", r.LastResult, r.Processed, r.Errors)

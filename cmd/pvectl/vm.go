@@ -365,10 +365,10 @@ func newVMShowCmd(g *globals) *cobra.Command {
 					fmt.Fprintf(w, "suspend:     %s\n", dash(vm.SuspendReason))
 				}
 				if j.Throttle != nil {
-					fmt.Fprintf(w, "throttle:    net0 at %d MB/s until %s (over its traffic limit)\n", j.Throttle.RateMBps, j.Throttle.Until.UTC().Format("2006-01-02 15:04 UTC"))
+					fmt.Fprintf(w, "throttle:    net0 at %d MB/s until %s (over its traffic limit)\n", j.Throttle.RateMBps, e.HumanTime(j.Throttle.Until))
 				}
 				now := e.Clock.Now()
-				fmt.Fprintf(w, "in state:    %s for %s (since %s)\n", j.Status, engine.ShortDuration(max(now.Sub(j.StateSince), 0)), j.StateSince.UTC().Format("2006-01-02 15:04:05 UTC"))
+				fmt.Fprintf(w, "in state:    %s for %s (since %s)\n", j.Status, engine.ShortDuration(max(now.Sub(j.StateSince), 0)), e.HumanTime(j.StateSince))
 				if j.WaitReason != "" && !states.State(j.Status).Final() {
 					fmt.Fprintf(w, "waiting:     %s\n", j.WaitReason)
 				}
@@ -400,7 +400,7 @@ func newVMShowCmd(g *globals) *cobra.Command {
 					}
 					fmt.Fprintf(w, "  %-9s %s %s %s (zone %s)%s\n", r.State, r.Name, r.Type, r.Value, r.Zone, extra)
 				}
-				fmt.Fprintf(w, "updated:     %s\n", j.UpdatedAt.Format(time.RFC3339))
+				fmt.Fprintf(w, "updated:     %s\n", e.HumanTime(j.UpdatedAt))
 				return nil
 			})
 		},
