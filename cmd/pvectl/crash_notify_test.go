@@ -58,7 +58,7 @@ type dedupReceiver struct {
 	bad      []string            // requests with a wrong signature or headers
 	tx       *sql.Tx             // the write lock held for recvKeptLocked
 	txErr    error
-	inFlight chan string // the held request's event id (buffered 1)
+	inFlight chan heldRequest // the held request (buffered 1)
 }
 
 // plan sets which request of the next notify process is held, and how.
@@ -72,15 +72,29 @@ func (h *dedupReceiver) plan(at int, mode receiveMode) {
 	}
 }
 
+// answers counts the receiver's answers by mode name.
+func (h *dedupReceiver) answers() map[string]int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return namedCounts(h.modes)
+}
+
 func (h *dedupReceiver) keep(id string, body []byte) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.kept[id] = append(h.kept[id], string(body))
 }
 
+// heldRequest is the request the receiver holds for a kill: its event id,
+// and when the receiver had it.
+type heldRequest struct {
+	id string
+	at time.Time
+}
+
 func (h *dedupReceiver) signal(id string) {
 	select {
-	case h.inFlight <- id:
+	case h.inFlight <- heldRequest{id, time.Now()}:
 	default:
 	}
 }
@@ -223,7 +237,7 @@ func TestCrashNotify(t *testing.T) {
 	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 
 	h := &dedupReceiver{secret: []byte(webhookSecret), rng: rand.New(rand.NewPCG(seed^1, seed^2)),
-		kept: map[string][]string{}, inFlight: make(chan string, 1)}
+		kept: map[string][]string{}, inFlight: make(chan heldRequest, 1)}
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 
@@ -314,6 +328,7 @@ func TestCrashNotify(t *testing.T) {
 
 	stage := 0
 	round := 0
+rounds:
 	for ; ; round++ {
 		recs, err := st.VMList(ctx, store.VMFilter{})
 		require.NoError(t, err)
@@ -327,15 +342,13 @@ func TestCrashNotify(t *testing.T) {
 							fmt.Fprintf(&b, "  task %s %s %s %s-%s %v\n", tk.Type, tk.Status, tk.ExitStatus, tk.Start.Format("15:04:05.000"), tk.End.Format("15:04:05.000"), tk.Log)
 						}
 					}
-					p := pvectlProc(t, dir, []string{nextNow(0)}, "vm", "list", "--json")
-					_ = p.exitCode()
-					b.WriteString(p.stdout.String() + p.stderr.String())
-					p = pvectlProc(t, dir, []string{nextNow(0)}, "log", v.ServiceID)
+					p := pvectlProc(t, dir, []string{nextNow(0)}, "log", v.ServiceID)
 					_ = p.exitCode()
 					b.WriteString(p.stdout.String() + p.stderr.String())
 				}
 			}
-			t.Fatalf("not done after %d rounds: stage %d, kills %v/%d, receiver %v; VMs:\n%s", round, stage, killsHeld, killsRand, h.modes, &b)
+			t.Fatalf("not done after %d rounds: stage %d, kills with a request held %v, at random instants %d; receiver answers %v; VMs:\n%s",
+				round, stage, namedCounts(killsHeld), killsRand, h.answers(), &b)
 		}
 		settled := true
 		for _, v := range recs {
@@ -354,11 +367,12 @@ func TestCrashNotify(t *testing.T) {
 			stage++
 			settled = false
 		case settled && pending == 0 && covered():
+			break rounds
 		case settled && pending == 0:
 			// The outbox ran dry before every kind of kill happened
 			// often enough: more events.
 			require.Less(t, extras, 30, "coverage not reached with 30 extra rounds of change-packages: kills with a request held %v, at random instants %d; receiver answers %v",
-				namedCounts(killsHeld), killsRand, namedCounts(h.modes))
+				namedCounts(killsHeld), killsRand, h.answers())
 			for _, v := range recs {
 				if v.Status == "ready" {
 					cmd(v.ServiceID, "vm_changed", "ready", "vm", "change-package", v.ServiceID, "--product", extraProducts[extras%2])
@@ -366,9 +380,6 @@ func TestCrashNotify(t *testing.T) {
 			}
 			extras++
 			settled = false
-		}
-		if settled && pending == 0 && stage == len(stages) && covered() {
-			break
 		}
 		var pv *tickProc
 		if !settled {
@@ -411,12 +422,14 @@ func TestCrashNotify(t *testing.T) {
 				if kill(np) {
 					killsRand++
 				}
-			case id := <-h.inFlight:
-				heldAt := time.Now()
+			case held := <-h.inFlight:
+				id := held.id
 				if mode == recvKeptLocked {
 					time.Sleep(30 * time.Millisecond) // pvectl reads the answer and waits for the lock
 				}
-				inFlight := time.Since(heldAt) < 500*time.Millisecond // well within the webhook's 1s timeout
+				// Well within the webhook's 1s timeout: pvectl still waits
+				// for the answer (or, recvKeptLocked, for the lock).
+				inFlight := time.Since(held.at) < 500*time.Millisecond
 				killed := kill(np)
 				h.mu.Lock()
 				tx, txErr := h.tx, h.txErr
