@@ -533,8 +533,9 @@ type pvesimProc struct {
 }
 
 // startPvesimBinary builds cmd/pvesim and starts it with a real clock,
-// short task durations and storages large enough for the crash test.
-func startPvesimBinary(t *testing.T, dir string) *pvesimProc {
+// short task durations (taskDurations: pvesim's --task-duration flags, if
+// not the crash test's) and storages large enough for the crash test.
+func startPvesimBinary(t *testing.T, dir string, taskDurations ...string) *pvesimProc {
 	t.Helper()
 	goBin, err := exec.LookPath("go")
 	require.NoError(t, err, "the crash test builds cmd/pvesim with the go command")
@@ -554,9 +555,12 @@ func startPvesimBinary(t *testing.T, dir string) *pvesimProc {
 	clusterFile := filepath.Join(dir, "cluster.yaml")
 	require.NoError(t, os.WriteFile(clusterFile, cb, 0o600))
 
-	cmd := exec.Command(bin, "--listen", "127.0.0.1:0", "--cluster", clusterFile, "--task-duration", "300ms",
-		"--task-duration-type", "qmclone=1s", "--task-duration-type", "qmigrate=1s",
-		"--task-duration-type", "vzdump=500ms", "--task-duration-type", "qmrestore=500ms") // crashBackups
+	if len(taskDurations) == 0 {
+		taskDurations = []string{"--task-duration", "300ms",
+			"--task-duration-type", "qmclone=1s", "--task-duration-type", "qmigrate=1s",
+			"--task-duration-type", "vzdump=500ms", "--task-duration-type", "qmrestore=500ms"} // crashBackups
+	}
+	cmd := exec.Command(bin, append([]string{"--listen", "127.0.0.1:0", "--cluster", clusterFile}, taskDurations...)...)
 	stdout, err := cmd.StdoutPipe()
 	require.NoError(t, err)
 	var stderr bytes.Buffer
