@@ -54,6 +54,7 @@ func (e *Engine) WriteMetrics(ctx context.Context, path string) error {
 	lastErr := vec("pvectl_task_last_errors", "Errors (VMs or items) of each task's last run.", "task")
 	lastFailed := vec("pvectl_task_last_run_failed", "1 when each task's last run failed as a whole.", "task")
 	notes := vec("pvectl_notifications", "Notifications in the outbox by state (pending, parked).", "state")
+	findings := vec("pvectl_reconcile_findings", "What the last reconcile run found (orphans, drift) by kind; pvectl orphans --last lists them.", "kind")
 	up := gauge("pvectl_metrics_timestamp_seconds", "When this file was written.")
 
 	now := e.Clock.Now()
@@ -109,6 +110,16 @@ func (e *Engine) WriteMetrics(ctx context.Context, path string) error {
 	}
 	notes.WithLabelValues("pending").Set(float64(pending))
 	notes.WithLabelValues("parked").Set(float64(parked))
+	stored, err := e.Store.Findings(ctx)
+	if err != nil {
+		return err
+	}
+	for _, k := range FindingKinds() {
+		findings.WithLabelValues(k).Set(0)
+	}
+	for _, f := range stored {
+		findings.WithLabelValues(f.Kind).Inc()
+	}
 	up.Set(epoch(now))
 	return prometheus.WriteToTextfile(path, reg)
 }

@@ -50,7 +50,7 @@ nothing was found elsewhere. See docs/monitoring.md.`,
 					return err
 				}
 			} else {
-				printFindings(w, r, last)
+				printFindings(w, r, last, e.HumanTime)
 			}
 			switch {
 			case len(r.Findings) > 0:
@@ -66,12 +66,12 @@ nothing was found elsewhere. See docs/monitoring.md.`,
 	return cmd
 }
 
-func printFindings(w io.Writer, r engine.Reconciliation, last bool) {
+func printFindings(w io.Writer, r engine.Reconciliation, last bool, human func(time.Time) string) {
 	for _, f := range r.Findings {
 		fmt.Fprintln(w, f.Line())
 		fmt.Fprintln(w, "    fix: "+f.Fix)
 		if f.FirstSeen != nil {
-			fmt.Fprintln(w, "    first seen: "+f.FirstSeen.UTC().Format(time.RFC3339))
+			fmt.Fprintln(w, "    first seen: "+human(*f.FirstSeen))
 		}
 	}
 	for _, msg := range r.Errors {
@@ -82,7 +82,7 @@ func printFindings(w io.Writer, r engine.Reconciliation, last bool) {
 			fmt.Fprintln(w, "the reconcile task has not run yet (pvectl run-task reconcile)")
 			return
 		}
-		fmt.Fprintf(w, "reconcile at %s: %s\n", r.CheckedAt.UTC().Format(time.RFC3339), r.Message)
+		fmt.Fprintf(w, "reconcile at %s: %s\n", human(r.CheckedAt), r.Message)
 		return
 	}
 	fmt.Fprintln(w, r.Summary())
