@@ -2,12 +2,8 @@ package store
 
 import (
 	"context"
-	"database/sql"
-	"io/fs"
-	"path/filepath"
 	"testing"
 
-	"github.com/pressly/goose/v3"
 	"github.com/stretchr/testify/require"
 )
 
@@ -17,15 +13,7 @@ import (
 func TestMigrationBackfillsReleasedVMIDFromTheLog(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "pvectl.db")
-	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=foreign_keys(1)&_pragma=journal_mode(WAL)")
-	require.NoError(t, err)
-	sub, err := fs.Sub(migrations, "migrations")
-	require.NoError(t, err)
-	p, err := goose.NewProvider(goose.DialectSQLite3, db, sub)
-	require.NoError(t, err)
-	_, err = p.UpTo(ctx, 18)
-	require.NoError(t, err)
+	path, db := migratedTo(t, 18)
 	removed := ms(t0ms())
 	tests := []struct {
 		svc, status string

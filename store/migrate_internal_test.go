@@ -18,16 +18,8 @@ import (
 func TestDatabaseFromV1WithDataOpensAndMigrates(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "pvectl.db")
-	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=foreign_keys(1)&_pragma=journal_mode(WAL)")
-	require.NoError(t, err)
-	sub, err := fs.Sub(migrations, "migrations")
-	require.NoError(t, err)
-	p, err := goose.NewProvider(goose.DialectSQLite3, db, sub)
-	require.NoError(t, err)
-	_, err = p.UpTo(ctx, 1)
-	require.NoError(t, err)
-	_, err = db.Exec(`INSERT INTO vms (service_id, hostname, product, status, vmid, dns_dirty, created_at, updated_at)
+	path, db := migratedTo(t, 1)
+	_, err := db.Exec(`INSERT INTO vms (service_id, hostname, product, status, vmid, dns_dirty, created_at, updated_at)
 		VALUES ('a', 'a.example.test', 'small', 'ready', 1000, 1, 1, 1)`)
 	require.NoError(t, err)
 	_, err = db.Exec(`INSERT INTO ip_allocations (address, family, pool, vm_id, created_at) VALUES ('192.0.2.10', 4, 'p', 1, 1)`)
@@ -87,3 +79,20 @@ func TestDatabaseFromV1WithDataOpensAndMigrates(t *testing.T) {
 }
 
 func t0ms() time.Time { return time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC) }
+
+// migratedTo is a database in a temp dir migrated up to version, as a
+// release that had only those migrations left it; the test fills it with
+// SQL, closes db and opens path with the current binary.
+func migratedTo(t *testing.T, version int64) (string, *sql.DB) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "pvectl.db")
+	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=foreign_keys(1)&_pragma=journal_mode(WAL)")
+	require.NoError(t, err)
+	sub, err := fs.Sub(migrations, "migrations")
+	require.NoError(t, err)
+	p, err := goose.NewProvider(goose.DialectSQLite3, db, sub)
+	require.NoError(t, err)
+	_, err = p.UpTo(context.Background(), version)
+	require.NoError(t, err)
+	return path, db
+}
