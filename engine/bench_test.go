@@ -41,6 +41,7 @@ func BenchmarkProcessVMs(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	commits0, writes0 := h.st.GroupCommits()
 	steps := 0
 	for b.Loop() {
 		h.out.Reset()
@@ -57,6 +58,10 @@ func BenchmarkProcessVMs(b *testing.B) {
 	after, err := floor.Measure(h.ctx, floorProbe)
 	if err != nil {
 		b.Fatal(err)
+	}
+	commits, writes := h.st.GroupCommits()
+	if commits > commits0 {
+		b.ReportMetric(float64(writes-writes0)/float64(commits-commits0), "writes/commit")
 	}
 	b.ReportMetric(rate, "steps/s")
 	b.ReportMetric((before+after)/2, "floor-commits/s")
