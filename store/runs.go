@@ -45,17 +45,25 @@ type RunLine struct {
 func (s *Store) RunStart(ctx context.Context, vmID int64, task string, now time.Time) (int64, error) {
 	var id int64
 	err := s.group(ctx, func(ctx context.Context, tx *gtx) error {
-		res, err := tx.exec(ctx, `INSERT INTO runs (vm_id, task, started_at) VALUES (?, ?, ?)`, vmID, task, ms(now))
-		if err != nil {
-			return err
-		}
-		if id, err = res.LastInsertId(); err != nil {
-			return err
-		}
-		_, err = tx.exec(ctx, `DELETE FROM runs WHERE vm_id = ? AND id NOT IN
-			(SELECT id FROM runs WHERE vm_id = ? ORDER BY id DESC LIMIT ?)`, vmID, vmID, RunsKeptPerVM)
+		var err error
+		id, err = startRun(ctx, tx, vmID, task, now)
 		return err
 	})
+	return id, err
+}
+
+// startRun is RunStart in tx.
+func startRun(ctx context.Context, tx *gtx, vmID int64, task string, now time.Time) (int64, error) {
+	res, err := tx.exec(ctx, `INSERT INTO runs (vm_id, task, started_at) VALUES (?, ?, ?)`, vmID, task, ms(now))
+	if err != nil {
+		return 0, err
+	}
+	id, err := res.LastInsertId()
+	if err != nil {
+		return 0, err
+	}
+	_, err = tx.exec(ctx, `DELETE FROM runs WHERE vm_id = ? AND id NOT IN
+		(SELECT id FROM runs WHERE vm_id = ? ORDER BY id DESC LIMIT ?)`, vmID, vmID, RunsKeptPerVM)
 	return id, err
 }
 

@@ -322,6 +322,12 @@ type Outcome struct {
 	// fsync) per step instead of three.
 	Line      *RunLine
 	FinishRun string
+	// StartRun, when Line.RunID is 0, opens the line's run (this task,
+	// started at RunStartedAt) in the same transaction, as RunStart does:
+	// a step that said nothing on the way costs one write, not two.
+	// VMApplyStepRun returns the run's id.
+	StartRun     string
+	RunStartedAt time.Time
 }
 
 // VMApplyOutcome applies o if the VM is still at o.FromStatus/o.FromVersion.
@@ -338,7 +344,15 @@ func (s *Store) VMApplyOutcome(ctx context.Context, o Outcome) error {
 // compare-and-set that fails rolls back only this outcome (its events and
 // line included).
 func (s *Store) VMApplyStep(ctx context.Context, o Outcome) (VM, error) {
+	vm, _, err := s.VMApplyStepRun(ctx, o)
+	return vm, err
+}
+
+// VMApplyStepRun is VMApplyStep that also returns the id of the run the
+// line went to (opened here when o.StartRun asks for it).
+func (s *Store) VMApplyStepRun(ctx context.Context, o Outcome) (VM, int64, error) {
 	var vm VM
+	var runID int64
 	err := s.group(ctx, func(ctx context.Context, tx *gtx) error {
 		stepStarted := `step_started_at`
 		args := []any{o.ToStatus, o.Attempts, ms(clampRetry(o.NextAttempt, o.Now)), b2i(o.Held), o.LastError, o.WaitReason, o.StepWaits}
@@ -368,16 +382,22 @@ func (s *Store) VMApplyStep(ctx context.Context, o Outcome) (VM, error) {
 			return err
 		}
 		if l := o.Line; l != nil {
+			runID = l.RunID
+			if runID == 0 && o.StartRun != "" {
+				if runID, err = startRun(ctx, tx, o.ID, o.StartRun, o.RunStartedAt); err != nil {
+					return err
+				}
+			}
 			if _, err := tx.exec(ctx, `INSERT INTO run_lines (run_id, at, step, from_state, to_state, result, detail, duration_ms)
-				VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, l.RunID, ms(l.At), l.Step, l.From, l.To, l.Result, l.Detail, l.Duration.Milliseconds()); err != nil {
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, runID, ms(l.At), l.Step, l.From, l.To, l.Result, l.Detail, l.Duration.Milliseconds()); err != nil {
 				return err
 			}
 			if o.FinishRun != "" {
-				if _, err := tx.exec(ctx, `UPDATE runs SET finished_at = ?, result = ? WHERE id = ?`, ms(o.Now), o.FinishRun, l.RunID); err != nil {
+				if _, err := tx.exec(ctx, `UPDATE runs SET finished_at = ?, result = ? WHERE id = ?`, ms(o.Now), o.FinishRun, runID); err != nil {
 					return err
 				}
 				if o.FinishRun == "waiting" {
-					if err := collapseWait(ctx, tx.Tx, l.RunID, o.ID, o.Now); err != nil {
+					if err := collapseWait(ctx, tx.Tx, runID, o.ID, o.Now); err != nil {
 						return err
 					}
 				}
@@ -386,7 +406,7 @@ func (s *Store) VMApplyStep(ctx context.Context, o Outcome) (VM, error) {
 		vm, err = scanVM(tx.queryRow(ctx, `SELECT `+vmColumns+` FROM vms WHERE id = ?`, o.ID))
 		return err
 	})
-	return vm, err
+	return vm, runID, err
 }
 
 func oneRow(res sql.Result, id int64) error {
