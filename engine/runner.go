@@ -183,11 +183,32 @@ func (r *runPass) advance(ctx context.Context, vm store.VM, n int) {
 		return // a backup's PVE task is in flight on the VM: no step runs
 	}
 	e := r.e
+	// The VM's run is opened lazily: by the step's first emitted line, by
+	// an outcome not applied, or else in the same write as the step's
+	// outcome (Outcome.StartRun), so a quiet step costs one group-commit
+	// write instead of two.
+	var runMu sync.Mutex
 	var runID int64
+	runAt := e.Clock.Now()
+	ensureRun := func() (int64, error) {
+		runMu.Lock()
+		defer runMu.Unlock()
+		if runID == 0 {
+			id, err := e.Store.RunStart(context.WithoutCancel(ctx), vm.ID, r.task, runAt)
+			if err != nil {
+				return 0, err
+			}
+			runID = id
+		}
+		return runID, nil
+	}
 	result, finished := RunSuccess, false
 	defer func() {
-		if runID != 0 && !finished {
-			_ = e.Store.RunFinish(context.WithoutCancel(ctx), runID, string(result), e.Clock.Now())
+		runMu.Lock()
+		id := runID
+		runMu.Unlock()
+		if id != 0 && !finished {
+			_ = e.Store.RunFinish(context.WithoutCancel(ctx), id, string(result), e.Clock.Now())
 		}
 	}()
 	for i := 0; i < n; i++ {
@@ -198,22 +219,21 @@ func (r *runPass) advance(ctx context.Context, vm store.VM, n int) {
 			result = RunError
 			return
 		}
-		if runID == 0 {
-			id, err := e.Store.RunStart(ctx, vm.ID, r.task, e.Clock.Now())
-			if err != nil {
-				r.storeError(vm, err)
-				result = RunError
-				return
-			}
-			runID = id
-		}
 		env := *r.env
 		// Heavy steps take a per-node slot just before they submit their
 		// task, so a step that only looks (and skips) never waits for one.
 		env.HeavySlot = func(node string) bool { return r.heavy.acquire(node) }
 		env.HeavyLimit = r.heavy.limit
-		emit, emitted := e.emitter(ctx, vm, runID, step.Label), &atomic.Bool{}
-		env.Emit = func(detail string) { emitted.Store(true); emit(detail) }
+		emitted, stepVM := &atomic.Bool{}, vm
+		env.Emit = func(detail string) {
+			emitted.Store(true)
+			id, err := ensureRun()
+			if err != nil {
+				e.Live.Sub(stepVM.ServiceID, step.Label, detail) // printed; the log could not take it
+				return
+			}
+			e.emitter(ctx, stepVM, id, step.Label)(detail)
+		}
 
 		began := time.Now()
 		e.Live.Logger().Debug().Str("vm", vm.ServiceID).Str("step", step.Label).
@@ -250,12 +270,23 @@ func (r *runPass) advance(ctx context.Context, vm store.VM, n int) {
 			// The outcome, its log line and (on the pass's last step) the
 			// run's end are one transaction.
 			last := outcome != RunSuccess || i == n-1 || states.State(o.ToStatus).Final()
+			runMu.Lock()
 			o.Line = &store.RunLine{RunID: runID, At: o.Now, Step: step.Label, From: line.From, To: line.To,
 				Result: line.Result, Duration: took}
+			runMu.Unlock()
+			if o.Line.RunID == 0 {
+				o.StartRun, o.RunStartedAt = r.task, runAt
+			}
 			if last {
 				o.FinishRun = string(outcome)
 			}
-			next, err = e.Store.VMApplyStep(ctx, o)
+			var id int64
+			next, id, err = e.Store.VMApplyStepRun(ctx, o)
+			if err == nil {
+				runMu.Lock()
+				runID = id
+				runMu.Unlock()
+			}
 			if errors.Is(err, store.ErrConflict) {
 				err = fmt.Errorf("VM changed by someone else during the step; left as is")
 			}
@@ -263,8 +294,10 @@ func (r *runPass) advance(ctx context.Context, vm store.VM, n int) {
 		}
 		if err != nil {
 			line.Result, line.Failed = notApplied+": "+err.Error(), true
-			_ = e.Store.RunAppendLine(context.WithoutCancel(ctx), store.RunLine{RunID: runID, At: e.Clock.Now(),
-				Step: step.Label, From: line.From, To: line.To, Result: line.Result, Duration: took})
+			if id, rerr := ensureRun(); rerr == nil {
+				_ = e.Store.RunAppendLine(context.WithoutCancel(ctx), store.RunLine{RunID: id, At: e.Clock.Now(),
+					Step: step.Label, From: line.From, To: line.To, Result: line.Result, Duration: took})
+			}
 		}
 		e.Live.Step(line)
 		e.Metrics.Step(step.Label, raw, err)
@@ -348,11 +381,6 @@ func (r *runPass) outcome(ctx context.Context, vm store.VM, to states.State, res
 	// A notification the outcome causes is written with it (the outbox).
 	o.Events = r.e.outboxFor(cur, o)
 	return o, nil
-}
-
-func (r *runPass) storeError(vm store.VM, err error) {
-	r.count(func(s *Summary) { s.Errors++ })
-	r.e.Live.Logger().Error().Str("vm", vm.ServiceID).Err(err).Msgf("%s  store error: %v", vm.ServiceID, err)
 }
 
 // nodeLimiter caps in-flight heavy PVE tasks per node: those already pending

@@ -173,7 +173,7 @@ func (s *Store) BackupsByState(ctx context.Context, states ...string) ([]Backup,
 
 // BackupInFlight returns the VM's backup that is rotating or running, if any.
 func (s *Store) BackupInFlight(ctx context.Context, vmID int64) (Backup, bool, error) {
-	b, err := scanBackup(s.db.QueryRowContext(ctx, `SELECT `+backupColumns+` FROM backups
+	b, err := scanBackup(s.queryRow(ctx, `SELECT `+backupColumns+` FROM backups
 		WHERE vm_id = ? AND state IN ('rotating', 'running') ORDER BY id LIMIT 1`, vmID))
 	if errors.Is(err, sql.ErrNoRows) {
 		return Backup{}, false, nil

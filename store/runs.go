@@ -44,32 +44,45 @@ type RunLine struct {
 // RunsKeptPerVM runs (including the new one).
 func (s *Store) RunStart(ctx context.Context, vmID int64, task string, now time.Time) (int64, error) {
 	var id int64
-	err := s.tx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `INSERT INTO runs (vm_id, task, started_at) VALUES (?, ?, ?)`, vmID, task, ms(now))
-		if err != nil {
-			return err
-		}
-		if id, err = res.LastInsertId(); err != nil {
-			return err
-		}
-		_, err = tx.ExecContext(ctx, `DELETE FROM runs WHERE vm_id = ? AND id NOT IN
-			(SELECT id FROM runs WHERE vm_id = ? ORDER BY id DESC LIMIT ?)`, vmID, vmID, RunsKeptPerVM)
+	err := s.group(ctx, func(ctx context.Context, tx *gtx) error {
+		var err error
+		id, err = startRun(ctx, tx, vmID, task, now)
 		return err
 	})
 	return id, err
 }
 
-// RunAppendLine appends a line to a run. Lines are written as they happen.
+// startRun is RunStart in tx.
+func startRun(ctx context.Context, tx *gtx, vmID int64, task string, now time.Time) (int64, error) {
+	res, err := tx.exec(ctx, `INSERT INTO runs (vm_id, task, started_at) VALUES (?, ?, ?)`, vmID, task, ms(now))
+	if err != nil {
+		return 0, err
+	}
+	id, err := res.LastInsertId()
+	if err != nil {
+		return 0, err
+	}
+	_, err = tx.exec(ctx, `DELETE FROM runs WHERE vm_id = ? AND id NOT IN
+		(SELECT id FROM runs WHERE vm_id = ? ORDER BY id DESC LIMIT ?)`, vmID, vmID, RunsKeptPerVM)
+	return id, err
+}
+
+// RunAppendLine appends a line to a run. Lines are written as they happen
+// (through the group commit: durable when it returns).
 func (s *Store) RunAppendLine(ctx context.Context, l RunLine) error {
-	_, err := s.exec(ctx, `INSERT INTO run_lines (run_id, at, step, from_state, to_state, result, detail, duration_ms)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, l.RunID, ms(l.At), l.Step, l.From, l.To, l.Result, l.Detail, l.Duration.Milliseconds())
-	return err
+	return s.group(ctx, func(ctx context.Context, tx *gtx) error {
+		_, err := tx.exec(ctx, `INSERT INTO run_lines (run_id, at, step, from_state, to_state, result, detail, duration_ms)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, l.RunID, ms(l.At), l.Step, l.From, l.To, l.Result, l.Detail, l.Duration.Milliseconds())
+		return err
+	})
 }
 
 // RunFinish closes a run with its overall result.
 func (s *Store) RunFinish(ctx context.Context, runID int64, result string, now time.Time) error {
-	_, err := s.exec(ctx, `UPDATE runs SET finished_at = ?, result = ? WHERE id = ?`, ms(now), result, runID)
-	return err
+	return s.group(ctx, func(ctx context.Context, tx *gtx) error {
+		_, err := tx.exec(ctx, `UPDATE runs SET finished_at = ?, result = ? WHERE id = ?`, ms(now), result, runID)
+		return err
+	})
 }
 
 // RunsForVM returns a VM's newest runs first, each with its lines in order.

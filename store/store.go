@@ -28,6 +28,10 @@ import (
 //go:embed migrations/*.sql
 var migrations embed.FS
 
+// maxIdleConns is how many open connections the pool keeps between uses:
+// above the step runner's default concurrency plus its group-commit writer.
+const maxIdleConns = 16
+
 // BusyTimeout is how long a writer waits for another writer's lock.
 const BusyTimeout = 15 * time.Second
 
@@ -43,7 +47,9 @@ type Store struct {
 	path     string
 	ident    os.FileInfo // the file opened, to notice it being removed or replaced
 	readOnly bool
-	audit    *Request // see Audited
+	audit    *Request   // see Audited
+	gc       *committer // group commit of the step runner's writes (group.go)
+	stmts    *stmtCache // prepared statements of the hot paths (group.go)
 }
 
 // Open opens the existing pvectl database at path and applies pending
@@ -248,7 +254,11 @@ func openDB(ctx context.Context, path string, readOnly bool) (*Store, error) {
 		}
 		return nil, explainAt(path, fmt.Errorf("open database %s: %w", path, err))
 	}
-	return &Store{db: db, path: path, readOnly: readOnly}, nil
+	// Keep the connections the step workers use: database/sql keeps only
+	// two idle by default, and a SQLite connection opened anew reads and
+	// parses the whole schema (most of a pass's CPU at concurrency 8).
+	db.SetMaxIdleConns(maxIdleConns)
+	return &Store{db: db, path: path, readOnly: readOnly, gc: &committer{}, stmts: &stmtCache{}}, nil
 }
 
 // checkOwner accepts a file stamped with pvectl's application id, or one
@@ -358,7 +368,12 @@ func (s *Store) Verify() error {
 }
 
 // Close closes the database.
-func (s *Store) Close() error { return s.db.Close() }
+func (s *Store) Close() error {
+	if s.stmts != nil {
+		s.stmts.close()
+	}
+	return s.db.Close()
+}
 
 // Path is the database file.
 func (s *Store) Path() string { return s.path }

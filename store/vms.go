@@ -186,7 +186,7 @@ func (s *Store) VMCreate(ctx context.Context, n NewVM) (vm VM, created bool, err
 
 // VMGet returns the VM with this row id.
 func (s *Store) VMGet(ctx context.Context, id int64) (VM, error) {
-	v, err := scanVM(s.db.QueryRowContext(ctx, `SELECT `+vmColumns+` FROM vms WHERE id = ?`, id))
+	v, err := scanVM(s.queryRow(ctx, `SELECT `+vmColumns+` FROM vms WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return VM{}, fmt.Errorf("vm #%d: %w", id, ErrNotFound)
 	}
@@ -322,6 +322,12 @@ type Outcome struct {
 	// fsync) per step instead of three.
 	Line      *RunLine
 	FinishRun string
+	// StartRun, when Line.RunID is 0, opens the line's run (this task,
+	// started at RunStartedAt) in the same transaction, as RunStart does:
+	// a step that said nothing on the way costs one write, not two.
+	// VMApplyStepRun returns the run's id.
+	StartRun     string
+	RunStartedAt time.Time
 }
 
 // VMApplyOutcome applies o if the VM is still at o.FromStatus/o.FromVersion.
@@ -333,10 +339,21 @@ func (s *Store) VMApplyOutcome(ctx context.Context, o Outcome) error {
 }
 
 // VMApplyStep is VMApplyOutcome that also writes o.Line / o.FinishRun and
-// returns the VM as it is after the change.
+// returns the VM as it is after the change. It goes through the group
+// commit (group.go): it returns once the batch holding it is durable, and a
+// compare-and-set that fails rolls back only this outcome (its events and
+// line included).
 func (s *Store) VMApplyStep(ctx context.Context, o Outcome) (VM, error) {
+	vm, _, err := s.VMApplyStepRun(ctx, o)
+	return vm, err
+}
+
+// VMApplyStepRun is VMApplyStep that also returns the id of the run the
+// line went to (opened here when o.StartRun asks for it).
+func (s *Store) VMApplyStepRun(ctx context.Context, o Outcome) (VM, int64, error) {
 	var vm VM
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	var runID int64
+	err := s.group(ctx, func(ctx context.Context, tx *gtx) error {
 		stepStarted := `step_started_at`
 		args := []any{o.ToStatus, o.Attempts, ms(clampRetry(o.NextAttempt, o.Now)), b2i(o.Held), o.LastError, o.WaitReason, o.StepWaits}
 		if o.ToStatus != o.FromStatus {
@@ -346,7 +363,7 @@ func (s *Store) VMApplyStep(ctx context.Context, o Outcome) (VM, error) {
 		moved := b2i(o.ToStatus != o.FromStatus)
 		args = append(args, ms(o.Now), b2i(o.ClearPending), b2i(o.ClearPending), b2i(o.ClearPending), moved, o.ToStatus, moved)
 		args = append(args, o.ID, o.FromStatus, o.FromVersion)
-		res, err := tx.ExecContext(ctx, `UPDATE vms SET status = ?, attempts = ?, next_attempt_at = ?,
+		res, err := tx.exec(ctx, `UPDATE vms SET status = ?, attempts = ?, next_attempt_at = ?,
 			held = ?, last_error = ?, wait_reason = ?, step_waits = ?, step_started_at = `+stepStarted+`, updated_at = ?,
 			pending_upid = CASE WHEN ? THEN '' ELSE pending_upid END,
 			pending_node = CASE WHEN ? THEN '' ELSE pending_node END,
@@ -361,29 +378,35 @@ func (s *Store) VMApplyStep(ctx context.Context, o Outcome) (VM, error) {
 		if err := oneRow(res, o.ID); err != nil {
 			return err
 		}
-		if err := insertOutbox(ctx, tx, o.Events, o.Now); err != nil {
+		if err := insertOutbox(ctx, tx.Tx, o.Events, o.Now); err != nil {
 			return err
 		}
 		if l := o.Line; l != nil {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO run_lines (run_id, at, step, from_state, to_state, result, detail, duration_ms)
-				VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, l.RunID, ms(l.At), l.Step, l.From, l.To, l.Result, l.Detail, l.Duration.Milliseconds()); err != nil {
+			runID = l.RunID
+			if runID == 0 && o.StartRun != "" {
+				if runID, err = startRun(ctx, tx, o.ID, o.StartRun, o.RunStartedAt); err != nil {
+					return err
+				}
+			}
+			if _, err := tx.exec(ctx, `INSERT INTO run_lines (run_id, at, step, from_state, to_state, result, detail, duration_ms)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, runID, ms(l.At), l.Step, l.From, l.To, l.Result, l.Detail, l.Duration.Milliseconds()); err != nil {
 				return err
 			}
 			if o.FinishRun != "" {
-				if _, err := tx.ExecContext(ctx, `UPDATE runs SET finished_at = ?, result = ? WHERE id = ?`, ms(o.Now), o.FinishRun, l.RunID); err != nil {
+				if _, err := tx.exec(ctx, `UPDATE runs SET finished_at = ?, result = ? WHERE id = ?`, ms(o.Now), o.FinishRun, runID); err != nil {
 					return err
 				}
 				if o.FinishRun == "waiting" {
-					if err := collapseWait(ctx, tx, l.RunID, o.ID, o.Now); err != nil {
+					if err := collapseWait(ctx, tx.Tx, runID, o.ID, o.Now); err != nil {
 						return err
 					}
 				}
 			}
 		}
-		vm, err = scanVM(tx.QueryRowContext(ctx, `SELECT `+vmColumns+` FROM vms WHERE id = ?`, o.ID))
+		vm, err = scanVM(tx.queryRow(ctx, `SELECT `+vmColumns+` FROM vms WHERE id = ?`, o.ID))
 		return err
 	})
-	return vm, err
+	return vm, runID, err
 }
 
 func oneRow(res sql.Result, id int64) error {
