@@ -149,6 +149,7 @@ func (e *Engine) safetyNet(env *states.Env) *states.Env {
 		return env
 	}
 	pass := *env
+	pass.Fleet = states.NewFleet() // one /cluster/resources per pass, for the looks a stale view cannot mislead
 	pass.Strays = states.NewStrays(func(w string) {
 		e.Live.Logger().Warn().Str("task", "process_vms").Msg("process_vms: " + w)
 	})
@@ -224,6 +225,7 @@ func (r *runPass) advance(ctx context.Context, vm store.VM, n int) {
 		// task, so a step that only looks (and skips) never waits for one.
 		env.HeavySlot = func(node string) bool { return r.heavy.acquire(node) }
 		env.HeavyLimit = r.heavy.limit
+		env.HeavyFree = r.heavy.free
 		emitted, stepVM := &atomic.Bool{}, vm
 		env.Emit = func(detail string) {
 			emitted.Store(true)
@@ -402,6 +404,13 @@ func newNodeLimiter(limit int, vms []store.VM, reg states.Registry) *nodeLimiter
 		}
 	}
 	return l
+}
+
+// free reports whether node has a free slot, without taking it.
+func (l *nodeLimiter) free(node string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.used[node] < l.limit
 }
 
 func (l *nodeLimiter) acquire(node string) bool {

@@ -35,7 +35,11 @@ func reserveVMIDAndIPs(ctx context.Context, env *Env, vm store.VM) Result {
 	if err != nil {
 		return Permanent(fmt.Errorf("product %s: %w; fix the config, or reset-status creation after recreating the VM with a valid --template", vm.Product, err))
 	}
-	all, err := env.PVE.ClusterResources(ctx, proxmox.ResourceAll)
+	// The pass's view of the cluster (Fleet): a VMID taken in PVE after it
+	// was read cannot become a duplicate (the clone looks on the template's
+	// node, and PVE refuses a clone onto a VMID that exists), and one freed
+	// since is only skipped.
+	all, err := fleetResources(ctx, env, proxmox.ResourceAll)
 	if err != nil {
 		return fromError("list cluster resources", err)
 	}

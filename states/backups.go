@@ -37,7 +37,7 @@ func removeBackups(ctx context.Context, env *Env, vm store.VM) Result {
 			return Skip(fmt.Sprintf("VMID %d holds a VM pvectl did not create; its backups are not ours", vm.VMID))
 		}
 	}
-	all, err := env.PVE.ClusterResources(ctx, proxmox.ResourceStorage)
+	all, err := fleetResources(ctx, env, proxmox.ResourceStorage) // the pass's view: storages
 	if err != nil {
 		env.Emit("· backups ERR list storages: " + err.Error())
 		return Partial("could not list storages; backups left in place")

@@ -21,11 +21,27 @@ func cloneTemplate(ctx context.Context, env *Env, vm store.VM) Result {
 	if err != nil {
 		return Permanent(fmt.Errorf("product %s: %w; fix the config or reinstall with another --template", vm.Product, err))
 	}
-	// Look before acting: does the VMID already hold a VM? /cluster/resources
-	// lags a few seconds behind, so also ask the template's node directly.
-	r, exists, err := findVM(ctx, env, vm.VMID)
-	if err != nil {
-		return fromError("find VM in cluster", err)
+	var r proxmox.Resource
+	var exists bool
+	switch {
+	case env.TaskDone:
+		// Our clone task ended OK on the template's node: the VM is
+		// there; its config below says whether it is ours.
+		r, exists = proxmox.Resource{Type: "qemu", VMID: vm.VMID, Node: tpl.Node}, true
+	default:
+		// No slot for the clone: wait before looking (the look guards
+		// only the submit).
+		if res := heavyBusy(env, tpl.Node); res != nil {
+			return *res
+		}
+		// Look before acting: does the VMID already hold a VM? The pass's
+		// view of /cluster/resources is read once per pass and lags a few
+		// seconds behind, so also ask the template's node directly (PVE
+		// refuses a clone onto a VMID that exists anywhere).
+		r, exists, err = findVMIn(ctx, env, vm.VMID)
+		if err != nil {
+			return fromError("find VM in cluster", err)
+		}
 	}
 	if !exists {
 		r = proxmox.Resource{Type: "qemu", VMID: vm.VMID, Node: tpl.Node}
@@ -38,6 +54,12 @@ func cloneTemplate(ctx context.Context, env *Env, vm store.VM) Result {
 	var cfg proxmox.VMConfig
 	if exists {
 		cfg, err = env.PVE.VMConfig(ctx, proxmox.VMRef{Node: r.Node, VMID: vm.VMID})
+		if proxmox.IsNotFound(err) && env.TaskDone {
+			// Not where the clone ran: the next attempt looks cluster-wide.
+			res := Retryable(fmt.Errorf("the clone task ended OK but VM %d is not on %s; looking again", vm.VMID, r.Node))
+			res.ClearTask = true
+			return res
+		}
 		if proxmox.IsNotFound(err) {
 			exists = false // listed, but gone (the list lags a destroy)
 		} else if err != nil {
@@ -103,7 +125,17 @@ func cloneTaskError(ctx context.Context, env *Env, vm store.VM, failed Result) R
 // the migration task (Task "migrate"), then this looks where the VM is.
 func migrateToTarget(ctx context.Context, env *Env, vm store.VM) Result {
 	p := env.Product
-	r, exists, err := findVMNear(ctx, env, vm)
+	at := vm
+	switch {
+	case env.TaskDone && vm.TargetNode != "":
+		at.Node = vm.TargetNode // the migration ended OK: look on the target first
+	case vm.TargetNode != "" && vm.TargetNode != vm.Node:
+		// A migration to make and no slot for it: wait before looking.
+		if res := heavyBusy(env, vm.Node); res != nil {
+			return *res
+		}
+	}
+	r, exists, err := findVMNear(ctx, env, at)
 	if err != nil {
 		return fromError("find VM in cluster", err)
 	}

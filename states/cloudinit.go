@@ -82,7 +82,7 @@ func applyCloudInit(ctx context.Context, env *Env, vm store.VM, p config.Product
 			ci.SSHKeys = append(ci.SSHKeys, k)
 		}
 	}
-	cfg, err := env.PVE.VMConfig(ctx, ref(vm))
+	cfg, err := readConfig(ctx, env, vm)
 	if err != nil {
 		return false, err
 	}

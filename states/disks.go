@@ -84,7 +84,7 @@ func resizeDisk(ctx context.Context, env *Env, vm store.VM, key string, sizeGB i
 	if env.TaskDone {
 		return Success()
 	}
-	cfg, err := env.PVE.VMConfig(ctx, ref(vm))
+	cfg, err := readConfig(ctx, env, vm)
 	if err != nil {
 		return fromError("read config", err)
 	}
@@ -112,7 +112,7 @@ func humanSize(b int64) string {
 
 // setDiskIO sets a disk's iops/mbps limits; 0 removes a limit.
 func setDiskIO(ctx context.Context, env *Env, vm store.VM, key string, d config.Disk) Result {
-	cfg, err := env.PVE.VMConfig(ctx, ref(vm))
+	cfg, err := readConfig(ctx, env, vm)
 	if err != nil {
 		return fromError("read config", err)
 	}
@@ -169,7 +169,7 @@ func addAdditionalDisk(ctx context.Context, env *Env, vm store.VM, exists func(k
 	if env.TaskDone {
 		return Success()
 	}
-	cfg, err := env.PVE.VMConfig(ctx, ref(vm))
+	cfg, err := readConfig(ctx, env, vm)
 	if err != nil {
 		return fromError("read config", err)
 	}
@@ -298,7 +298,7 @@ func changeAdditionalDisk(ctx context.Context, env *Env, vm store.VM) Result {
 // action per tick: its snapshots first, then detach, then destroy the
 // volume. The runner follows each task; this then looks again.
 func removeAdditionalDisk(ctx context.Context, env *Env, vm store.VM) Result {
-	cfg, err := env.PVE.VMConfig(ctx, ref(vm))
+	cfg, err := readConfig(ctx, env, vm)
 	if err != nil {
 		return fromError("read config", err)
 	}

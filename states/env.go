@@ -30,11 +30,19 @@ type Env struct {
 	// has HeavyLimit in flight and the step should wait. nil = no limit.
 	HeavySlot  func(node string) bool
 	HeavyLimit int
+	// HeavyFree reports, without taking one, whether the node has a free
+	// slot: a heavy step whose node has none waits before it looks (its
+	// look guards only the submit it would not make). nil = no limit.
+	HeavyFree func(node string) bool
 	// Strays is the pass's safety net: the PVE VMs carrying pvectl's marker
 	// that no record knows, looked for once per process_vms pass by the
 	// first allocation; their addresses are never handed out. nil = not
 	// looked for (tests that build an Env by hand).
 	Strays *Strays
+	// Fleet is the pass's one view of /cluster/resources, shared by the
+	// steps where a view from earlier in the pass is safe (see Fleet). nil
+	// = every look reads it fresh.
+	Fleet *Fleet
 	// Emit writes a sub-line (a DNS record, a heartbeat, an event) for the
 	// current step, live and into the VM's run log.
 	Emit func(detail string)
@@ -45,4 +53,8 @@ type Env struct {
 	Product  config.Product
 	VMConfig proxmox.VMConfig
 	TaskDone bool
+
+	// looked is what Step.Call read to locate the VM (its status or its
+	// config), for the step's own first read.
+	looked *looked
 }

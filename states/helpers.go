@@ -167,9 +167,37 @@ func noHeavySlot(env *Env, node string) *Result {
 	return &r
 }
 
+// heavyBusy returns a wait result, before the step looks at PVE, when the
+// node has no free slot for the heavy task the step would submit: waiting
+// has no side effect, so the look can wait for the slot too. nil means the
+// step looks, and takes a slot (noHeavySlot) right before it submits.
+func heavyBusy(env *Env, node string) *Result {
+	if env.HeavyFree == nil || node == "" || env.HeavyFree(node) {
+		return nil
+	}
+	r := Wait(fmt.Sprintf("node %s has %d heavy tasks in flight", node, env.HeavyLimit))
+	return &r
+}
+
 // findVM looks the VMID up in /cluster/resources: where it lives, if anywhere.
 func findVM(ctx context.Context, env *Env, vmid int) (proxmox.Resource, bool, error) {
 	res, err := env.PVE.ClusterResources(ctx, proxmox.ResourceVM)
+	if err != nil {
+		return proxmox.Resource{}, false, err
+	}
+	for _, r := range res {
+		if r.IsVM() && r.VMID == vmid {
+			return r, true, nil
+		}
+	}
+	return proxmox.Resource{}, false, nil
+}
+
+// findVMIn looks the VMID up in the pass's view of /cluster/resources
+// (Fleet): only for a look that a view from earlier in the pass cannot
+// mislead into a duplicate.
+func findVMIn(ctx context.Context, env *Env, vmid int) (proxmox.Resource, bool, error) {
+	res, err := fleetResources(ctx, env, proxmox.ResourceVM)
 	if err != nil {
 		return proxmox.Resource{}, false, err
 	}
@@ -185,40 +213,94 @@ func findVM(ctx context.Context, env *Env, vmid int) (proxmox.Resource, bool, er
 // falls back to the cluster-wide list only when the VM is not there, so a
 // pass over a large fleet does not fetch /cluster/resources once per VM.
 func findVMNear(ctx context.Context, env *Env, vm store.VM) (proxmox.Resource, bool, error) {
+	r, _, ok, err := findVMNearStatus(ctx, env, vm)
+	return r, ok, err
+}
+
+// findVMNearStatus is findVMNear with the status it read on the record's
+// node (nil when it had to look cluster-wide).
+func findVMNearStatus(ctx context.Context, env *Env, vm store.VM) (proxmox.Resource, *proxmox.VMStatus, bool, error) {
 	if vm.Node != "" {
 		st, err := readStatus(ctx, env, vm)
 		if err == nil {
 			return proxmox.Resource{Type: "qemu", VMID: vm.VMID, Node: vm.Node, Name: st.Name, Status: st.Status,
-				Lock: st.Lock, Tags: st.Tags, Template: st.Template}, true, nil
+				Lock: st.Lock, Tags: st.Tags, Template: st.Template}, &st, true, nil
 		}
 		if !proxmox.IsNotFound(err) {
-			return proxmox.Resource{}, false, err
+			return proxmox.Resource{}, nil, false, err
 		}
 	}
-	return findVM(ctx, env, vm.VMID)
+	r, ok, err := findVM(ctx, env, vm.VMID)
+	return r, nil, ok, err
 }
 
 // locate finds the VM in the cluster and records its node if it moved,
 // and returns the config lock PVE shows on it ("" when none). A missing VM
-// is a permanent error: the record says it exists.
+// is a permanent error: the record says it exists. The status it read on
+// the VM's node is the step's own first readStatus.
 func locate(ctx context.Context, env *Env, vm *store.VM) (lock string, res *Result) {
-	r, ok, err := findVMNear(ctx, env, *vm)
+	r, st, ok, err := findVMNearStatus(ctx, env, *vm)
 	if err != nil {
 		res := fromError("find VM in cluster", err)
 		return "", &res
 	}
+	if res := moved(ctx, env, vm, r, ok); res != nil {
+		return "", res
+	}
+	if st != nil {
+		env.looked = &looked{at: ref(*vm), status: st}
+	}
+	return r.Lock, nil
+}
+
+// locateConfig finds the VM by reading its config on the record's node (the
+// config shows the lock too), and only when it is not there looks
+// cluster-wide, records the node it moved to and reads the config there.
+// The config is the step's env.VMConfig and its own first readConfig.
+func locateConfig(ctx context.Context, env *Env, vm *store.VM) (proxmox.VMConfig, *Result) {
+	if vm.Node != "" {
+		cfg, err := env.PVE.VMConfig(ctx, ref(*vm))
+		if err == nil {
+			env.looked = &looked{at: ref(*vm), config: &cfg}
+			return cfg, nil
+		}
+		if !proxmox.IsNotFound(err) {
+			res := fromError("read config", err)
+			return cfg, &res
+		}
+	}
+	r, ok, err := findVM(ctx, env, vm.VMID)
+	if err != nil {
+		res := fromError("find VM in cluster", err)
+		return proxmox.VMConfig{}, &res
+	}
+	if res := moved(ctx, env, vm, r, ok); res != nil {
+		return proxmox.VMConfig{}, res
+	}
+	cfg, err := env.PVE.VMConfig(ctx, ref(*vm))
+	if err != nil {
+		res := fromError("read config", err)
+		return cfg, &res
+	}
+	env.looked = &looked{at: ref(*vm), config: &cfg}
+	return cfg, nil
+}
+
+// moved records the node the VM was found on (r, ok); a missing VM is a
+// permanent error: the record says it exists.
+func moved(ctx context.Context, env *Env, vm *store.VM, r proxmox.Resource, ok bool) *Result {
 	if !ok {
 		res := Permanent(fmt.Errorf("VM %d is not in the cluster; if it was removed by hand, use pvectl reset-status", vm.VMID))
-		return "", &res
+		return &res
 	}
 	if r.Node != vm.Node {
 		if err := env.Store.VMSetNode(ctx, vm.ID, vm.Status, vm.Version, r.Node, env.Now()); err != nil {
 			res := Retryable(err)
-			return "", &res
+			return &res
 		}
 		vm.Node = r.Node
 	}
-	return r.Lock, nil
+	return nil
 }
 
 // staleLock holds the VM when a config lock has blocked its step for

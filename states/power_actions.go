@@ -24,6 +24,9 @@ import (
 // readStatus reads the VM's PVE status and records it as the VM's power
 // state last seen (best effort: a failed write is not the step's error).
 func readStatus(ctx context.Context, env *Env, vm store.VM) (proxmox.VMStatus, error) {
+	if st, ok := env.takeStatus(vm); ok {
+		return st, nil // the runner's look for this step, just now (seen already)
+	}
 	st, err := env.PVE.VMStatus(ctx, ref(vm))
 	if err == nil {
 		seen(ctx, env, vm, st.Status)

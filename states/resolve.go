@@ -118,10 +118,39 @@ func (s Step) resolve(ctx context.Context, env *Env, vm store.VM) Result {
 			return Skip(why)
 		}
 	}
-	if s.Needs&(NeedLocation|NeedConfig) != 0 {
-		lock, res := locate(ctx, env, &vm)
-		if res != nil {
-			return *res
+	// The step's own pending task, when naming it needs no config, is read
+	// first: while it runs the step waits without locating the VM.
+	var taskRead, taskDone bool
+	var taskRes Result
+	if s.Task != nil && pending(vm) && s.Needs&NeedConfig == 0 {
+		if what := s.Task(env, vm); what != "" {
+			taskRead = true
+			taskDone, taskRes = awaitTask(ctx, env, vm, what)
+			if !taskDone && taskRes.Kind == Waiting {
+				return taskRes
+			}
+		}
+	}
+	locating := s.Needs&(NeedLocation|NeedConfig) != 0
+	// A task that ended OK on the VM's node says where the VM is: it just
+	// ran there. Not a heavy step's task: a migration moves the VM.
+	if taskDone && !s.Heavy && s.Needs&NeedConfig == 0 && vm.PendingNode == vm.Node {
+		locating = false
+	}
+	if locating {
+		var lock string
+		if s.Needs&NeedConfig != 0 {
+			cfg, res := locateConfig(ctx, env, &vm)
+			if res != nil {
+				return *res
+			}
+			env.VMConfig, lock = cfg, cfg.Lock()
+		} else {
+			l, res := locate(ctx, env, &vm)
+			if res != nil {
+				return *res
+			}
+			lock = l
 		}
 		// A backup, snapshot or rollback PVE is running on the VM: the
 		// step waits for it, unless its own task (a snapshot deletion) is
@@ -134,24 +163,20 @@ func (s Step) resolve(ctx context.Context, env *Env, vm store.VM) Result {
 			return Wait("PVE lock " + st.Lock)
 		}
 	}
-	if s.Needs&NeedConfig != 0 {
-		cfg, err := env.PVE.VMConfig(ctx, ref(vm))
-		if err != nil {
-			return fromError("read config", err)
-		}
-		env.VMConfig = cfg
-	}
-	if s.Task != nil && pending(vm) {
+	if s.Task != nil && pending(vm) && !taskRead {
 		if what := s.Task(env, vm); what != "" {
-			done, res := awaitTask(ctx, env, vm, what)
-			if !done {
-				if res.Kind != Waiting && s.OnTaskError != nil {
-					return s.OnTaskError(ctx, env, vm, res)
-				}
-				return res
-			}
-			env.TaskDone = true
+			taskRead = true
+			taskDone, taskRes = awaitTask(ctx, env, vm, what)
 		}
+	}
+	if taskRead {
+		if !taskDone {
+			if taskRes.Kind != Waiting && s.OnTaskError != nil {
+				return s.OnTaskError(ctx, env, vm, taskRes)
+			}
+			return taskRes
+		}
+		env.TaskDone = true
 	}
 	return s.Run(ctx, env, vm)
 }

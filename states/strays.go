@@ -110,7 +110,7 @@ func FindStrays(ctx context.Context, env *Env) ([]Stray, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read the store's VMIDs: %w", err)
 	}
-	all, err := env.PVE.ClusterResources(ctx, proxmox.ResourceVM)
+	all, err := fleetResources(ctx, env, proxmox.ResourceVM)
 	if err != nil {
 		return nil, fmt.Errorf("list cluster VMs: %w", err)
 	}

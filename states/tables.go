@@ -33,7 +33,7 @@ func Deploy() *Pipeline {
 		{From: SetAdditionalDiskBandwidth, To: SetNetwork, Label: "Configure network", Run: configureNetwork,
 			Needs: NeedProduct | NeedConfig},
 		{From: SetNetwork, To: SetFirewall, Label: "Configure firewall", Run: configureFirewall, Needs: NeedProduct | NeedLocation},
-		{From: SetFirewall, To: SetCloudinit, Label: "Configure cloud-init", Run: configureCloudInit, Needs: NeedProduct | NeedLocation},
+		{From: SetFirewall, To: SetCloudinit, Label: "Configure cloud-init", Run: configureCloudInit, Needs: NeedProduct | NeedConfig},
 		{From: SetCloudinit, To: Starting, Label: "Start VM", Run: startVM,
 			Needs: NeedLocation, Task: follows("start"), OnTaskError: startTaskError},
 		{From: Starting, To: Ready, Label: "Verify running", Run: verifyRunning, Needs: NeedLocation},
@@ -46,7 +46,7 @@ func Deploy() *Pipeline {
 // Stopped steps stop it again after a failure started it).
 func ChangePackageTable() *Pipeline {
 	return MustPipeline("change_package", ChangePackage, []Step{
-		{From: ChangePackage, To: CPUpdateIP, Label: "Update IPs, IP set and DNS", Run: updateIPs, Needs: NeedProduct | NeedLocation},
+		{From: ChangePackage, To: CPUpdateIP, Label: "Update IPs, IP set and DNS", Run: updateIPs, Needs: NeedProduct | NeedConfig},
 		{From: CPUpdateIP, To: CPStop, Label: "Stop VM", Run: stopForChange, Needs: NeedLocation},
 		{From: CPStop, To: CPCPURAM, Label: "Set CPU & RAM", Run: setCPURAM, Stopped: true, Needs: NeedProduct | NeedConfig},
 		{From: CPCPURAM, To: CPSystemDiskSize, Label: "Resize system disk", Run: resizeSystemDisk, Stopped: true,

@@ -83,7 +83,7 @@ type benchRig struct {
 	next  int // next service number
 }
 
-func newBenchRig(b *testing.B) *benchRig {
+func newBenchRig(b testing.TB) *benchRig {
 	b.Helper()
 	c := pvesim.DefaultCluster()
 	c.Nodes = append(c.Nodes, c.Nodes[1])
@@ -128,7 +128,7 @@ func newBenchRig(b *testing.B) *benchRig {
 }
 
 // create writes n new VM records in creation, cycling through the products.
-func (r *benchRig) create(b *testing.B, n int) {
+func (r *benchRig) create(b testing.TB, n int) {
 	b.Helper()
 	for range n {
 		i := r.next
@@ -144,7 +144,7 @@ func (r *benchRig) create(b *testing.B, n int) {
 
 // pass runs one process_vms pass, then lets a minute pass on both clocks so
 // every task submitted in the pass has finished by the next one.
-func (r *benchRig) pass(b *testing.B) engine.Summary {
+func (r *benchRig) pass(b testing.TB) engine.Summary {
 	b.Helper()
 	s, err := r.eng.ProcessVMs(context.Background())
 	if err != nil {
@@ -158,7 +158,7 @@ func (r *benchRig) pass(b *testing.B) engine.Summary {
 	return s
 }
 
-func (r *benchRig) notReady(b *testing.B) string {
+func (r *benchRig) notReady(b testing.TB) string {
 	vms, err := r.eng.Store.VMList(context.Background(), store.VMFilter{})
 	if err != nil {
 		b.Fatal(err)
@@ -207,11 +207,14 @@ func BenchmarkDeploySteps(b *testing.B) {
 // concurrency 1 and at the default (8). The fleet is built once, at zero
 // latency and outside the timer (that takes about a minute); the default
 // concurrency runs first, then concurrency 1 times the next pass over the
-// same fleet, one step further along (and so on for b.N > 1).
+// same fleet, one step further along (and so on for b.N > 1). x-ideal is
+// the pass time over requests × latency / concurrency, measured in the same
+// pass.
 func BenchmarkProcessVMsPass1000(b *testing.B) {
 	r := newBenchRig(b)
 	r.fleet(b, 1000)
-	r.sim.SetLatency(50*time.Millisecond, 0)
+	const latency = 50 * time.Millisecond
+	r.sim.SetLatency(latency, 0)
 	for _, conc := range []int{config.DefaultConcurrency, 1} {
 		b.Run(fmt.Sprintf("concurrency=%d", conc), func(b *testing.B) {
 			r.eng.Config.Tasks.ProcessVMs.Concurrency = conc
@@ -239,6 +242,10 @@ func BenchmarkProcessVMsPass1000(b *testing.B) {
 				r.clock.advance(time.Minute)
 			}
 			n := float64(b.N)
+			// The ideal pass: every request back to back on conc
+			// connections at the simulated latency, nothing else.
+			ideal := float64(requests) * float64(latency) / float64(conc)
+			b.ReportMetric(float64(total)/ideal, "x-ideal")
 			b.ReportMetric(float64(total.Milliseconds())/n, "ms/pass")
 			b.ReportMetric(float64(requests)/n, "requests/pass")
 			b.ReportMetric(float64(processed)/n, "vms/pass")
@@ -289,4 +296,108 @@ func (r *benchRig) distribution(b *testing.B) string {
 		parts = append(parts, fmt.Sprintf("%s=%d", k, by[k]))
 	}
 	return fmt.Sprintf("%d deploying: %s", deploying, strings.Join(parts, " "))
+}
+
+// reqTally counts API requests and completed steps of a pipeline.
+type reqTally struct {
+	requests, steps int
+	endpoints       map[string]int
+}
+
+func (t *reqTally) add(reqs []pvesim.Request) {
+	if t.endpoints == nil {
+		t.endpoints = map[string]int{}
+	}
+	for _, q := range reqs {
+		t.requests++
+		ep := q.Endpoint
+		if ep == "" {
+			ep = q.Method + " " + q.Path
+		}
+		t.endpoints[ep]++
+	}
+}
+
+// perStep is requests per completed step.
+func (t *reqTally) perStep() float64 {
+	if t.steps == 0 {
+		return 0
+	}
+	return float64(t.requests) / float64(t.steps)
+}
+
+// breakdown lists the endpoints by count, most first.
+func (t *reqTally) breakdown() string {
+	keys := make([]string, 0, len(t.endpoints))
+	for k := range t.endpoints {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		if t.endpoints[keys[i]] != t.endpoints[keys[j]] {
+			return t.endpoints[keys[i]] > t.endpoints[keys[j]]
+		}
+		return keys[i] < keys[j]
+	})
+	var parts []string
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%5d  %s", t.endpoints[k], k))
+	}
+	return strings.Join(parts, "\n")
+}
+
+// untilIdle runs passes until none has a VM to process, adding each pass's
+// requests and completed steps to t.
+func (r *benchRig) untilIdle(b testing.TB, t *reqTally) {
+	b.Helper()
+	for n := 0; ; n++ {
+		before := len(r.sim.Requests())
+		s := r.pass(b)
+		t.add(r.sim.Requests()[before:])
+		t.steps += s.Advanced
+		if s.Processed == 0 {
+			return
+		}
+		if n > 200 {
+			b.Fatalf("batch did not converge:\n%s", r.notReady(b))
+		}
+	}
+}
+
+// BenchmarkRequestsPerStep counts the PVE API requests per completed step
+// of each pipeline a batch of 30 VMs goes through at zero latency (tasks
+// finish between passes): deploy from creation to ready, change-package
+// to the next product and back at ready, terminate until the records are
+// gone. Only the passes' requests count (not the stop a terminate request
+// sends at once). The per-endpoint counts are logged (-v).
+func BenchmarkRequestsPerStep(b *testing.B) {
+	const batch = 30
+	r := newBenchRig(b)
+	var deploy, change, terminate reqTally
+	b.ResetTimer()
+	for b.Loop() {
+		first := r.next
+		r.create(b, batch)
+		r.untilIdle(b, &deploy)
+		for i := first; i < r.next; i++ {
+			next := benchProducts[(i+1)%len(benchProducts)]
+			if _, err := r.eng.ChangePackage(context.Background(), fmt.Sprintf("svc-%05d", i), next); err != nil {
+				b.Fatal(err)
+			}
+		}
+		r.untilIdle(b, &change)
+		for i := first; i < r.next; i++ {
+			if _, err := r.eng.Terminate(context.Background(), fmt.Sprintf("svc-%05d", i)); err != nil {
+				b.Fatal(err)
+			}
+		}
+		r.untilIdle(b, &terminate)
+	}
+	b.StopTimer()
+	for _, p := range []struct {
+		name string
+		t    *reqTally
+	}{{"deploy", &deploy}, {"change-package", &change}, {"terminate", &terminate}} {
+		b.ReportMetric(p.t.perStep(), "requests/step-"+p.name)
+		b.Logf("%s: %d requests, %d completed steps, %.2f requests/step\n%s", p.name, p.t.requests, p.t.steps, p.t.perStep(), p.t.breakdown())
+	}
 }
