@@ -236,12 +236,11 @@ func (c nodesRun) ideal(requests int) time.Duration {
 }
 
 var (
-	runFloor    = nodesRun{floor: true, concurrency: 40, limit: config.DefaultMaxRequestsPerNode}
-	runDefaults = nodesRun{concurrency: config.DefaultConcurrency, limit: config.DefaultMaxRequestsPerNode}
-	runOff      = nodesRun{concurrency: 40, limit: unlimited}
-	runLimit    = nodesRun{concurrency: 40, limit: config.DefaultMaxRequestsPerNode}
-	runOffW     = nodesRun{concurrency: 40, limit: unlimited, workers: benchNodeWorkers}
-	runLimitW   = nodesRun{concurrency: 40, limit: config.DefaultMaxRequestsPerNode, workers: benchNodeWorkers}
+	runFloor  = nodesRun{floor: true, concurrency: 40, limit: config.DefaultMaxRequestsPerNode}
+	runOff    = nodesRun{concurrency: 40, limit: unlimited}
+	runLimit  = nodesRun{concurrency: 40, limit: config.DefaultMaxRequestsPerNode}
+	runOffW   = nodesRun{concurrency: 40, limit: unlimited, workers: benchNodeWorkers}
+	runLimitW = nodesRun{concurrency: 40, limit: config.DefaultMaxRequestsPerNode, workers: benchNodeWorkers}
 )
 
 // benchmarkNodesPass times ONE process_vms pass per configuration over a
@@ -333,7 +332,7 @@ func (r *nodesRig) resetEnv() {
 
 // BenchmarkProcessVMsPassNodes1000: 1,000 deploying VMs over 10 nodes.
 func BenchmarkProcessVMsPassNodes1000(b *testing.B) {
-	benchmarkNodesPass(b, 1000, 6, runFloor, runDefaults, runOff, runLimit, runOffW, runLimitW)
+	benchmarkNodesPass(b, 1000, 6, runFloor, runOff, runLimit, runOffW, runLimitW)
 }
 
 // BenchmarkProcessVMsPassNodes10000: the 10,000 deploying VMs over
