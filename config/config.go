@@ -81,6 +81,10 @@ type Proxmox struct {
 	CAFile             string   `yaml:"ca_file"`
 	InsecureSkipVerify bool     `yaml:"insecure_skip_verify"`
 	Timeout            Duration `yaml:"timeout"`
+	// MaxRequestsPerNode: how many PVE API requests pvectl keeps in flight
+	// at once to any one node (requests outside /nodes/{node} count
+	// against the endpoint); default 4.
+	MaxRequestsPerNode int `yaml:"max_requests_per_node" valid:"1 or more"`
 }
 
 // VMIDRange bounds the VMIDs pvectl may use.

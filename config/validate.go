@@ -13,15 +13,17 @@ import (
 
 // Defaults applied when a key is absent.
 const (
-	DefaultTimeout        = 10 * time.Second
-	DefaultConcurrency    = 8
-	DefaultHeavyPerNode   = 2
-	DefaultStopTimeout    = 2 * time.Minute
-	DefaultStartWaitTicks = 5
-	DefaultDeleteAttempts = 10
-	DefaultStaleLockAfter = 6 * time.Hour
-	DefaultDNSTimeout     = 5 * time.Second
-	DefaultDNSTTL         = 3600
+	DefaultTimeout = 10 * time.Second
+	// DefaultMaxRequestsPerNode is proxmox.max_requests_per_node's default.
+	DefaultMaxRequestsPerNode = 4
+	DefaultConcurrency        = 8
+	DefaultHeavyPerNode       = 2
+	DefaultStopTimeout        = 2 * time.Minute
+	DefaultStartWaitTicks     = 5
+	DefaultDeleteAttempts     = 10
+	DefaultStaleLockAfter     = 6 * time.Hour
+	DefaultDNSTimeout         = 5 * time.Second
+	DefaultDNSTTL             = 3600
 )
 
 func boolPtr(b bool) *bool { return &b }
@@ -29,6 +31,9 @@ func boolPtr(b bool) *bool { return &b }
 func (c *Config) applyDefaults() {
 	if c.Proxmox.Timeout == 0 {
 		c.Proxmox.Timeout = Duration(DefaultTimeout)
+	}
+	if c.Proxmox.MaxRequestsPerNode == 0 {
+		c.Proxmox.MaxRequestsPerNode = DefaultMaxRequestsPerNode
 	}
 	if s := os.Getenv("PVECTL_PROXMOX_TOKEN_SECRET"); s != "" {
 		c.Proxmox.TokenSecret = Secret(s)
@@ -159,6 +164,9 @@ func (c *Config) validate() error {
 		if _, err := os.Stat(px.CAFile); err != nil {
 			bad("proxmox.ca_file", "cannot read %s", px.CAFile)
 		}
+	}
+	if px.MaxRequestsPerNode < 1 {
+		bad("proxmox.max_requests_per_node", "must be at least 1 (requests in flight to one node at a time), got %d", px.MaxRequestsPerNode)
 	}
 
 	// vmid_range

@@ -25,7 +25,7 @@ func newEnv(_ context.Context, e *engine.Engine) (*states.Env, error) {
 	opts := proxmox.Options{URL: c.Proxmox.URL, TokenID: c.Proxmox.TokenID,
 		TokenSecret: c.Proxmox.TokenSecret.Reveal(), CAFile: c.Proxmox.CAFile,
 		InsecureSkipVerify: c.Proxmox.InsecureSkipVerify, Timeout: c.Proxmox.Timeout.D(),
-		UserAgent: "pvectl/" + version}
+		UserAgent: "pvectl/" + version, MaxRequestsPerNode: c.Proxmox.MaxRequestsPerNode}
 	if e.Metrics != nil {
 		opts.Observe = e.Metrics.ObservePVE // PVE request latency, for the metrics file
 	}

@@ -45,6 +45,13 @@ type Options struct {
 	// called from the goroutine that made the request, so it must be safe
 	// for concurrent use. pvectl's metrics use it (docs/monitoring.md).
 	Observe func(method, template string, d time.Duration, err error)
+	// MaxRequestsPerNode, when above 0, is how many requests the adapter
+	// keeps in flight at once to any one node (/nodes/{node}/... paths);
+	// all other requests count against the endpoint as one more node. A
+	// request beyond it waits in the adapter (not counted in Timeout) for
+	// a slot or until its context is done. 0 = no limit. pvectl sets it
+	// from proxmox.max_requests_per_node (default 4). See nodelimit.go.
+	MaxRequestsPerNode int
 }
 
 const redacted = "[REDACTED]"
@@ -57,6 +64,7 @@ func (o Options) redacted() map[string]any {
 	return map[string]any{
 		"url": o.URL, "token_id": o.TokenID, "token_secret": secret, "ca_file": o.CAFile,
 		"insecure_skip_verify": o.InsecureSkipVerify, "timeout": o.Timeout.String(), "user_agent": o.UserAgent,
+		"max_requests_per_node": o.MaxRequestsPerNode,
 	}
 }
 
@@ -66,8 +74,8 @@ func (o Options) String() string {
 	if o.TokenSecret != "" {
 		secret = redacted
 	}
-	return fmt.Sprintf("Options{URL:%q TokenID:%q TokenSecret:%q CAFile:%q InsecureSkipVerify:%t Timeout:%s UserAgent:%q}",
-		o.URL, o.TokenID, secret, o.CAFile, o.InsecureSkipVerify, o.Timeout, o.UserAgent)
+	return fmt.Sprintf("Options{URL:%q TokenID:%q TokenSecret:%q CAFile:%q InsecureSkipVerify:%t Timeout:%s UserAgent:%q MaxRequestsPerNode:%d}",
+		o.URL, o.TokenID, secret, o.CAFile, o.InsecureSkipVerify, o.Timeout, o.UserAgent, o.MaxRequestsPerNode)
 }
 
 // GoString is String, so %#v redacts too.
@@ -80,7 +88,7 @@ func (o Options) LogValue() slog.Value {
 		slog.String("url", o.URL), slog.String("token_id", o.TokenID),
 		slog.String("token_secret", r["token_secret"].(string)), slog.String("ca_file", o.CAFile),
 		slog.Bool("insecure_skip_verify", o.InsecureSkipVerify), slog.Duration("timeout", o.Timeout),
-		slog.String("user_agent", o.UserAgent),
+		slog.String("user_agent", o.UserAgent), slog.Int("max_requests_per_node", o.MaxRequestsPerNode),
 	)
 }
 
@@ -94,6 +102,7 @@ type Adapter struct {
 	base    string
 	retry   readRetry
 	observe func(method, template string, d time.Duration, err error)
+	limit   *nodeLimiter // nil: no per-node limit
 }
 
 var _ Client = (*Adapter)(nil)
@@ -148,7 +157,8 @@ func New(opts Options) (*Adapter, error) {
 		goproxmox.WithHTTPClient(hc),
 		goproxmox.WithUserAgent(ua),
 	)
-	return &Adapter{c: c, secret: opts.TokenSecret, base: base, retry: defaultReadRetry(), observe: opts.Observe}, nil
+	return &Adapter{c: c, secret: opts.TokenSecret, base: base, retry: defaultReadRetry(), observe: opts.Observe,
+		limit: newNodeLimiter(opts.MaxRequestsPerNode)}, nil
 }
 
 // String describes the adapter without credentials.
@@ -235,14 +245,25 @@ func (a *Adapter) call(ctx context.Context, ci callInfo, params map[string]any, 
 	}
 }
 
-// send sends one request, once, and tells Options.Observe how it went.
+// send sends one request, once, holding a slot of its node
+// (Options.MaxRequestsPerNode) for just that round trip, and then tells
+// Options.Observe how it went. A context done while waiting for the slot
+// returns a ClassTransient error with nothing sent (Applied false) and
+// nothing observed.
 func (a *Adapter) send(ctx context.Context, ci callInfo, params map[string]any, out any) error {
-	if a.observe == nil {
-		return a.sendOnce(ctx, ci, params, out)
+	release, err := a.limit.acquire(ctx, limitKey(ci.path))
+	if err != nil {
+		e := a.wrap(err, ci)
+		e.Applied = false // never sent
+		return e
 	}
 	began := time.Now()
-	err := a.sendOnce(ctx, ci, params, out)
-	a.observe(ci.method, ci.tmpl, time.Since(began), err)
+	err = a.sendOnce(ctx, ci, params, out)
+	d := time.Since(began)
+	release()
+	if a.observe != nil {
+		a.observe(ci.method, ci.tmpl, d, err)
+	}
 	return err
 }
 

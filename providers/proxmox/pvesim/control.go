@@ -15,6 +15,9 @@ import (
 //	GET    /_sim/requests[?rejected=1]  []Request
 //	POST   /_sim/clock/advance          {"duration":"10s"}   (manual clock only)
 //	POST   /_sim/faults/latency         {"fixed":"200ms","jitter":"50ms"}
+//	POST   /_sim/faults/node-workers    {"workers":3}   (0: off; SetNodeWorkers)
+//	DELETE /_sim/inflight               ResetInFlightPeaks
+//	GET    /_sim/inflight               {"in_flight":{"pve1":3,…},"served":{…}} (InFlightPeaks, ServedPeaks)
 //	POST   /_sim/faults/error-rate      ErrorRate
 //	POST   /_sim/faults/fail-next       FailNext
 //	POST   /_sim/faults/task            TaskFault
@@ -80,6 +83,20 @@ func (s *Sim) serveControl(w http.ResponseWriter, r *http.Request) {
 		}
 		s.SetLatency(time.Duration(body.Fixed), time.Duration(body.Jitter))
 		reply(200, s.Faults())
+	case "POST /faults/node-workers":
+		var body struct {
+			Workers int `json:"workers"`
+		}
+		if !decode(&body) {
+			return
+		}
+		s.SetNodeWorkers(body.Workers)
+		reply(200, s.Faults())
+	case "DELETE /inflight":
+		s.ResetInFlightPeaks()
+		reply(200, map[string]string{})
+	case "GET /inflight":
+		reply(200, map[string]map[string]int{"in_flight": nonNilMap(s.InFlightPeaks()), "served": nonNilMap(s.ServedPeaks())})
 	case "POST /faults/error-rate":
 		var f ErrorRate
 		if !decode(&f) {

@@ -50,6 +50,9 @@
 //	func (s *Sim) Rejected() []Request   // requests rejected by schema validation (400)
 //	func (s *Sim) RequireNoRejections(t testing.TB)
 //	func (s *Sim) CheckCIPassword(vmid int, password string) bool // cipassword is never shown
+//	func (s *Sim) InFlightPeaks() map[string]int // most requests in flight at once per node ("" = the endpoint)
+//	func (s *Sim) ServedPeaks() map[string]int   // the same without those waiting for a worker
+//	func (s *Sim) ResetInFlightPeaks()
 //
 //	// state setup
 //	func (s *Sim) AddVM(v VMSpec) error
@@ -57,6 +60,7 @@
 //
 //	// faults (all also reachable over POST /_sim/faults/...)
 //	func (s *Sim) SetLatency(fixed, jitter time.Duration)
+//	func (s *Sim) SetNodeWorkers(w int)  // pveproxy's workers: w per node, the rest queue (0 = off)
 //	func (s *Sim) SetErrorRate(f ErrorRate)
 //	func (s *Sim) FailNext(f FailNext)
 //	func (s *Sim) FailTask(f TaskFault)

@@ -69,6 +69,8 @@ type FaultState struct {
 	OfflineNodes []string    `json:"offline_nodes"`
 	NeverRunning []int       `json:"never_running"`
 	Quorate      bool        `json:"quorate"`
+	// NodeWorkers is SetNodeWorkers' w (0: the worker model is off).
+	NodeWorkers int `json:"node_workers,omitempty"`
 }
 
 type faults struct {
@@ -232,6 +234,7 @@ func (s *Sim) ClearFaults() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.faults = faults{}
+	s.SetNodeWorkers(0)
 	s.quorate = true
 	for _, n := range s.nodes {
 		n.offline = false
@@ -249,7 +252,7 @@ func (s *Sim) Faults() FaultState {
 }
 
 func (s *Sim) faultState() FaultState {
-	fs := FaultState{Latency: Duration(s.faults.latency), Jitter: Duration(s.faults.jitter), Quorate: s.quorate,
+	fs := FaultState{Latency: Duration(s.faults.latency), Jitter: Duration(s.faults.jitter), Quorate: s.quorate, NodeWorkers: s.NodeWorkers(),
 		ErrorRates: append([]ErrorRate{}, s.faults.rates...), FailNext: append([]FailNext{}, s.faults.next...),
 		TaskFaults: append([]TaskFault{}, s.faults.tasks...), OfflineNodes: []string{}, NeverRunning: []int{}}
 	for _, name := range s.order {

@@ -345,6 +345,11 @@ func (s *Sim) serveAPI(w http.ResponseWriter, r *http.Request) {
 		writeRaw(w, r, 501, "Not Implemented", []byte(`{"data":null}`))
 		return
 	}
+	leave, ok := s.flight.enter(r.Context(), requestNode(rel))
+	if !ok {
+		return // the client gave up while the node's workers were busy
+	}
+	defer leave()
 	req := Request{Method: r.Method, Path: rel, Params: map[string]string{}}
 	// latency
 	s.mu.Lock()

@@ -31,7 +31,8 @@ type Sim struct {
 	requests []Request
 	faults   faults
 	schema   *validator
-	access   *access // user.cfg: handlers_access.go
+	access   *access  // user.cfg: handlers_access.go
+	flight   inflight // requests in flight per node: inflight.go
 }
 
 type node struct {
