@@ -329,4 +329,3 @@ func openSeedDB(b *testing.B, dir string) *sql.DB {
 	}
 	return db
 }
-

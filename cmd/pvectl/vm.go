@@ -226,6 +226,31 @@ func writeJSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
+// writeJSONRows writes rows exactly as writeJSON would, one row at a time:
+// 10,000 VMs never sit in one buffer that is then indented again.
+func writeJSONRows[T any](w io.Writer, rows []T) error {
+	if len(rows) == 0 {
+		return writeJSON(w, rows)
+	}
+	if _, err := io.WriteString(w, "[\n"); err != nil {
+		return err
+	}
+	for i, r := range rows {
+		b, err := json.MarshalIndent(r, "  ", "  ")
+		if err != nil {
+			return err
+		}
+		sep := ",\n"
+		if i == len(rows)-1 {
+			sep = "\n]\n"
+		}
+		if _, err := fmt.Fprintf(w, "  %s%s", b, sep); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func validStatus(s string) error {
 	if states.State(s).Valid() {
 		return nil
@@ -289,7 +314,7 @@ func newVMListCmd(g *globals) *cobra.Command {
 			// One write per few KB, not one per table cell.
 			out := bufio.NewWriter(cmd.OutOrStdout())
 			if asJSON {
-				if err := writeJSON(out, rows); err != nil {
+				if err := writeJSONRows(out, rows); err != nil {
 					return err
 				}
 				return out.Flush()
