@@ -194,11 +194,15 @@ func (s *Store) VMGet(ctx context.Context, id int64) (VM, error) {
 	return v, err
 }
 
+// vmFindQuery: the OR is served by two indexes (service_id's and
+// vms_hostname), not a scan.
+const vmFindQuery = `SELECT ` + vmColumns + ` FROM vms
+		WHERE service_id = ? OR hostname = ? ORDER BY service_id = ? DESC, status = 'remove', id DESC LIMIT 1`
+
 // VMFind returns the VM whose service id or hostname is ref. A service id
 // wins over a hostname, and a live VM over a removed one with that name.
 func (s *Store) VMFind(ctx context.Context, ref string) (VM, error) {
-	v, err := scanVM(s.db.QueryRowContext(ctx, `SELECT `+vmColumns+` FROM vms
-		WHERE service_id = ? OR hostname = ? ORDER BY service_id = ? DESC, status = 'remove', id DESC LIMIT 1`, ref, ref, ref))
+	v, err := scanVM(s.db.QueryRowContext(ctx, vmFindQuery, ref, ref, ref))
 	if errors.Is(err, sql.ErrNoRows) {
 		return VM{}, fmt.Errorf("no VM with service id or hostname %q: %w", ref, ErrNotFound)
 	}
@@ -860,9 +864,14 @@ func (s *Store) VMSetPassword(ctx context.Context, id int64, password string, no
 	return err
 }
 
+// countAttentionQuery counts with the indexes vms_held and vms_due, not a
+// scan of every VM (process_vms runs it on every pass).
+const countAttentionQuery = `SELECT (SELECT count(*) FROM vms WHERE held = 1),
+	(SELECT count(*) FROM vms WHERE status = 'error_terminate')`
+
 // VMCountAttention counts VMs that need a person: held, and in error_terminate.
 func (s *Store) VMCountAttention(ctx context.Context) (held, errorTerminate int, err error) {
-	err = s.db.QueryRowContext(ctx, `SELECT COALESCE(SUM(held), 0), COALESCE(SUM(status = 'error_terminate'), 0) FROM vms`).Scan(&held, &errorTerminate)
+	err = s.db.QueryRowContext(ctx, countAttentionQuery).Scan(&held, &errorTerminate)
 	return held, errorTerminate, err
 }
 

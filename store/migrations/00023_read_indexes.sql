@@ -10,6 +10,9 @@ CREATE INDEX vms_active ON vms (id) WHERE status NOT IN ('ready', 'remove', 'err
 CREATE INDEX vms_suspend_pending ON vms (id) WHERE suspend_pending = 1;
 -- vms_held: the held VMs (vm list --held, vm retry --all --held).
 CREATE INDEX vms_held ON vms (id) WHERE held = 1;
+-- vms_hostname: a VM named by hostname (log, vm show, every request) and the check that a new VM's
+-- hostname is free.
+CREATE INDEX vms_hostname ON vms (hostname);
 -- vm list --node / --product.
 CREATE INDEX vms_node ON vms (node, id);
 CREATE INDEX vms_product ON vms (product, id);
@@ -17,6 +20,7 @@ CREATE INDEX vms_product ON vms (product, id);
 -- +goose Down
 DROP INDEX vms_product;
 DROP INDEX vms_node;
+DROP INDEX vms_hostname;
 DROP INDEX vms_held;
 DROP INDEX vms_suspend_pending;
 DROP INDEX vms_active;
