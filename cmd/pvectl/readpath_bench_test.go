@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -119,32 +118,15 @@ const rssLaunch = "\x00rss"
 
 const gnuTime = "/usr/bin/time"
 
-var (
-	pvectlBinOnce sync.Once
-	pvectlBin     string
-	pvectlBinErr  error
-)
-
-// buildPvectl builds cmd/pvectl once per test process (the build cache makes
-// it quick after the first time).
+// buildPvectl builds cmd/pvectl into a temporary directory (the build
+// cache makes it quick after the first time).
 func buildPvectl(b *testing.B) string {
 	b.Helper()
-	pvectlBinOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "pvectl-bench-bin")
-		if err != nil {
-			pvectlBinErr = err
-			return
-		}
-		pvectlBin = filepath.Join(dir, "pvectl")
-		out, err := exec.Command("go", "build", "-o", pvectlBin, ".").CombinedOutput()
-		if err != nil {
-			pvectlBinErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if pvectlBinErr != nil {
-		b.Fatal(pvectlBinErr)
+	bin := filepath.Join(b.TempDir(), "pvectl")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		b.Fatalf("go build: %v\n%s", err, out)
 	}
-	return pvectlBin
+	return bin
 }
 
 // runPvectl runs the binary once and returns its wall time and peak RSS. It
