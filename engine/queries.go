@@ -14,13 +14,19 @@ func (e *Engine) ListVMs(ctx context.Context, status string) ([]VM, error) {
 }
 
 // ListVMsFiltered lists the VM records matching f (status, PVE power state
-// as last seen), ordered by creation.
+// as last seen, node, product, held), ordered by creation.
 func (e *Engine) ListVMsFiltered(ctx context.Context, f store.VMFilter) ([]VM, error) {
 	return e.Store.VMList(ctx, f)
 }
 
 // IPs are a VM's allocated addresses, IPv4 first.
 func (e *Engine) IPs(ctx context.Context, vm VM) ([]IP, error) { return e.Store.IPsForVM(ctx, vm.ID) }
+
+// ListVMsWithIPs is ListVMsFiltered for vm list: the fields it prints and
+// each VM's addresses, in one query.
+func (e *Engine) ListVMsWithIPs(ctx context.Context, f store.VMFilter) ([]store.VMListed, error) {
+	return e.Store.VMListIPs(ctx, f)
+}
 
 // DNSRecords are the records pvectl published (or failed to publish) for a VM.
 func (e *Engine) DNSRecords(ctx context.Context, vm VM) ([]DNSRecord, error) {

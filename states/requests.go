@@ -3,6 +3,7 @@ package states
 import (
 	"fmt"
 	"slices"
+	"sync"
 )
 
 // The sets of states a request may come from. The request API (engine,
@@ -116,7 +117,11 @@ func SuspendFrom() []State { return []State{Ready} }
 
 // Suspending reports whether s is a state of the suspend table (suspend,
 // suspend_stopped, suspended): a suspend is under way or done.
-func Suspending(s State) bool { return slices.Contains(SuspendTable().States(), s) }
+func Suspending(s State) bool { return slices.Contains(suspendStates(), s) }
+
+// suspendStates are the suspend table's states, walked once (vm list asks
+// for every VM).
+var suspendStates = sync.OnceValue(func() []State { return SuspendTable().States() })
 
 // Unsuspending reports whether s is a state of the unsuspend table before ready.
 func Unsuspending(s State) bool { return s != Ready && slices.Contains(UnsuspendTable().States(), s) }

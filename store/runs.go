@@ -121,10 +121,12 @@ func (s *Store) RunsForVM(ctx context.Context, vmID int64, limit int) ([]Run, er
 	return runs, nil
 }
 
+const runLinesQuery = `SELECT id, run_id, at, step, from_state, to_state, result, detail, duration_ms
+		FROM run_lines WHERE run_id = ? AND id > ? ORDER BY id`
+
 // RunLinesAfter returns a run's lines with id > after, in order.
 func (s *Store) RunLinesAfter(ctx context.Context, runID, after int64) ([]RunLine, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT id, run_id, at, step, from_state, to_state, result, detail, duration_ms
-		FROM run_lines WHERE run_id = ? AND id > ? ORDER BY id`, runID, after)
+	rows, err := s.db.QueryContext(ctx, runLinesQuery, runID, after)
 	if err != nil {
 		return nil, err
 	}

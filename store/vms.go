@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -193,11 +194,15 @@ func (s *Store) VMGet(ctx context.Context, id int64) (VM, error) {
 	return v, err
 }
 
+// vmFindQuery: the OR is served by two indexes (service_id's and
+// vms_hostname), not a scan.
+const vmFindQuery = `SELECT ` + vmColumns + ` FROM vms
+		WHERE service_id = ? OR hostname = ? ORDER BY service_id = ? DESC, status = 'remove', id DESC LIMIT 1`
+
 // VMFind returns the VM whose service id or hostname is ref. A service id
 // wins over a hostname, and a live VM over a removed one with that name.
 func (s *Store) VMFind(ctx context.Context, ref string) (VM, error) {
-	v, err := scanVM(s.db.QueryRowContext(ctx, `SELECT `+vmColumns+` FROM vms
-		WHERE service_id = ? OR hostname = ? ORDER BY service_id = ? DESC, status = 'remove', id DESC LIMIT 1`, ref, ref, ref))
+	v, err := scanVM(s.db.QueryRowContext(ctx, vmFindQuery, ref, ref, ref))
 	if errors.Is(err, sql.ErrNoRows) {
 		return VM{}, fmt.Errorf("no VM with service id or hostname %q: %w", ref, ErrNotFound)
 	}
@@ -210,15 +215,89 @@ type VMFilter struct {
 	Power  string // PVE power state as last seen ("running", "stopped"); "" = any
 	// SuspendPending: only VMs with a queued suspend.
 	SuspendPending bool
+	Node           string // where the VM lives now; "" = any
+	Product        string // "" = any
+	Held           bool   // only held VMs
 }
 
 // VMList returns VMs ordered by row id.
 func (s *Store) VMList(ctx context.Context, f VMFilter) ([]VM, error) {
+	q, args := vmListQuery(f)
+	return s.queryVMs(ctx, q, args...)
+}
+
+// VMListed is a VM as vm list shows it: the fields it prints and the VM's
+// addresses (not those being released), IPv4 first.
+type VMListed struct {
+	VM  // only the fields of listColumns; the others are zero
+	IPs []string
+}
+
+// listColumns are the columns of VMListed: what vm list prints, and what
+// it needs to tell a stuck or throttled VM; no SSH keys, password or step
+// memory. The last one is the VM's addresses in one string.
+const listColumns = `id, service_id, hostname, product, status, target_node, node, COALESCE(vmid, 0),
+	pending_upid, pending_node, step_started_at, attempts, next_attempt_at, held, last_error, dns_dirty,
+	power_state, power_seen_at, suspend_reason, suspend_pending, template, throttle_mbps, throttle_until,
+	wait_reason, created_at, updated_at,
+	(SELECT COALESCE(group_concat(address, ',' ORDER BY family, id), '') FROM ip_allocations
+		WHERE vm_id = vms.id AND releasing = 0)`
+
+// VMListIPs is VMList for display: one query reads the VMs matching f,
+// ordered by row id, with their addresses (10,000 VMs: a single pass, not a
+// query per VM).
+func (s *Store) VMListIPs(ctx context.Context, f VMFilter) ([]VMListed, error) {
+	q, args := vmListQuery(f)
+	q = strings.Replace(q, vmColumns, listColumns, 1)
+	rows, err := s.db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []VMListed
+	for rows.Next() {
+		var v VM
+		var stepStarted, next, created, updated, powerSeen, throttleUntil int64
+		var held, dirty, suspendPending int
+		var ips string
+		if err := rows.Scan(&v.ID, &v.ServiceID, &v.Hostname, &v.Product, &v.Status, &v.TargetNode, &v.Node, &v.VMID,
+			&v.PendingUPID, &v.PendingNode, &stepStarted, &v.Attempts, &next, &held, &v.LastError, &dirty,
+			&v.PowerState, &powerSeen, &v.SuspendReason, &suspendPending, &v.Template, &v.ThrottleMBps, &throttleUntil,
+			&v.WaitReason, &created, &updated, &ips); err != nil {
+			return nil, err
+		}
+		v.StepStartedAt, v.NextAttemptAt = fromMS(stepStarted), fromMS(next)
+		v.CreatedAt, v.UpdatedAt = fromMS(created), fromMS(updated)
+		v.Held, v.DNSDirty, v.SuspendPending = held == 1, dirty == 1, suspendPending == 1
+		if powerSeen != 0 {
+			v.PowerSeenAt = fromMS(powerSeen)
+		}
+		if throttleUntil != 0 {
+			v.ThrottleUntil = fromMS(throttleUntil)
+		}
+		l := VMListed{VM: v}
+		if ips != "" {
+			l.IPs = strings.Split(ips, ",")
+		}
+		out = append(out, l)
+	}
+	return out, rows.Err()
+}
+
+// vmListQuery is VMList's query (a test checks the indexes it uses).
+func vmListQuery(f VMFilter) (string, []any) {
 	q := `SELECT ` + vmColumns + ` FROM vms`
 	var args []any
 	var where []string
 	if f.Status != "" {
-		where = append(where, `status = ?`)
+		if f.SuspendPending || f.Held {
+			// The partial index (a handful of VMs) beats a state's rows in
+			// vms_due (every ready VM); SQLite, without statistics, would
+			// take the equality on status. "+status" cannot use an index.
+			where = append(where, `+status = ?`)
+		} else {
+			where = append(where, `status = ?`)
+		}
 		args = append(args, f.Status)
 	}
 	if f.Power != "" {
@@ -226,12 +305,23 @@ func (s *Store) VMList(ctx context.Context, f VMFilter) ([]VM, error) {
 		args = append(args, f.Power)
 	}
 	if f.SuspendPending {
-		where = append(where, `suspend_pending = 1`)
+		where = append(where, `suspend_pending = 1`) // index vms_suspend_pending: a literal 1
+	}
+	if f.Node != "" {
+		where = append(where, `node = ?`)
+		args = append(args, f.Node)
+	}
+	if f.Product != "" {
+		where = append(where, `product = ?`)
+		args = append(args, f.Product)
+	}
+	if f.Held {
+		where = append(where, `held = 1`) // index vms_held: a literal 1
 	}
 	if len(where) > 0 {
 		q += ` WHERE ` + strings.Join(where, ` AND `)
 	}
-	return s.queryVMs(ctx, q+` ORDER BY id`, args...)
+	return q + ` ORDER BY id`, args
 }
 
 // MaxRetryDelay is the longest a VM or a DNS retry is ever put off. Retry
@@ -267,17 +357,55 @@ func clampRetry(next, now time.Time) time.Time {
 // VMsDue returns the VMs the step runner should advance now: not in a final
 // state, not held and not backing off.
 func (s *Store) VMsDue(ctx context.Context, now time.Time, final []string) ([]VM, error) {
+	q, args := vmsDueQuery(now, final)
+	return s.queryVMs(ctx, q, args...)
+}
+
+// vmsDueQuery is VMsDue's query (a test checks the index it uses).
+func vmsDueQuery(now time.Time, final []string) (string, []any) {
 	// A retry time further ahead than the longest backoff was written by a
 	// clock that ran ahead: it counts as due rather than pinning the VM.
 	q := `SELECT ` + vmColumns + ` FROM vms WHERE held = 0 AND (next_attempt_at <= ? OR next_attempt_at > ?)`
 	args := []any{ms(now), ms(now.Add(MaxRetryDelay))}
-	if len(final) > 0 {
+	if ActiveIndexCovers(final) {
+		// Word for word the WHERE of the partial index vms_active, so that
+		// an idle pass reads only the VMs under way, not every ready one.
+		q += ` AND ` + activeWhere
+	} else if len(final) > 0 {
 		q += ` AND status NOT IN (?` + strings.Repeat(`, ?`, len(final)-1) + `)`
 		for _, f := range final {
 			args = append(args, f)
 		}
 	}
-	return s.queryVMs(ctx, q+` ORDER BY id`, args...)
+	return q + ` ORDER BY id`, args
+}
+
+// activeWhere is the WHERE of the partial index vms_active (migration
+// 00023): the VMs not in one of activeFinal, the final states.
+const activeWhere = `status NOT IN ('ready', 'remove', 'error_terminate', 'suspended')`
+
+var activeFinal = []string{"ready", "remove", "error_terminate", "suspended"}
+
+// ActiveIndexCovers reports whether final, the step runner's final states,
+// are those of the index vms_active, so that VMsDue can use it.
+func ActiveIndexCovers(final []string) bool { return sameSet(final, activeFinal) }
+
+// sameSet reports whether a and b hold the same strings, in any order.
+func sameSet(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for _, x := range a {
+		if !slices.Contains(b, x) {
+			return false
+		}
+	}
+	for _, x := range b {
+		if !slices.Contains(a, x) {
+			return false
+		}
+	}
+	return true
 }
 
 func (s *Store) queryVMs(ctx context.Context, q string, args ...any) ([]VM, error) {
@@ -759,9 +887,14 @@ func (s *Store) VMSetPassword(ctx context.Context, id int64, password string, no
 	return err
 }
 
+// countAttentionQuery counts with the indexes vms_held and vms_due, not a
+// scan of every VM (process_vms runs it on every pass).
+const countAttentionQuery = `SELECT (SELECT count(*) FROM vms WHERE held = 1),
+	(SELECT count(*) FROM vms WHERE status = 'error_terminate')`
+
 // VMCountAttention counts VMs that need a person: held, and in error_terminate.
 func (s *Store) VMCountAttention(ctx context.Context) (held, errorTerminate int, err error) {
-	err = s.db.QueryRowContext(ctx, `SELECT COALESCE(SUM(held), 0), COALESCE(SUM(status = 'error_terminate'), 0) FROM vms`).Scan(&held, &errorTerminate)
+	err = s.db.QueryRowContext(ctx, countAttentionQuery).Scan(&held, &errorTerminate)
 	return held, errorTerminate, err
 }
 

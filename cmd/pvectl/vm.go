@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -164,6 +165,15 @@ func toVMJSON(ctx context.Context, e *engine.Engine, vm engine.VM) (vmJSON, erro
 	if err != nil {
 		return vmJSON{}, err
 	}
+	addrs := make([]string, len(ips))
+	for i, ip := range ips {
+		addrs[i] = ip.Address
+	}
+	return vmJSONWith(e, vm, addrs), nil
+}
+
+// vmJSONWith is toVMJSON with the VM's addresses already read.
+func vmJSONWith(e *engine.Engine, vm engine.VM, ips []string) vmJSON {
 	j := vmJSON{ServiceID: vm.ServiceID, Hostname: vm.Hostname, Product: vm.Product, Status: vm.Status,
 		Node: vm.Node, TargetNode: vm.TargetNode, IPs: []string{}, Attempts: vm.Attempts, Held: vm.Held,
 		LastError: vm.LastError, DNSDirty: vm.DNSDirty, CreatedAt: vm.CreatedAt, UpdatedAt: vm.UpdatedAt}
@@ -198,10 +208,8 @@ func toVMJSON(ctx context.Context, e *engine.Engine, vm engine.VM) (vmJSON, erro
 	if r := vm.Throttled(e.Clock.Now()); r > 0 {
 		j.Throttle = &throttleJSON{RateMBps: r, Until: vm.ThrottleUntil}
 	}
-	for _, ip := range ips {
-		j.IPs = append(j.IPs, ip.Address)
-	}
-	return j, nil
+	j.IPs = append(j.IPs, ips...)
+	return j
 }
 
 func printVMJSON(ctx context.Context, w io.Writer, e *engine.Engine, vm engine.VM) error {
@@ -216,6 +224,31 @@ func writeJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
+}
+
+// writeJSONRows writes rows exactly as writeJSON would, one row at a time:
+// 10,000 VMs never sit in one buffer that is then indented again.
+func writeJSONRows[T any](w io.Writer, rows []T) error {
+	if len(rows) == 0 {
+		return writeJSON(w, rows)
+	}
+	if _, err := io.WriteString(w, "[\n"); err != nil {
+		return err
+	}
+	for i, r := range rows {
+		b, err := json.MarshalIndent(r, "  ", "  ")
+		if err != nil {
+			return err
+		}
+		sep := ",\n"
+		if i == len(rows)-1 {
+			sep = "\n]\n"
+		}
+		if _, err := fmt.Fprintf(w, "  %s%s", b, sep); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func validStatus(s string) error {
@@ -244,6 +277,7 @@ func powerText(p *powerJSON, now time.Time) string {
 
 func newVMListCmd(g *globals) *cobra.Command {
 	var status, power string
+	var f store.VMFilter
 	var asJSON, stuck bool
 	cmd := &cobra.Command{
 		Use:   "list",
@@ -263,27 +297,29 @@ func newVMListCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer closeFn()
-			vms, err := e.ListVMsFiltered(cmd.Context(), store.VMFilter{Status: status, Power: power})
+			f.Status, f.Power = status, power
+			vms, err := e.ListVMsWithIPs(cmd.Context(), f)
 			if err != nil {
 				return err
 			}
-			rows := []vmJSON{}
+			rows := make([]vmJSON, 0, len(vms))
 			for _, vm := range vms {
 				if stuck {
-					if _, ok := e.StuckOf(vm, e.Clock.Now()); !ok {
+					if _, ok := e.StuckOf(vm.VM, e.Clock.Now()); !ok {
 						continue
 					}
 				}
-				j, err := toVMJSON(cmd.Context(), e, vm)
-				if err != nil {
+				rows = append(rows, vmJSONWith(e, vm.VM, vm.IPs))
+			}
+			// One write per few KB, not one per table cell.
+			out := bufio.NewWriter(cmd.OutOrStdout())
+			if asJSON {
+				if err := writeJSONRows(out, rows); err != nil {
 					return err
 				}
-				rows = append(rows, j)
+				return out.Flush()
 			}
-			if asJSON {
-				return writeJSON(cmd.OutOrStdout(), rows)
-			}
-			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 2, ' ', 0)
+			tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 			fmt.Fprintln(tw, "SERVICE\tHOSTNAME\tPRODUCT\tSTATUS\tVMID\tNODE\tIPS\tATTEMPTS\tPOWER\tNOTE")
 			for _, j := range rows {
 				vmid := "-"
@@ -293,10 +329,17 @@ func newVMListCmd(g *globals) *cobra.Command {
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", j.ServiceID, j.Hostname, j.Product, j.Status, vmid,
 					dash(j.Node), dash(strings.Join(j.IPs, ",")), j.Attempts, powerText(j.Power, e.Clock.Now()), vmNote(j, e.Clock.Now()))
 			}
-			return tw.Flush()
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			return out.Flush()
 		},
 	}
 	cmd.Flags().StringVar(&status, "status", "", "only VMs in this state")
+	cmd.Flags().StringVar(&status, "state", "", "the same as --status")
+	cmd.Flags().StringVar(&f.Node, "node", "", "only VMs on this node (as the record has it)")
+	cmd.Flags().StringVar(&f.Product, "product", "", "only VMs of this product")
+	cmd.Flags().BoolVar(&f.Held, "held", false, "only held VMs (they wait for vm retry or reset-status)")
 	cmd.Flags().StringVar(&power, "power", "", "only VMs whose PVE power state, as last seen, is this (running, stopped)")
 	cmd.Flags().BoolVar(&stuck, "stuck", false, "only VMs in one state longer than health.stuck_after allows (not held, not in a final state)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON (stable shape, see docs/cli.md)")
