@@ -381,7 +381,7 @@ func vmsDueQuery(now time.Time, final []string) (string, []any) {
 }
 
 // activeWhere is the WHERE of the partial index vms_active (migration
-// 00023): the VMs not in one of activeFinal, the final states.
+// 00022): the VMs not in one of activeFinal, the final states.
 const activeWhere = `status NOT IN ('ready', 'remove', 'error_terminate', 'suspended')`
 
 var activeFinal = []string{"ready", "remove", "error_terminate", "suspended"}
