@@ -3,10 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 	"maps"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -116,33 +114,8 @@ func nodesConfig(apiURL, tokenID, secret string) string {
 
 func newNodesRig(b *testing.B) *nodesRig {
 	b.Helper()
-	sim, apiURL, tokenID, secret := pvesim.StartTest(b, nodesCluster())
-	b.Cleanup(func() { sim.RequireNoRejections(b) })
-	dir := b.TempDir()
-	path := filepath.Join(dir, "pvectl.yaml")
-	data := nodesConfig(apiURL, tokenID, secret)
-	if err := os.WriteFile(path, []byte(data), 0o600); err != nil {
-		b.Fatal(err)
-	}
-	cfg, err := config.Parse(path, []byte(data))
-	if err != nil {
-		b.Fatal(err)
-	}
-	st, err := store.Create(context.Background(), filepath.Join(dir, "state", "pvectl.db"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = st.Close() })
-	clock := &benchClock{t: pvesim.DefaultStart}
-	live, err := engine.NewLive(io.Discard, "console", false, clock)
-	if err != nil {
-		b.Fatal(err)
-	}
-	obs := &requestTimes{}
-	eng := &engine.Engine{Config: cfg, Store: st, StateDir: filepath.Join(dir, "state"), Clock: clock, Live: live,
-		Pipelines: states.Pipelines()}
-	r := &nodesRig{benchRig: benchRig{sim: sim, eng: eng, clock: clock}, obs: obs}
-	eng.NewEnv = r.newEnv
+	r := &nodesRig{benchRig: *newRigOn(b, nodesCluster(), nodesConfig), obs: &requestTimes{}}
+	r.eng.NewEnv = r.newEnv
 	return r
 }
 

@@ -85,6 +85,14 @@ type benchRig struct {
 
 func newBenchRig(b testing.TB) *benchRig {
 	b.Helper()
+	return newRigOn(b, benchCluster(), func(apiURL, tokenID, secret string) string {
+		return fmt.Sprintf(benchConfig, apiURL, tokenID, secret)
+	})
+}
+
+// benchCluster is pvesim's default cluster with a third node and room for
+// any fleet (memory and storage that never run out).
+func benchCluster() pvesim.Cluster {
 	c := pvesim.DefaultCluster()
 	c.Nodes = append(c.Nodes, c.Nodes[1])
 	c.Nodes[2].Name = "pve3"
@@ -97,13 +105,21 @@ func newBenchRig(b testing.TB) *benchRig {
 		}
 		c.Nodes[i].Storages = st
 	}
+	return c
+}
+
+// newRigOn is an engine over a fresh durable store and a fresh pvesim of
+// cluster c, configured by the YAML conf returns for the simulator's URL and
+// token.
+func newRigOn(b testing.TB, c pvesim.Cluster, conf func(apiURL, tokenID, secret string) string) *benchRig {
+	b.Helper()
 	sim, apiURL, tokenID, secret := pvesim.StartTest(b, c)
 	// A rejected request would show up only as a retried step and flatter
 	// the numbers: the benchmark fails instead.
 	b.Cleanup(func() { sim.RequireNoRejections(b) })
 	dir := b.TempDir()
 	path := filepath.Join(dir, "pvectl.yaml")
-	data := fmt.Sprintf(benchConfig, apiURL, tokenID, secret)
+	data := conf(apiURL, tokenID, secret)
 	if err := os.WriteFile(path, []byte(data), 0o600); err != nil {
 		b.Fatal(err)
 	}

@@ -3,14 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/pvectl/pvectl/config"
-	"github.com/pvectl/pvectl/engine"
 	"github.com/pvectl/pvectl/providers/proxmox/pvesim"
 	"github.com/pvectl/pvectl/states"
 	"github.com/pvectl/pvectl/store"
@@ -76,46 +71,13 @@ func BenchmarkTimeToReady(b *testing.B) {
 // newReadyRig is newBenchRig (bench_test.go) with readyDurations.
 func newReadyRig(b *testing.B) *benchRig {
 	b.Helper()
-	c := pvesim.DefaultCluster()
-	c.Nodes = append(c.Nodes, c.Nodes[1])
-	c.Nodes[2].Name = "pve3"
-	for i := range c.Nodes {
-		c.Nodes[i].Memory = 16 << 40
-		st := make([]pvesim.StorageSpec, len(c.Nodes[i].Storages))
-		copy(st, c.Nodes[i].Storages)
-		for j := range st {
-			st[j].Total = 1 << 50
-		}
-		c.Nodes[i].Storages = st
-	}
+	c := benchCluster()
 	c.Durations.Task = pvesim.Duration(2 * time.Second)
 	c.Durations.Tasks = map[string]pvesim.Duration{}
 	for k, v := range readyDurations {
 		c.Durations.Tasks[k] = v
 	}
-	sim, apiURL, tokenID, secret := pvesim.StartTest(b, c)
-	b.Cleanup(func() { sim.RequireNoRejections(b) })
-	dir := b.TempDir()
-	path := filepath.Join(dir, "pvectl.yaml")
-	data := fmt.Sprintf(benchConfig, apiURL, tokenID, secret)
-	if err := os.WriteFile(path, []byte(data), 0o600); err != nil {
-		b.Fatal(err)
-	}
-	cfg, err := config.Parse(path, []byte(data))
-	if err != nil {
-		b.Fatal(err)
-	}
-	st, err := store.Create(context.Background(), filepath.Join(dir, "state", "pvectl.db"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = st.Close() })
-	clock := &benchClock{t: pvesim.DefaultStart}
-	live, err := engine.NewLive(io.Discard, "console", false, clock)
-	if err != nil {
-		b.Fatal(err)
-	}
-	eng := &engine.Engine{Config: cfg, Store: st, StateDir: filepath.Join(dir, "state"), Clock: clock, Live: live,
-		Pipelines: states.Pipelines(), NewEnv: newEnv}
-	return &benchRig{sim: sim, eng: eng, clock: clock}
+	return newRigOn(b, c, func(apiURL, tokenID, secret string) string {
+		return fmt.Sprintf(benchConfig, apiURL, tokenID, secret)
+	})
 }
