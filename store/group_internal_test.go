@@ -180,9 +180,6 @@ func groupCommitChild(path string) int {
 // none for a step not applied).
 func TestGroupCommitKill9(t *testing.T) {
 	t.Parallel()
-	if testing.Short() {
-		t.Skip("starts processes")
-	}
 	ctx := context.Background()
 	s, vms, _ := newGroupStore(t, 12)
 	path := s.Path()

@@ -247,20 +247,8 @@ func benchmarkNodesPass(b *testing.B, n, batches int, runs ...nodesRun) {
 				r.resetEnv()
 				r.obs.take()
 				r.sim.ResetInFlightPeaks()
-				before := len(r.sim.Requests())
-				b.Logf("fleet before the pass: %s", r.distribution(b))
-				b.StartTimer()
-				start := time.Now()
-				s, err := r.eng.ProcessVMs(context.Background())
-				total += time.Since(start)
-				b.StopTimer()
-				if err != nil {
-					b.Fatal(err)
-				}
-				if s.Errors > 0 {
-					b.Fatalf("pass had %d step errors: %+v\n%s", s.Errors, s, r.notReady(b))
-				}
-				req := len(r.sim.Requests()) - before
+				s, took, req := r.timedPass(b)
+				total += took
 				requests += req
 				ideal += run.ideal(req)
 				processed += s.Processed
@@ -280,7 +268,7 @@ func benchmarkNodesPass(b *testing.B, n, batches int, runs ...nodesRun) {
 			b.ReportMetric(float64(requests)/nf, "requests/pass")
 			b.ReportMetric(float64(ideal.Milliseconds())/nf, "ideal_ms")
 			if ideal > 0 {
-				b.ReportMetric(total.Seconds()/ideal.Seconds(), "x_ideal")
+				b.ReportMetric(total.Seconds()/ideal.Seconds(), "x-ideal")
 			}
 			b.ReportMetric(float64(processed)/nf, "vms/pass")
 			b.ReportMetric(float64(advanced)/nf, "advanced/pass")
