@@ -176,6 +176,9 @@ func (r *backupRun) close() {
 // running gets a waiting line instead of its step. It reports whether the
 // VM waits.
 func (r *runPass) waitForBackup(ctx context.Context, vm VM) bool {
+	if !r.backups[vm.ID] {
+		return false
+	}
 	e := r.e
 	b, ok, err := e.Store.BackupInFlight(ctx, vm.ID)
 	if err != nil || !ok {

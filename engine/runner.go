@@ -75,13 +75,17 @@ func (e *Engine) ProcessVMs(ctx context.Context) (Summary, error) {
 // began; dnsb is the pass's DNS breaker.
 func (e *Engine) runSteps(ctx context.Context, task string, start time.Time, mark int64, take func(states.State) bool, dnsb *dnsBreaker) (Summary, error) {
 	now := e.Clock.Now()
-	due, err := e.Store.VMsDue(ctx, now, finalStates())
+	// Every VM under way and not held: those due now are advanced; all of
+	// them count for the heavy-task slots below (a VM backing off, say
+	// after reading its task's status failed, may still have a heavy task
+	// running on its node).
+	pending, err := e.Store.VMsDue(ctx, endOfTime, finalStates())
 	if err != nil {
 		return Summary{}, err
 	}
 	var vms []store.VM
-	for _, vm := range due {
-		if take(states.State(vm.Status)) {
+	for _, vm := range pending {
+		if store.Due(vm, now) && take(states.State(vm.Status)) {
 			vms = append(vms, vm)
 		}
 	}
@@ -93,20 +97,19 @@ func (e *Engine) runSteps(ctx context.Context, task string, start time.Time, mar
 	if err != nil {
 		return Summary{}, fmt.Errorf("prepare step environment: %w", err)
 	}
-	// A VM backing off (say, reading its task's status failed) may still
-	// have a heavy task running on its node: count every VM not held.
-	pending, err := e.Store.VMsDue(ctx, endOfTime, finalStates())
-	if err != nil {
-		return Summary{}, err
-	}
 	env = e.safetyNet(env)
 	if dnsb != nil && env.DNS != nil {
 		pass := *env
 		pass.DNS = dnsb.wrap(env.DNS)
 		env = &pass
 	}
+	backups, err := e.Store.BackupsInFlightVMs(ctx)
+	if err != nil {
+		return Summary{}, err
+	}
 	opts := e.Config.Tasks.ProcessVMs
-	r := &runPass{e: e, env: env, task: task, take: take, heavy: newNodeLimiter(opts.HeavyPerNode, pending, e.Pipelines)}
+	r := &runPass{e: e, env: env, task: task, take: take, backups: backups,
+		heavy: newNodeLimiter(opts.HeavyPerNode, pending, e.Pipelines)}
 	e.countBackupsHeavy(ctx, r.heavy) // a running vzdump is a heavy task on its node
 
 	work := make(chan store.VM)
@@ -149,7 +152,8 @@ func (e *Engine) safetyNet(env *states.Env) *states.Env {
 		return env
 	}
 	pass := *env
-	pass.Fleet = states.NewFleet() // one /cluster/resources per pass, for the looks a stale view cannot mislead
+	pass.Fleet = states.NewFleet()   // one /cluster/resources per pass, for the looks a stale view cannot mislead
+	pass.Claims = states.NewClaims() // its workers pick VMIDs and addresses one at a time, from one read of what is taken
 	pass.Strays = states.NewStrays(func(w string) {
 		e.Live.Logger().Warn().Str("task", "process_vms").Msg("process_vms: " + w)
 	})
@@ -162,9 +166,12 @@ type runPass struct {
 	task  string                  // process_vms, restore_backup
 	take  func(states.State) bool // the states this pass runs steps for
 	heavy *nodeLimiter
-	pve   pveBreaker
-	mu    sync.Mutex
-	sum   Summary
+	// backups: the VMs with a backup's PVE task in flight when the pass
+	// began (waitForBackup).
+	backups map[int64]bool
+	pve     pveBreaker
+	mu      sync.Mutex
+	sum     Summary
 }
 
 func (r *runPass) count(f func(*Summary)) {
@@ -261,8 +268,9 @@ func (r *runPass) advance(ctx context.Context, vm store.VM, n int) {
 		// outcome as an event; an outcome it refuses is never written.
 		to, err := table.Transition(ctx, states.State(vm.Status), step, res)
 		var o store.Outcome
+		var cur store.VM
 		if err == nil {
-			o, err = r.outcome(ctx, vm, to, res)
+			o, cur, err = r.outcome(ctx, vm, to, res)
 		}
 		var next store.VM
 		if err == nil {
@@ -283,7 +291,7 @@ func (r *runPass) advance(ctx context.Context, vm store.VM, n int) {
 				o.FinishRun = string(outcome)
 			}
 			var id int64
-			next, id, err = e.Store.VMApplyStepRun(ctx, o)
+			next, id, err = e.Store.VMApplyStepRun(ctx, cur, o)
 			if err == nil {
 				runMu.Lock()
 				runID = id
@@ -342,18 +350,19 @@ func runStep(ctx context.Context, step states.Step, env *states.Env, vm store.VM
 }
 
 // outcome builds the compare-and-set a step's result asks for, after
-// checking that nobody moved the VM during the step.
-func (r *runPass) outcome(ctx context.Context, vm store.VM, to states.State, res states.Result) (store.Outcome, error) {
+// checking that nobody moved the VM during the step. It also returns the
+// VM as read for it (the base of Outcome.Apply).
+func (r *runPass) outcome(ctx context.Context, vm store.VM, to states.State, res states.Result) (store.Outcome, store.VM, error) {
 	e := r.e
 	now := e.Clock.Now()
 	// Re-read: the step may have written intent (VMID, task) without
 	// changing status or version.
 	cur, err := e.Store.VMGet(ctx, vm.ID)
 	if err != nil {
-		return store.Outcome{}, err
+		return store.Outcome{}, cur, err
 	}
 	if cur.Status != vm.Status || cur.Version != vm.Version {
-		return store.Outcome{}, fmt.Errorf("VM moved to %s (version %d) by someone else during the step; left as is", cur.Status, cur.Version)
+		return store.Outcome{}, cur, fmt.Errorf("VM moved to %s (version %d) by someone else during the step; left as is", cur.Status, cur.Version)
 	}
 	o := store.Outcome{ID: vm.ID, FromStatus: vm.Status, FromVersion: vm.Version, ToStatus: vm.Status,
 		Attempts: cur.Attempts, StepWaits: cur.StepWaits, ClearPending: res.ClearTask, Now: now}
@@ -382,7 +391,7 @@ func (r *runPass) outcome(ctx context.Context, vm store.VM, to states.State, res
 	}
 	// A notification the outcome causes is written with it (the outbox).
 	o.Events = r.e.outboxFor(cur, o)
-	return o, nil
+	return o, cur, nil
 }
 
 // nodeLimiter caps in-flight heavy PVE tasks per node: those already pending

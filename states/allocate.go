@@ -56,32 +56,28 @@ func reserveVMIDAndIPs(ctx context.Context, env *Env, vm store.VM) Result {
 			inCluster[r.VMID] = true
 		}
 	}
-	// Other workers of this tick pick from the same free lists; the store's
-	// unique constraints catch a collision and we read the lists again. Each
-	// round has a winner, so with `concurrency` workers a worker loses at
-	// most concurrency-1 rounds in a row.
-	for range max(10, 2*env.Config.Tasks.ProcessVMs.Concurrency) {
-		used, err := env.Store.UsedVMIDs(ctx)
-		if err != nil {
-			return Retryable(err)
-		}
-		vmid := 0
-		for id := env.Config.VMIDRange.Min; id <= env.Config.VMIDRange.Max; id++ {
-			if !used[id] && !inCluster[id] {
-				vmid = id
-				break
+	// The pass's workers pick one at a time from the pass's view of what is
+	// taken (Claims); a value another process took meanwhile is caught by
+	// the store's unique constraints, and we pick again from a fresh read.
+	if err := env.Strays.Look(ctx, env); err != nil {
+		return Retryable(fmt.Errorf("not handing out addresses: %w", err))
+	}
+	for range 5 {
+		vmid, ips, err := env.Claims.pick(ctx, env, func(t *taken) (int, []store.IPAllocation, error) {
+			vmid := t.freeVMID(env.Config.VMIDRange.Min, env.Config.VMIDRange.Max, inCluster)
+			if vmid == 0 {
+				return 0, nil, fmt.Errorf("no free VMID in %d-%d", env.Config.VMIDRange.Min, env.Config.VMIDRange.Max)
 			}
-		}
-		if vmid == 0 {
-			return Retryable(fmt.Errorf("no free VMID in %d-%d", env.Config.VMIDRange.Min, env.Config.VMIDRange.Max))
-		}
-		ips, err := pickAddresses(ctx, env, vm.Product, p, target, p.Network.IPv4, p.Network.IPv6)
+			ips, err := pickAddresses(env, t, vm.Product, p, target, p.Network.IPv4, p.Network.IPv6)
+			return vmid, ips, err
+		})
 		if err != nil {
 			return Retryable(err)
 		}
 		err = env.Store.VMReserve(ctx, store.Reservation{ID: vm.ID, Status: vm.Status, Version: vm.Version,
 			VMID: vmid, Node: tpl.Node, TargetNode: target, IPs: ips, Now: env.Now()})
 		if errors.Is(err, store.ErrDuplicate) {
+			env.Claims.Reset()
 			continue
 		}
 		if err != nil {
@@ -94,7 +90,7 @@ func reserveVMIDAndIPs(ctx context.Context, env *Env, vm store.VM) Result {
 		env.Emit(fmt.Sprintf("VMID %d, target node %s, addresses: %s", vmid, target, dashIfEmpty(strings.Join(addrs, ", "))))
 		return Success()
 	}
-	return Retryable(errors.New("VMID or address taken by another worker on every try; will retry"))
+	return Retryable(errors.New("VMID or address taken by another process on every try; will retry"))
 }
 
 func dashIfEmpty(s string) string {
@@ -194,26 +190,12 @@ func placeNode(want, productName string, p config.Product, all []proxmox.Resourc
 
 // pickAddresses chooses v4 IPv4 and v6 IPv6 free addresses from pools
 // matching the node and the product's bridge and VLAN (none for a family the
-// product runs with DHCP).
-func pickAddresses(ctx context.Context, env *Env, name string, p config.Product, node string, v4, v6 int) ([]store.IPAllocation, error) {
-	// The safety net: addresses of VMs pvectl created that no record knows
-	// (a lost or replaced database) are never handed out.
-	if err := env.Strays.Look(ctx, env); err != nil {
-		return nil, fmt.Errorf("not handing out addresses: %w", err)
-	}
+// product runs with DHCP), avoiding those taken. Call Strays.Look first.
+func pickAddresses(env *Env, t *taken, name string, p config.Product, node string, v4, v6 int) ([]store.IPAllocation, error) {
 	// Taken and quarantined addresses are looked up by address, not by
 	// the pool they were recorded under: a pool renamed (or split) in the
 	// config still holds them.
-	used, err := env.Store.IPsAllocated(ctx)
-	if err != nil {
-		return nil, err
-	}
-	// Freed addresses wait out their quarantine: resolvers may still cache
-	// the old VM's records for them.
-	quarantined, err := env.Store.IPsReleasedSince(ctx, env.Now().Add(-env.Config.AddressQuarantine()))
-	if err != nil {
-		return nil, err
-	}
+	used, quarantined := t.ips, t.quarantined
 	var out []store.IPAllocation
 	for _, fam := range []struct {
 		family, count int
@@ -345,7 +327,17 @@ func updateIPs(ctx context.Context, env *Env, vm store.VM) Result {
 		for range 5 {
 			fresh = nil
 			if more4 > 0 || more6 > 0 {
-				fresh, err = pickAddresses(ctx, env, vm.Product, p, node, more4, more6)
+				// The safety net: addresses of VMs pvectl created that no
+				// record knows (a lost or replaced database) are never
+				// handed out.
+				if err = env.Strays.Look(ctx, env); err != nil {
+					err = fmt.Errorf("not handing out addresses: %w", err)
+				} else {
+					_, fresh, err = env.Claims.pick(ctx, env, func(t *taken) (int, []store.IPAllocation, error) {
+						ips, err := pickAddresses(env, t, vm.Product, p, node, more4, more6)
+						return 0, ips, err
+					})
+				}
 				if err != nil {
 					if len(repool) > 0 {
 						err = fmt.Errorf("re-pool %s (no configured pool for bridge %s VLAN %d on node %s holds it): %w; the VM keeps its addresses and nothing was changed",
@@ -356,6 +348,7 @@ func updateIPs(ctx context.Context, env *Env, vm store.VM) Result {
 			}
 			err = env.Store.IPReplace(ctx, vm.ID, vm.Status, vm.Version, fresh, release, env.Now())
 			if errors.Is(err, store.ErrDuplicate) {
+				env.Claims.Reset()
 				continue
 			}
 			if err != nil {

@@ -161,9 +161,9 @@ func TestReservationBurstInOnePass(t *testing.T) {
 	r := newRig(t, false)
 	require.Equal(t, 8, r.cfg.Tasks.ProcessVMs.Concurrency)
 	var ids []int64
-	for i := range 40 {
+	for i := range 90 {
 		product := "dhcp"
-		if i%4 == 0 {
+		if i%9 == 0 {
 			product = "small" // 10 of them share the 11-address pool
 		}
 		ids = append(ids, r.create(fmt.Sprintf("b%02d", i), product).ID)

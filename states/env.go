@@ -43,6 +43,10 @@ type Env struct {
 	// steps where a view from earlier in the pass is safe (see Fleet). nil
 	// = every look reads it fresh.
 	Fleet *Fleet
+	// Claims is the pass's view of the VMIDs and addresses taken, through
+	// which its workers pick one at a time (see Claims). nil = every pick
+	// reads them fresh.
+	Claims *Claims
 	// Emit writes a sub-line (a DNS record, a heartbeat, an event) for the
 	// current step, live and into the VM's run log.
 	Emit func(detail string)

@@ -184,6 +184,27 @@ func (s *Store) BackupInFlight(ctx context.Context, vmID int64) (Backup, bool, e
 	return b, true, nil
 }
 
+// BackupsInFlightVMs returns the VMs (vms.id) that BackupInFlight would
+// find a backup for: the step runner reads them once per pass. Backups
+// start only in process_vms before its steps run, so none starts during
+// the pass.
+func (s *Store) BackupsInFlightVMs(ctx context.Context) (map[int64]bool, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT DISTINCT vm_id FROM backups WHERE state IN ('rotating', 'running')`)
+	if err != nil {
+		return nil, explainAt(s.path, err)
+	}
+	defer rows.Close()
+	out := map[int64]bool{}
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, explainAt(s.path, err)
+		}
+		out[id] = true
+	}
+	return out, explainAt(s.path, rows.Err())
+}
+
 func (s *Store) queryBackups(ctx context.Context, q string, args ...any) ([]Backup, error) {
 	rows, err := s.db.QueryContext(ctx, q, args...)
 	if err != nil {

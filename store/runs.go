@@ -46,15 +46,23 @@ func (s *Store) RunStart(ctx context.Context, vmID int64, task string, now time.
 	var id int64
 	err := s.group(ctx, func(ctx context.Context, tx *gtx) error {
 		var err error
-		id, err = startRun(ctx, tx, vmID, task, now)
+		id, err = startRun(ctx, tx, vmID, task, now, "", time.Time{})
 		return err
 	})
 	return id, err
 }
 
-// startRun is RunStart in tx.
-func startRun(ctx context.Context, tx *gtx, vmID int64, task string, now time.Time) (int64, error) {
-	res, err := tx.exec(ctx, `INSERT INTO runs (vm_id, task, started_at) VALUES (?, ?, ?)`, vmID, task, ms(now))
+// startRun is RunStart in tx. A run whose result is already known
+// (finish, at finishedAt) is written finished in the same INSERT.
+func startRun(ctx context.Context, tx *gtx, vmID int64, task string, now time.Time, finish string, finishedAt time.Time) (int64, error) {
+	var res sql.Result
+	var err error
+	if finish == "" {
+		res, err = tx.exec(ctx, `INSERT INTO runs (vm_id, task, started_at) VALUES (?, ?, ?)`, vmID, task, ms(now))
+	} else {
+		res, err = tx.exec(ctx, `INSERT INTO runs (vm_id, task, started_at, finished_at, result) VALUES (?, ?, ?, ?, ?)`,
+			vmID, task, ms(now), ms(finishedAt), finish)
+	}
 	if err != nil {
 		return 0, err
 	}
@@ -62,8 +70,11 @@ func startRun(ctx context.Context, tx *gtx, vmID int64, task string, now time.Ti
 	if err != nil {
 		return 0, err
 	}
-	_, err = tx.exec(ctx, `DELETE FROM runs WHERE vm_id = ? AND id NOT IN
-		(SELECT id FROM runs WHERE vm_id = ? ORDER BY id DESC LIMIT ?)`, vmID, vmID, RunsKeptPerVM)
+	// Keep the newest RunsKeptPerVM: everything older than the
+	// RunsKeptPerVM-th newest goes (a seek on runs_vm; nothing while the
+	// VM has fewer runs).
+	_, err = tx.exec(ctx, `DELETE FROM runs WHERE vm_id = ? AND id <
+		(SELECT id FROM runs WHERE vm_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?)`, vmID, vmID, RunsKeptPerVM-1)
 	return id, err
 }
 
@@ -215,68 +226,32 @@ func (s *Store) TaskRunLastOK(ctx context.Context) (map[string]time.Time, error)
 	return out, rows.Err()
 }
 
-// collapseWait folds the just finished waiting run runID of VM vmID into
-// the VM's previous run when that one waited at the same step of the same
-// task and this one has nothing but its step line: the previous run's
-// repeats, last_at and last_result are updated and this run is deleted.
-// So a wait of many ticks keeps the run that started it (and its lines) in
-// the log instead of pushing it out with RunsKeptPerVM copies of "still
-// waiting". Called in the transaction that finished the run.
-func collapseWait(ctx context.Context, tx *sql.Tx, runID, vmID int64, now time.Time) error {
-	type line struct{ step, from, result string }
-	var cur []line
-	rows, err := tx.QueryContext(ctx, `SELECT step, from_state, result FROM run_lines WHERE run_id = ? ORDER BY id`, runID)
-	if err != nil {
-		return err
-	}
-	for rows.Next() {
-		var l line
-		if err := rows.Scan(&l.step, &l.from, &l.result); err != nil {
-			rows.Close()
-			return err
-		}
-		cur = append(cur, l)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil || len(cur) != 1 {
-		return err
-	}
-	var task string
-	if err := tx.QueryRowContext(ctx, `SELECT task FROM runs WHERE id = ?`, runID).Scan(&task); err != nil {
-		return err
-	}
+// foldWait folds a waiting run about to be opened for VM vmID, holding
+// only line l, into the VM's newest run when that one waited at the same
+// step of the same task: its repeats, last_at, last_result and finished_at
+// are updated and nothing new is written. It reports the run that took the
+// wait. Called in the transaction of the outcome.
+func foldWait(ctx context.Context, tx *gtx, vmID int64, task string, l RunLine, now time.Time) (int64, bool, error) {
 	var prevID int64
 	var prevTask, prevResult string
-	err = tx.QueryRowContext(ctx, `SELECT id, task, result FROM runs WHERE vm_id = ? AND id < ? ORDER BY id DESC LIMIT 1`,
-		vmID, runID).Scan(&prevID, &prevTask, &prevResult)
+	err := tx.queryRow(ctx, `SELECT id, task, result FROM runs WHERE vm_id = ? ORDER BY id DESC LIMIT 1`, vmID).
+		Scan(&prevID, &prevTask, &prevResult)
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil
+		return 0, false, nil
 	}
-	if err != nil {
-		return err
+	if err != nil || prevResult != "waiting" || prevTask != task {
+		return 0, false, err
 	}
-	if prevResult != "waiting" || prevTask != task {
-		return nil
-	}
-	var last line
-	err = tx.QueryRowContext(ctx, `SELECT step, from_state, result FROM run_lines WHERE run_id = ? ORDER BY id DESC LIMIT 1`,
-		prevID).Scan(&last.step, &last.from, &last.result)
+	var step, from, result string
+	err = tx.queryRow(ctx, `SELECT step, from_state, result FROM run_lines WHERE run_id = ? ORDER BY id DESC LIMIT 1`, prevID).
+		Scan(&step, &from, &result)
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil
+		return 0, false, nil
 	}
-	if err != nil {
-		return err
+	if err != nil || step != l.Step || from != l.From || !strings.HasPrefix(result, "waiting") {
+		return 0, false, err
 	}
-	if last.step != cur[0].step || last.from != cur[0].from || !strings.HasPrefix(last.result, "waiting") {
-		return nil
-	}
-	if _, err := tx.ExecContext(ctx, `UPDATE runs SET repeats = repeats + 1, last_at = ?, last_result = ?, finished_at = ? WHERE id = ?`,
-		ms(now), cur[0].result, ms(now), prevID); err != nil {
-		return err
-	}
-	if _, err := tx.ExecContext(ctx, `DELETE FROM run_lines WHERE run_id = ?`, runID); err != nil {
-		return err
-	}
-	_, err = tx.ExecContext(ctx, `DELETE FROM runs WHERE id = ?`, runID)
-	return err
+	_, err = tx.exec(ctx, `UPDATE runs SET repeats = repeats + 1, last_at = ?, last_result = ?, finished_at = ? WHERE id = ?`,
+		ms(now), l.Result, ms(now), prevID)
+	return prevID, err == nil, err
 }

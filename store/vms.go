@@ -361,6 +361,13 @@ func (s *Store) VMsDue(ctx context.Context, now time.Time, final []string) ([]VM
 	return s.queryVMs(ctx, q, args...)
 }
 
+// Due reports whether VMsDue(now) would return vm, a VM it returned for a
+// later time (the step runner reads the VMs under way once per pass).
+func Due(vm VM, now time.Time) bool {
+	next := ms(vm.NextAttemptAt)
+	return !vm.Held && (next <= ms(now) || next > ms(now.Add(MaxRetryDelay)))
+}
+
 // vmsDueQuery is VMsDue's query (a test checks the index it uses).
 func vmsDueQuery(now time.Time, final []string) (string, []any) {
 	// A retry time further ahead than the longest backoff was written by a
@@ -467,19 +474,59 @@ func (s *Store) VMApplyOutcome(ctx context.Context, o Outcome) error {
 }
 
 // VMApplyStep is VMApplyOutcome that also writes o.Line / o.FinishRun and
-// returns the VM as it is after the change. It goes through the group
-// commit (group.go): it returns once the batch holding it is durable, and a
-// compare-and-set that fails rolls back only this outcome (its events and
-// line included).
+// returns the VM as it is after the change (read back). It goes through the
+// group commit (group.go): it returns once the batch holding it is
+// durable, and a compare-and-set that fails rolls back only this outcome
+// (its events and line included).
 func (s *Store) VMApplyStep(ctx context.Context, o Outcome) (VM, error) {
-	vm, _, err := s.VMApplyStepRun(ctx, o)
-	return vm, err
+	if _, err := s.applyStep(ctx, o); err != nil {
+		return VM{}, err
+	}
+	return s.VMGet(ctx, o.ID)
 }
 
-// VMApplyStepRun is VMApplyStep that also returns the id of the run the
-// line went to (opened here when o.StartRun asks for it).
-func (s *Store) VMApplyStepRun(ctx context.Context, o Outcome) (VM, int64, error) {
-	var vm VM
+// VMApplyStepRun is the step runner's VMApplyStep: cur is the VM as the
+// caller read it at o.FromStatus/o.FromVersion, and the VM returned is
+// o.Apply(cur), the row as the compare-and-set wrote it, without reading
+// it back (a full VM row costs the single writer as much as the rest of
+// the outcome). It also returns the id of the run the line went to
+// (opened here when o.StartRun asks for it).
+func (s *Store) VMApplyStepRun(ctx context.Context, cur VM, o Outcome) (VM, int64, error) {
+	runID, err := s.applyStep(ctx, o)
+	if err != nil {
+		return VM{}, 0, err
+	}
+	return o.Apply(cur), runID, nil
+}
+
+// Apply returns vm as applying o to it writes it (the columns of the
+// compare-and-set in applyStep, times at the store's millisecond
+// precision); every other column is as in vm. A test holds the two in
+// agreement.
+func (o Outcome) Apply(vm VM) VM {
+	moved := o.ToStatus != o.FromStatus
+	vm.Status, vm.Attempts, vm.NextAttemptAt = o.ToStatus, o.Attempts, fromMS(ms(clampRetry(o.NextAttempt, o.Now)))
+	vm.Held, vm.LastError, vm.WaitReason, vm.StepWaits = o.Held, o.LastError, o.WaitReason, o.StepWaits
+	vm.UpdatedAt = fromMS(ms(o.Now))
+	if moved {
+		vm.StepStartedAt = vm.UpdatedAt
+		vm.Version++
+	}
+	if o.ClearPending {
+		vm.PendingUPID, vm.PendingNode, vm.PendingStep = "", "", ""
+	}
+	if moved {
+		vm.StepData = ""
+	}
+	if o.ToStatus == "ready" {
+		vm.RestoreVolid = ""
+	}
+	return vm
+}
+
+// applyStep writes o (compare-and-set, events, line, run) in the group
+// commit and returns the run the line went to.
+func (s *Store) applyStep(ctx context.Context, o Outcome) (int64, error) {
 	var runID int64
 	err := s.group(ctx, func(ctx context.Context, tx *gtx) error {
 		stepStarted := `step_started_at`
@@ -509,32 +556,37 @@ func (s *Store) VMApplyStepRun(ctx context.Context, o Outcome) (VM, int64, error
 		if err := insertOutbox(ctx, tx.Tx, o.Events, o.Now); err != nil {
 			return err
 		}
-		if l := o.Line; l != nil {
-			runID = l.RunID
-			if runID == 0 && o.StartRun != "" {
-				if runID, err = startRun(ctx, tx, o.ID, o.StartRun, o.RunStartedAt); err != nil {
+		l := o.Line
+		if l == nil {
+			return nil
+		}
+		runID = l.RunID
+		if runID == 0 && o.StartRun != "" {
+			// A run opened by this outcome holds only this line. A wait at
+			// the step the VM's previous run also waited at is folded into
+			// that run (its repeats, last_at, last_result): a wait of many
+			// ticks keeps the run that started it in the log instead of
+			// pushing it out with RunsKeptPerVM copies of "still waiting".
+			if o.FinishRun == "waiting" {
+				prev, folded, err := foldWait(ctx, tx, o.ID, o.StartRun, *l, o.Now)
+				if err != nil || folded {
+					runID = prev
 					return err
 				}
 			}
-			if _, err := tx.exec(ctx, `INSERT INTO run_lines (run_id, at, step, from_state, to_state, result, detail, duration_ms)
-				VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, runID, ms(l.At), l.Step, l.From, l.To, l.Result, l.Detail, l.Duration.Milliseconds()); err != nil {
+			if runID, err = startRun(ctx, tx, o.ID, o.StartRun, o.RunStartedAt, o.FinishRun, o.Now); err != nil {
 				return err
 			}
-			if o.FinishRun != "" {
-				if _, err := tx.exec(ctx, `UPDATE runs SET finished_at = ?, result = ? WHERE id = ?`, ms(o.Now), o.FinishRun, runID); err != nil {
-					return err
-				}
-				if o.FinishRun == "waiting" {
-					if err := collapseWait(ctx, tx.Tx, runID, o.ID, o.Now); err != nil {
-						return err
-					}
-				}
+		} else if o.FinishRun != "" {
+			if _, err := tx.exec(ctx, `UPDATE runs SET finished_at = ?, result = ? WHERE id = ?`, ms(o.Now), o.FinishRun, runID); err != nil {
+				return err
 			}
 		}
-		vm, err = scanVM(tx.queryRow(ctx, `SELECT `+vmColumns+` FROM vms WHERE id = ?`, o.ID))
+		_, err = tx.exec(ctx, `INSERT INTO run_lines (run_id, at, step, from_state, to_state, result, detail, duration_ms)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, runID, ms(l.At), l.Step, l.From, l.To, l.Result, l.Detail, l.Duration.Milliseconds())
 		return err
 	})
-	return vm, runID, err
+	return runID, err
 }
 
 func oneRow(res sql.Result, id int64) error {

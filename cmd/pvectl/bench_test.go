@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -81,6 +80,34 @@ type benchRig struct {
 	eng   *engine.Engine
 	clock *benchClock
 	next  int // next service number
+	errs  *errLines
+}
+
+// errLines keeps the live lines that report an error or a warning (the last 20), for a
+// benchmark's failure message; the rest of the live output is dropped.
+type errLines struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (w *errLines) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, l := range strings.Split(string(p), "\n") {
+		if strings.Contains(l, " ERR ") || strings.Contains(l, " WRN ") {
+			w.lines = append(w.lines, l)
+			if len(w.lines) > 20 {
+				w.lines = w.lines[1:]
+			}
+		}
+	}
+	return len(p), nil
+}
+
+func (w *errLines) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return strings.Join(w.lines, "\n")
 }
 
 func newBenchRig(b testing.TB) *benchRig {
@@ -134,13 +161,14 @@ func newRigOn(b testing.TB, c pvesim.Cluster, conf func(apiURL, tokenID, secret 
 	}
 	b.Cleanup(func() { _ = st.Close() })
 	clock := &benchClock{t: pvesim.DefaultStart}
-	live, err := engine.NewLive(io.Discard, "console", false, clock)
+	errs := &errLines{}
+	live, err := engine.NewLive(errs, "console", false, clock)
 	if err != nil {
 		b.Fatal(err)
 	}
 	eng := &engine.Engine{Config: cfg, Store: st, StateDir: filepath.Join(dir, "state"), Clock: clock, Live: live,
 		Pipelines: states.Pipelines(), NewEnv: newEnv}
-	return &benchRig{sim: sim, eng: eng, clock: clock}
+	return &benchRig{sim: sim, eng: eng, clock: clock, errs: errs}
 }
 
 // create writes n new VM records in creation, cycling through the products.
@@ -167,7 +195,7 @@ func (r *benchRig) pass(b testing.TB) engine.Summary {
 		b.Fatal(err)
 	}
 	if s.Errors > 0 {
-		b.Fatalf("pass had %d step errors: %+v\n%s", s.Errors, s, r.notReady(b))
+		b.Fatalf("pass had %d step errors: %+v\n%s\nnot ready (first 20):\n%s", s.Errors, s, r.errs, r.notReady(b))
 	}
 	r.sim.Advance(time.Minute)
 	r.clock.advance(time.Minute)
@@ -181,7 +209,7 @@ func (r *benchRig) notReady(b testing.TB) string {
 	}
 	var out []string
 	for _, v := range vms {
-		if v.Status != string(states.Ready) {
+		if v.Status != string(states.Ready) && len(out) < 20 {
 			out = append(out, fmt.Sprintf("%s %s held=%v attempts=%d %s", v.ServiceID, v.Status, v.Held, v.Attempts, v.LastError))
 		}
 	}
@@ -275,7 +303,7 @@ func (r *benchRig) timedPass(b *testing.B) (engine.Summary, time.Duration, int) 
 		b.Fatal(err)
 	}
 	if s.Errors > 0 {
-		b.Fatalf("pass had %d step errors: %+v\n%s", s.Errors, s, r.notReady(b))
+		b.Fatalf("pass had %d step errors: %+v\n%s\nnot ready (first 20):\n%s", s.Errors, s, r.errs, r.notReady(b))
 	}
 	return s, took, len(r.sim.Requests()) - before
 }
