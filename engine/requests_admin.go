@@ -576,10 +576,10 @@ func (e *Engine) startQueuedSuspends(ctx context.Context) {
 	}
 }
 
-// keepSuspended looks at every suspended VM once per pass (one
-// /cluster/resources call, only when some VM is suspended) and stops again
-// those found running, with a line in their log.
-func (e *Engine) keepSuspended(ctx context.Context) {
+// keepSuspended looks at every suspended VM once per pass (through the
+// pass's fleet view, read here first when some VM is suspended) and stops
+// again those found running, with a line in their log.
+func (e *Engine) keepSuspended(ctx context.Context, fleet *states.Fleet) {
 	vms, err := e.Store.VMList(ctx, store.VMFilter{Status: string(states.Suspended)})
 	if err != nil || len(vms) == 0 {
 		return
@@ -588,7 +588,7 @@ func (e *Engine) keepSuspended(ctx context.Context) {
 	if err != nil || env.PVE == nil {
 		return
 	}
-	res, err := env.PVE.ClusterResources(ctx, proxmox.ResourceVM)
+	res, err := fleet.Resources(ctx, env.PVE, proxmox.ResourceVM)
 	if err != nil {
 		e.Live.Logger().Warn().Err(err).Msgf("process_vms: could not look at suspended VMs: %v", err)
 		return

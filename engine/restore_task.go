@@ -38,7 +38,7 @@ func RestoreBackupTask() Task {
 // step each (steps_per_tick), never past the table.
 func (e *Engine) RestoreBackups(ctx context.Context) (Summary, error) {
 	dnsb := e.newDNSBreaker()
-	s, err := e.runSteps(ctx, "restore_backup", time.Now(), e.Live.Mark(), states.Restoring, dnsb)
+	s, err := e.runSteps(ctx, "restore_backup", time.Now(), e.Live.Mark(), states.Restoring, dnsb, nil)
 	e.warnDNSBreaker(dnsb, "restore_backup")
 	return s, err
 }

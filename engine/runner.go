@@ -59,21 +59,23 @@ var endOfTime = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
 // table's states are restore_backup's (RestoreBackups), not this pass's.
 func (e *Engine) ProcessVMs(ctx context.Context) (Summary, error) {
 	start, mark := time.Now(), e.Live.Mark()
-	dnsb := e.newDNSBreaker() // one per pass, per DNS server: the retry and the steps share it
-	e.retryDNS(ctx, dnsb)     // DNS-dirty VMs in any state, with backoff; never fails the pass
-	e.keepSuspended(ctx)
+	dnsb := e.newDNSBreaker()  // one per pass, per DNS server: the retry and the steps share it
+	e.retryDNS(ctx, dnsb)      // DNS-dirty VMs in any state, with backoff; never fails the pass
+	fleet := states.NewFleet() // the pass's one /cluster/resources, first read by the suspended VMs' look
+	e.keepSuspended(ctx, fleet)
 	e.startQueuedSuspends(ctx)
 	e.startQueuedBackups(ctx) // backups of ready/suspended VMs: quota rotation, then vzdump
 	e.driveSnapshots(ctx)     // snapshot create/delete/rollback of ready/suspended VMs
-	s, err := e.runSteps(ctx, "process_vms", start, mark, func(s states.State) bool { return !states.Restoring(s) }, dnsb)
+	s, err := e.runSteps(ctx, "process_vms", start, mark, func(s states.State) bool { return !states.Restoring(s) }, dnsb, fleet)
 	e.warnDNSBreaker(dnsb, "process_vms")
 	return s, err
 }
 
 // runSteps is one pass of the step runner for task over the due VMs whose
 // status take accepts. start and mark (Live.Mark) are taken when the task
-// began; dnsb is the pass's DNS breaker.
-func (e *Engine) runSteps(ctx context.Context, task string, start time.Time, mark int64, take func(states.State) bool, dnsb *dnsBreaker) (Summary, error) {
+// began; dnsb is the pass's DNS breaker, fleet its view of
+// /cluster/resources (nil: a new one).
+func (e *Engine) runSteps(ctx context.Context, task string, start time.Time, mark int64, take func(states.State) bool, dnsb *dnsBreaker, fleet *states.Fleet) (Summary, error) {
 	now := e.Clock.Now()
 	// Every VM under way and not held: those due now are advanced; all of
 	// them count for the heavy-task slots below (a VM backing off, say
@@ -97,7 +99,7 @@ func (e *Engine) runSteps(ctx context.Context, task string, start time.Time, mar
 	if err != nil {
 		return Summary{}, fmt.Errorf("prepare step environment: %w", err)
 	}
-	env = e.safetyNet(env)
+	env = e.safetyNet(env, fleet)
 	if dnsb != nil && env.DNS != nil {
 		pass := *env
 		pass.DNS = dnsb.wrap(env.DNS)
@@ -108,7 +110,7 @@ func (e *Engine) runSteps(ctx context.Context, task string, start time.Time, mar
 		return Summary{}, err
 	}
 	opts := e.Config.Tasks.ProcessVMs
-	r := &runPass{e: e, env: env, task: task, take: take, backups: backups,
+	r := &runPass{e: e, env: env, task: task, take: take, backups: backups, settling: newSettling(settlingLimit),
 		heavy: newNodeLimiter(opts.HeavyPerNode, pending, e.Pipelines)}
 	e.countBackupsHeavy(ctx, r.heavy) // a running vzdump is a heavy task on its node
 
@@ -129,6 +131,7 @@ func (e *Engine) runSteps(ctx context.Context, task string, start time.Time, mar
 	}
 	close(work)
 	wg.Wait()
+	r.settling.Wait()
 
 	r.mu.Lock()
 	s := r.sum
@@ -147,12 +150,15 @@ func (e *Engine) runSteps(ctx context.Context, task string, start time.Time, mar
 // pvectl's marker but that no record knows (the database was lost,
 // replaced or restored from an old copy) and keeps their addresses out.
 // What it finds, or a failure to look, is said in one warning line.
-func (e *Engine) safetyNet(env *states.Env) *states.Env {
+func (e *Engine) safetyNet(env *states.Env, fleet *states.Fleet) *states.Env {
 	if env.PVE == nil {
 		return env
 	}
+	if fleet == nil {
+		fleet = states.NewFleet()
+	}
 	pass := *env
-	pass.Fleet = states.NewFleet()   // one /cluster/resources per pass, for the looks a stale view cannot mislead
+	pass.Fleet = fleet               // one /cluster/resources per pass, for the looks a stale view cannot mislead
 	pass.Claims = states.NewClaims() // its workers pick VMIDs and addresses one at a time, from one read of what is taken
 	pass.Strays = states.NewStrays(func(w string) {
 		e.Live.Logger().Warn().Str("task", "process_vms").Msg("process_vms: " + w)
@@ -169,9 +175,11 @@ type runPass struct {
 	// backups: the VMs with a backup's PVE task in flight when the pass
 	// began (waitForBackup).
 	backups map[int64]bool
-	pve     pveBreaker
-	mu      sync.Mutex
-	sum     Summary
+	// settling: outcomes of VMs' last steps being written (advance).
+	settling *settling
+	pve      pveBreaker
+	mu       sync.Mutex
+	sum      Summary
 }
 
 func (r *runPass) count(f func(*Summary)) {
@@ -210,13 +218,18 @@ func (r *runPass) advance(ctx context.Context, vm store.VM, n int) {
 		}
 		return runID, nil
 	}
-	result, finished := RunSuccess, false
-	defer func() {
+	result, finished, handedOff := RunSuccess, false, false
+	closeRun := func() {
 		runMu.Lock()
 		id := runID
 		runMu.Unlock()
 		if id != 0 && !finished {
 			_ = e.Store.RunFinish(context.WithoutCancel(ctx), id, string(result), e.Clock.Now())
+		}
+	}
+	defer func() {
+		if !handedOff {
+			closeRun()
 		}
 	}()
 	for i := 0; i < n; i++ {
@@ -270,70 +283,115 @@ func (r *runPass) advance(ctx context.Context, vm store.VM, n int) {
 		var o store.Outcome
 		var cur store.VM
 		if err == nil {
-			o, cur, err = r.outcome(ctx, vm, to, res)
+			// A step that succeeds with more steps to go hands the VM as
+			// written to the next one: it is read fresh for that.
+			chain := i < n-1 && (res.Kind == states.Done || res.Kind == states.Skipped || res.Kind == states.PartlyDone)
+			o, cur, err = r.outcome(ctx, vm, to, res, chain)
 		}
-		var next store.VM
+		last := true
 		if err == nil {
-			if res.Kind == states.Retry {
-				line.Result += fmt.Sprintf(" (attempt %d; next try in %s)", o.Attempts, o.NextAttempt.Sub(o.Now).Round(time.Second))
-			}
-			// The outcome, its log line and (on the pass's last step) the
-			// run's end are one transaction.
-			last := outcome != RunSuccess || i == n-1 || states.State(o.ToStatus).Final()
-			runMu.Lock()
-			o.Line = &store.RunLine{RunID: runID, At: o.Now, Step: step.Label, From: line.From, To: line.To,
-				Result: line.Result, Duration: took}
-			runMu.Unlock()
-			if o.Line.RunID == 0 {
-				o.StartRun, o.RunStartedAt = r.task, runAt
-			}
-			if last {
-				o.FinishRun = string(outcome)
-			}
-			var id int64
-			next, id, err = e.Store.VMApplyStepRun(ctx, cur, o)
+			last = outcome != RunSuccess || i == n-1 || states.State(o.ToStatus).Final()
+		}
+		// settle writes the outcome and reports the step (live line,
+		// metrics, summary). It returns the VM as written and whether the
+		// pass runs its next step.
+		settle := func() (store.VM, bool) {
+			var next store.VM
 			if err == nil {
+				if res.Kind == states.Retry {
+					line.Result += fmt.Sprintf(" (attempt %d; next try in %s)", o.Attempts, o.NextAttempt.Sub(o.Now).Round(time.Second))
+				}
+				// The outcome, its log line and (on the pass's last step)
+				// the run's end are one transaction.
 				runMu.Lock()
-				runID = id
+				o.Line = &store.RunLine{RunID: runID, At: o.Now, Step: step.Label, From: line.From, To: line.To,
+					Result: line.Result, Duration: took}
 				runMu.Unlock()
+				if o.Line.RunID == 0 {
+					o.StartRun, o.RunStartedAt = r.task, runAt
+				}
+				if last {
+					o.FinishRun = string(outcome)
+				}
+				var id int64
+				next, id, err = e.Store.VMApplyStepRun(ctx, cur, o)
+				if err == nil {
+					runMu.Lock()
+					runID = id
+					runMu.Unlock()
+				}
+				if errors.Is(err, store.ErrConflict) {
+					err = stepMovedError(ctx, e.Store, vm)
+				}
+				finished = err == nil && last
 			}
-			if errors.Is(err, store.ErrConflict) {
-				err = fmt.Errorf("VM changed by someone else during the step; left as is")
+			if err != nil {
+				line.Result, line.Failed = notApplied+": "+err.Error(), true
+				if id, rerr := ensureRun(); rerr == nil {
+					_ = e.Store.RunAppendLine(context.WithoutCancel(ctx), store.RunLine{RunID: id, At: e.Clock.Now(),
+						Step: step.Label, From: line.From, To: line.To, Result: line.Result, Duration: took})
+				}
 			}
-			finished = err == nil && last
+			e.Live.Step(line)
+			e.Metrics.Step(step.Label, raw, err)
+			switch {
+			case err != nil:
+				r.count(func(s *Summary) { s.Errors++ })
+				result = RunError
+			case outcome == RunSuccess:
+				r.count(func(s *Summary) { s.Advanced++ })
+				return next, !states.State(next.Status).Final() && r.take(states.State(next.Status))
+			case outcome == RunWaiting:
+				r.count(func(s *Summary) { s.Waiting++ })
+				result = RunWaiting
+			default:
+				r.count(func(s *Summary) { s.Errors++ })
+				result = RunError
+			}
+			return next, false
 		}
-		if err != nil {
-			line.Result, line.Failed = notApplied+": "+err.Error(), true
-			if id, rerr := ensureRun(); rerr == nil {
-				_ = e.Store.RunAppendLine(context.WithoutCancel(ctx), store.RunLine{RunID: id, At: e.Clock.Now(),
-					Step: step.Label, From: line.From, To: line.To, Result: line.Result, Duration: took})
-			}
-		}
-		e.Live.Step(line)
-		e.Metrics.Step(step.Label, raw, err)
-
-		switch {
-		case err != nil:
-			r.count(func(s *Summary) { s.Errors++ })
-			result = RunError
-			return
-		case outcome == RunSuccess:
-			r.count(func(s *Summary) { s.Advanced++ })
-			vm = next
-			if states.State(vm.Status).Final() || !r.take(states.State(vm.Status)) {
-				return
-			}
-		case outcome == RunWaiting:
-			r.count(func(s *Summary) { s.Waiting++ })
-			result = RunWaiting
-			return
-		default:
-			r.count(func(s *Summary) { s.Errors++ })
-			result = RunError
+		// The VM's last step of the pass: the worker takes the next VM
+		// while the group commit makes this outcome durable; the step is
+		// reported (live line, summary) once it is. So a commit holds the
+		// outcomes of many more steps than there are workers.
+		if last && err == nil && r.settling != nil {
+			handedOff = true
+			r.settling.Go(func() {
+				settle()
+				closeRun()
+			})
 			return
 		}
+		next, more := settle()
+		if !more {
+			return
+		}
+		vm = next
 	}
 }
+
+// settlingLimit is how many outcomes a pass has in the group commit at
+// most (their goroutines wait there; a worker waits for room).
+const settlingLimit = 256
+
+// settling runs the outcomes handed off by the workers (at most
+// settlingLimit at a time) and waits for them at the end of a pass.
+type settling struct {
+	wg   sync.WaitGroup
+	room chan struct{}
+}
+
+func newSettling(limit int) *settling { return &settling{room: make(chan struct{}, limit)} }
+
+func (s *settling) Go(f func()) {
+	s.room <- struct{}{}
+	s.wg.Go(func() {
+		defer func() { <-s.room }()
+		f()
+	})
+}
+
+func (s *settling) Wait() { s.wg.Wait() }
 
 // runStep runs a step through Step.Call, which resolves what the step
 // declared before its function runs (the product, where the VM is, its
@@ -349,21 +407,49 @@ func runStep(ctx context.Context, step states.Step, env *states.Env, vm store.VM
 	return step.Call(ctx, env, vm)
 }
 
-// outcome builds the compare-and-set a step's result asks for, after
-// checking that nobody moved the VM during the step. It also returns the
-// VM as read for it (the base of Outcome.Apply).
-func (r *runPass) outcome(ctx context.Context, vm store.VM, to states.State, res states.Result) (store.Outcome, store.VM, error) {
-	e := r.e
-	now := e.Clock.Now()
-	// Re-read: the step may have written intent (VMID, task) without
-	// changing status or version.
-	cur, err := e.Store.VMGet(ctx, vm.ID)
+// outcome builds the compare-and-set a step's result asks for. Its base is
+// the VM as the pass read it: the columns an outcome sets (attempts, step
+// waits, last error, held) change only with the VM's version, which the
+// compare-and-set checks. The VM is read again only where the outcome
+// needs what the step may have recorded meanwhile (VMID, node, task): for a
+// notification, or when fresh (the next step of the pass runs on it). The
+// VM returned is that base (for Outcome.Apply).
+func (r *runPass) outcome(ctx context.Context, vm store.VM, to states.State, res states.Result, fresh bool) (store.Outcome, store.VM, error) {
+	now := r.e.Clock.Now()
+	o := buildOutcome(vm, to, res, now)
+	if ev, _ := eventOf(vm, o); !fresh && ev == "" {
+		return o, vm, nil
+	}
+	cur, err := r.e.Store.VMGet(ctx, vm.ID)
 	if err != nil {
 		return store.Outcome{}, cur, err
 	}
 	if cur.Status != vm.Status || cur.Version != vm.Version {
-		return store.Outcome{}, cur, fmt.Errorf("VM moved to %s (version %d) by someone else during the step; left as is", cur.Status, cur.Version)
+		return store.Outcome{}, cur, moved(cur)
 	}
+	o = buildOutcome(cur, to, res, now)
+	// A notification the outcome causes is written with it (the outbox).
+	o.Events = r.e.outboxFor(cur, o)
+	return o, cur, nil
+}
+
+// moved is the error of an outcome not applied because the VM moved.
+func moved(cur store.VM) error {
+	return fmt.Errorf("VM moved to %s (version %d) by someone else during the step; left as is", cur.Status, cur.Version)
+}
+
+// stepMovedError explains a compare-and-set that found the VM moved.
+func stepMovedError(ctx context.Context, st *store.Store, vm store.VM) error {
+	cur, err := st.VMGet(ctx, vm.ID)
+	if err != nil {
+		return fmt.Errorf("VM changed by someone else during the step; left as is")
+	}
+	return moved(cur)
+}
+
+// buildOutcome is the compare-and-set res asks for, from cur.
+func buildOutcome(cur store.VM, to states.State, res states.Result, now time.Time) store.Outcome {
+	vm := cur
 	o := store.Outcome{ID: vm.ID, FromStatus: vm.Status, FromVersion: vm.Version, ToStatus: vm.Status,
 		Attempts: cur.Attempts, StepWaits: cur.StepWaits, ClearPending: res.ClearTask, Now: now}
 	switch res.Kind {
@@ -389,9 +475,7 @@ func (r *runPass) outcome(ctx context.Context, vm store.VM, to states.State, res
 			o.ToStatus, o.Held, o.ClearPending = string(to), false, true
 		}
 	}
-	// A notification the outcome causes is written with it (the outbox).
-	o.Events = r.e.outboxFor(cur, o)
-	return o, cur, nil
+	return o
 }
 
 // nodeLimiter caps in-flight heavy PVE tasks per node: those already pending

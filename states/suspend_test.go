@@ -37,6 +37,19 @@ func TestSuspendUnsuspendRestoresOnboot(t *testing.T) {
 	require.Equal(t, "stopped", st.Status)
 	require.Empty(t, r.tick(20*time.Second), "a stopped suspended VM: an idle pass prints nothing")
 
+	// The look at suspended VMs and a new order's allocation share the
+	// pass's one read of /cluster/resources.
+	r.create("s2", "small")
+	sent := len(r.sim.Requests())
+	require.Contains(t, r.tick(20*time.Second), "s2  Allocate VMID and IPs  creation → set_ip  success")
+	reads := 0
+	for _, q := range r.sim.Requests()[sent:] {
+		if q.Method == "GET" && q.Path == "/cluster/resources" {
+			reads++
+		}
+	}
+	require.Equal(t, 1, reads, "GET /cluster/resources in one pass")
+
 	_, err = r.e.Unsuspend(r.ctx, "s1")
 	require.NoError(t, err)
 	r.until(vm.ID, states.Ready, 10)
