@@ -83,8 +83,9 @@ func (s *Store) exec(ctx context.Context, query string, args ...any) (sql.Result
 	if s.readOnly {
 		return nil, s.errReadOnly()
 	}
-	if s.audit != nil {
-		// A request's write and its audit line commit together.
+	if s.audit != nil || s.gc != nil {
+		// Through the group commit (tx); a request's write and its audit
+		// line commit together.
 		var res sql.Result
 		err := s.tx(ctx, func(tx *sql.Tx) error {
 			var err error

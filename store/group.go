@@ -61,7 +61,7 @@ func (s *Store) group(ctx context.Context, fn func(ctx context.Context, tx *gtx)
 		return s.errReadOnly()
 	}
 	if s.gc == nil { // a Store not made by Open (buildSchema): plain tx
-		return s.tx(ctx, func(tx *sql.Tx) error { return fn(ctx, &gtx{Tx: tx, s: s}) })
+		return s.txDirect(ctx, func(tx *sql.Tx) error { return fn(ctx, &gtx{Tx: tx, s: s}) })
 	}
 	if err := ctx.Err(); err != nil {
 		return err
@@ -183,6 +183,9 @@ func (s *Store) commitBatch(batch []*groupItem) {
 // the transaction is broken (the batch must roll back); err is the item's
 // own failure, already rolled back to its savepoint.
 func (s *Store) runItem(tx *gtx, it *groupItem) (res groupResult, fatal error) {
+	// The item's own error is explained however the item ends (a full disk
+	// can also break the transaction, and so the ROLLBACK TO below).
+	defer func() { res.err = explainAt(s.path, res.err) }()
 	ctx := context.WithoutCancel(it.ctx)
 	if _, err := tx.exec(ctx, `SAVEPOINT item`); err != nil {
 		return groupResult{}, err
@@ -216,7 +219,6 @@ func (s *Store) runItem(tx *gtx, it *groupItem) (res groupResult, fatal error) {
 	if _, err := tx.exec(ctx, `RELEASE item`); err != nil {
 		return res, err
 	}
-	res.err = explainAt(s.path, res.err)
 	return res, nil
 }
 

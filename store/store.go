@@ -386,7 +386,20 @@ func (s *Store) Pragma(ctx context.Context, name string) (string, error) {
 }
 
 // tx runs fn in an IMMEDIATE transaction and commits it if fn returns nil.
+//
+// On a store made by Open it goes through the group commit (group.go): fn
+// runs in its own savepoint of the writer's next batch, and tx returns once
+// that batch is durable, so concurrent writers share an fsync instead of
+// queueing on SQLite's write lock.
 func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
+	if s.gc != nil {
+		return s.group(ctx, func(_ context.Context, g *gtx) error { return fn(g.Tx) })
+	}
+	return s.txDirect(ctx, fn)
+}
+
+// txDirect is tx in a transaction of its own.
+func (s *Store) txDirect(ctx context.Context, fn func(*sql.Tx) error) error {
 	if s.readOnly {
 		return s.errReadOnly()
 	}
