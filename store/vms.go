@@ -235,13 +235,17 @@ type VMListed struct {
 
 // listColumns are the columns of VMListed: what vm list prints, and what
 // it needs to tell a stuck or throttled VM; no SSH keys, password or step
-// memory. The last one is the VM's addresses in one string.
+// memory. The last one is the VM's addresses in one string, each after its
+// family's digit ("410.0.0.5,62001:db8::5"), in id order: the order
+// ip_allocations_vm yields them in, so SQLite sorts nothing per VM (an
+// ORDER BY family, id did, a third of vm list's query time at 10,000 VMs);
+// VMListEach puts IPv4 first.
 const listColumns = `id, service_id, hostname, product, status, target_node, node, COALESCE(vmid, 0),
 	pending_upid, pending_node, step_started_at, attempts, next_attempt_at, held, last_error, dns_dirty,
 	power_state, power_seen_at, suspend_reason, suspend_pending, template, throttle_mbps, throttle_until,
 	wait_reason, created_at, updated_at,
-	(SELECT COALESCE(group_concat(address, ',' ORDER BY family, id), '') FROM ip_allocations
-		WHERE vm_id = vms.id AND releasing = 0)`
+	(SELECT COALESCE(group_concat(a, ','), '') FROM (SELECT family || address AS a FROM ip_allocations
+		WHERE vm_id = vms.id AND releasing = 0 ORDER BY id))`
 
 // VMListIPs is VMList for display: one query reads the VMs matching f,
 // ordered by row id, with their addresses (10,000 VMs: a single pass, not a
@@ -294,13 +298,32 @@ func (s *Store) VMListEach(ctx context.Context, f VMFilter, fn func(l *VMListed)
 		}
 		l = VMListed{VM: v}
 		if ips != "" {
-			l.IPs = strings.Split(ips, ",")
+			l.IPs = listedIPs(ips)
 		}
 		if err := fn(&l); err != nil {
 			return err
 		}
 	}
 	return rows.Err()
+}
+
+// listedIPs splits listColumns' addresses and orders them IPv4 first, then
+// by id (the order they come in), without their family digits.
+func listedIPs(s string) []string {
+	ips := strings.Split(s, ",")
+	v4 := 0
+	for i, a := range ips {
+		if a[0] == '4' {
+			// Shift the IPv6 addresses before it one place up.
+			copy(ips[v4+1:i+1], ips[v4:i])
+			ips[v4] = a
+			v4++
+		}
+	}
+	for i, a := range ips {
+		ips[i] = a[1:]
+	}
+	return ips
 }
 
 // vmListQuery is VMList's query (a test checks the indexes it uses).

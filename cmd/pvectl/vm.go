@@ -258,7 +258,7 @@ func powerText(p *powerJSON, now time.Time) string {
 	if ago < 0 {
 		ago = 0
 	}
-	return fmt.Sprintf("%s (%s ago)", p.State, ago)
+	return p.State + " (" + ago.String() + " ago)"
 }
 
 func newVMListCmd(g *globals) *cobra.Command {
@@ -337,6 +337,7 @@ func newVMListCmd(g *globals) *cobra.Command {
 			bw := bufio.NewWriter(out)
 			tw := tabwriter.NewWriter(bw, 0, 0, 2, ' ', 0)
 			fmt.Fprintln(tw, "SERVICE\tHOSTNAME\tPRODUCT\tSTATUS\tVMID\tNODE\tIPS\tATTEMPTS\tPOWER\tNOTE")
+			var line []byte
 			err = e.Store.VMListEach(cmd.Context(), f, func(l *store.VMListed) error {
 				if stuck {
 					if _, ok := e.StuckOf(l.VM, now); !ok {
@@ -348,8 +349,13 @@ func newVMListCmd(g *globals) *cobra.Command {
 				if j.VMID != nil {
 					vmid = strconv.Itoa(*j.VMID)
 				}
-				_, err := fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", j.ServiceID, j.Hostname, j.Product, j.Status, vmid,
-					dash(j.Node), dash(strings.Join(j.IPs, ",")), j.Attempts, powerText(j.Power, now), vmNote(j, now))
+				line = line[:0]
+				for _, cell := range [...]string{j.ServiceID, j.Hostname, j.Product, j.Status, vmid,
+					dash(j.Node), dash(strings.Join(j.IPs, ",")), strconv.Itoa(j.Attempts), powerText(j.Power, now)} {
+					line = append(append(line, cell...), '\t')
+				}
+				line = append(append(line, vmNote(j, now)...), '\n')
+				_, err := tw.Write(line)
 				return err
 			})
 			if err != nil {
