@@ -235,36 +235,57 @@ type VMListed struct {
 
 // listColumns are the columns of VMListed: what vm list prints, and what
 // it needs to tell a stuck or throttled VM; no SSH keys, password or step
-// memory. The last one is the VM's addresses in one string.
+// memory. The last one is the VM's addresses in one string, each after its
+// family's digit ("410.0.0.5,62001:db8::5"), in id order: the order
+// ip_allocations_vm yields them in, so SQLite sorts nothing per VM (an
+// ORDER BY family, id did, a third of vm list's query time at 10,000 VMs);
+// VMListEach puts IPv4 first.
 const listColumns = `id, service_id, hostname, product, status, target_node, node, COALESCE(vmid, 0),
 	pending_upid, pending_node, step_started_at, attempts, next_attempt_at, held, last_error, dns_dirty,
 	power_state, power_seen_at, suspend_reason, suspend_pending, template, throttle_mbps, throttle_until,
 	wait_reason, created_at, updated_at,
-	(SELECT COALESCE(group_concat(address, ',' ORDER BY family, id), '') FROM ip_allocations
-		WHERE vm_id = vms.id AND releasing = 0)`
+	(SELECT COALESCE(group_concat(a, ','), '') FROM (SELECT family || address AS a FROM ip_allocations
+		WHERE vm_id = vms.id AND releasing = 0 ORDER BY id))`
 
 // VMListIPs is VMList for display: one query reads the VMs matching f,
 // ordered by row id, with their addresses (10,000 VMs: a single pass, not a
 // query per VM).
 func (s *Store) VMListIPs(ctx context.Context, f VMFilter) ([]VMListed, error) {
+	var out []VMListed
+	err := s.VMListEach(ctx, f, func(l *VMListed) error {
+		out = append(out, *l)
+		return nil
+	})
+	return out, err
+}
+
+// VMListEach is VMListIPs one VM at a time: fn sees each VM as it is read,
+// and no list of every VM is built (vm list at 10,000 VMs). l is reused for
+// the next VM: fn must copy what it keeps. An error from fn ends the query
+// and is returned.
+func (s *Store) VMListEach(ctx context.Context, f VMFilter, fn func(l *VMListed) error) error {
 	q, args := vmListQuery(f)
 	q = strings.Replace(q, vmColumns, listColumns, 1)
 	rows, err := s.db.QueryContext(ctx, q, args...)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer rows.Close()
-	var out []VMListed
+	// One set of destinations for every row: Scan's arguments are built
+	// once, not 27 boxed pointers per VM.
+	var v VM
+	var stepStarted, next, created, updated, powerSeen, throttleUntil int64
+	var held, dirty, suspendPending int
+	var ips string
+	dest := []any{&v.ID, &v.ServiceID, &v.Hostname, &v.Product, &v.Status, &v.TargetNode, &v.Node, &v.VMID,
+		&v.PendingUPID, &v.PendingNode, &stepStarted, &v.Attempts, &next, &held, &v.LastError, &dirty,
+		&v.PowerState, &powerSeen, &v.SuspendReason, &suspendPending, &v.Template, &v.ThrottleMBps, &throttleUntil,
+		&v.WaitReason, &created, &updated, &ips}
+	var l VMListed
 	for rows.Next() {
-		var v VM
-		var stepStarted, next, created, updated, powerSeen, throttleUntil int64
-		var held, dirty, suspendPending int
-		var ips string
-		if err := rows.Scan(&v.ID, &v.ServiceID, &v.Hostname, &v.Product, &v.Status, &v.TargetNode, &v.Node, &v.VMID,
-			&v.PendingUPID, &v.PendingNode, &stepStarted, &v.Attempts, &next, &held, &v.LastError, &dirty,
-			&v.PowerState, &powerSeen, &v.SuspendReason, &suspendPending, &v.Template, &v.ThrottleMBps, &throttleUntil,
-			&v.WaitReason, &created, &updated, &ips); err != nil {
-			return nil, err
+		v = VM{}
+		if err := rows.Scan(dest...); err != nil {
+			return err
 		}
 		v.StepStartedAt, v.NextAttemptAt = fromMS(stepStarted), fromMS(next)
 		v.CreatedAt, v.UpdatedAt = fromMS(created), fromMS(updated)
@@ -275,13 +296,34 @@ func (s *Store) VMListIPs(ctx context.Context, f VMFilter) ([]VMListed, error) {
 		if throttleUntil != 0 {
 			v.ThrottleUntil = fromMS(throttleUntil)
 		}
-		l := VMListed{VM: v}
+		l = VMListed{VM: v}
 		if ips != "" {
-			l.IPs = strings.Split(ips, ",")
+			l.IPs = listedIPs(ips)
 		}
-		out = append(out, l)
+		if err := fn(&l); err != nil {
+			return err
+		}
 	}
-	return out, rows.Err()
+	return rows.Err()
+}
+
+// listedIPs splits listColumns' addresses and orders them IPv4 first, then
+// by id (the order they come in), without their family digits.
+func listedIPs(s string) []string {
+	ips := strings.Split(s, ",")
+	v4 := 0
+	for i, a := range ips {
+		if a[0] == '4' {
+			// Shift the IPv6 addresses before it one place up.
+			copy(ips[v4+1:i+1], ips[v4:i])
+			ips[v4] = a
+			v4++
+		}
+	}
+	for i, a := range ips {
+		ips[i] = a[1:]
+	}
+	return ips
 }
 
 // vmListQuery is VMList's query (a test checks the indexes it uses).

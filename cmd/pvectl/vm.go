@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -217,38 +218,23 @@ func printVMJSON(ctx context.Context, w io.Writer, e *engine.Engine, vm engine.V
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, j)
+	return writeVMJSON(w, j)
+}
+
+// writeVMJSON writes j as writeJSON would.
+func writeVMJSON(w io.Writer, j vmJSON) error {
+	b, err := appendVMJSON(nil, &j, "")
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(append(b, '\n'))
+	return err
 }
 
 func writeJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
-}
-
-// writeJSONRows writes rows exactly as writeJSON would, one row at a time:
-// 10,000 VMs never sit in one buffer that is then indented again.
-func writeJSONRows[T any](w io.Writer, rows []T) error {
-	if len(rows) == 0 {
-		return writeJSON(w, rows)
-	}
-	if _, err := io.WriteString(w, "[\n"); err != nil {
-		return err
-	}
-	for i, r := range rows {
-		b, err := json.MarshalIndent(r, "  ", "  ")
-		if err != nil {
-			return err
-		}
-		sep := ",\n"
-		if i == len(rows)-1 {
-			sep = "\n]\n"
-		}
-		if _, err := fmt.Fprintf(w, "  %s%s", b, sep); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 func validStatus(s string) error {
@@ -272,7 +258,7 @@ func powerText(p *powerJSON, now time.Time) string {
 	if ago < 0 {
 		ago = 0
 	}
-	return fmt.Sprintf("%s (%s ago)", p.State, ago)
+	return p.State + " (" + ago.String() + " ago)"
 }
 
 func newVMListCmd(g *globals) *cobra.Command {
@@ -298,41 +284,87 @@ func newVMListCmd(g *globals) *cobra.Command {
 			}
 			defer closeFn()
 			f.Status, f.Power = status, power
-			vms, err := e.ListVMsWithIPs(cmd.Context(), f)
-			if err != nil {
-				return err
-			}
-			rows := make([]vmJSON, 0, len(vms))
-			for _, vm := range vms {
-				if stuck {
-					if _, ok := e.StuckOf(vm.VM, e.Clock.Now()); !ok {
-						continue
-					}
-				}
-				rows = append(rows, vmJSONWith(e, vm.VM, vm.IPs))
-			}
-			// One write per few KB, not one per table cell.
-			out := bufio.NewWriter(cmd.OutOrStdout())
+			now := e.Clock.Now()
+			out := cmd.OutOrStdout()
 			if asJSON {
-				if err := writeJSONRows(out, rows); err != nil {
+				// Each VM is encoded as it is read, into 64 KB chunks (no
+				// buffer of megabytes copied as it grows); the output is
+				// written once the query is over, so a slow reader of
+				// stdout does not hold the read transaction open.
+				const chunk = 64 << 10
+				var full [][]byte
+				buf := make([]byte, 0, chunk)
+				n := 0
+				err := e.Store.VMListEach(cmd.Context(), f, func(l *store.VMListed) error {
+					if stuck {
+						if _, ok := e.StuckOf(l.VM, now); !ok {
+							return nil
+						}
+					}
+					j := vmJSONWith(e, l.VM, l.IPs)
+					if n == 0 {
+						buf = append(buf, "[\n  "...)
+					} else {
+						buf = append(buf, ",\n  "...)
+					}
+					n++
+					var err error
+					if buf, err = appendVMJSON(buf, &j, "  "); err != nil {
+						return err
+					}
+					if len(buf) > chunk-4<<10 {
+						full = append(full, buf)
+						buf = make([]byte, 0, chunk)
+					}
+					return nil
+				})
+				if err != nil {
 					return err
 				}
-				return out.Flush()
+				if n == 0 {
+					buf = append(buf, "[]\n"...)
+				} else {
+					buf = append(buf, "\n]\n"...)
+				}
+				for _, b := range append(full, buf) {
+					if _, err := out.Write(b); err != nil {
+						return err
+					}
+				}
+				return nil
 			}
-			tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+			// One write per few KB, not one per table cell.
+			bw := bufio.NewWriter(out)
+			tw := tabwriter.NewWriter(bw, 0, 0, 2, ' ', 0)
 			fmt.Fprintln(tw, "SERVICE\tHOSTNAME\tPRODUCT\tSTATUS\tVMID\tNODE\tIPS\tATTEMPTS\tPOWER\tNOTE")
-			for _, j := range rows {
+			var line []byte
+			err = e.Store.VMListEach(cmd.Context(), f, func(l *store.VMListed) error {
+				if stuck {
+					if _, ok := e.StuckOf(l.VM, now); !ok {
+						return nil
+					}
+				}
+				j := vmJSONWith(e, l.VM, l.IPs)
 				vmid := "-"
 				if j.VMID != nil {
-					vmid = fmt.Sprint(*j.VMID)
+					vmid = strconv.Itoa(*j.VMID)
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", j.ServiceID, j.Hostname, j.Product, j.Status, vmid,
-					dash(j.Node), dash(strings.Join(j.IPs, ",")), j.Attempts, powerText(j.Power, e.Clock.Now()), vmNote(j, e.Clock.Now()))
+				line = line[:0]
+				for _, cell := range [...]string{j.ServiceID, j.Hostname, j.Product, j.Status, vmid,
+					dash(j.Node), dash(strings.Join(j.IPs, ",")), strconv.Itoa(j.Attempts), powerText(j.Power, now)} {
+					line = append(append(line, cell...), '\t')
+				}
+				line = append(append(line, vmNote(j, now)...), '\n')
+				_, err := tw.Write(line)
+				return err
+			})
+			if err != nil {
+				return err
 			}
 			if err := tw.Flush(); err != nil {
 				return err
 			}
-			return out.Flush()
+			return bw.Flush()
 		},
 	}
 	cmd.Flags().StringVar(&status, "status", "", "only VMs in this state")
@@ -389,7 +421,7 @@ func newVMShowCmd(g *globals) *cobra.Command {
 					return err
 				}
 				if asJSON {
-					return writeJSON(cmd.OutOrStdout(), j)
+					return writeVMJSON(cmd.OutOrStdout(), j)
 				}
 				w := cmd.OutOrStdout()
 				vmid := "-"
