@@ -23,15 +23,18 @@ func cloneTemplate(ctx context.Context, env *Env, vm store.VM) Result {
 	}
 	var r proxmox.Resource
 	var exists bool
+	hold := holdHeavy(env)
+	defer hold.done()
 	switch {
 	case env.TaskDone:
 		// Our clone task ended OK on the template's node: the VM is
 		// there; its config below says whether it is ours.
 		r, exists = proxmox.Resource{Type: "qemu", VMID: vm.VMID, Node: tpl.Node}, true
 	default:
-		// No slot for the clone: wait before looking (the look guards
-		// only the submit).
-		if res := heavyBusy(env, tpl.Node); res != nil {
+		// The clone's slot is taken before looking (the look guards only
+		// the submit): no slot, wait without asking PVE; nothing to
+		// submit, the slot is given back.
+		if res := hold.at(tpl.Node); res != nil {
 			return *res
 		}
 		// Look before acting: does the VMID already hold a VM? The pass's
@@ -90,7 +93,7 @@ func cloneTemplate(ctx context.Context, env *Env, vm store.VM) Result {
 		}
 		return Success()
 	}
-	if res := noHeavySlot(env, tpl.Node); res != nil {
+	if res := hold.at(tpl.Node); res != nil {
 		return *res
 	}
 	mode := proxmox.CloneLinked
@@ -101,6 +104,7 @@ func cloneTemplate(ctx context.Context, env *Env, vm store.VM) Result {
 			storage = "" // the migration maps storage on the target node
 		}
 	}
+	hold.submitted()
 	task, err := env.PVE.Clone(ctx, proxmox.CloneRequest{
 		Source: proxmox.VMRef{Node: tpl.Node, VMID: tpl.VMID}, NewID: vm.VMID,
 		Name: vm.Hostname, Description: marker(vm) + "\nhostname=" + vm.Hostname, Mode: mode, Storage: storage,
@@ -126,12 +130,15 @@ func cloneTaskError(ctx context.Context, env *Env, vm store.VM, failed Result) R
 func migrateToTarget(ctx context.Context, env *Env, vm store.VM) Result {
 	p := env.Product
 	at := vm
+	hold := holdHeavy(env)
+	defer hold.done()
 	switch {
 	case env.TaskDone && vm.TargetNode != "":
 		at.Node = vm.TargetNode // the migration ended OK: look on the target first
-	case vm.TargetNode != "" && vm.TargetNode != vm.Node:
-		// A migration to make and no slot for it: wait before looking.
-		if res := heavyBusy(env, vm.Node); res != nil {
+	case vm.TargetNode != "" && vm.TargetNode != vm.Node && vm.Node != "":
+		// A migration to make: its slot is taken before looking; no slot,
+		// wait without asking PVE.
+		if res := hold.at(vm.Node); res != nil {
 			return *res
 		}
 	}
@@ -157,9 +164,10 @@ func migrateToTarget(ctx context.Context, env *Env, vm store.VM) Result {
 		}
 		return Wait("migration in progress (VM locked: migrate)")
 	}
-	if res := noHeavySlot(env, r.Node); res != nil {
+	if res := hold.at(r.Node); res != nil {
 		return *res
 	}
+	hold.submitted()
 	task, err := env.PVE.Migrate(ctx, proxmox.MigrateRequest{VM: proxmox.VMRef{Node: r.Node, VMID: vm.VMID},
 		Target: vm.TargetNode, TargetStorage: p.SystemDisk.Storage})
 	if proxmox.IsNotFound(err) {
