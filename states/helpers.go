@@ -68,8 +68,25 @@ var progressRE = regexp.MustCompile(`(\d{1,3}(?:\.\d+)?)\s?%`)
 // a heartbeat, or the task's error with the task reference cleared so the
 // next attempt looks again).
 func awaitTask(ctx context.Context, env *Env, vm store.VM, what string) (finished bool, res Result) {
-	task := proxmox.TaskRef{Node: vm.PendingNode, UPID: vm.PendingUPID}
-	st, err := env.PVE.TaskStatus(ctx, task)
+	st, err := env.PVE.TaskStatus(ctx, pendingTask(vm))
+	return judgeTask(ctx, env, vm, what, st, err)
+}
+
+// pendingTask is the VM's stored task.
+func pendingTask(vm store.VM) proxmox.TaskRef {
+	return proxmox.TaskRef{Node: vm.PendingNode, UPID: vm.PendingUPID}
+}
+
+// taskEndedOK reports whether a task status read says the task ended OK
+// (or WARNINGS).
+func taskEndedOK(st proxmox.TaskStatus, err error) bool {
+	return err == nil && !st.Running && st.Err() == nil
+}
+
+// judgeTask is awaitTask's verdict on the status (st, err) already read
+// for the stored task.
+func judgeTask(ctx context.Context, env *Env, vm store.VM, what string, st proxmox.TaskStatus, err error) (finished bool, res Result) {
+	task := pendingTask(vm)
 	if err != nil {
 		if proxmox.IsNotFound(err) {
 			r := Retryable(fmt.Errorf("%s: task %s is unknown to PVE (node rebooted?); will look again", what, task.UPID))
