@@ -241,11 +241,11 @@ func (r *runPass) advance(ctx context.Context, vm store.VM, n int) {
 			return
 		}
 		env := *r.env
-		// Heavy steps take a per-node slot just before they submit their
-		// task, so a step that only looks (and skips) never waits for one.
+		// Heavy steps take a per-node slot before they look, and give it
+		// back when the look shows there is nothing to submit.
 		env.HeavySlot = func(node string) bool { return r.heavy.acquire(node) }
 		env.HeavyLimit = r.heavy.limit
-		env.HeavyFree = r.heavy.free
+		env.HeavyRelease = r.heavy.release
 		emitted, stepVM := &atomic.Bool{}, vm
 		env.Emit = func(detail string) {
 			emitted.Store(true)
@@ -499,11 +499,13 @@ func newNodeLimiter(limit int, vms []store.VM, reg states.Registry) *nodeLimiter
 	return l
 }
 
-// free reports whether node has a free slot, without taking it.
-func (l *nodeLimiter) free(node string) bool {
+// release gives back a slot acquire took for a task that was not submitted.
+func (l *nodeLimiter) release(node string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.used[node] < l.limit
+	if l.used[node] > 0 {
+		l.used[node]--
+	}
 }
 
 func (l *nodeLimiter) acquire(node string) bool {

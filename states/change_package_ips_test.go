@@ -35,8 +35,8 @@ func TestRemovedAddressStaysAllocatedWhileInTheIPSet(t *testing.T) {
 	// c1 is DNS-dirty from some earlier failure; its next retry is due in 30s.
 	require.NoError(t, r.st.DNSSetDirty(r.ctx, c1.ID, 1, r.clk.Now().Add(30*time.Second), r.clk.Now()))
 	r.request(c1, states.ChangePackage, "small")
-	// Reading the IP sets fails once (node busy): updateIPs backs off after marking the address releasing.
-	r.sim.FailNext(pvesim.FailNext{Endpoint: "GET /nodes/{node}/qemu/{vmid}/firewall/ipset", VMID: c1.VMID, Count: proxmox.ReadAttempts, Status: 595})
+	// Reading the IP set fails once (node busy): updateIPs backs off after marking the address releasing.
+	r.sim.FailNext(pvesim.FailNext{Endpoint: "GET /nodes/{node}/qemu/{vmid}/firewall/ipset/{name}", VMID: c1.VMID, Count: proxmox.ReadAttempts, Status: 595})
 	r.tick(20 * time.Second)
 	require.Equal(t, string(states.ChangePackage), r.get(c1.ID).Status)
 	r.tick(20 * time.Second) // the DNS retry is due; the step is still backing off
@@ -219,7 +219,7 @@ func TestChangePackageRepoolsAddresses(t *testing.T) {
 
 			r.request(c1, states.ChangePackage, tc.to)
 			if tc.failIPSet {
-				r.sim.FailNext(pvesim.FailNext{Endpoint: "GET /nodes/{node}/qemu/{vmid}/firewall/ipset", VMID: c1.VMID, Count: proxmox.ReadAttempts, Status: 595})
+				r.sim.FailNext(pvesim.FailNext{Endpoint: "GET /nodes/{node}/qemu/{vmid}/firewall/ipset/{name}", VMID: c1.VMID, Count: proxmox.ReadAttempts, Status: 595})
 				r.tick(20 * time.Second)
 				vm := r.get(c1.ID)
 				require.Equal(t, string(states.ChangePackage), vm.Status, "the IP set refresh failed after the store write")

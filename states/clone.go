@@ -7,7 +7,6 @@ import (
 	"context"
 	"fmt"
 	"strconv"
-	"strings"
 
 	"github.com/pvectl/pvectl/providers/proxmox"
 	"github.com/pvectl/pvectl/store"
@@ -23,15 +22,26 @@ func cloneTemplate(ctx context.Context, env *Env, vm store.VM) Result {
 	}
 	var r proxmox.Resource
 	var exists bool
+	hold := holdHeavy(env)
+	defer hold.done()
 	switch {
 	case env.TaskDone:
-		// Our clone task ended OK on the template's node: the VM is
-		// there; its config below says whether it is ours.
-		r, exists = proxmox.Resource{Type: "qemu", VMID: vm.VMID, Node: tpl.Node}, true
+		// Our clone task ended OK on the template's node: PVE made the
+		// VM there, with the marker the clone request gave it. Nothing
+		// to look at: the record takes the node (the next steps locate
+		// the VM before they act), and the marker tag comes with the
+		// VM's first config write (Set CPU & RAM).
+		if vm.Node != tpl.Node {
+			if err := env.Store.VMSetNode(ctx, vm.ID, vm.Status, vm.Version, tpl.Node, env.Now()); err != nil {
+				return Retryable(err)
+			}
+		}
+		return Success()
 	default:
-		// No slot for the clone: wait before looking (the look guards
-		// only the submit).
-		if res := heavyBusy(env, tpl.Node); res != nil {
+		// The clone's slot is taken before looking (the look guards only
+		// the submit): no slot, wait without asking PVE; nothing to
+		// submit, the slot is given back.
+		if res := hold.at(tpl.Node); res != nil {
 			return *res
 		}
 		// Look before acting: does the VMID already hold a VM? The pass's
@@ -54,12 +64,6 @@ func cloneTemplate(ctx context.Context, env *Env, vm store.VM) Result {
 	var cfg proxmox.VMConfig
 	if exists {
 		cfg, err = env.PVE.VMConfig(ctx, proxmox.VMRef{Node: r.Node, VMID: vm.VMID})
-		if proxmox.IsNotFound(err) && env.TaskDone {
-			// Not where the clone ran: the next attempt looks cluster-wide.
-			res := Retryable(fmt.Errorf("the clone task ended OK but VM %d is not on %s; looking again", vm.VMID, r.Node))
-			res.ClearTask = true
-			return res
-		}
 		if proxmox.IsNotFound(err) {
 			exists = false // listed, but gone (the list lags a destroy)
 		} else if err != nil {
@@ -81,16 +85,9 @@ func cloneTemplate(ctx context.Context, env *Env, vm store.VM) Result {
 				return Retryable(err)
 			}
 		}
-		if !cfg.HasTag(MarkerTag) {
-			err := env.PVE.SetConfigSync(ctx, proxmox.VMRef{Node: r.Node, VMID: vm.VMID},
-				proxmox.ConfigChange{Set: map[string]string{"tags": strings.Join(append(cfg.Tags(), MarkerTag), ";")}})
-			if err != nil {
-				return fromError("tag VM", err)
-			}
-		}
-		return Success()
+		return Success() // an earlier attempt's clone; tagged by Set CPU & RAM
 	}
-	if res := noHeavySlot(env, tpl.Node); res != nil {
+	if res := hold.at(tpl.Node); res != nil {
 		return *res
 	}
 	mode := proxmox.CloneLinked
@@ -101,6 +98,7 @@ func cloneTemplate(ctx context.Context, env *Env, vm store.VM) Result {
 			storage = "" // the migration maps storage on the target node
 		}
 	}
+	hold.submitted()
 	task, err := env.PVE.Clone(ctx, proxmox.CloneRequest{
 		Source: proxmox.VMRef{Node: tpl.Node, VMID: tpl.VMID}, NewID: vm.VMID,
 		Name: vm.Hostname, Description: marker(vm) + "\nhostname=" + vm.Hostname, Mode: mode, Storage: storage,
@@ -122,20 +120,31 @@ func cloneTaskError(ctx context.Context, env *Env, vm store.VM, failed Result) R
 
 // migrateToTarget moves the VM offline from the template's node to its
 // target node, mapping disks to the product's storage; the runner follows
-// the migration task (Task "migrate"), then this looks where the VM is.
+// the migration task (Task "migrate"), and once it ended OK the record
+// takes the target node.
 func migrateToTarget(ctx context.Context, env *Env, vm store.VM) Result {
 	p := env.Product
-	at := vm
+	hold := holdHeavy(env)
+	defer hold.done()
 	switch {
 	case env.TaskDone && vm.TargetNode != "":
-		at.Node = vm.TargetNode // the migration ended OK: look on the target first
-	case vm.TargetNode != "" && vm.TargetNode != vm.Node:
-		// A migration to make and no slot for it: wait before looking.
-		if res := heavyBusy(env, vm.Node); res != nil {
+		// The migration ended OK: PVE moved the VM to the target. The
+		// record follows it; no need to look (the next step locates the
+		// VM before it acts, and looks cluster-wide if it is not there).
+		if vm.Node != vm.TargetNode {
+			if err := env.Store.VMSetNode(ctx, vm.ID, vm.Status, vm.Version, vm.TargetNode, env.Now()); err != nil {
+				return Retryable(err)
+			}
+		}
+		return Success()
+	case vm.TargetNode != "" && vm.TargetNode != vm.Node && vm.Node != "":
+		// A migration to make: its slot is taken before looking; no slot,
+		// wait without asking PVE.
+		if res := hold.at(vm.Node); res != nil {
 			return *res
 		}
 	}
-	r, exists, err := findVMNear(ctx, env, at)
+	r, exists, err := findVMNear(ctx, env, vm)
 	if err != nil {
 		return fromError("find VM in cluster", err)
 	}
@@ -157,9 +166,10 @@ func migrateToTarget(ctx context.Context, env *Env, vm store.VM) Result {
 		}
 		return Wait("migration in progress (VM locked: migrate)")
 	}
-	if res := noHeavySlot(env, r.Node); res != nil {
+	if res := hold.at(r.Node); res != nil {
 		return *res
 	}
+	hold.submitted()
 	task, err := env.PVE.Migrate(ctx, proxmox.MigrateRequest{VM: proxmox.VMRef{Node: r.Node, VMID: vm.VMID},
 		Target: vm.TargetNode, TargetStorage: p.SystemDisk.Storage})
 	if proxmox.IsNotFound(err) {

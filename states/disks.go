@@ -16,10 +16,16 @@ import (
 )
 
 // setCPURAM applies cores, sockets and memory (NeedProduct, NeedConfig).
+// The same write gives a VM without it pvectl's marker tag: the first
+// config write after the clone, so a deploy tags the VM without a request
+// of its own.
 func setCPURAM(ctx context.Context, env *Env, vm store.VM) Result {
 	p := env.Product
 	want := map[string]string{"cores": strconv.Itoa(p.Cores), "sockets": strconv.Itoa(p.Sockets), "memory": strconv.Itoa(p.MemoryMB)}
 	change := diffValues(env.VMConfig, want)
+	if !env.VMConfig.HasTag(MarkerTag) {
+		change["tags"] = strings.Join(append(env.VMConfig.Tags(), MarkerTag), ";")
+	}
 	if len(change) == 0 {
 		return Skip("no change")
 	}
@@ -79,7 +85,9 @@ func additionalDiskKey(cfg proxmox.VMConfig, p config.Product) string {
 const gib = int64(1) << 30
 
 // resizeDisk grows disk key to sizeGB; the runner follows the resize task
-// (resizeTask), and the step is done once it ended OK.
+// (resizeTask), and the step is done once it ended OK (the resize steps
+// return done on env.TaskDone before they look at the config: the runner
+// does not read it then).
 func resizeDisk(ctx context.Context, env *Env, vm store.VM, key string, sizeGB int) Result {
 	if env.TaskDone {
 		return Success()
@@ -247,6 +255,9 @@ func resizeTask(additional bool) func(env *Env, vm store.VM) string {
 }
 
 func resizeSystemDisk(ctx context.Context, env *Env, vm store.VM) Result {
+	if env.TaskDone {
+		return Success() // the resize ended OK; the config was not read
+	}
 	return withDisk(env, vm, false, func(key string, d config.Disk) Result {
 		if d.SizeGB == 0 {
 			return Skip("size 0 keeps the template's size")
@@ -262,6 +273,9 @@ func setSystemDiskIO(ctx context.Context, env *Env, vm store.VM) Result {
 }
 
 func resizeAdditionalDisk(ctx context.Context, env *Env, vm store.VM) Result {
+	if env.TaskDone {
+		return Success() // the resize ended OK; the config was not read
+	}
 	return withDisk(env, vm, true, func(key string, d config.Disk) Result {
 		return resizeDisk(ctx, env, vm, key, d.SizeGB)
 	})

@@ -26,14 +26,16 @@ type Env struct {
 	Zones  []dns.Zone
 	Now    func() time.Time
 	// HeavySlot takes one of the node's slots for a heavy task (clone,
-	// migrate) right before it is submitted; false means the node already
-	// has HeavyLimit in flight and the step should wait. nil = no limit.
+	// migrate); false means the node already has HeavyLimit in flight and
+	// the step should wait. A step takes it before it looks (the look
+	// guards only the submit), so workers that find no slot wait without
+	// asking PVE, and gives it back (HeavyRelease) when the look shows
+	// there is nothing to submit. nil = no limit.
 	HeavySlot  func(node string) bool
 	HeavyLimit int
-	// HeavyFree reports, without taking one, whether the node has a free
-	// slot: a heavy step whose node has none waits before it looks (its
-	// look guards only the submit it would not make). nil = no limit.
-	HeavyFree func(node string) bool
+	// HeavyRelease gives back a slot HeavySlot took for a task the step
+	// did not submit. nil = no limit.
+	HeavyRelease func(node string)
 	// Strays is the pass's safety net: the PVE VMs carrying pvectl's marker
 	// that no record knows, looked for once per process_vms pass by the
 	// first allocation; their addresses are never handed out. nil = not

@@ -68,8 +68,25 @@ var progressRE = regexp.MustCompile(`(\d{1,3}(?:\.\d+)?)\s?%`)
 // a heartbeat, or the task's error with the task reference cleared so the
 // next attempt looks again).
 func awaitTask(ctx context.Context, env *Env, vm store.VM, what string) (finished bool, res Result) {
-	task := proxmox.TaskRef{Node: vm.PendingNode, UPID: vm.PendingUPID}
-	st, err := env.PVE.TaskStatus(ctx, task)
+	st, err := env.PVE.TaskStatus(ctx, pendingTask(vm))
+	return judgeTask(ctx, env, vm, what, st, err)
+}
+
+// pendingTask is the VM's stored task.
+func pendingTask(vm store.VM) proxmox.TaskRef {
+	return proxmox.TaskRef{Node: vm.PendingNode, UPID: vm.PendingUPID}
+}
+
+// taskEndedOK reports whether a task status read says the task ended OK
+// (or WARNINGS).
+func taskEndedOK(st proxmox.TaskStatus, err error) bool {
+	return err == nil && !st.Running && st.Err() == nil
+}
+
+// judgeTask is awaitTask's verdict on the status (st, err) already read
+// for the stored task.
+func judgeTask(ctx context.Context, env *Env, vm store.VM, what string, st proxmox.TaskStatus, err error) (finished bool, res Result) {
+	task := pendingTask(vm)
 	if err != nil {
 		if proxmox.IsNotFound(err) {
 			r := Retryable(fmt.Errorf("%s: task %s is unknown to PVE (node rebooted?); will look again", what, task.UPID))
@@ -158,7 +175,7 @@ func submit(ctx context.Context, env *Env, vm store.VM, what string, task proxmo
 }
 
 // noHeavySlot returns a wait result when node has no free slot for a heavy
-// task, nil when the step may submit it.
+// task, nil when the step took one and may submit it.
 func noHeavySlot(env *Env, node string) *Result {
 	if env.HeavySlot == nil || env.HeavySlot(node) {
 		return nil
@@ -167,16 +184,48 @@ func noHeavySlot(env *Env, node string) *Result {
 	return &r
 }
 
-// heavyBusy returns a wait result, before the step looks at PVE, when the
-// node has no free slot for the heavy task the step would submit: waiting
-// has no side effect, so the look can wait for the slot too. nil means the
-// step looks, and takes a slot (noHeavySlot) right before it submits.
-func heavyBusy(env *Env, node string) *Result {
-	if env.HeavyFree == nil || node == "" || env.HeavyFree(node) {
+// heavyHold is a heavy slot a step took before it looks at PVE: waiting
+// for a slot has no side effect, so the look waits for it too, and the
+// workers of a pass never all look and then find the node's slots taken
+// by each other. The step gives the slot back (done) unless it submitted
+// the task the slot is for (submitted).
+type heavyHold struct {
+	env  *Env
+	node string
+	held bool
+}
+
+// holdHeavy is a hold with no slot yet; defer its done.
+func holdHeavy(env *Env) *heavyHold { return &heavyHold{env: env} }
+
+// at takes a slot on node (the template's node before a clone looks, the
+// VM's node before a migration looks, then the node the look found the VM
+// on: the slot that counts is the node's the task runs on), giving back
+// one it holds on another node. A wait result when node has no free slot.
+// A hold that already has node's slot keeps it.
+func (h *heavyHold) at(node string) *Result {
+	if node == h.node && (h.held || h.env.HeavySlot == nil) {
 		return nil
 	}
-	r := Wait(fmt.Sprintf("node %s has %d heavy tasks in flight", node, env.HeavyLimit))
-	return &r
+	h.done()
+	h.node = node
+	if res := noHeavySlot(h.env, node); res != nil {
+		return res
+	}
+	h.held = h.env.HeavySlot != nil
+	return nil
+}
+
+// submitted keeps the slot: the task it is for was sent (the slot stays
+// taken for the rest of the pass, whatever PVE answered).
+func (h *heavyHold) submitted() { h.held = false }
+
+// done gives the slot back unless the task was submitted.
+func (h *heavyHold) done() {
+	if h.held && h.env.HeavyRelease != nil {
+		h.env.HeavyRelease(h.node)
+	}
+	h.held = false
 }
 
 // findVM looks the VMID up in /cluster/resources: where it lives, if anywhere.

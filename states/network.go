@@ -146,17 +146,18 @@ func sameFirewall(cur, want proxmox.FirewallOptions) bool {
 // SyncIPSet makes the VM's ipfilter-net0 hold exactly its addresses and
 // reports whether it changed anything.
 func SyncIPSet(ctx context.Context, env *Env, vm store.VM, ips []store.IPAllocation) (changed bool, err error) {
-	sets, err := env.PVE.IPSets(ctx, ref(vm))
-	if err != nil {
-		return false, err
-	}
-	if !slices.ContainsFunc(sets, func(s proxmox.IPSet) bool { return s.Name == IPSetName }) {
+	// One look: the set's entries, or PVE saying there is no such set.
+	entries, err := env.PVE.IPSetEntries(ctx, ref(vm), IPSetName)
+	if proxmox.IsNotFound(err) {
+		// No set yet (a VM gone from its node fails the create too). A
+		// set this request creates is empty; one created meanwhile is
+		// read.
 		changed = true
-		if err := env.PVE.CreateIPSet(ctx, ref(vm), IPSetName, "pvectl anti-spoofing"); err != nil && !proxmox.IsAlreadyExists(err) {
-			return changed, err
+		err = env.PVE.CreateIPSet(ctx, ref(vm), IPSetName, "pvectl anti-spoofing")
+		if proxmox.IsAlreadyExists(err) {
+			entries, err = env.PVE.IPSetEntries(ctx, ref(vm), IPSetName)
 		}
 	}
-	entries, err := env.PVE.IPSetEntries(ctx, ref(vm), IPSetName)
 	if err != nil {
 		return changed, err
 	}

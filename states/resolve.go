@@ -131,10 +131,24 @@ func (s Step) resolve(ctx context.Context, env *Env, vm store.VM) Result {
 			}
 		}
 	}
+	// The pending task of a step that names it from the config (a disk's
+	// resize) is read before the config too: ended OK, the step is done
+	// without it (such a step's function returns done on env.TaskDone
+	// before it looks at env.VMConfig); otherwise it is named once the
+	// config is read, and judged from this same read.
+	var early *taskLook
+	if s.Task != nil && pending(vm) && s.Needs&NeedConfig != 0 {
+		st, err := env.PVE.TaskStatus(ctx, pendingTask(vm))
+		if taskEndedOK(st, err) {
+			taskRead, taskDone = true, true
+		} else {
+			early = &taskLook{st: st, err: err}
+		}
+	}
 	locating := s.Needs&(NeedLocation|NeedConfig) != 0
 	// A task that ended OK on the VM's node says where the VM is: it just
 	// ran there. Not a heavy step's task: a migration moves the VM.
-	if taskDone && !s.Heavy && s.Needs&NeedConfig == 0 && vm.PendingNode == vm.Node {
+	if taskDone && !s.Heavy && vm.PendingNode == vm.Node {
 		locating = false
 	}
 	if locating {
@@ -166,7 +180,11 @@ func (s Step) resolve(ctx context.Context, env *Env, vm store.VM) Result {
 	if s.Task != nil && pending(vm) && !taskRead {
 		if what := s.Task(env, vm); what != "" {
 			taskRead = true
-			taskDone, taskRes = awaitTask(ctx, env, vm, what)
+			if early != nil {
+				taskDone, taskRes = judgeTask(ctx, env, vm, what, early.st, early.err)
+			} else {
+				taskDone, taskRes = awaitTask(ctx, env, vm, what)
+			}
 		}
 	}
 	if taskRead {
@@ -179,6 +197,12 @@ func (s Step) resolve(ctx context.Context, env *Env, vm store.VM) Result {
 		env.TaskDone = true
 	}
 	return s.Run(ctx, env, vm)
+}
+
+// taskLook is a status read of the VM's stored task, judged later.
+type taskLook struct {
+	st  proxmox.TaskStatus
+	err error
 }
 
 // errStillRunning: the stop gave up (still running after the graceful
