@@ -36,7 +36,7 @@ test: deps lint ## Lint and run every test (what CI runs)
 
 .PHONY: bench
 bench: ## Run the benchmarks (numbers go to docs/performance.md)
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+	$(GO) test -run '^$$' -bench . -benchmem -timeout 60m ./...
 
 .PHONY: demo
 demo: ## Deploy three VMs against a local pvesim, printing the live lines

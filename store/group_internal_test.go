@@ -19,14 +19,22 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+// newInternalStore is a store made by Create in a temp dir, closed with
+// the test.
+func newInternalStore(t *testing.T) *Store {
+	t.Helper()
+	s, err := Create(context.Background(), filepath.Join(t.TempDir(), "pvectl.db"))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
 // newGroupStore is a store in a temp dir with n VMs at set_ip, each with
 // an open run; it returns the VMs and their run ids.
 func newGroupStore(t *testing.T, n int) (*Store, []VM, []int64) {
 	t.Helper()
 	ctx := context.Background()
-	s, err := Create(ctx, filepath.Join(t.TempDir(), "pvectl.db"))
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = s.Close() })
+	s := newInternalStore(t)
 	var vms []VM
 	var runs []int64
 	for i := range n {

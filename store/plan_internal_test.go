@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -17,9 +16,7 @@ import (
 func TestReadQueriesUseIndexes(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	s, err := Create(ctx, filepath.Join(t.TempDir(), "pvectl.db"))
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = s.Close() })
+	s := newInternalStore(t)
 	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 	list := func(f VMFilter) (string, []any) { return vmListQuery(f) }
 	due := func(final []string) func() (string, []any) {

@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -16,9 +15,7 @@ import (
 func TestVMListIPsOrder(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	s, err := Create(ctx, filepath.Join(t.TempDir(), "pvectl.db"))
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = s.Close() })
+	s := newInternalStore(t)
 	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 	for i, tc := range []struct {
 		name  string
@@ -60,9 +57,7 @@ func TestVMListIPsOrder(t *testing.T) {
 func TestVMListNoSortPerVM(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	s, err := Create(ctx, filepath.Join(t.TempDir(), "pvectl.db"))
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = s.Close() })
+	s := newInternalStore(t)
 	q, args := vmListQuery(VMFilter{})
 	rows, err := s.db.QueryContext(ctx, `EXPLAIN QUERY PLAN `+strings.Replace(q, vmColumns, listColumns, 1), args...)
 	require.NoError(t, err)
