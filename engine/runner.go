@@ -115,22 +115,29 @@ func (e *Engine) runSteps(ctx context.Context, task string, start time.Time, mar
 	e.countBackupsHeavy(ctx, r.heavy) // a running vzdump is a heavy task on its node
 
 	work := make(chan store.VM)
+	workers := max(1, min(opts.Concurrency, len(vms)))
+	done := make(chan string, workers) // the node of each VM a worker finished
 	var wg sync.WaitGroup
-	for range max(1, min(opts.Concurrency, len(vms))) {
+	for range workers {
 		wg.Go(func() {
 			for vm := range work {
 				r.advance(ctx, vm, max(1, opts.StepsPerTick))
+				done <- vm.Node
 			}
 		})
 	}
-	for _, vm := range vms {
-		if ctx.Err() != nil {
-			break
-		}
-		work <- vm
+	go func() { // dispatch stops reading done when it returns
+		wg.Wait()
+		close(done)
+	}()
+	perNode := e.Config.Proxmox.MaxRequestsPerNode
+	if perNode <= 0 { // no per-node limit (the adapter's 0)
+		perNode = len(vms)
 	}
+	dispatch(ctx, vms, perNode, work, done)
 	close(work)
-	wg.Wait()
+	for range done {
+	}
 	r.settling.Wait()
 
 	r.mu.Lock()

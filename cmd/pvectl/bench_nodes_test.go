@@ -285,7 +285,7 @@ func benchmarkNodesPass(b *testing.B, n, batches int, runs ...nodesRun) {
 // resetEnv gives the rig a new engine over the same config, store and
 // clocks, which builds a new adapter (and so a new per-node limiter from
 // the config) on its first pass.
-func (r *nodesRig) resetEnv() {
+func (r *benchRig) resetEnv() {
 	e := r.eng
 	r.eng = &engine.Engine{Config: e.Config, Store: e.Store, StateDir: e.StateDir, Clock: e.Clock, Live: e.Live,
 		Pipelines: e.Pipelines, NewEnv: e.NewEnv}
