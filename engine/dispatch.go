@@ -7,39 +7,47 @@ import (
 )
 
 // dispatch hands the pass's VMs to its workers in order, except that a VM
-// whose node already has perNode VMs being worked on waits while a VM on
-// another node can go. A worker has at most one PVE request in flight, for
-// the VM it works on (mostly on the VM's node), and the adapter lets only
-// max_requests_per_node requests at a time at one node: a worker given a
-// VM of a node already that busy would wait for a slot instead of keeping
-// another node busy. (VMs not placed yet, node "", count as one node.)
+// whose node already has perNode VMs being worked on is passed over for
+// the next VM of a node below that. A worker has at most one PVE request in
+// flight, mostly on its VM's node, and the adapter lets only
+// max_requests_per_node requests at a time at one node: a worker given one
+// more VM of a node that busy would wait for a slot while another node had
+// none to do. When only VMs of busy nodes are left they go anyway (their
+// step may not ask PVE at all: DNS, a heavy slot to wait for), so a worker
+// never idles for dispatch. VMs not placed yet (node "") are never passed
+// over.
 //
 // It returns when every VM was handed out or ctx ended; done receives the
 // node of each VM a worker has finished with.
 func dispatch(ctx context.Context, vms []store.VM, perNode int, work chan<- store.VM, done <-chan string) {
 	busy := map[string]int{}
-	pending := vms
-	for len(pending) > 0 && ctx.Err() == nil {
-		next := -1
-		for i, vm := range pending {
-			if busy[vm.Node] < perNode {
-				next = i
-				break
+	queue := map[string][]int{} // each node's VMs (indexes into vms), in order
+	for i, vm := range vms {
+		queue[vm.Node] = append(queue[vm.Node], i)
+	}
+	for left := len(vms); left > 0 && ctx.Err() == nil; {
+		// The first VM of a node below its limit, else the first VM.
+		next, first := -1, -1
+		for node, q := range queue {
+			if len(q) == 0 {
+				continue
+			}
+			if first < 0 || q[0] < first {
+				first = q[0]
+			}
+			if (node == "" || busy[node] < perNode) && (next < 0 || q[0] < next) {
+				next = q[0]
 			}
 		}
-		if next < 0 { // every node with VMs left is busy: wait for one
-			select {
-			case n := <-done:
-				busy[n]--
-			case <-ctx.Done():
-			}
-			continue
+		if next < 0 {
+			next = first
 		}
-		vm := pending[next]
+		vm := vms[next]
 		select {
 		case work <- vm:
 			busy[vm.Node]++
-			pending = append(pending[:next:next], pending[next+1:]...)
+			queue[vm.Node] = queue[vm.Node][1:]
+			left--
 		case n := <-done:
 			busy[n]--
 		case <-ctx.Done():

@@ -2,7 +2,6 @@ package engine
 
 import (
 	"context"
-	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -10,91 +9,56 @@ import (
 	"github.com/pvectl/pvectl/store"
 )
 
-// Workers are given VMs in order, except that no node ever has more than
-// perNode VMs worked on at once while VMs of other nodes wait; every VM is
-// handed out exactly once.
-func TestDispatchKeepsNodesUnderTheirLimit(t *testing.T) {
-	t.Parallel()
-	for _, tc := range []struct {
-		name    string
-		nodes   []string // the VMs' nodes, in pass order
-		workers int
-		perNode int
-	}{
-		{"one busy node among others", []string{"a", "a", "a", "a", "a", "a", "b", "c", "a", "b", "", ""}, 4, 2},
-		{"a single node", []string{"a", "a", "a", "a", "a"}, 3, 1},
-		{"limit above the workers", []string{"a", "b", "a", "b"}, 2, 8},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			var vms []store.VM
-			for i, n := range tc.nodes {
-				vms = append(vms, store.VM{ID: int64(i + 1), Node: n})
-			}
-			work := make(chan store.VM)
-			done := make(chan string, tc.workers)
-			var mu sync.Mutex
-			busy, peak, seen := map[string]int{}, map[string]int{}, map[int64]int{}
-			release := make(chan struct{})
-			var wg sync.WaitGroup
-			for range tc.workers {
-				wg.Go(func() {
-					for vm := range work {
-						mu.Lock()
-						busy[vm.Node]++
-						peak[vm.Node] = max(peak[vm.Node], busy[vm.Node])
-						seen[vm.ID]++
-						mu.Unlock()
-						<-release // hold the VM until the test lets one go
-						mu.Lock()
-						busy[vm.Node]--
-						mu.Unlock()
-						done <- vm.Node
-					}
-				})
-			}
-			go func() {
-				for range tc.nodes {
-					release <- struct{}{}
-				}
-			}()
-			dispatch(context.Background(), vms, tc.perNode, work, done)
-			close(work)
-			wg.Wait()
-			for n, p := range peak {
-				require.LessOrEqual(t, p, tc.perNode, "node %q had %d VMs worked on at once", n, p)
-			}
-			require.Len(t, seen, len(vms))
-			for id, c := range seen {
-				require.Equal(t, 1, c, "VM %d handed out %d times", id, c)
-			}
-		})
-	}
-}
-
-// A VM of a busy node waits, but a VM of another node behind it goes
-// first; the pass order is kept otherwise.
-func TestDispatchOrder(t *testing.T) {
-	t.Parallel()
-	vms := []store.VM{{ID: 1, Node: "a"}, {ID: 2, Node: "a"}, {ID: 3, Node: "b"}, {ID: 4, Node: "a"}}
+// dispatchOrder runs dispatch with one worker that keeps the VMs listed in
+// hold busy (never reports them done) and returns the order the VMs were
+// handed out in.
+func dispatchOrder(t *testing.T, vms []store.VM, perNode int, hold ...int64) []int64 {
+	t.Helper()
 	work := make(chan store.VM)
-	done := make(chan string, 1)
+	done := make(chan string, len(vms))
 	var got []int64
 	finished := make(chan struct{})
 	go func() {
 		defer close(finished)
-		for vm := range work { // one worker; VM 1 stays busy until VM 3 was handed out
+		for vm := range work {
 			got = append(got, vm.ID)
-			if vm.ID != 1 {
-				done <- vm.Node
+			held := false
+			for _, id := range hold {
+				held = held || id == vm.ID
 			}
-			if vm.ID == 3 {
-				done <- "a" // VM 1 finished
+			if !held {
+				done <- vm.Node
 			}
 		}
 	}()
-	dispatch(context.Background(), vms, 1, work, done)
+	dispatch(context.Background(), vms, perNode, work, done)
 	close(work)
 	<-finished
-	require.Equal(t, []int64{1, 3, 2, 4}, got)
+	return got
+}
+
+// A VM of a node at its limit is passed over for the next VM of another
+// node; with only busy nodes' VMs left they go anyway, in order; every VM
+// is handed out exactly once; VMs not placed yet are never passed over.
+func TestDispatch(t *testing.T) {
+	t.Parallel()
+	vm := func(id int64, node string) store.VM { return store.VM{ID: id, Node: node} }
+	for _, tc := range []struct {
+		name    string
+		vms     []store.VM
+		perNode int
+		hold    []int64
+		want    []int64
+	}{
+		{"a busy node's VM waits for another node's", []store.VM{vm(1, "a"), vm(2, "a"), vm(3, "b"), vm(4, "a")}, 1, []int64{1}, []int64{1, 3, 2, 4}},
+		{"below the limit: in order", []store.VM{vm(1, "a"), vm(2, "a"), vm(3, "b")}, 2, []int64{1}, []int64{1, 2, 3}},
+		{"only busy nodes left: in order", []store.VM{vm(1, "a"), vm(2, "a"), vm(3, "a")}, 1, []int64{1, 2}, []int64{1, 2, 3}},
+		{"not placed: never passed over", []store.VM{vm(1, ""), vm(2, ""), vm(3, "b")}, 1, []int64{1}, []int64{1, 2, 3}},
+		{"every node busy", []store.VM{vm(1, "a"), vm(2, "b"), vm(3, "a"), vm(4, "c"), vm(5, "b")}, 1, []int64{1, 2}, []int64{1, 2, 4, 3, 5}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			require.Equal(t, tc.want, dispatchOrder(t, tc.vms, tc.perNode, tc.hold...))
+		})
+	}
 }
