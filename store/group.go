@@ -18,7 +18,8 @@ import (
 //
 //   - A caller returns only after the transaction holding its write has
 //     committed: an acknowledged write is durable, as with Store.tx.
-//   - Each item runs inside its own SAVEPOINT: an item that fails (a
+//   - Each item runs inside its own SAVEPOINT (a batch of one item needs
+//     none: the transaction is rolled back): an item that fails (a
 //     compare-and-set that found the row moved, a constraint) is rolled
 //     back alone and gets its error; the other items of the batch commit.
 //   - An item's audit line (Audited) is written inside its savepoint, and
@@ -153,13 +154,22 @@ func (s *Store) commitBatch(batch []*groupItem) {
 		answer(explainAt(s.path, err))
 		return
 	}
+	// A batch of one needs no savepoint: if its item fails, the whole
+	// transaction is rolled back (a lone CLI write or worker saves two
+	// statements).
+	alone := len(live) == 1
 	for _, i := range live {
 		var fatal error
-		if results[i], fatal = s.runItem(&gtx{Tx: tx, s: s}, batch[i]); fatal != nil {
+		if results[i], fatal = s.runItem(&gtx{Tx: tx, s: s}, batch[i], !alone); fatal != nil {
 			_ = tx.Rollback()
 			// Items that had failed on their own keep their error; the
 			// others were rolled back with the batch.
 			answer(explainAt(s.path, fatal))
+			return
+		}
+		if alone && (results[i].err != nil || results[i].panicked != nil) {
+			_ = tx.Rollback()
+			answer(nil)
 			return
 		}
 	}
@@ -179,16 +189,20 @@ func (s *Store) commitBatch(batch []*groupItem) {
 	answer(nil)
 }
 
-// runItem runs one item inside SAVEPOINT item. A non-nil fatal error means
-// the transaction is broken (the batch must roll back); err is the item's
-// own failure, already rolled back to its savepoint.
-func (s *Store) runItem(tx *gtx, it *groupItem) (res groupResult, fatal error) {
+// runItem runs one item inside SAVEPOINT item (without one when savepoint
+// is false: the caller rolls the transaction back if the item fails). A
+// non-nil fatal error means the transaction is broken (the batch must roll
+// back); err is the item's own failure, already rolled back to its
+// savepoint.
+func (s *Store) runItem(tx *gtx, it *groupItem, savepoint bool) (res groupResult, fatal error) {
 	// The item's own error is explained however the item ends (a full disk
 	// can also break the transaction, and so the ROLLBACK TO below).
 	defer func() { res.err = explainAt(s.path, res.err) }()
 	ctx := context.WithoutCancel(it.ctx)
-	if _, err := tx.exec(ctx, `SAVEPOINT item`); err != nil {
-		return groupResult{}, err
+	if savepoint {
+		if _, err := tx.exec(ctx, `SAVEPOINT item`); err != nil {
+			return groupResult{}, err
+		}
 	}
 	func() {
 		defer func() {
@@ -211,6 +225,9 @@ func (s *Store) runItem(tx *gtx, it *groupItem) (res groupResult, fatal error) {
 			res.err = recordAudit(ctx, tx.Tx, *it.audit, before)
 		}
 	}()
+	if !savepoint {
+		return res, nil
+	}
 	if res.err != nil || res.panicked != nil {
 		if _, err := tx.exec(ctx, `ROLLBACK TO item`); err != nil {
 			return res, fmt.Errorf("roll back a failed write (%v): %w", res.err, err)
