@@ -86,3 +86,27 @@ func TestDueAgreesWithVMsDue(t *testing.T) {
 	require.Equal(t, want, got)
 	require.Equal(t, []int64{vms[0].ID, vms[1].ID, vms[4].ID}, got)
 }
+
+// A lone outcome (a batch of one, no savepoint) whose compare-and-set
+// finds the VM moved writes nothing: not its line, not its event.
+func TestLoneStaleOutcomeWritesNothing(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, vms, runs := newGroupStore(t, 1)
+	commits0, _ := s.GroupCommits()
+	_, err := s.VMApplyStep(ctx, Outcome{ID: vms[0].ID, FromStatus: "set_ip", FromVersion: vms[0].Version + 1, ToStatus: "clone",
+		Now: time.Now(), FinishRun: "success",
+		Line:   &RunLine{RunID: runs[0], At: time.Now(), Step: "Clone VM", From: "set_ip", To: "clone", Result: "success"},
+		Events: []OutboxEvent{{EventID: "ev-lone", Event: "vm_ready", ServiceID: vms[0].ServiceID, Payload: "{}", Channels: []string{"webhook"}}}})
+	require.ErrorIs(t, err, ErrConflict)
+	var lines, events int
+	require.NoError(t, s.db.QueryRowContext(ctx, `SELECT count(*) FROM run_lines WHERE run_id = ?`, runs[0]).Scan(&lines))
+	require.NoError(t, s.db.QueryRowContext(ctx, `SELECT count(*) FROM outbox WHERE event_id = 'ev-lone'`).Scan(&events))
+	require.Zero(t, lines)
+	require.Zero(t, events)
+	commits, _ := s.GroupCommits()
+	require.Equal(t, commits0, commits, "nothing committed")
+	vm, err := s.VMGet(ctx, vms[0].ID)
+	require.NoError(t, err)
+	require.Equal(t, vms[0], vm)
+}

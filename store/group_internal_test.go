@@ -73,7 +73,7 @@ func TestGroupCommitBatchesAndFailsOnlyTheStaleItem(t *testing.T) {
 	stale := func(i int) bool { return i%4 == 3 }
 	errs := make([]error, n)
 	var wg sync.WaitGroup
-	for i := range n {
+	apply := func(i int) {
 		wg.Go(func() {
 			o := Outcome{ID: vms[i].ID, FromStatus: "set_ip", FromVersion: vms[i].Version, ToStatus: "clone", Now: time.Now(),
 				ClearPending: true, FinishRun: "success",
@@ -84,6 +84,16 @@ func TestGroupCommitBatchesAndFailsOnlyTheStaleItem(t *testing.T) {
 			}
 			_, errs[i] = s.VMApplyStep(ctx, o)
 		})
+	}
+	// VM 0 (not stale) leads: its batch of one waits on the write lock.
+	apply(0)
+	require.Eventually(t, func() bool {
+		s.gc.mu.Lock()
+		defer s.gc.mu.Unlock()
+		return s.gc.running
+	}, 10*time.Second, time.Millisecond)
+	for i := 1; i < n; i++ {
+		apply(i)
 	}
 	// Wait until every outcome but the leader's is queued.
 	require.Eventually(t, func() bool {
