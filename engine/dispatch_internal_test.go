@@ -37,9 +37,9 @@ func dispatchOrder(t *testing.T, vms []store.VM, perNode int, hold ...int64) []i
 	return got
 }
 
-// A VM of a node at its limit is passed over for the next VM of another
-// node; with only busy nodes' VMs left they go anyway, in order; every VM
-// is handed out exactly once; VMs not placed yet are never passed over.
+// A VM of a node at its limit is passed over for another node's; the node
+// with the most VMs left goes first; with only busy nodes' VMs left they
+// go anyway; VMs not placed yet are never passed over.
 func TestDispatch(t *testing.T) {
 	t.Parallel()
 	vm := func(id int64, node string) store.VM { return store.VM{ID: id, Node: node} }
@@ -55,6 +55,7 @@ func TestDispatch(t *testing.T) {
 		{"only busy nodes left: in order", []store.VM{vm(1, "a"), vm(2, "a"), vm(3, "a")}, 1, []int64{1, 2}, []int64{1, 2, 3}},
 		{"not placed: never passed over", []store.VM{vm(1, ""), vm(2, ""), vm(3, "b")}, 1, []int64{1}, []int64{1, 2, 3}},
 		{"every node busy", []store.VM{vm(1, "a"), vm(2, "b"), vm(3, "a"), vm(4, "c"), vm(5, "b")}, 1, []int64{1, 2}, []int64{1, 2, 4, 3, 5}},
+		{"the node with the most left goes first", []store.VM{vm(1, "a"), vm(2, "b"), vm(3, "a"), vm(4, "a"), vm(5, "a")}, 2, nil, []int64{1, 3, 4, 2, 5}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
