@@ -1,16 +1,19 @@
 package pvesim
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
 	"mime"
+	"net"
 	"net/http"
 	"net/url"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -204,6 +207,32 @@ func (s *Sim) legacyBody() bool {
 
 // writeRaw writes a response whose reason phrase is msg, as PVE does
 // (Go's ResponseWriter cannot set a reason phrase, so hijack the connection).
+// leavingWriter ends a request's in-flight count (leave) before anything
+// of its answer reaches the client.
+type leavingWriter struct {
+	http.ResponseWriter
+	leave func()
+}
+
+func (l *leavingWriter) WriteHeader(code int) {
+	l.leave()
+	l.ResponseWriter.WriteHeader(code)
+}
+
+func (l *leavingWriter) Write(b []byte) (int, error) {
+	l.leave()
+	return l.ResponseWriter.Write(b)
+}
+
+func (l *leavingWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	hj, ok := l.ResponseWriter.(http.Hijacker)
+	if !ok {
+		return nil, nil, http.ErrNotSupported
+	}
+	l.leave()
+	return hj.Hijack()
+}
+
 func writeRaw(w http.ResponseWriter, r *http.Request, code int, msg string, body []byte) {
 	if i := strings.IndexAny(msg, "\r\n"); i >= 0 {
 		msg = msg[:i]
@@ -345,11 +374,16 @@ func (s *Sim) serveAPI(w http.ResponseWriter, r *http.Request) {
 		writeRaw(w, r, 501, "Not Implemented", []byte(`{"data":null}`))
 		return
 	}
-	leave, ok := s.flight.enter(r.Context(), requestNode(rel))
+	leaveNow, ok := s.flight.enter(r.Context(), requestNode(rel))
 	if !ok {
 		return // the client gave up while the node's workers were busy
 	}
+	// The request stops counting as in flight before the first byte of its
+	// answer is written: a client that got the answer may send its next
+	// request at once, and that one must not overlap this one's count.
+	leave := sync.OnceFunc(leaveNow)
 	defer leave()
+	w = &leavingWriter{ResponseWriter: w, leave: leave}
 	req := Request{Method: r.Method, Path: rel, Params: map[string]string{}}
 	// latency
 	s.mu.Lock()
