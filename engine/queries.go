@@ -22,12 +22,6 @@ func (e *Engine) ListVMsFiltered(ctx context.Context, f store.VMFilter) ([]VM, e
 // IPs are a VM's allocated addresses, IPv4 first.
 func (e *Engine) IPs(ctx context.Context, vm VM) ([]IP, error) { return e.Store.IPsForVM(ctx, vm.ID) }
 
-// ListVMsWithIPs is ListVMsFiltered for vm list: the fields it prints and
-// each VM's addresses, in one query.
-func (e *Engine) ListVMsWithIPs(ctx context.Context, f store.VMFilter) ([]store.VMListed, error) {
-	return e.Store.VMListIPs(ctx, f)
-}
-
 // DNSRecords are the records pvectl published (or failed to publish) for a VM.
 func (e *Engine) DNSRecords(ctx context.Context, vm VM) ([]DNSRecord, error) {
 	return e.Store.DNSRecords(ctx, vm.ID)

@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/pvectl/pvectl/states"
 	"github.com/pvectl/pvectl/store"
 )
@@ -110,7 +112,7 @@ func (e *Engine) runSteps(ctx context.Context, task string, start time.Time, mar
 		return Summary{}, err
 	}
 	opts := e.Config.Tasks.ProcessVMs
-	r := &runPass{e: e, env: env, task: task, take: take, backups: backups, settling: newSettling(settlingLimit),
+	r := &runPass{e: e, env: env, task: task, take: take, backups: backups, settling: newSettling(),
 		heavy: newNodeLimiter(opts.HeavyPerNode, pending, e.Pipelines)}
 	e.countBackupsHeavy(ctx, r.heavy) // a running vzdump is a heavy task on its node
 
@@ -138,7 +140,7 @@ func (e *Engine) runSteps(ctx context.Context, task string, start time.Time, mar
 	close(work)
 	for range done {
 	}
-	r.settling.Wait()
+	_ = r.settling.Wait() // its functions return nil
 
 	r.mu.Lock()
 	s := r.sum
@@ -183,7 +185,7 @@ type runPass struct {
 	// began (waitForBackup).
 	backups map[int64]bool
 	// settling: outcomes of VMs' last steps being written (advance).
-	settling *settling
+	settling *errgroup.Group
 	pve      pveBreaker
 	mu       sync.Mutex
 	sum      Summary
@@ -363,9 +365,10 @@ func (r *runPass) advance(ctx context.Context, vm store.VM, n int) {
 		// outcomes of many more steps than there are workers.
 		if last && err == nil && r.settling != nil {
 			handedOff = true
-			r.settling.Go(func() {
+			r.settling.Go(func() error {
 				settle()
 				closeRun()
+				return nil
 			})
 			return
 		}
@@ -381,24 +384,14 @@ func (r *runPass) advance(ctx context.Context, vm store.VM, n int) {
 // most (their goroutines wait there; a worker waits for room).
 const settlingLimit = 256
 
-// settling runs the outcomes handed off by the workers (at most
-// settlingLimit at a time) and waits for them at the end of a pass.
-type settling struct {
-	wg   sync.WaitGroup
-	room chan struct{}
+// newSettling is the group that runs the outcomes handed off by the
+// workers, at most settlingLimit at a time; the pass waits for it before
+// its summary. Its functions never return an error.
+func newSettling() *errgroup.Group {
+	g := &errgroup.Group{}
+	g.SetLimit(settlingLimit)
+	return g
 }
-
-func newSettling(limit int) *settling { return &settling{room: make(chan struct{}, limit)} }
-
-func (s *settling) Go(f func()) {
-	s.room <- struct{}{}
-	s.wg.Go(func() {
-		defer func() { <-s.room }()
-		f()
-	})
-}
-
-func (s *settling) Wait() { s.wg.Wait() }
 
 // runStep runs a step through Step.Call, which resolves what the step
 // declared before its function runs (the product, where the VM is, its

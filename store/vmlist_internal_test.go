@@ -45,7 +45,11 @@ func TestVMListIPsOrder(t *testing.T) {
 		_, err = s.db.ExecContext(ctx, `INSERT INTO ip_allocations (address, family, pool, vm_id, created_at, releasing) VALUES (?, 4, 'v4', ?, ?, 1)`,
 			fmt.Sprintf("10.9.9.%d", i), vm.ID, now.UnixMilli())
 		require.NoError(t, err)
-		listed, err := s.VMListIPs(ctx, VMFilter{})
+		var listed []VMListed
+		err = s.VMListEach(ctx, VMFilter{}, func(l *VMListed) error {
+			listed = append(listed, *l)
+			return nil
+		})
 		require.NoError(t, err)
 		require.Len(t, listed, i+1)
 		require.Equal(t, tc.want, listed[i].IPs, tc.name)

@@ -247,22 +247,11 @@ const listColumns = `id, service_id, hostname, product, status, target_node, nod
 	(SELECT COALESCE(group_concat(a, ','), '') FROM (SELECT family || address AS a FROM ip_allocations
 		WHERE vm_id = vms.id AND releasing = 0 ORDER BY id))`
 
-// VMListIPs is VMList for display: one query reads the VMs matching f,
+// VMListEach is VMList for display: one query reads the VMs matching f,
 // ordered by row id, with their addresses (10,000 VMs: a single pass, not a
-// query per VM).
-func (s *Store) VMListIPs(ctx context.Context, f VMFilter) ([]VMListed, error) {
-	var out []VMListed
-	err := s.VMListEach(ctx, f, func(l *VMListed) error {
-		out = append(out, *l)
-		return nil
-	})
-	return out, err
-}
-
-// VMListEach is VMListIPs one VM at a time: fn sees each VM as it is read,
-// and no list of every VM is built (vm list at 10,000 VMs). l is reused for
-// the next VM: fn must copy what it keeps. An error from fn ends the query
-// and is returned.
+// query per VM), and fn sees each VM as it is read; no list of every VM is
+// built. l is reused for the next VM: fn must copy what it keeps. An error
+// from fn ends the query and is returned.
 func (s *Store) VMListEach(ctx context.Context, f VMFilter, fn func(l *VMListed) error) error {
 	q, args := vmListQuery(f)
 	q = strings.Replace(q, vmColumns, listColumns, 1)
@@ -511,7 +500,7 @@ type Outcome struct {
 // It returns ErrConflict when the row moved. A status change bumps version
 // and resets the step's wait counter and start time.
 func (s *Store) VMApplyOutcome(ctx context.Context, o Outcome) error {
-	_, err := s.VMApplyStep(ctx, o)
+	_, err := s.applyStep(ctx, o)
 	return err
 }
 
