@@ -139,6 +139,10 @@ func New(opts Options) (*Adapter, error) {
 	}
 	inner := http.DefaultTransport.(*http.Transport).Clone()
 	inner.TLSClientConfig = tlsConf
+	// Keep the connections of a pass's concurrent requests: Go's default
+	// keeps 2 idle per host, and each one dropped is a new TCP and TLS
+	// handshake for pveproxy on the next request.
+	inner.MaxIdleConnsPerHost = maxIdleConns
 	timeout := opts.Timeout
 	if timeout <= 0 {
 		timeout = 60 * time.Second
@@ -160,6 +164,11 @@ func New(opts Options) (*Adapter, error) {
 	return &Adapter{c: c, secret: opts.TokenSecret, base: base, retry: defaultReadRetry(), observe: opts.Observe,
 		limit: newNodeLimiter(opts.MaxRequestsPerNode)}, nil
 }
+
+// maxIdleConns is how many idle connections to the API endpoint the
+// adapter keeps: more than a pass's concurrency needs (it sends at most
+// one request per worker at a time, 8 by default).
+const maxIdleConns = 64
 
 // String describes the adapter without credentials.
 func (a *Adapter) String() string { return "proxmox.Adapter{" + a.base + "}" }
