@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/pvectl/pvectl/providers/proxmox"
 	"github.com/pvectl/pvectl/states"
 	"github.com/pvectl/pvectl/store"
 )
@@ -118,13 +119,14 @@ func (e *Engine) runSteps(ctx context.Context, task string, start time.Time, mar
 
 	work := make(chan store.VM)
 	workers := max(1, min(opts.Concurrency, len(vms)))
-	done := make(chan string, workers) // the node of each VM a worker finished
+	done := make(chan finished, workers) // each VM a worker finished
 	var wg sync.WaitGroup
 	for range workers {
 		wg.Go(func() {
 			for vm := range work {
-				r.advance(ctx, vm, max(1, opts.StepsPerTick))
-				done <- vm.Node
+				var requests atomic.Int64
+				r.advance(proxmox.WithRequestCount(ctx, &requests), vm, max(1, opts.StepsPerTick))
+				done <- finished{node: vm.Node, requests: int(requests.Load())}
 			}
 		})
 	}

@@ -266,6 +266,7 @@ func (a *Adapter) send(ctx context.Context, ci callInfo, params map[string]any, 
 		e.Applied = false // never sent
 		return e
 	}
+	countRequest(ctx)
 	began := time.Now()
 	err = a.sendOnce(ctx, ci, params, out)
 	d := time.Since(began)

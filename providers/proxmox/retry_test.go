@@ -7,6 +7,7 @@ package proxmox_test
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -189,4 +190,24 @@ func TestReadRetryRespectsContext(t *testing.T) {
 	requireClass(t, proxmox.ClassTransient, err)
 	require.Equal(t, before+1, calls(b.sim, ep))
 	require.Len(t, s.waits(), 1)
+}
+
+// WithRequestCount counts every request the adapter sends under the
+// context, each try of a retried read included, and nothing else.
+func TestRequestCountCountsEachTry(t *testing.T) {
+	t.Parallel()
+	b, _ := retrySetup(t)
+	const ep = "GET /cluster/resources"
+	b.sim.FailNext(pvesim.FailNext{Endpoint: ep, Count: 1, Status: 503})
+	var n atomic.Int64
+	ctx := proxmox.WithRequestCount(b.ctx, &n)
+	_, err := b.c.ClusterResources(ctx, proxmox.ResourceVM)
+	require.NoError(t, err)
+	require.EqualValues(t, 2, n.Load(), "one failed try and the retry")
+	_, err = b.c.Version(ctx)
+	require.NoError(t, err)
+	require.EqualValues(t, 3, n.Load())
+	_, err = b.c.Version(b.ctx) // not under the counting context
+	require.NoError(t, err)
+	require.EqualValues(t, 3, n.Load())
 }
