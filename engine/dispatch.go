@@ -120,14 +120,21 @@ func spread(vms []store.VM, idx []int) []int {
 	if len(count) < 2 {
 		return idx
 	}
+	type placed struct {
+		i  int
+		at float64
+	}
 	seen := map[string]int{}
-	at := make(map[int]float64, len(idx))
-	for _, i := range idx {
+	order := make([]placed, len(idx))
+	for k, i := range idx {
 		st := vms[i].Status
-		at[i] = (float64(seen[st]) + 0.5) / float64(count[st])
+		order[k] = placed{i, (float64(seen[st]) + 0.5) / float64(count[st])}
 		seen[st]++
 	}
-	out := append([]int(nil), idx...)
-	sort.SliceStable(out, func(a, b int) bool { return at[out[a]] < at[out[b]] })
+	sort.SliceStable(order, func(a, b int) bool { return order[a].at < order[b].at })
+	out := make([]int, len(order))
+	for k, p := range order {
+		out[k] = p.i
+	}
 	return out
 }
